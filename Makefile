@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine:
+#   make train   installs what it needs, then trains the book's LSTM on IMDB (the main job)
+#   make test    installs what it needs, then runs the test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Where the IMDB data comes from: a local aclImdb tarball/dir, or empty to download the official archive.
+IMDB_DATA ?= $(firstword $(wildcard ../shared/datasets/imdb))
+
+.PHONY: install test train bench
+
+install: $(VENV)/.installed
+
+# torch==2.13.0 first: on a CPU-only machine here it is the CPU build on disk; a bare `torch` requirement
+# would pull a multi-GB CUDA build. Then the project with its test, plot and kernel extras.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,plot,triton]"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+train: install
+	$(BIN)/python scripts/train_imdb.py --model lstm --keras-faithful $(if $(IMDB_DATA),--data $(IMDB_DATA)) --out runs/imdb-lstm
+
+bench: install
+	$(BIN)/python benchmarks/bench_recurrent.py --out runs/bench.json
