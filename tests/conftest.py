@@ -24,3 +24,11 @@ def _no_tf32():
     torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def cpu_backends():
+    """The backends the torch.nn parity grids run on: those that serve CPU tensors. The Triton kernels run
+    on CPU only under the (slow) interpreter and have their own tests against the reference."""
+    import seqtorch
+
+    return [b for b in seqtorch.available_backends() if b != "triton"]

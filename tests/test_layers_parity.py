@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import seqtorch
-from conftest import assert_close
+from conftest import assert_close, cpu_backends
 from torchnn_parity import run_with_grads, twin_modules
 
 MODES = ["rnn", "lstm", "gru"]
 # (T, B, I, H): T=1 and B=1, hidden sizes that are not powers of two.
 SIZES = {"T1-B1-H5": (1, 1, 3, 5), "T5-B3-H7": (5, 3, 4, 7)}
-BACKENDS = seqtorch.available_backends()
+BACKENDS = cpu_backends()
 
 
 def _grid():

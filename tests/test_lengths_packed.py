@@ -5,7 +5,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import seqtorch
-from conftest import assert_close
+from conftest import assert_close, cpu_backends
 from torchnn_parity import twin_modules
 
 MODES = ["rnn", "lstm", "gru"]
@@ -42,7 +42,7 @@ def _grads(module, leaves):
     return out
 
 
-@pytest.mark.parametrize("backend", seqtorch.available_backends())
+@pytest.mark.parametrize("backend", cpu_backends())
 @pytest.mark.parametrize("with_hx", [False, True], ids=["nohx", "hx"])
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tf", "bf"])
 @pytest.mark.parametrize("layers,bidir", [(1, False), (1, True), (2, True)], ids=["L1", "L1-bi", "L2-bi"])

@@ -1,0 +1,177 @@
+"""Tests for the IMDB models (seqtorch.models.imdb) and scripts/train_imdb.py end to end."""
+
+import importlib.util
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqtorch.models.imdb import DenseClassifier, ImdbModelConfig, RNNClassifier, build_model
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_imdb.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_imdb", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+
+
+@pytest.mark.parametrize(
+    "kind, params",
+    # The book's Keras summaries (GRU with reset_after=False) plus torch's second bias b_hh.
+    [("simplernn", 322_113 + 32), ("lstm", 328_353 + 4 * 32), ("gru", 326_273 + 3 * 32)],
+)
+def test_book_model_parameter_counts(kind, params):
+    model = build_model(ImdbModelConfig(kind=kind, keras_faithful=True))
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_dense_baseline_matches_listing_6_7():
+    # Embedding(10000, 8, input_length=20) -> Flatten -> Dense(1): 80,000 + 161 parameters.
+    model = build_model(ImdbModelConfig(kind="dense", maxlen=20, keras_faithful=True))
+    assert isinstance(model, DenseClassifier)
+    assert sum(p.numel() for p in model.parameters()) == 80_161
+    assert model(torch.randint(0, 10000, (3, 20))).shape == (3,)
+
+
+def test_keras_faithful_initializers():
+    torch.manual_seed(0)
+    model = build_model(ImdbModelConfig(kind="gru", keras_faithful=True))
+    emb = model.embedding.weight
+    assert emb.abs().max() <= 0.05 and emb.std() > 0.02  # uniform(-0.05, 0.05), not N(0, 1)
+    assert torch.count_nonzero(model.head.bias) == 0
+    bound = (6 / (32 + 1)) ** 0.5  # glorot-uniform limit for a (1, 32) kernel
+    assert model.head.weight.abs().max() <= bound
+    assert model.rnn.init == "keras" and model.rnn.reset_after is False
+
+    plain = build_model(ImdbModelConfig(kind="gru"))
+    assert plain.embedding.weight.std() > 0.5  # torch's N(0, 1)
+    assert plain.rnn.init == "torch" and plain.rnn.reset_after is True
+
+
+@pytest.mark.parametrize("kind", ["simplernn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_lengths_make_post_padding_irrelevant(kind, bidirectional):
+    torch.manual_seed(0)
+    model = RNNClassifier(kind, num_words=30, embed_dim=6, hidden=5, layers=2,
+                          bidirectional=bidirectional, use_lengths=True, backend="reference").eval()
+    tokens = torch.randint(1, 30, (3, 7))
+    lengths = torch.tensor([7, 3, 1])
+    other = tokens.clone()
+    other[1, 3:] = 0  # change only what lies past each review's length
+    other[2, 1:] = 7
+    torch.testing.assert_close(model(tokens, lengths), model(other, lengths))
+    # The same rows given alone (unpadded) give the same logits.
+    for i, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(model(tokens[i:i + 1, :n], lengths[i:i + 1]),
+                                   model(tokens, lengths)[i:i + 1])
+    # Without use_lengths the padding is read (the Keras / 'pre' padding behaviour).
+    model.use_lengths = False
+    assert not torch.allclose(model(tokens, lengths), model(other, lengths))
+
+
+def test_model_input_checks():
+    model = RNNClassifier("lstm", num_words=30, embed_dim=4, hidden=3)
+    with pytest.raises(ValueError, match=r"\(B, T\), got \(2, 3, 4\)"):
+        model(torch.zeros(2, 3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="maxlen=20"):
+        DenseClassifier(30, 8, maxlen=20)(torch.zeros(2, 19, dtype=torch.long))
+    with pytest.raises(ValueError, match="model kind"):
+        build_model(ImdbModelConfig(kind="transformer"))
+    with pytest.raises(ValueError, match="GRU only"):
+        build_model(ImdbModelConfig(kind="lstm", reset_after=False))
+
+
+# ----------------------------------------------------------------------------------------------
+# The script, end to end on a tiny aclImdb tarball
+
+
+@pytest.fixture
+def tiny_aclimdb(tmp_path, monkeypatch) -> Path:
+    """An aclImdb-format tarball: 80 train + 40 test reviews per label, sentiment words planted."""
+    monkeypatch.setenv("SEQTORCH_DATA", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    filler = [f"w{i}" for i in range(40)]
+    cue = {"pos": ["great", "fun", "superb"], "neg": ["bad", "boring", "awful"]}
+    path = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for split, n in (("train", 80), ("test", 40)):
+            for label in ("pos", "neg"):
+                for i in range(n):
+                    words = list(rng.choice(filler, size=rng.integers(4, 12)))
+                    words.insert(int(rng.integers(len(words))), str(rng.choice(cue[label])))
+                    data = (" ".join(words) + ".<br /><br />The end.").encode()
+                    info = tarfile.TarInfo(f"aclImdb/{split}/{label}/{i}_{7 if label == 'pos' else 2}.txt")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+OUTPUTS = ["history.json", "metrics.json", "curves.png", "best.pt", "last.pt"]
+
+
+@pytest.mark.parametrize(
+    "extra_args",
+    [
+        ["--model", "lstm", "--keras-faithful"],
+        ["--model", "gru", "--padding", "post", "--bidirectional", "--layers", "2"],
+        ["--model", "simplernn", "--recurrent-dropout", "0.2", "--input-dropout", "0.1"],
+        ["--model", "dense"],
+    ],
+    ids=["lstm-keras", "gru-post-bi-2", "simplernn-dropout", "dense"],
+)
+def test_script_one_epoch_writes_every_output(tiny_aclimdb, tmp_path, extra_args):
+    out = tmp_path / "run"
+    metrics = load_script().main([
+        "--data", str(tiny_aclimdb), "--epochs", "1", "--batch-size", "8", "--maxlen", "24",
+        "--num-words", "40", "--hidden", "6", "--out", str(out), "--backend", "reference",
+        "--device", "cpu", "--no-progress", *extra_args,
+    ])
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 1 and {"loss", "acc", "val_loss", "val_acc"} <= set(history[0])
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["dataset"]["train"] == 128 and on_disk["dataset"]["val"] == 32  # 20% of 160
+    assert on_disk["dataset"]["test"] == 80
+    assert on_disk["config"]["maxlen"] == 24 and on_disk["model_config"]["num_words"] == 40
+    assert on_disk["model_config"]["use_lengths"] == ("post" in extra_args)
+    assert 0.0 <= metrics["test"]["acc"] <= 1.0
+    best = torch.load(out / "best.pt", weights_only=True)
+    model = build_model(ImdbModelConfig(**on_disk["model_config"]))
+    model.load_state_dict(best["model"])  # the checkpoint rebuilds from the recorded config
+
+
+def test_script_learns_and_resumes(tiny_aclimdb, tmp_path):
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_aclimdb), "--batch-size", "8", "--maxlen", "24", "--num-words", "60",
+            "--model", "gru", "--hidden", "8", "--keras-faithful", "--lr", "0.01", "--out", str(out),
+            "--backend", "reference", "--device", "cpu", "--no-progress"]
+    script = load_script()
+    script.main(args + ["--epochs", "2"])
+    metrics = script.main(args + ["--epochs", "5", "--resume"])
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 6))
+    assert metrics["resumed_from_epoch"] == 2
+    # One planted word decides each review: the model must find it.
+    assert history[-1]["acc"] > 0.9 and metrics["test"]["acc"] > 0.85
+
+
+def test_script_rejects_bad_val_split(tiny_aclimdb, tmp_path):
+    with pytest.raises(SystemExit):
+        load_script().main(["--data", str(tiny_aclimdb), "--val-split", "0", "--out",
+                            str(tmp_path / "x")])

@@ -1,0 +1,129 @@
+"""fit under torchrun: 2 CPU processes (gloo) on a tiny task.
+
+The test launches this same file with ``python -m torch.distributed.run``; run as a script,
+the file is the worker (see ``worker_main``). Checked: the run exits 0, only rank 0 prints and
+writes files, and the reported validation/test metrics equal a single-process evaluation of
+the saved weights (the evaluation shards are unequal: 19 and 13 examples over 2 ranks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from seqtorch.training import TrainConfig, binary_classification_task, evaluate, fit, load_checkpoint, setup
+
+try:
+    from conftest import TOL
+except ImportError:  # the lead's tests/conftest.py defines the same table
+    TOL = {torch.float64: dict(atol=1e-10, rtol=0), torch.float32: dict(atol=1e-5, rtol=0)}
+
+EPOCHS = 3
+WORLD = 2
+
+
+class TinyClassifier(nn.Module):
+    """(B, T, 3) -> logits (B, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 5, batch_first=True)
+        self.drop = nn.Dropout(0.25)
+        self.head = nn.Linear(5, 1)
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        return self.head(self.drop(h[-1]))
+
+
+def datasets():
+    """train 50, val 19, test 13 examples: odd sizes so shards and last batches are uneven."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(82, 4, 3, generator=g)
+    y = (x[:, :, 0].sum(1) > 0).float()
+    return TensorDataset(x[:50], y[:50]), TensorDataset(x[50:69], y[50:69]), TensorDataset(x[69:], y[69:])
+
+
+def worker_main(out: str, record_dir: str) -> None:
+    """One torchrun process: train, then record which files this rank wrote."""
+    import seqtorch.training.checkpoint as checkpoint
+
+    written: list[str] = []
+    real_atomic_write = checkpoint.atomic_write
+
+    def recording_atomic_write(path, write, mode="wb"):
+        written.append(Path(path).name)
+        return real_atomic_write(path, write, mode)
+
+    # Every file fit writes goes through checkpoint.atomic_write (looked up at call time).
+    checkpoint.atomic_write = recording_atomic_write
+    cfg = TrainConfig(epochs=EPOCHS, batch_size=4, eval_batch_size=5, out=out, seed=7, device="cpu", progress=False)
+    with setup(cfg) as rt:
+        assert rt.distributed and rt.world_size == WORLD, rt
+        train, val, test = datasets()
+        fit(TinyClassifier(), binary_classification_task(), cfg, rt, train=train, val=val, test=test)
+        Path(record_dir, f"rank{rt.rank}.json").write_text(json.dumps(written))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_match_single_process_evaluation(tmp_path):
+    out, records = tmp_path / "run", tmp_path / "records"
+    records.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}",
+        "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+        __file__, str(out), str(records),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    # Only rank 0 prints and writes.
+    assert proc.stdout.count("Total params") == 1
+    assert sum(line.startswith("Epoch ") for line in proc.stdout.splitlines()) == EPOCHS
+    assert json.loads((records / "rank1.json").read_text()) == []
+    assert set(json.loads((records / "rank0.json").read_text())) == {
+        "best.pt", "last.pt", "history.json", "curves.png", "metrics.json"
+    }
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["best.pt", "last.pt", "history.json", "curves.png", "metrics.json"]
+    )
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = json.loads((out / "history.json").read_text())
+    last = load_checkpoint(out / "last.pt")
+    assert metrics["world_size"] == WORLD and last["world_size"] == WORLD and len(last["rng"]) == WORLD
+    assert len(history) == EPOCHS
+
+    # Reported numbers == a single-process evaluation of the same data with the saved weights.
+    _, val, test = datasets()
+    task = binary_classification_task()
+    tol = TOL[torch.float32]["atol"]
+    for ckpt, split, reported in ((last, val, history[-1]), (load_checkpoint(out / "best.pt"), test, None)):
+        model = TinyClassifier()
+        model.load_state_dict(ckpt["model"])
+        single = evaluate(model, task, DataLoader(split, batch_size=len(split)))
+        if reported is None:
+            reported = metrics["test"]
+        else:
+            reported = {k[4:]: v for k, v in reported.items() if k.startswith("val_")}
+        assert reported.keys() == single.keys()
+        assert abs(reported["loss"] - single["loss"]) <= tol
+        assert reported["acc"] == single["acc"]  # exact: correct / count over all 19 or 13 examples
+
+
+if __name__ == "__main__":
+    worker_main(sys.argv[1], sys.argv[2])
