@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 import zipfile
 
@@ -322,6 +323,12 @@ def test_book_step_counts_arithmetic():
 
 def test_full_size_counts_and_baseline(full):
     syn, table = full
+    load_jena(syn.path)  # parses and writes the binary cache
+    started = time.perf_counter()
+    reloaded = load_jena(syn.path)
+    reload_seconds = time.perf_counter() - started
+    np.testing.assert_array_equal(reloaded.values, table.values)
+    assert reload_seconds < 5.0, f"reloading the 420k x 14 table took {reload_seconds:.1f} s"
     assert table.summary.rows == FULL_ROWS and table.summary.missing_steps == 217
     assert table.summary.first == "2009-01-01T00:10:00"
     assert table.summary.last == "2017-01-01T00:00:00"
@@ -387,6 +394,15 @@ def test_train_loader_factory_gives_book_batches(small):
     assert x.shape == (16, 8, 14) and y.shape == (16,) and x.dtype == torch.float32
     again = list(make(0, 0, 1))
     torch.testing.assert_close(again[4][0], batches[4][0], rtol=0, atol=0)
+
+
+def test_loader_workers_give_the_same_batches(small):
+    prep = prepare_jena(small.values, SMALL_SPEC, SMALL_SPLITS, batch_size=16)
+    inline = list(prep.train_loader_factory(steps=4, seed=5)(1, 0, 1))
+    workers = list(prep.train_loader_factory(steps=4, seed=5, num_workers=2)(1, 0, 1))
+    for (x0, y0), (x1, y1) in zip(inline, workers, strict=True):
+        torch.testing.assert_close(x1, x0, rtol=0, atol=0)
+        torch.testing.assert_close(y1, y0, rtol=0, atol=0)
 
 
 def test_prepare_rejects_bad_settings(small):
