@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -18,8 +20,10 @@ from seqtorch.models.jena import MODEL_NAMES, DenseRegressor, RecurrentRegressor
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_jena.py"
 # Small but book-shaped: windows of 4 rows (24 rows, one in 6), 12 rows ahead.
-SMALL = ["--lookback", "24", "--step", "6", "--delay", "12", "--train-end", "1500",
-         "--val-end", "2200", "--batch-size", "32", "--steps-per-epoch", "3", "--no-progress"]
+# One evaluation batch of 448 windows: the mean MAE does not depend on it, the run time does.
+SMALL = ["--lookback", "24", "--step", "6", "--delay", "12", "--train-end", "1000",
+         "--val-end", "1500", "--batch-size", "32", "--eval-batch-size", "448",
+         "--steps-per-epoch", "3", "--no-progress", "--device", "cpu"]
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +35,7 @@ def _cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("jena") / "jena_climate_2009_2016.csv"
-    return write_jena_csv(path, 3_000, seed=2, gaps={400: 5}, sentinel_rows=(77,)).path
+    return write_jena_csv(path, 2_000, seed=2, gaps={400: 5}, sentinel_rows=(77,)).path
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,7 @@ def test_models_follow_the_book_layers():
     drop = build_jena_model("lstm_dropout").recurrent[0]
     assert (drop.input_dropout, drop.recurrent_dropout) == (0.2, 0.2)
     bi = build_jena_model("bigru")
-    assert bi.recurrent[0].bidirectional and bi.out.in_features == 64
+    assert isinstance(bi, RecurrentRegressor) and bi.recurrent[0].bidirectional and bi.out.in_features == 64
     faithful = build_jena_model("dense", 14, 240, keras_faithful=True)
     assert (faithful.hidden.bias == 0).all() and (faithful.out.bias == 0).all()
     bound = (6 / (240 * 14 + 32)) ** 0.5  # glorot uniform
@@ -113,15 +117,15 @@ def test_script_writes_every_output(script, csv, tmp_path):
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     table = load_jena(csv)
-    prep = prepare_jena(table.values, WindowSpec(24, 6, 12), Splits(1500, 2200), 32)
+    prep = prepare_jena(table.values, WindowSpec(24, 6, 12), Splits(1000, 1500), 32)
     assert on_disk["baseline_val_mae"] == pytest.approx(naive_mae(prep.data, prep.val_batches, prep.spec), abs=1e-12)
     assert on_disk["baseline_val_mae_celsius"] == pytest.approx(on_disk["baseline_val_mae"] * prep.std[1], abs=1e-12)
     best = min(h["val_mae"] for h in history)
     assert on_disk["best_val"]["val_mae"] == best
     assert on_disk["best_val_mae_celsius"] == pytest.approx(best * prep.std[1], abs=1e-12)
     assert on_disk["test_mae_celsius"] == pytest.approx(on_disk["test"]["mae"] * prep.std[1], abs=1e-12)
-    assert (on_disk["val_batches"], on_disk["test_batches"]) == (21, 24)
-    assert on_disk["data"]["rows"] == 3_000 and on_disk["data"]["sentinels"]["wv (m/s)"] == 1
+    assert (on_disk["val_batches"], on_disk["test_batches"]) == (14, 14)
+    assert on_disk["data"]["rows"] == 2_000 and on_disk["data"]["sentinels"]["wv (m/s)"] == 1
     assert on_disk["config"]["model"] == "gru" and on_disk["config"]["steps_per_epoch"] == 3
     assert on_disk["timings"]["load_seconds"] > 0 and on_disk["train_seconds"] > 0
     best_ckpt = torch.load(out / "best.pt", weights_only=True)
@@ -134,7 +138,7 @@ def test_naive_writes_the_baseline_only(script, csv, tmp_path):
     metrics = script.main(["--data", str(csv), "--model", "naive", "--out", str(out), "--clean", *SMALL])
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
     table = load_jena(csv, clean=True)
-    prep = prepare_jena(table.values, WindowSpec(24, 6, 12), Splits(1500, 2200), 32)
+    prep = prepare_jena(table.values, WindowSpec(24, 6, 12), Splits(1000, 1500), 32)
     assert metrics["baseline_test_mae"] == pytest.approx(naive_mae(prep.data, prep.test_batches, prep.spec), abs=1e-12)
     assert metrics["data"]["cleaned"] and metrics["config"]["clean"]
 
@@ -152,6 +156,25 @@ def test_resume_reproduces_an_uninterrupted_run(script, csv, tmp_path):
     last_b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
     for key in last_a:
         torch.testing.assert_close(last_a[key], last_b[key], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_match_one_process_with_the_global_batch(script, csv, tmp_path):
+    """torchrun, 2 CPU ranks x 16 == 1 process x 32: same windows, same averaged gradients."""
+    args = ["--data", str(csv), "--model", "gru", "--epochs", "2", *SMALL]
+    script.main([*args, "--out", str(tmp_path / "single")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(SCRIPT), *args, "--batch-size", "16", "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    single = json.loads((tmp_path / "single" / "history.json").read_text())
+    ddp = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    for a, b in zip(single, ddp, strict=True):
+        assert a["mae"] == pytest.approx(b["mae"], abs=1e-6)
+        assert a["val_mae"] == pytest.approx(b["val_mae"], abs=1e-6)
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["val_batches"] == 14
 
 
 def test_bad_options_are_rejected(script, csv, tmp_path):

@@ -21,10 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seqtorch.training import TrainConfig, binary_classification_task, evaluate, fit, load_checkpoint, setup
 
-try:
-    from conftest import TOL
-except ImportError:  # the lead's tests/conftest.py defines the same table
-    TOL = {torch.float64: dict(atol=1e-10, rtol=0), torch.float32: dict(atol=1e-5, rtol=0)}
+from conftest import TOL
 
 EPOCHS = 3
 WORLD = 2
@@ -53,7 +50,13 @@ def datasets():
 
 
 def worker_main(out: str, record_dir: str) -> None:
-    """One torchrun process: train, then record which files this rank wrote."""
+    """One torchrun process: three script-like runs, then record which files this rank wrote.
+
+    Runs: ``straight`` (EPOCHS epochs), ``resumed`` (EPOCHS - 1 epochs, then --resume to EPOCHS).
+    The process group is created here so that it outlives each run's ``setup``.
+    """
+    import torch.distributed as dist
+
     import seqtorch.training.checkpoint as checkpoint
 
     written: list[str] = []
@@ -65,12 +68,16 @@ def worker_main(out: str, record_dir: str) -> None:
 
     # Every file fit writes goes through checkpoint.atomic_write (looked up at call time).
     checkpoint.atomic_write = recording_atomic_write
-    cfg = TrainConfig(epochs=EPOCHS, batch_size=4, eval_batch_size=5, out=out, seed=7, device="cpu", progress=False)
-    with setup(cfg) as rt:
-        assert rt.distributed and rt.world_size == WORLD, rt
-        train, val, test = datasets()
-        fit(TinyClassifier(), binary_classification_task(), cfg, rt, train=train, val=val, test=test)
-        Path(record_dir, f"rank{rt.rank}.json").write_text(json.dumps(written))
+    dist.init_process_group("gloo")
+    for name, epochs, resume in (("straight", EPOCHS, False), ("resumed", EPOCHS - 1, False), ("resumed", EPOCHS, True)):
+        cfg = TrainConfig(epochs=epochs, batch_size=4, eval_batch_size=5, out=str(Path(out, name)), seed=7,
+                          device="cpu", progress=False, resume=resume)
+        with setup(cfg) as rt:
+            assert rt.distributed and rt.world_size == WORLD, rt
+            train, val, test = datasets()
+            fit(TinyClassifier(), binary_classification_task(), cfg, rt, train=train, val=val, test=test)
+    Path(record_dir, f"rank{dist.get_rank()}.json").write_text(json.dumps(written))
+    dist.destroy_process_group()
 
 
 def free_port() -> int:
@@ -79,21 +86,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_two_processes_match_single_process_evaluation(tmp_path):
-    out, records = tmp_path / "run", tmp_path / "records"
+def test_ddp_two_processes_match_single_process_evaluation_and_resume(tmp_path):
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    out = runs / "straight"
     records.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}",
         "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-        __file__, str(out), str(records),
+        __file__, str(runs), str(records),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    # Only rank 0 prints and writes.
-    assert proc.stdout.count("Total params") == 1
-    assert sum(line.startswith("Epoch ") for line in proc.stdout.splitlines()) == EPOCHS
+    # Only rank 0 prints and writes (3 runs: EPOCHS + (EPOCHS - 1) + 1 epoch lines).
+    assert proc.stdout.count("Total params") == 3
+    assert sum(line.startswith("Epoch ") for line in proc.stdout.splitlines()) == 2 * EPOCHS
     assert json.loads((records / "rank1.json").read_text()) == []
     assert set(json.loads((records / "rank0.json").read_text())) == {
         "best.pt", "last.pt", "history.json", "curves.png", "metrics.json"
@@ -123,6 +131,13 @@ def test_ddp_two_processes_match_single_process_evaluation(tmp_path):
         assert reported.keys() == single.keys()
         assert abs(reported["loss"] - single["loss"]) <= tol
         assert reported["acc"] == single["acc"]  # exact: correct / count over all 19 or 13 examples
+
+    # --resume under DDP replays every rank's data order and dropout: same history, same weights.
+    resumed = load_checkpoint(runs / "resumed" / "last.pt")
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert strip(resumed["history"]) == strip(last["history"])
+    for k in last["model"]:
+        assert torch.equal(resumed["model"][k], last["model"][k]), k
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""The book's IMDB sentiment classifiers (Deep Learning with Python, 6.1 and 6.2).
+
+* :class:`RNNClassifier`: ``Embedding(num_words, 32) -> SimpleRNN/LSTM/GRU(32) -> Linear(1)``,
+  optionally stacked and bidirectional, with seqtorch's dropout options and ``lengths``.
+* :class:`DenseClassifier`: the listing 6.7 baseline, ``Embedding(num_words, 8) -> Flatten ->
+  Linear(1)`` over a fixed ``maxlen``.
+
+Both return one logit per review (use ``BCEWithLogitsLoss``; the book's sigmoid is in the loss).
+``keras_faithful=True`` reproduces Keras' initializers, which is what makes the book's accuracy
+reachable: Embedding uniform(-0.05, 0.05), recurrent layers with ``init="keras"`` (glorot-uniform
+input weights, orthogonal recurrent weights, zero biases, LSTM forget bias 1), Linear
+glorot-uniform with a zero bias, and the GRU with ``reset_after=False`` as in the book's Keras 2.
+With ``keras_faithful=False`` every layer keeps torch's default initialization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .. import layers
+
+__all__ = ["ImdbModelConfig", "RNNClassifier", "DenseClassifier", "build_model", "MODEL_KINDS"]
+
+_RNN_CLASSES = {"simplernn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+MODEL_KINDS = (*_RNN_CLASSES, "dense")
+
+
+@dataclass
+class ImdbModelConfig:
+    """Everything :func:`build_model` needs.
+
+    Attributes:
+        kind: "simplernn" | "lstm" | "gru" | "dense".
+        num_words: vocabulary size (ids in [0, num_words)).
+        embed_dim: embedding width; None means the book's: 32 for the RNNs, 8 for "dense".
+        hidden: recurrent units per direction (RNN kinds).
+        layers: stacked recurrent layers.
+        bidirectional: read the review both ways and concatenate the two final states.
+        dropout: between stacked layers (torch.nn's ``dropout``).
+        input_dropout, recurrent_dropout: Keras' ``dropout`` / ``recurrent_dropout``.
+        use_lengths: pass ``lengths`` to the recurrent layer. Only right for ``'post'``-padded
+            tokens (words first): with ``'pre'`` padding the words are at the end and, as in
+            Keras, the layer reads the padding.
+        maxlen: review length, needed by "dense" (its Linear sees maxlen * embed_dim features).
+        keras_faithful: Keras' initializers and GRU flavour (see the module docstring).
+        reset_after: GRU only; None means ``not keras_faithful``.
+        backend: seqtorch backend for the recurrent layer.
+    """
+
+    kind: str = "lstm"
+    num_words: int = 10000
+    embed_dim: int | None = None
+    hidden: int = 32
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    use_lengths: bool = False
+    maxlen: int = 500
+    keras_faithful: bool = False
+    reset_after: bool | None = None
+    backend: str = "auto"
+
+
+def _check_tokens(tokens: Tensor) -> None:
+    if tokens.ndim != 2:
+        raise ValueError(f"expected tokens of shape (B, T), got {tuple(tokens.shape)}")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"expected integer token ids (int64 or int32), got {tokens.dtype}")
+
+
+def _keras_embedding_(embedding: nn.Embedding) -> None:
+    # Keras' Embedding default: RandomUniform(-0.05, 0.05) (torch's default is N(0, 1)).
+    nn.init.uniform_(embedding.weight, -0.05, 0.05)
+
+
+def _keras_linear_(linear: nn.Linear) -> None:
+    # Keras' Dense default: glorot_uniform kernel, zero bias.
+    nn.init.xavier_uniform_(linear.weight)
+    nn.init.zeros_(linear.bias)
+
+
+class RNNClassifier(nn.Module):
+    """Embedding -> recurrent layer(s) -> Linear(1) on the last layer's final state(s).
+
+    forward(tokens (B, T) int, lengths (B,) int | None) -> logits (B,).
+    """
+
+    def __init__(self, kind: str = "lstm", num_words: int = 10000, embed_dim: int = 32,
+                 hidden: int = 32, layers: int = 1, bidirectional: bool = False,
+                 dropout: float = 0.0, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 use_lengths: bool = False, keras_faithful: bool = False,
+                 reset_after: bool | None = None, backend: str = "auto") -> None:
+        super().__init__()
+        if kind not in _RNN_CLASSES:
+            raise ValueError(f"kind must be one of {tuple(_RNN_CLASSES)}, got {kind!r}")
+        self.kind = kind
+        self.use_lengths = use_lengths
+        self.embedding = nn.Embedding(num_words, embed_dim)
+        options = dict(num_layers=layers, batch_first=True, dropout=dropout,
+                       bidirectional=bidirectional, input_dropout=input_dropout,
+                       recurrent_dropout=recurrent_dropout,
+                       init="keras" if keras_faithful else "torch", backend=backend)
+        if kind == "gru":
+            options["reset_after"] = (not keras_faithful) if reset_after is None else reset_after
+        elif reset_after is not None:
+            raise ValueError(f"reset_after applies to the GRU only, got it for {kind!r}")
+        self.rnn = _RNN_CLASSES[kind](embed_dim, hidden, **options)
+        self.num_directions = 2 if bidirectional else 1
+        self.head = nn.Linear(self.num_directions * hidden, 1)
+        if keras_faithful:
+            _keras_embedding_(self.embedding)
+            _keras_linear_(self.head)
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """tokens (B, T) int ids; lengths (B,) used only if ``use_lengths`` -> logits (B,)."""
+        _check_tokens(tokens)
+        x = self.embedding(tokens)  # (B, T, E)
+        _, state = self.rnn(x, lengths=lengths if self.use_lengths else None)
+        h_n = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
+        # h_n (L*D, B, H): the last layer's D final states, concatenated per review.
+        last = h_n[-self.num_directions:].transpose(0, 1).reshape(tokens.shape[0], -1)  # (B, D*H)
+        return self.head(last).squeeze(-1)
+
+
+class DenseClassifier(nn.Module):
+    """The book's baseline (listing 6.7): Embedding -> Flatten -> Linear(1).
+
+    forward(tokens (B, maxlen) int, lengths ignored) -> logits (B,).
+    """
+
+    def __init__(self, num_words: int = 10000, embed_dim: int = 8, maxlen: int = 500,
+                 keras_faithful: bool = False) -> None:
+        super().__init__()
+        self.maxlen = maxlen
+        self.embedding = nn.Embedding(num_words, embed_dim)
+        self.head = nn.Linear(maxlen * embed_dim, 1)
+        if keras_faithful:
+            _keras_embedding_(self.embedding)
+            _keras_linear_(self.head)
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        _check_tokens(tokens)
+        if tokens.shape[1] != self.maxlen:
+            raise ValueError(
+                f"DenseClassifier was built for maxlen={self.maxlen}, got tokens "
+                f"{tuple(tokens.shape)}"
+            )
+        return self.head(self.embedding(tokens).flatten(1)).squeeze(-1)  # (B, T*E) -> (B,)
+
+
+def build_model(cfg: ImdbModelConfig) -> nn.Module:
+    """The model described by ``cfg`` (on CPU, float32)."""
+    if cfg.kind not in MODEL_KINDS:
+        raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {cfg.kind!r}")
+    if cfg.kind == "dense":
+        return DenseClassifier(cfg.num_words, cfg.embed_dim or 8, cfg.maxlen, cfg.keras_faithful)
+    return RNNClassifier(
+        cfg.kind, cfg.num_words, cfg.embed_dim or 32, cfg.hidden, cfg.layers, cfg.bidirectional,
+        cfg.dropout, cfg.input_dropout, cfg.recurrent_dropout, cfg.use_lengths,
+        cfg.keras_faithful, cfg.reset_after, cfg.backend,
+    )
+

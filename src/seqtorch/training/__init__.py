@@ -1,0 +1,44 @@
+"""Generic training machinery shared by the book's scripts (IMDB classification, Jena regression).
+
+A script builds a config (:class:`TrainConfig` + :func:`add_common_args`), calls :func:`setup`,
+builds its data and model, and hands them to :func:`fit` with a :class:`Task`.
+See /work/notes/training_api.md for the file formats.
+"""
+
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
+from .config import TrainConfig, add_common_args, config_from_args, config_to_dict
+from .loaders import eval_loader, to_device, train_loader_factory
+from .loop import evaluate, fit, train_one_epoch, unwrap
+from .meters import MetricSums
+from .optim import KerasAdam, KerasRMSprop, make_optimizer
+from .plots import RefLine, plot_history
+from .runtime import Runtime, resolve_device, seed_everything, setup
+from .samplers import RandomStepsSampler, ShardedEvalSampler, derive_seed
+from .summary import count_parameters, model_summary
+from .tasks import (
+    Task,
+    binary_accuracy,
+    binary_classification_task,
+    default_forward_batch,
+    regression_task,
+)
+
+__all__ = [
+    "CHECKPOINT_FORMAT", "KerasAdam", "KerasRMSprop", "MetricSums", "RandomStepsSampler", "RefLine",
+    "Runtime", "ShardedEvalSampler", "Task", "TrainConfig", "add_common_args", "atomic_torch_save",
+    "atomic_write", "atomic_write_bytes", "atomic_write_json", "binary_accuracy",
+    "binary_classification_task", "capture_rng_state", "config_from_args", "config_to_dict",
+    "count_parameters", "default_forward_batch", "derive_seed", "eval_loader", "evaluate", "fit",
+    "load_checkpoint", "make_optimizer", "model_summary", "plot_history", "regression_task",
+    "resolve_device", "restore_rng_state", "seed_everything", "setup", "to_device",
+    "train_loader_factory", "train_one_epoch", "unwrap",
+]

@@ -1,0 +1,146 @@
+"""The training configuration: one dataclass, its command-line flags, and a plain-dict form.
+
+Scripts extend :class:`TrainConfig` with their own fields (nanoGPT style: a config object with
+argparse overrides), call :func:`add_common_args` on their parser, add their own flags, and build
+the config with :func:`config_from_args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+OPTIMIZERS = ("rmsprop", "adam")
+BACKENDS = ("auto", "reference", "cpu_fused", "triton")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Settings every training script shares. Subclass it to add a script's own fields."""
+
+    epochs: int = 10
+    # Per process: under torchrun the effective batch is batch_size * world_size.
+    batch_size: int = 32
+    eval_batch_size: int | None = None  # None -> batch_size
+    optimizer: str = "rmsprop"
+    lr: float = 1e-3
+    backend: str = "auto"  # passed to the model by the script; fit itself never reads it
+    device: str = "auto"
+    seed: int = 0
+    out: str = "runs/default"
+    resume: bool = False
+    keras_faithful: bool = False
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Raise ValueError naming the field, the expected values and the actual one."""
+    if cfg.epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.eval_batch_size is not None and cfg.eval_batch_size < 1:
+        raise ValueError(f"eval_batch_size must be >= 1 or None, got {cfg.eval_batch_size}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+    if not cfg.lr > 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {cfg.backend!r}")
+    if cfg.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {cfg.device!r}")
+    if cfg.seed < 0:
+        raise ValueError(f"seed must be >= 0, got {cfg.seed}")
+    if cfg.num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {cfg.num_workers}")
+
+
+def add_common_args(
+    parser: argparse.ArgumentParser, defaults: TrainConfig | None = None
+) -> argparse.ArgumentParser:
+    """Add the shared flags to ``parser``; their defaults come from ``defaults``.
+
+    The ``dest`` of every flag is the config field name (``--batch-size`` -> ``batch_size``), so
+    :func:`config_from_args` can pick them up by name.
+    """
+    d = defaults if defaults is not None else TrainConfig()
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="number of epochs (default %(default)s)")
+    g.add_argument(
+        "--batch-size", dest="batch_size", type=int, default=d.batch_size,
+        help="batch size per process (default %(default)s)",
+    )
+    g.add_argument(
+        "--eval-batch-size", dest="eval_batch_size", type=int, default=d.eval_batch_size,
+        help="evaluation batch size (default: --batch-size)",
+    )
+    g.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+        help="rmsprop uses Keras' defaults (rho 0.9, eps 1e-7) (default %(default)s)",
+    )
+    g.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
+    g.add_argument("--backend", choices=BACKENDS, default=d.backend, help="recurrent kernel backend")
+    g.add_argument("--device", choices=DEVICES, default=d.device, help="auto: cuda if available else cpu")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed for torch, numpy, random and data order")
+    g.add_argument("--out", default=d.out, help="output directory (default %(default)s)")
+    g.add_argument(
+        "--resume", action="store_true", default=d.resume,
+        help="continue from OUT/last.pt (starts fresh if there is none)",
+    )
+    g.add_argument(
+        "--keras-faithful", dest="keras_faithful", action="store_true", default=d.keras_faithful,
+        help="reproduce Keras' formulas (initialisers, GRU variant, optimizer update rules)",
+    )
+    g.add_argument(
+        "--num-workers", dest="num_workers", type=int, default=d.num_workers,
+        help="DataLoader worker processes (default %(default)s)",
+    )
+    g.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=d.progress,
+        help="hide the per-batch progress bar",
+    )
+    return parser
+
+
+C = TypeVar("C", bound=TrainConfig)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
+    """Build ``cls`` from the entries of ``args`` that are fields of ``cls``.
+
+    Entries of ``args`` that are not fields are ignored (a script may have flags it handles
+    itself); fields absent from ``args`` keep their dataclass default.
+    """
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"config_from_args expects a dataclass type, got {cls!r}")
+    values = vars(args)
+    kwargs = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
+    return cls(**kwargs)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """The config as a plain dict of JSON types, safe for json.dump and torch.load(weights_only=True)."""
+    if not dataclasses.is_dataclass(cfg):
+        raise TypeError(f"expected a dataclass config, got {type(cfg).__name__}")
+    return {k: _plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    # Anything else (an enum, a torch.dtype) is recorded by its text so the file stays loadable.
+    return str(value)

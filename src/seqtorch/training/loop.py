@@ -1,0 +1,372 @@
+"""The training loop: ``fit`` built from small named steps (train an epoch, evaluate, save, report).
+
+One process or many (torchrun + DistributedDataParallel) run the same code. Every rank trains
+on its shard and evaluates its shard of the validation data; sums are all-reduced so every rank
+sees the same metrics; only rank 0 prints and writes files.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    atomic_write_json,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
+from .config import TrainConfig, config_to_dict
+from .loaders import TrainLoaderFn, eval_loader, to_device, train_loader_factory
+from .meters import MetricSums
+from .optim import make_optimizer
+from .plots import RefLine, plot_history
+from .runtime import Runtime, seed_everything
+from .samplers import derive_seed
+from .summary import count_parameters, model_summary
+from .tasks import Task
+
+HISTORY_FILE, METRICS_FILE, CURVES_FILE = "history.json", "metrics.json", "curves.png"
+LAST_FILE, BEST_FILE = "last.pt", "best.pt"
+METRICS_FIELDS = (
+    "task", "monitor", "mode", "best_epoch", "best_value", "best_val", "test", "epochs",
+    "train_seconds", "wall_seconds", "device", "world_size", "num_parameters",
+    "num_trainable_parameters", "torch_version", "resumed_from_epoch", "config",
+)
+
+# Fields whose change between a run and its --resume is expected (they do not change the maths).
+_RESUME_FREE_FIELDS = {"epochs", "resume", "out", "progress", "num_workers", "device"}
+
+
+@dataclass
+class TrainState:
+    """What survives between epochs (and across --resume)."""
+
+    epoch: int = 0  # completed epochs
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_value: float | None = None
+
+
+def fit(
+    model: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    rt: Runtime,
+    *,
+    train: Dataset | TrainLoaderFn,
+    val: Dataset,
+    test: Dataset | None = None,
+    collate_fn: Callable | None = None,
+    extra: dict | None = None,
+    reference_lines: Sequence[RefLine] = (),
+) -> dict:
+    """Train ``model`` for ``cfg.epochs`` epochs, keep the best epoch by ``task.monitor``, test it.
+
+    ``train`` is a map-style Dataset (shuffled per epoch from (seed, epoch)) or a callable
+    ``make_train_loader(epoch, rank, world_size) -> iterable of batches`` whose output depends
+    only on its arguments (and the script's config). ``val``/``test`` are map-style Datasets.
+    Writes history.json, curves.png, last.pt, best.pt and metrics.json to ``cfg.out`` (rank 0)
+    and returns the metrics.json content. On return the model holds the best epoch's weights.
+    """
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(METRICS_FIELDS))
+    if clash:  # checked before training, not after hours of it
+        raise ValueError(f"extra metrics keys {clash} clash with the fields fit writes: {METRICS_FIELDS}")
+    model.to(rt.device)
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+    make_train_loader = train_loader_factory(
+        train, cfg.batch_size, cfg.seed, collate_fn, cfg.num_workers, rt.device.type == "cuda"
+    )
+    val_loader = eval_loader(val, eval_bs, rt, collate_fn, cfg.num_workers)
+    test_loader = eval_loader(test, eval_bs, rt, collate_fn, cfg.num_workers) if test is not None else None
+    if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        log(rt, f"device {describe_device(rt.device)}, {rt.world_size} process(es), writing to {out}")
+        print_summary(model, task, val, eval_bs, collate_fn, rt)
+
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.keras_faithful)
+    state = TrainState()
+    resumed_from = None
+    if cfg.resume:
+        resumed_from = resume(out / LAST_FILE, model, optimizer, state, cfg, rt)
+    elif rt.is_main and (out / LAST_FILE).exists():
+        log(rt, f"note: {out / LAST_FILE} exists and will be overwritten (pass --resume to continue it)")
+
+    train_model = wrap_for_training(model, rt)
+    for epoch in range(state.epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        loader = make_train_loader(epoch, rt.rank, rt.world_size)
+        train_metrics = train_one_epoch(
+            train_model, task, loader, optimizer, rt, epoch=epoch, epochs=cfg.epochs, progress=cfg.progress
+        )
+        val_metrics = evaluate(model, task, val_loader, rt)
+        record = {"epoch": epoch + 1, **train_metrics, **{f"val_{k}": v for k, v in val_metrics.items()}}
+        record["seconds"] = time.perf_counter() - t0
+        state.history.append(record)
+        state.epoch = epoch + 1
+        improved = task.is_improvement(record[task.monitor], state.best_value)
+        if improved:
+            state.best_epoch, state.best_value = epoch + 1, record[task.monitor]
+        save_epoch(model, optimizer, state, task, cfg, rt, improved, reference_lines)
+        log(rt, format_epoch_line(record, cfg.epochs, task.metric_names, improved))
+
+    test_metrics = evaluate_best(model, task, test_loader, out, state, rt)
+    metrics = build_metrics(model, task, cfg, rt, state, test_metrics, resumed_from, started, extra)
+    if rt.is_main:
+        atomic_write_json(out / METRICS_FILE, metrics)
+        log(rt, format_final_line(metrics, out))
+    return metrics
+
+
+def train_one_epoch(
+    model: nn.Module,
+    task: Task,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    rt: Runtime,
+    *,
+    epoch: int = 0,
+    epochs: int = 1,
+    progress: bool = True,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns the epoch's mean loss and metrics over all ranks.
+
+    The numbers are those of the model as it trains (dropout on, weights changing), as Keras
+    reports them. Running values are shown in the progress bar of rank 0.
+    """
+    model.train()
+    check_equal_steps(loader, rt)
+    sums = MetricSums(task, rt.device)
+    total = len(loader) if hasattr(loader, "__len__") else None
+    # disable=None lets tqdm hide itself when stderr is not a terminal (logs, CI).
+    bar = tqdm(
+        loader, total=total, desc=f"Epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
+        disable=True if not (progress and rt.is_main) else None, file=sys.stderr,
+    )
+    steps = 0
+    for steps, batch in enumerate(bar, start=1):
+        batch = to_device(batch, rt.device)
+        output, target = task.forward_batch(model, batch)
+        loss = task.loss_fn(output, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sums.add(loss, output, target)
+        # Reading the sums synchronises a GPU; do it only every few steps.
+        if not bar.disable and (steps % 10 == 1 or steps == total):
+            bar.set_postfix({k: f"{v:.4f}" for k, v in sums.means().items()}, refresh=False)
+    bar.close()
+    if steps == 0:
+        raise RuntimeError(f"the training loader yielded no batches in epoch {epoch + 1} (rank {rt.rank})")
+    return sums.reduced_means(rt.distributed)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Task, loader: Iterable, rt: Runtime | None = None) -> dict[str, float]:
+    """Mean loss and metrics of ``model`` over ``loader`` (over all ranks' shards when distributed).
+
+    Runs the unwrapped module: evaluation shards may differ in size, and a DDP forward would
+    expect every rank to take part in each step.
+    """
+    model = unwrap(model)
+    device = rt.device if rt is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    sums = MetricSums(task, device)
+    try:
+        for batch in loader:
+            output, target = task.forward_batch(model, to_device(batch, device))
+            sums.add(task.loss_fn(output, target), output, target)
+    finally:
+        model.train(was_training)
+    return sums.reduced_means(rt is not None and rt.distributed)
+
+
+# --- steps of fit ---------------------------------------------------------------------------
+
+
+def wrap_for_training(model: nn.Module, rt: Runtime) -> nn.Module:
+    """DistributedDataParallel under torchrun (it broadcasts rank 0's weights), else the model."""
+    if not rt.distributed:
+        return model
+    device_ids = [rt.device.index] if rt.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def check_equal_steps(loader: Iterable, rt: Runtime) -> None:
+    """DDP ranks must take the same number of steps, or the gradient all-reduce would hang."""
+    if not rt.distributed or not hasattr(loader, "__len__"):
+        return
+    counts = [None] * rt.world_size
+    dist.all_gather_object(counts, len(loader))
+    if len(set(counts)) != 1:
+        raise RuntimeError(f"training loaders have different lengths per rank: {counts}; DDP needs equal steps")
+
+
+def print_summary(model: nn.Module, task: Task, val: Dataset, batch_size: int, collate_fn, rt: Runtime) -> None:
+    """Keras-style summary on the first validation batch (no RNG is consumed: eval mode)."""
+    batch = next(iter(eval_loader(val, batch_size, None, collate_fn)), None)
+    if batch is None:
+        raise ValueError("the validation set is empty")
+    log(rt, model_summary(model, task, to_device(batch, rt.device)))
+
+
+def resume(path: Path, model: nn.Module, optimizer, state: TrainState, cfg: TrainConfig, rt: Runtime) -> int | None:
+    """Load model, optimizer, history, best-so-far and this rank's RNG states from ``path``.
+
+    Returns the number of completed epochs it resumes from, or None when there is no checkpoint.
+    """
+    if not path.exists():
+        log(rt, f"--resume: no checkpoint at {path}; starting from scratch")
+        return None
+    ckpt = load_checkpoint(path, map_location="cpu")
+    # Said first: a changed architecture or optimizer is the usual reason the loads below fail.
+    changed = {
+        k: (ckpt["config"].get(k), v) for k, v in config_to_dict(cfg).items()
+        if k not in _RESUME_FREE_FIELDS and ckpt["config"].get(k) != v
+    }
+    if changed:
+        log(rt, f"warning: config differs from the checkpoint's (old, new): {changed}")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise RuntimeError(f"--resume: {path} does not fit this model/optimizer: {e}") from e
+    state.epoch = ckpt["epoch"]
+    state.history = list(ckpt["history"])
+    state.best_epoch, state.best_value = ckpt["best"]["epoch"], ckpt["best"]["value"]
+    if ckpt["world_size"] == rt.world_size:
+        restore_rng_state(ckpt["rng"][rt.rank])
+    else:
+        # Different process count: exact replay is impossible; keep runs reproducible at least.
+        log(rt, f"warning: checkpoint from {ckpt['world_size']} processes, now {rt.world_size}; RNG reseeded")
+        seed_everything(derive_seed(cfg.seed, state.epoch, rt.rank) % 2**32)
+    log(rt, f"resumed from {path} after epoch {state.epoch}")
+    return state.epoch
+
+
+def save_epoch(model, optimizer, state: TrainState, task: Task, cfg: TrainConfig, rt: Runtime,
+               improved: bool, reference_lines: Sequence[RefLine]) -> None:
+    """best.pt (if improved), last.pt, history.json, curves.png. Collective: every rank calls it."""
+    rng = gather_rng_states(rt)  # every rank's stream, so a resumed DDP run replays all of them
+    if not rt.is_main:
+        return
+    out = Path(cfg.out)
+    config = config_to_dict(cfg)
+    model = unwrap(model)
+    if improved:
+        atomic_torch_save(out / BEST_FILE, {
+            "format": CHECKPOINT_FORMAT, "epoch": state.epoch, "model": model.state_dict(),
+            "monitor": task.monitor, "value": state.best_value, "config": config,
+        })
+    atomic_torch_save(out / LAST_FILE, {
+        "format": CHECKPOINT_FORMAT, "epoch": state.epoch, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "history": state.history,
+        "best": {"epoch": state.best_epoch, "value": state.best_value},
+        "config": config, "world_size": rt.world_size, "rng": rng,
+    })
+    atomic_write_json(out / HISTORY_FILE, state.history)
+    plot_history(state.history, out / CURVES_FILE, task.metric_names, reference_lines)
+
+
+def gather_rng_states(rt: Runtime) -> list[dict]:
+    """Each rank's RNG states, indexed by rank (a collective under DDP)."""
+    mine = capture_rng_state()
+    if not rt.distributed:
+        return [mine]
+    states: list = [None] * rt.world_size
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def evaluate_best(model: nn.Module, task: Task, test_loader, out: Path, state: TrainState, rt: Runtime) -> dict | None:
+    """Load best.pt into ``model`` (every rank) and evaluate the test set; None without either."""
+    rt.barrier()  # rank 0 has finished writing best.pt
+    if state.best_epoch is None:
+        log(rt, "no epoch produced a finite monitored value: no best checkpoint, no test evaluation")
+        return None
+    unwrap(model).load_state_dict(load_checkpoint(out / BEST_FILE)["model"])
+    if test_loader is None:
+        return None
+    return evaluate(model, task, test_loader, rt)
+
+
+def build_metrics(model, task: Task, cfg: TrainConfig, rt: Runtime, state: TrainState,
+                  test_metrics: dict | None, resumed_from: int | None, started: float, extra: dict) -> dict:
+    total, trainable = count_parameters(model)
+    best_record = state.history[state.best_epoch - 1] if state.best_epoch else {}
+    metrics: dict[str, Any] = {
+        "task": task.name,
+        "monitor": task.monitor,
+        "mode": task.mode,
+        "best_epoch": state.best_epoch,
+        "best_value": state.best_value,
+        "best_val": {k: v for k, v in best_record.items() if k.startswith("val_")},
+        "test": test_metrics,
+        "epochs": state.epoch,
+        "train_seconds": sum(h["seconds"] for h in state.history),
+        "wall_seconds": time.perf_counter() - started,
+        "device": describe_device(rt.device),
+        "world_size": rt.world_size,
+        "num_parameters": total,
+        "num_trainable_parameters": trainable,
+        "torch_version": torch.__version__,
+        "resumed_from_epoch": resumed_from,
+        "config": config_to_dict(cfg),
+    }
+    assert tuple(metrics) == METRICS_FIELDS
+    metrics.update(extra)
+    return metrics
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def format_epoch_line(record: dict, epochs: int, names: Sequence[str], improved: bool) -> str:
+    """``Epoch 3/10 - 12.3s - loss: 0.4123 - acc: 0.8123 - val_loss: 0.3512 - val_acc: 0.8590 *``"""
+    parts = [f"Epoch {record['epoch']}/{epochs}", f"{record['seconds']:.1f}s"]
+    parts += [f"{k}: {record[k]:.4f}" for k in names]
+    parts += [f"val_{k}: {record['val_' + k]:.4f}" for k in names]
+    return " - ".join(parts) + (" *" if improved else "")
+
+
+def format_final_line(metrics: dict, out: Path) -> str:
+    test = metrics["test"]
+    test_text = ", ".join(f"{k}: {v:.4f}" for k, v in test.items()) if test else "none"
+    best = metrics["best_value"]
+    best_text = f"{best:.4f}" if best is not None else "none"
+    return (
+        f"best {metrics['monitor']} {best_text} at epoch {metrics['best_epoch']}; "
+        f"test ({BEST_FILE}): {test_text}; files in {out}"
+    )
+
+
+def log(rt: Runtime, text: str) -> None:
+    if rt.is_main:
+        print(text, flush=True)
+
