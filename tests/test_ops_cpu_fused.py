@@ -14,7 +14,7 @@ import torch
 
 import seqtorch
 from seqtorch.functional import available_backends, resolve_backend
-from seqtorch.ops import cpu_loops
+from seqtorch.ops import cpu_loops, native
 from seqtorch.ops.cpu_fused import recurrent_scan_cpu_fused, supports_cpu_fused
 from seqtorch.reference import GATES, recurrent_scan_reference
 
@@ -29,6 +29,25 @@ BF16_AUTOCAST_TOL = dict(atol=3e-2, rtol=0.0)
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch):
     monkeypatch.setattr(cpu_loops, "POISON_BUFFERS", True)
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def loops(request, monkeypatch):
+    """Every test runs twice: with the C++ LSTM loops (csrc/lstm_cpu.cpp) and with the Python loops they
+    replace on CPU, so both stay equal to the reference (the Python ones serve where C++ cannot)."""
+    monkeypatch.setattr(cpu_loops, "USE_NATIVE", request.param == "native")
+    return request.param
+
+
+def test_native_lstm_loops_are_built():
+    """The C++ loops must build here: a silent fallback would leave the fast path untested."""
+    assert native.lstm_ops() is not None, "csrc/lstm_cpu.cpp did not build; see the RuntimeWarning above"
+
+
+def test_native_loops_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("SEQTORCH_NATIVE", "0")
+    assert native.lstm_ops() is None
+    assert cpu_loops._native_lstm("lstm", torch.zeros(1)) is None
 
 
 def make_inputs(mode, T, B, H, *, dtype=torch.float64, lengths=False, mask=False, bias=True, c0=True, seed=0,

@@ -29,6 +29,10 @@ import torch
 from torch import Tensor
 
 from ..reference import GATES
+from . import native
+
+# Tests set this to False to run the Python loops where the C++ ones (:mod:`.native`) would serve.
+USE_NATIVE = True
 
 # Tests set this to True: fresh buffers are then filled with NaN, so an element a loop forgot to
 # write cannot pass a comparison by chance.
@@ -106,6 +110,14 @@ def _steps_per_chunk(batch: int, width: int, like: Tensor) -> int:
 
 # ---------------------------------------------------------------------------------------------------
 # Buffers
+
+def _native_lstm(mode: str, like: Tensor):
+    """The C++ LSTM loops when they serve these tensors (CPU, float32/float64, built), else None."""
+    if mode != "lstm" or not USE_NATIVE or like.device.type != "cpu" or like.dtype not in (torch.float32,
+                                                                                          torch.float64):
+        return None
+    return native.lstm_ops()
+
 
 def forward_buffers(mode: str, steps: int, batch: int, hidden: int, *, has_mask: bool, hard: bool,
                     reset_after: bool, like: Tensor) -> list[Tensor]:
@@ -199,6 +211,13 @@ def forward_scan(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Ten
         else:
             C[steps.first].copy_(c0)
     if T == 0:
+        return bufs
+    ops = _native_lstm(mode, gx)
+    if ops is not None:
+        A, TC, PRE = bufs[3:]
+        bias = b_hh.contiguous() if b_hh is not None else gx.new_zeros(gx.shape[-1])
+        ops.lstm_forward(gx, bias, w_hh.t().contiguous(), _int64(lengths), None if rec_mask is None else rec_mask.contiguous(),
+                         reverse, activation == "relu", hard, S, C, HM, A, TC, PRE)
         return bufs
     S_ = S.unbind(0)
     # h as it enters the recurrent matmul at step t: masked copy, or the state itself
@@ -400,6 +419,22 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
             torch.sum(dgx, dim=(0, 1), out=db)
         return results
 
+    ops = _native_lstm(mode, S)
+    if ops is not None:
+        A, TC, PRE = saved[3:]
+        DC = new_buffer((B, H), S)
+        ops.lstm_backward(grad_S, None if dC_ is None else grad_C.contiguous(), S, C, A, TC, PRE,
+                          w_hh.contiguous(), _int64(lengths), None if rec_mask is None else rec_mask.contiguous(), reverse,
+                          activation == "relu", hard, dgx, dh0, DC)
+        if dc0.numel():
+            if dC_ is not None:
+                DC.add_(dC_[steps.first])
+            dc0.copy_(DC)
+        torch.mm(dgx.view(T * B, 4 * H).t(), h_in.reshape(T * B, H), out=dw)
+        if has_bias:
+            torch.sum(dgx, dim=(0, 1), out=db)
+        return results
+
     if mode == "lstm":
         A, TC, PRE = saved[3:]
         i, f, g, o = A.chunk(4, dim=-1)
@@ -544,3 +579,7 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
 
 def _at(x: Tensor | None, sl: slice) -> Tensor | None:
     return None if x is None else x[sl]
+
+
+def _int64(lengths: Tensor | None) -> Tensor | None:
+    return None if lengths is None else lengths.to(torch.int64).contiguous()
