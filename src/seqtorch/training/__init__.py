@@ -2,7 +2,7 @@
 
 A script builds a config (:class:`TrainConfig` + :func:`add_common_args`), calls :func:`setup`,
 builds its data and model, and hands them to :func:`fit` with a :class:`Task`.
-See /work/notes/training_api.md for the file formats.
+:func:`fit` documents the files it writes (history.json, metrics.json, curves.png, best.pt, last.pt).
 """
 
 from .checkpoint import (
