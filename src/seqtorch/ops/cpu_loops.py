@@ -25,8 +25,11 @@ How the work is laid out (haste's strategy, in PyTorch ops):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 
 from ..reference import GATES
 from . import native
@@ -39,11 +42,22 @@ USE_NATIVE = True
 POISON_BUFFERS = False
 
 
+# Buffers from this size up come from the C++ pool (csrc/buffer_pool.cpp) on CPU: fresh memory of that
+# size is mmap-ed and page-faults in on first touch, which costs more than the scan's arithmetic.
+POOL_MIN_BYTES = 1 << 20
+
+
 def new_buffer(shape: tuple[int, ...], like: Tensor) -> Tensor:
     """An uninitialized buffer with ``like``'s dtype and device (NaN-filled under POISON_BUFFERS)."""
-    if POISON_BUFFERS:
-        return torch.full(shape, float("nan"), dtype=like.dtype, device=like.device)
-    return torch.empty(shape, dtype=like.dtype, device=like.device)
+    buffer = None
+    if like.device.type == "cpu" and math.prod(shape) * like.element_size() >= POOL_MIN_BYTES \
+            and not is_fake(like):
+        ops = native.lstm_ops() if USE_NATIVE else None
+        if ops is not None:
+            buffer = ops.pooled_empty(list(shape), like.dtype)
+    if buffer is None:
+        buffer = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buffer.fill_(float("nan")) if POISON_BUFFERS else buffer
 
 
 def _none(like: Tensor) -> Tensor:
@@ -360,7 +374,7 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
     dgx, dh0, dc0, dw, db = results
     steps = _Steps(T, reverse, lengths)
     if grad_S is None:
-        grad_S = torch.zeros_like(S)
+        grad_S = new_buffer(tuple(S.shape), S).zero_()
     grad_S = grad_S.contiguous()
     dS_ = grad_S.unbind(0)
     dC_ = grad_C.contiguous().unbind(0) if grad_C is not None and mode == "lstm" else None

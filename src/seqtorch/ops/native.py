@@ -1,7 +1,11 @@
-"""The C++ loops of the ``cpu_fused`` backend (``csrc/``), compiled on first use.
+"""The C++ parts of the ``cpu_fused`` backend (``csrc/``), compiled on first use.
 
-:func:`lstm_ops` returns ``torch.ops.seqtorch_cpu`` once ``csrc/lstm_cpu.cpp`` is built and loaded, or
-None when it cannot be (no C++ compiler, a failed build, or ``SEQTORCH_NATIVE=0`` in the environment).
+* ``csrc/lstm_cpu.cpp``: the LSTM's forward and BPTT loops (ops ``lstm_forward``, ``lstm_backward``).
+* ``csrc/buffer_pool.cpp``: a pool of large CPU buffers (``pooled_empty``) that the scans allocate from,
+  so that a training step reuses the last step's memory instead of page-faulting fresh memory in.
+
+:func:`lstm_ops` returns ``torch.ops.seqtorch_cpu`` once they are built and loaded, or None when they
+cannot be (no C++ compiler, a failed build, or ``SEQTORCH_NATIVE=0`` in the environment).
 The build runs once per machine and torch version (torch's JIT extension builder, ~1 minute, cached
 under ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); a failure is reported once, as a
 warning, and the Python loops of :mod:`.cpu_loops` serve instead: same numbers, slower.
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("csrc") / "lstm_cpu.cpp"
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("lstm_cpu.cpp", "buffer_pool.cpp")]
 _state: dict = {}
 
 
@@ -37,7 +41,8 @@ def enabled() -> bool:
 
 
 def lstm_ops():
-    """``torch.ops.seqtorch_cpu`` (ops ``lstm_forward``, ``lstm_backward``), or None if unavailable."""
+    """``torch.ops.seqtorch_cpu`` (``lstm_forward``, ``lstm_backward``, ``pooled_empty``,
+    ``pool_idle_bytes``), or None if unavailable."""
     if not enabled():
         return None
     if "ops" not in _state:
@@ -51,12 +56,12 @@ def _build():
 
         # The name carries what the binary depends on, so a torch upgrade or another CPU builds afresh.
         version = "".join(ch if ch.isalnum() else "_" for ch in torch.__version__)
-        name = f"seqtorch_lstm_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}"
+        name = f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}"
         built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
         if not built.exists():
             print(f"seqtorch: building the C++ CPU loops ({name}; once per machine and torch version, "
                   f"about a minute)...", file=sys.stderr, flush=True)
-        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=_flags(), is_python_module=False,
+        cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=_flags(), is_python_module=False,
                            verbose=False)
         return torch.ops.seqtorch_cpu
     except Exception as error:  # noqa: BLE001 - any build failure means: use the Python loops, and say so
