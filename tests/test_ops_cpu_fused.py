@@ -33,21 +33,21 @@ def _poison(monkeypatch):
 
 @pytest.fixture(autouse=True, params=["native", "python"])
 def loops(request, monkeypatch):
-    """Every test runs twice: with the C++ LSTM loops (csrc/lstm_cpu.cpp) and with the Python loops they
+    """Every test runs twice: with the C++ LSTM and GRU loops (csrc/) and with the Python loops they
     replace on CPU, so both stay equal to the reference (the Python ones serve where C++ cannot)."""
     monkeypatch.setattr(cpu_loops, "USE_NATIVE", request.param == "native")
     return request.param
 
 
-def test_native_lstm_loops_are_built():
+def test_native_loops_are_built():
     """The C++ loops must build here: a silent fallback would leave the fast path untested."""
-    assert native.lstm_ops() is not None, "csrc/lstm_cpu.cpp did not build; see the RuntimeWarning above"
+    assert native.lstm_ops() is not None, "the C++ loops in csrc/ did not build; see the RuntimeWarning above"
 
 
 def test_native_loops_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("SEQTORCH_NATIVE", "0")
     assert native.lstm_ops() is None
-    assert cpu_loops._native_lstm("lstm", torch.zeros(1)) is None
+    assert cpu_loops._native("lstm", torch.zeros(1)) is None
 
 
 def make_inputs(mode, T, B, H, *, dtype=torch.float64, lengths=False, mask=False, bias=True, c0=True, seed=0,

@@ -1,7 +1,8 @@
 """The ``cpu_fused`` backend: a recurrent scan with a hand-written BPTT, no per-step autograd graph.
 
-Public entry of the fused CPU path (the loops are in :mod:`.cpu_loops`, the ``torch.library``
-registration in :mod:`.library`). Any device works (it is also the fallback on CUDA when the triton
+Public entry of the fused CPU path (the loops are in :mod:`.cpu_loops`, which hands the LSTM and GRU to
+the C++ loops of ``csrc/`` on CPU when they are built (:mod:`.native`); the ``torch.library``
+registration is in :mod:`.library`). Any device works (it is also the fallback on CUDA when the triton
 kernel cannot serve a shape); it is the default (``backend="auto"``) on CPU.
 
 Dtypes: the scan runs in the promoted floating dtype of ``gx``, ``h0`` and ``w_hh``, at least float32,

@@ -21,6 +21,12 @@ How the work is laid out (haste's strategy, in PyTorch ops):
 * ``lengths``: a sequence's state is frozen at steps t >= its length (``torch.where`` at the steps
   where some sequence has ended), as in the reference. The backward zeroes the coefficients of the
   frozen rows, so their gate gradients are exactly 0, and passes their state gradient through.
+
+On CPU tensors the LSTM and GRU loops are handed to C++ (``csrc/``, via :mod:`.native`), which fills the
+same buffers (:func:`forward_buffers`) with the same math: per step one GEMM and one fused pass over the
+gates instead of ~10 dispatched ops. The Python loops below remain the path for SimpleRNN, other
+devices and installs without a compiler, and the tests run both against the reference. Buffers of a
+MiB or more come from the C++ pool (:func:`new_buffer`).
 """
 
 from __future__ import annotations
@@ -125,9 +131,9 @@ def _steps_per_chunk(batch: int, width: int, like: Tensor) -> int:
 # ---------------------------------------------------------------------------------------------------
 # Buffers
 
-def _native_lstm(mode: str, like: Tensor):
-    """The C++ LSTM loops when they serve these tensors (CPU, float32/float64, built), else None."""
-    if mode != "lstm" or not USE_NATIVE or like.device.type != "cpu" or like.dtype not in (torch.float32,
+def _native(mode: str, like: Tensor):
+    """The C++ loops (LSTM and GRU) when they serve these tensors (CPU, float32/float64, built), else None."""
+    if mode == "rnn" or not USE_NATIVE or like.device.type != "cpu" or like.dtype not in (torch.float32,
                                                                                           torch.float64):
         return None
     return native.lstm_ops()
@@ -226,12 +232,18 @@ def forward_scan(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Ten
             C[steps.first].copy_(c0)
     if T == 0:
         return bufs
-    ops = _native_lstm(mode, gx)
+    ops = _native(mode, gx)
     if ops is not None:
-        A, TC, PRE = bufs[3:]
         bias = b_hh.contiguous() if b_hh is not None else gx.new_zeros(gx.shape[-1])
-        ops.lstm_forward(gx, bias, w_hh.t().contiguous(), _int64(lengths), None if rec_mask is None else rec_mask.contiguous(),
-                         reverse, activation == "relu", hard, S, C, HM, A, TC, PRE)
+        wt, mask, relu = w_hh.t().contiguous(), None if rec_mask is None else rec_mask.contiguous(), activation == "relu"
+        if mode == "lstm":
+            ops.lstm_forward(gx, bias, wt, _int64(lengths), mask, reverse, relu, hard, S, C, HM, *bufs[3:])
+        elif reset_after:
+            ops.gru_forward(gx, bias, wt, _none(gx), _none(gx), _int64(lengths), mask, reverse, relu, hard, True,
+                            S, HM, bufs[-1], *bufs[3:6])
+        else:
+            ops.gru_forward(gx, bias, wt, wt[:, : 2 * H].contiguous(), wt[:, 2 * H:].contiguous(), _int64(lengths),
+                            mask, reverse, relu, hard, False, S, HM, bufs[-1], *bufs[3:5], _none(gx))
         return bufs
     S_ = S.unbind(0)
     # h as it enters the recurrent matmul at step t: masked copy, or the state itself
@@ -433,20 +445,39 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
             torch.sum(dgx, dim=(0, 1), out=db)
         return results
 
-    ops = _native_lstm(mode, S)
+    ops = _native(mode, S)
     if ops is not None:
-        A, TC, PRE = saved[3:]
-        DC = new_buffer((B, H), S)
-        ops.lstm_backward(grad_S, None if dC_ is None else grad_C.contiguous(), S, C, A, TC, PRE,
-                          w_hh.contiguous(), _int64(lengths), None if rec_mask is None else rec_mask.contiguous(), reverse,
-                          activation == "relu", hard, dgx, dh0, DC)
-        if dc0.numel():
-            if dC_ is not None:
-                DC.add_(dC_[steps.first])
-            dc0.copy_(DC)
-        torch.mm(dgx.view(T * B, 4 * H).t(), h_in.reshape(T * B, H), out=dw)
+        mask, relu = None if rec_mask is None else rec_mask.contiguous(), activation == "relu"
+        G = GATES[mode]
+        # dG: the gradient of h~ W_hh^T + b_hh over all steps, the operand of the weight-gradient GEMM
+        dG = dgx
+        if mode == "lstm":
+            A, TC, PRE = saved[3:]
+            DC = new_buffer((B, H), S)
+            ops.lstm_backward(grad_S, None if dC_ is None else grad_C.contiguous(), S, C, A, TC, PRE,
+                              w_hh.contiguous(), _int64(lengths), mask, reverse, relu, hard, dgx, dh0, DC)
+            if dc0.numel():
+                if dC_ is not None:
+                    DC.add_(dC_[steps.first])
+                dc0.copy_(DC)
+        elif reset_after:
+            RZ, N, GH, PRE = saved[3:]
+            dG = new_buffer((T, B, 3 * H), S)
+            ops.gru_backward(grad_S, S, HM, PRE, RZ, N, GH, w_hh.contiguous(), _none(S), _none(S), _int64(lengths),
+                             mask, reverse, relu, hard, True, dgx, dG, dh0)
+        else:
+            A, RH, PRE = saved[3:]
+            ops.gru_backward(grad_S, S, HM, PRE, A, RH, _none(S), _none(S), w_hh[: 2 * H].contiguous(),
+                             w_hh[2 * H:].contiguous(), _int64(lengths), mask, reverse, relu, hard, False, dgx,
+                             _none(S), dh0)
+        rows = dG.view(T * B, G * H)
+        if mode == "gru" and not reset_after:  # n's recurrent product is (r h~) W_n^T: its own GEMM operand
+            torch.mm(rows[:, : 2 * H].t(), h_in.reshape(T * B, H), out=dw[: 2 * H])
+            torch.mm(rows[:, 2 * H:].t(), saved[4].view(T * B, H), out=dw[2 * H:])
+        else:
+            torch.mm(rows.t(), h_in.reshape(T * B, H), out=dw)
         if has_bias:
-            torch.sum(dgx, dim=(0, 1), out=db)
+            torch.sum(rows, dim=0, out=db)
         return results
 
     if mode == "lstm":

@@ -1,6 +1,7 @@
 """The C++ parts of the ``cpu_fused`` backend (``csrc/``), compiled on first use.
 
-* ``csrc/lstm_cpu.cpp``: the LSTM's forward and BPTT loops (ops ``lstm_forward``, ``lstm_backward``).
+* ``csrc/lstm_cpu.cpp``, ``csrc/gru_cpu.cpp``: the LSTM's and the GRU's forward and BPTT loops (ops
+  ``lstm_forward``, ``lstm_backward``, ``gru_forward``, ``gru_backward``; shared math in ``math.h``).
 * ``csrc/buffer_pool.cpp``: a pool of large CPU buffers (``pooled_empty``) that the scans allocate from,
   so that a training step reuses the last step's memory instead of page-faulting fresh memory in.
 
@@ -13,6 +14,7 @@ warning, and the Python loops of :mod:`.cpu_loops` serve instead: same numbers, 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import warnings
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("lstm_cpu.cpp", "buffer_pool.cpp")]
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = [CSRC / name for name in ("lstm_cpu.cpp", "gru_cpu.cpp", "buffer_pool.cpp")]
 _state: dict = {}
 
 
@@ -41,8 +44,7 @@ def enabled() -> bool:
 
 
 def lstm_ops():
-    """``torch.ops.seqtorch_cpu`` (``lstm_forward``, ``lstm_backward``, ``pooled_empty``,
-    ``pool_idle_bytes``), or None if unavailable."""
+    """``torch.ops.seqtorch_cpu`` (the ops listed above), or None if unavailable."""
     if not enabled():
         return None
     if "ops" not in _state:
@@ -54,9 +56,11 @@ def _build():
     try:
         from torch.utils import cpp_extension
 
-        # The name carries what the binary depends on, so a torch upgrade or another CPU builds afresh.
+        # The name carries what the binary depends on (the sources and the headers they include, torch's
+        # version, the CPU's ISA), so any change builds afresh instead of loading a stale binary.
         version = "".join(ch if ch.isalnum() else "_" for ch in torch.__version__)
-        name = f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}"
+        digest = hashlib.sha256(b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()))).hexdigest()[:10]
+        name = f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}_{digest}"
         built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
         if not built.exists():
             print(f"seqtorch: building the C++ CPU loops ({name}; once per machine and torch version, "

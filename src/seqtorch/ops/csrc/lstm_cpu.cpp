@@ -9,9 +9,7 @@
 // seqtorch/ops/cpu_loops.py (forward_buffers): Python allocates every buffer, this file only fills
 // them, so the Python loop and this one are interchangeable and tested against the same reference.
 //
-// Transcendentals: exp is computed by a branch-free Cody-Waite reduction and a Taylor polynomial
-// (float: degree 7, ~1 ulp; double: degree 12, ~2 ulp) that the compiler vectorizes; sigmoid and tanh
-// are written from it. libm's scalar expf/tanhf would make this loop slower than the Python one.
+// The elementwise math (a vectorizable exp, activations, derivatives) is in math.h.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -22,130 +20,12 @@
 #include <cstring>
 #include <vector>
 
+#include "math.h"
+#include "scan.h"
+
 namespace {
 
-template <typename T>
-struct ExpConstants;
-
-template <>
-struct ExpConstants<float> {
-  using Bits = int32_t;
-  static constexpr float kMaxArg = 88.0f;
-  static constexpr float kShifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
-  static constexpr float kLn2Hi = 0.693145751953125f;
-  static constexpr float kLn2Lo = 1.428606765330187045e-06f;
-  static constexpr int kDegree = 7;
-  static constexpr int kMantissa = 23;
-  static constexpr Bits kBias = 127;
-};
-
-template <>
-struct ExpConstants<double> {
-  using Bits = int64_t;
-  static constexpr double kMaxArg = 708.0;
-  static constexpr double kShifter = 6755399441055744.0;  // 1.5 * 2^52
-  static constexpr double kLn2Hi = 0.6931471803691238;
-  static constexpr double kLn2Lo = 1.9082149292705877e-10;
-  static constexpr int kDegree = 12;
-  static constexpr int kMantissa = 52;
-  static constexpr Bits kBias = 1023;
-};
-
-// Horner's rule for sum_{k <= K} r^k / k!, unrolled at compile time.
-template <typename T, int K, int DEGREE>
-inline T taylor_exp(T r) {
-  constexpr double kInvFactorial[13] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
-                                        1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
-                                        1.0 / 479001600};
-  if constexpr (K == DEGREE) {
-    return T(kInvFactorial[K]);
-  } else {
-#ifdef __FMA__
-    return std::fma(taylor_exp<T, K + 1, DEGREE>(r), r, T(kInvFactorial[K]));  // one instruction, one rounding
-#else
-    return taylor_exp<T, K + 1, DEGREE>(r) * r + T(kInvFactorial[K]);
-#endif
-  }
-}
-
-// exp(x) for |x| <= kMaxArg (clamped beyond: the callers only need sigmoid and tanh, which saturate).
-template <typename T>
-inline T fast_exp(T x) {
-  using C = ExpConstants<T>;
-  using Bits = typename C::Bits;
-  x = x < -C::kMaxArg ? -C::kMaxArg : (x > C::kMaxArg ? C::kMaxArg : x);
-  const T shifted = x * T(1.4426950408889634) + C::kShifter;  // round(x / ln 2) sits in the low bits
-  const T n = shifted - C::kShifter;
-  T r = x - n * C::kLn2Hi;
-  r = r - n * C::kLn2Lo;  // |r| <= ln(2) / 2
-  const T p = taylor_exp<T, 0, C::kDegree>(r);
-  Bits bits;
-  std::memcpy(&bits, &shifted, sizeof(T));
-  bits = (bits + C::kBias) << C::kMantissa;  // 2^n: the shifter's own bits fall off the top
-  T scale;
-  std::memcpy(&scale, &bits, sizeof(T));
-  return p * scale;
-}
-
-template <typename T>
-inline T sigmoid(T x) { return T(1) / (T(1) + fast_exp(-x)); }
-
-template <typename T>
-inline T tanh_(T x) { return T(1) - T(2) / (fast_exp(T(2) * x) + T(1)); }
-
-// The gates' squashing function and its derivative from the output y (hard_sigmoid from the
-// pre-activation: torch.clamp passes the gradient at its bounds, so they count as inside).
-template <typename T, bool HARD>
-inline T gate(T x) {
-  if constexpr (HARD) {
-    const T z = T(0.2) * x + T(0.5);
-    return z < T(0) ? T(0) : (z > T(1) ? T(1) : z);
-  } else {
-    return sigmoid(x);
-  }
-}
-
-template <typename T, bool HARD>
-inline T gate_grad(T y, T pre) {
-  if constexpr (HARD) {
-    const T z = T(0.2) * pre + T(0.5);
-    return (z >= T(0) && z <= T(1)) ? T(0.2) : T(0);
-  } else {
-    return y * (T(1) - y);
-  }
-}
-
-// The cell's main activation (tanh or relu) and its derivative from the output.
-template <typename T, bool RELU>
-inline T act(T x) {
-  if constexpr (RELU) {
-    return x < T(0) ? T(0) : x;
-  } else {
-    return tanh_(x);
-  }
-}
-
-template <typename T, bool RELU>
-inline T act_grad(T y) {
-  if constexpr (RELU) {
-    return y > T(0) ? T(1) : T(0);
-  } else {
-    return T(1) - y * y;
-  }
-}
-
-// Step order and buffer slots of one direction (the same as cpu_loops._Steps): the state buffer S has
-// T+1 slots, the initial state in slot 0 (slot T when reverse); step t reads `prev(t)`, writes `next(t)`.
-struct Steps {
-  int64_t T;
-  bool reverse;
-  int64_t prev(int64_t t) const { return reverse ? t + 1 : t; }
-  int64_t next(int64_t t) const { return reverse ? t : t + 1; }
-  int64_t at(int64_t k) const { return reverse ? T - 1 - k : k; }  // the k-th step the forward takes
-};
-
-// Rows per parallel chunk: about 16k elements of gate math, so the book's sizes run on one thread.
-int64_t grain(int64_t hidden) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, hidden)); }
+using namespace seqtorch_cpu;
 
 // One batch row of a forward step: gates from gx + b_hh + h~ W_hh^T (order i, f, g, o), the new cell and
 // hidden state, and what the backward needs. A sequence that has ended (!valid) keeps its state; the
@@ -319,23 +199,6 @@ void dispatch_backward_hard(bool hard, const at::Tensor& dS, const T* dC, const 
     lstm_backward_impl<T, RELU, true>(dS, dC, S, C, A, TC, PRE, w, len, mask, reverse, dgx, dh, dc);
   else
     lstm_backward_impl<T, RELU, false>(dS, dC, S, C, A, TC, PRE, w, len, mask, reverse, dgx, dh, dc);
-}
-
-void check(bool ok, const char* what) { TORCH_CHECK(ok, "seqtorch lstm_cpu: ", what); }
-
-void check_buffers(const at::Tensor& like, std::initializer_list<const at::Tensor*> tensors) {
-  for (const at::Tensor* tensor : tensors) {
-    check(tensor->is_contiguous(), "every tensor must be contiguous");
-    check(tensor->scalar_type() == like.scalar_type(), "every tensor must share one dtype");
-    check(tensor->device().is_cpu(), "CPU tensors only");
-  }
-}
-
-const int64_t* lengths_ptr(const std::optional<at::Tensor>& lengths, int64_t batch) {
-  if (!lengths.has_value()) return nullptr;
-  check(lengths->scalar_type() == at::kLong && lengths->is_contiguous() && lengths->numel() == batch,
-        "lengths must be a contiguous int64 (B,) tensor");
-  return lengths->data_ptr<int64_t>();
 }
 
 // Fills S, C (slot `first` holds h0, c0 already), HM (if rec_mask), A, TC and PRE (if hard): the

@@ -1,0 +1,125 @@
+// Elementwise math of the C++ scan loops: a vectorizable exp, the gate and cell activations, and their
+// derivatives. Shared by lstm_cpu.cpp and gru_cpu.cpp; the equations are those of seqtorch/reference.py.
+//
+// exp is computed by a branch-free Cody-Waite reduction and a Taylor polynomial (float: degree 7, ~1 ulp;
+// double: degree 12, ~2 ulp) that the compiler vectorizes; sigmoid and tanh are written from it. libm's
+// scalar expf/tanhf would make the loops slower than the Python ones they replace.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace seqtorch_cpu {
+
+template <typename T>
+struct ExpConstants;
+
+template <>
+struct ExpConstants<float> {
+  using Bits = int32_t;
+  static constexpr float kMaxArg = 88.0f;
+  static constexpr float kShifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  static constexpr float kLn2Hi = 0.693145751953125f;
+  static constexpr float kLn2Lo = 1.428606765330187045e-06f;
+  static constexpr int kDegree = 7;
+  static constexpr int kMantissa = 23;
+  static constexpr Bits kBias = 127;
+};
+
+template <>
+struct ExpConstants<double> {
+  using Bits = int64_t;
+  static constexpr double kMaxArg = 708.0;
+  static constexpr double kShifter = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr double kLn2Hi = 0.6931471803691238;
+  static constexpr double kLn2Lo = 1.9082149292705877e-10;
+  static constexpr int kDegree = 12;
+  static constexpr int kMantissa = 52;
+  static constexpr Bits kBias = 1023;
+};
+
+// Horner's rule for sum_{k <= K} r^k / k!, unrolled at compile time.
+template <typename T, int K, int DEGREE>
+inline T taylor_exp(T r) {
+  constexpr double kInvFactorial[13] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+                                        1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
+                                        1.0 / 479001600};
+  if constexpr (K == DEGREE) {
+    return T(kInvFactorial[K]);
+  } else {
+#ifdef __FMA__
+    return std::fma(taylor_exp<T, K + 1, DEGREE>(r), r, T(kInvFactorial[K]));  // one instruction, one rounding
+#else
+    return taylor_exp<T, K + 1, DEGREE>(r) * r + T(kInvFactorial[K]);
+#endif
+  }
+}
+
+// exp(x) for |x| <= kMaxArg (clamped beyond: the callers only need sigmoid and tanh, which saturate).
+template <typename T>
+inline T fast_exp(T x) {
+  using C = ExpConstants<T>;
+  using Bits = typename C::Bits;
+  x = x < -C::kMaxArg ? -C::kMaxArg : (x > C::kMaxArg ? C::kMaxArg : x);
+  const T shifted = x * T(1.4426950408889634) + C::kShifter;  // round(x / ln 2) sits in the low bits
+  const T n = shifted - C::kShifter;
+  T r = x - n * C::kLn2Hi;
+  r = r - n * C::kLn2Lo;  // |r| <= ln(2) / 2
+  const T p = taylor_exp<T, 0, C::kDegree>(r);
+  Bits bits;
+  std::memcpy(&bits, &shifted, sizeof(T));
+  bits = (bits + C::kBias) << C::kMantissa;  // 2^n: the shifter's own bits fall off the top
+  T scale;
+  std::memcpy(&scale, &bits, sizeof(T));
+  return p * scale;
+}
+
+template <typename T>
+inline T sigmoid(T x) { return T(1) / (T(1) + fast_exp(-x)); }
+
+template <typename T>
+inline T tanh_(T x) { return T(1) - T(2) / (fast_exp(T(2) * x) + T(1)); }
+
+// The gates' squashing function and its derivative from the output y (hard_sigmoid from the
+// pre-activation: torch.clamp passes the gradient at its bounds, so they count as inside).
+template <typename T, bool HARD>
+inline T gate(T x) {
+  if constexpr (HARD) {
+    const T z = T(0.2) * x + T(0.5);
+    return z < T(0) ? T(0) : (z > T(1) ? T(1) : z);
+  } else {
+    return sigmoid(x);
+  }
+}
+
+template <typename T, bool HARD>
+inline T gate_grad(T y, T pre) {
+  if constexpr (HARD) {
+    const T z = T(0.2) * pre + T(0.5);
+    return (z >= T(0) && z <= T(1)) ? T(0.2) : T(0);
+  } else {
+    return y * (T(1) - y);
+  }
+}
+
+// The cell's main activation (tanh or relu) and its derivative from the output.
+template <typename T, bool RELU>
+inline T act(T x) {
+  if constexpr (RELU) {
+    return x < T(0) ? T(0) : x;
+  } else {
+    return tanh_(x);
+  }
+}
+
+template <typename T, bool RELU>
+inline T act_grad(T y) {
+  if constexpr (RELU) {
+    return y > T(0) ? T(1) : T(0);
+  } else {
+    return T(1) - y * y;
+  }
+}
+
+}  // namespace seqtorch_cpu
