@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--passes", nargs="+", choices=["fwd", "fwd+bwd"], default=["fwd", "fwd+bwd"])
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds per (shape, cell, pass) after warm-up (default 3 on CPU, 2 on GPU)")
-    parser.add_argument("--min-reps", type=int, default=3)
+    parser.add_argument("--min-reps", type=int, default=5,
+                        help="repetitions at least (this noisy 2-core box needs 5 for stable medians)")
     parser.add_argument("--max-reps", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="small budget, 2 repetitions minimum")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")

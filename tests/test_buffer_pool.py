@@ -9,7 +9,7 @@ import torch
 
 from seqtorch.ops import cpu_loops, native
 
-OPS = native.lstm_ops()
+OPS = native.load()
 pytestmark = pytest.mark.skipif(OPS is None, reason="the C++ extension did not build (see the RuntimeWarning)")
 
 SHAPE = [300, 64, 96]  # 7.4 MB of float32: above POOL_MIN_BYTES
@@ -55,7 +55,7 @@ def test_large_scan_buffers_come_from_the_pool_and_small_ones_do_not():
 
 
 def test_idle_memory_is_capped_by_the_environment():
-    code = ("import torch; from seqtorch.ops import native; ops = native.lstm_ops(); "
+    code = ("import torch; from seqtorch.ops import native; ops = native.load(); "
             "t = ops.pooled_empty([1024, 1024], torch.float32); del t; print(ops.pool_idle_bytes())")
     env = dict(os.environ, SEQTORCH_POOL_MB="0")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

@@ -58,7 +58,7 @@ def new_buffer(shape: tuple[int, ...], like: Tensor) -> Tensor:
     buffer = None
     if like.device.type == "cpu" and math.prod(shape) * like.element_size() >= POOL_MIN_BYTES \
             and not is_fake(like):
-        ops = native.lstm_ops() if USE_NATIVE else None
+        ops = native.load() if USE_NATIVE else None
         if ops is not None:
             buffer = ops.pooled_empty(list(shape), like.dtype)
     if buffer is None:
@@ -136,7 +136,7 @@ def _native(mode: str, like: Tensor):
     if mode == "rnn" or not USE_NATIVE or like.device.type != "cpu" or like.dtype not in (torch.float32,
                                                                                           torch.float64):
         return None
-    return native.lstm_ops()
+    return native.load()
 
 
 def forward_buffers(mode: str, steps: int, batch: int, hidden: int, *, has_mask: bool, hard: bool,

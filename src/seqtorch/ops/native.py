@@ -5,7 +5,7 @@
 * ``csrc/buffer_pool.cpp``: a pool of large CPU buffers (``pooled_empty``) that the scans allocate from,
   so that a training step reuses the last step's memory instead of page-faulting fresh memory in.
 
-:func:`lstm_ops` returns ``torch.ops.seqtorch_cpu`` once they are built and loaded, or None when they
+:func:`load` returns ``torch.ops.seqtorch_cpu`` once they are built and loaded, or None when they
 cannot be (no C++ compiler, a failed build, or ``SEQTORCH_NATIVE=0`` in the environment).
 The build runs once per machine and torch version (torch's JIT extension builder, ~1 minute, cached
 under ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); a failure is reported once, as a
@@ -43,7 +43,7 @@ def enabled() -> bool:
     return os.environ.get("SEQTORCH_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def lstm_ops():
+def load():
     """``torch.ops.seqtorch_cpu`` (the ops listed above), or None if unavailable."""
     if not enabled():
         return None
@@ -61,12 +61,15 @@ def _build():
         version = "".join(ch if ch.isalnum() else "_" for ch in torch.__version__)
         digest = hashlib.sha256(b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()))).hexdigest()[:10]
         name = f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}_{digest}"
-        built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
-        if not built.exists():
+        try:  # only to say when a build (not a load) is coming: a private helper, so never fatal
+            built = (Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so").exists()
+        except Exception:  # noqa: BLE001
+            built = False
+        if not built:
             print(f"seqtorch: building the C++ CPU loops ({name}; once per machine and torch version, "
                   f"about a minute)...", file=sys.stderr, flush=True)
-        cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=_flags(), is_python_module=False,
-                           verbose=False)
+        cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=_flags(),
+                           is_python_module=False, verbose=False)
         return torch.ops.seqtorch_cpu
     except Exception as error:  # noqa: BLE001 - any build failure means: use the Python loops, and say so
         warnings.warn(f"seqtorch: the C++ CPU loops could not be built ({type(error).__name__}: {error}); "
