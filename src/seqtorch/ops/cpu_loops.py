@@ -133,8 +133,9 @@ def _steps_per_chunk(batch: int, width: int, like: Tensor) -> int:
 
 def _native(mode: str, like: Tensor):
     """The C++ loops (LSTM and GRU) when they serve these tensors (CPU, float32/float64, built), else None."""
-    if mode == "rnn" or not USE_NATIVE or like.device.type != "cpu" or like.dtype not in (torch.float32,
-                                                                                          torch.float64):
+    if mode == "rnn" or not USE_NATIVE or like.device.type != "cpu":
+        return None
+    if like.dtype not in (torch.float32, torch.float64):
         return None
     return native.load()
 
