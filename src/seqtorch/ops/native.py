@@ -66,8 +66,8 @@ def _build():
         except Exception:  # noqa: BLE001
             built = False
         if not built:
-            print(f"seqtorch: building the C++ CPU loops ({name}; once per machine and torch version, "
-                  f"about a minute)...", file=sys.stderr, flush=True)
+            print(f"seqtorch: building the C++ CPU loops ({name}; once per machine, torch version and source "
+                  f"version, about a minute)...", file=sys.stderr, flush=True)
         cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=_flags(),
                            is_python_module=False, verbose=False)
         return torch.ops.seqtorch_cpu

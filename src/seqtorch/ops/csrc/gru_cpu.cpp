@@ -304,17 +304,6 @@ void backward_before(const at::Tensor& dS, const at::Tensor& S, const at::Tensor
   }
 }
 
-// ------------------------------------------------------------------------------------------------------
-// Dispatch on dtype and the two compile-time flags (relu activation, hard_sigmoid gates).
-
-template <typename F>
-void dispatch_flags(bool relu, bool hard, F&& f) {
-  if (relu && hard) f(std::true_type{}, std::true_type{});
-  else if (relu) f(std::true_type{}, std::false_type{});
-  else if (hard) f(std::false_type{}, std::true_type{});
-  else f(std::false_type{}, std::false_type{});
-}
-
 // Fills S (slot `first` holds h0), HM (if rec_mask), PRE (if hard) and, for reset_after, RZ, N, GH;
 // otherwise A and RH (the layout of cpu_loops.forward_buffers). gx (T, B, 3H); bias (3H,) (zeros when the
 // layer has none); wt = W_hh^T (H, 3H); for reset_after=False also its column blocks wt_rz (H, 2H) and

@@ -180,27 +180,6 @@ void lstm_backward_impl(const at::Tensor& dS, const T* dC, const at::Tensor& S, 
   }
 }
 
-template <typename T, bool RELU>
-void dispatch_forward_hard(bool hard, const at::Tensor& gx, const at::Tensor& bias, const at::Tensor& wt,
-                           const int64_t* len, const T* mask, bool reverse, at::Tensor& S, at::Tensor& C,
-                           at::Tensor& HM, at::Tensor& A, at::Tensor& TC, at::Tensor& PRE) {
-  if (hard)
-    lstm_forward_impl<T, RELU, true>(gx, bias, wt, len, mask, reverse, S, C, HM, A, TC, PRE);
-  else
-    lstm_forward_impl<T, RELU, false>(gx, bias, wt, len, mask, reverse, S, C, HM, A, TC, PRE);
-}
-
-template <typename T, bool RELU>
-void dispatch_backward_hard(bool hard, const at::Tensor& dS, const T* dC, const at::Tensor& S,
-                            const at::Tensor& C, const at::Tensor& A, const at::Tensor& TC, const at::Tensor& PRE,
-                            const at::Tensor& w, const int64_t* len, const T* mask, bool reverse, at::Tensor& dgx,
-                            at::Tensor& dh, at::Tensor& dc) {
-  if (hard)
-    lstm_backward_impl<T, RELU, true>(dS, dC, S, C, A, TC, PRE, w, len, mask, reverse, dgx, dh, dc);
-  else
-    lstm_backward_impl<T, RELU, false>(dS, dC, S, C, A, TC, PRE, w, len, mask, reverse, dgx, dh, dc);
-}
-
 // Fills S, C (slot `first` holds h0, c0 already), HM (if rec_mask), A, TC and PRE (if hard): the
 // layout of cpu_loops.forward_buffers. gx (T, B, 4H); bias (4H,) (zeros when the layer has none);
 // wt = W_hh^T (H, 4H).
@@ -214,10 +193,10 @@ void lstm_forward(const at::Tensor& gx, const at::Tensor& bias, const at::Tensor
   const int64_t* len = lengths_ptr(lengths, gx.size(1));
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "lstm_forward", [&] {
     const scalar_t* mask = rec_mask.has_value() ? rec_mask->data_ptr<scalar_t>() : nullptr;
-    if (relu)
-      dispatch_forward_hard<scalar_t, true>(hard, gx, bias, wt, len, mask, reverse, S, C, HM, A, TC, PRE);
-    else
-      dispatch_forward_hard<scalar_t, false>(hard, gx, bias, wt, len, mask, reverse, S, C, HM, A, TC, PRE);
+    dispatch_flags(relu, hard, [&](auto relu_t, auto hard_t) {
+      lstm_forward_impl<scalar_t, decltype(relu_t)::value, decltype(hard_t)::value>(gx, bias, wt, len, mask, reverse,
+                                                                                     S, C, HM, A, TC, PRE);
+    });
   });
 }
 
@@ -237,11 +216,10 @@ void lstm_backward(const at::Tensor& dS, const std::optional<at::Tensor>& dC, co
   AT_DISPATCH_FLOATING_TYPES(S.scalar_type(), "lstm_backward", [&] {
     const scalar_t* mask = rec_mask.has_value() ? rec_mask->data_ptr<scalar_t>() : nullptr;
     const scalar_t* dc_in = dC.has_value() ? dC->data_ptr<scalar_t>() : nullptr;
-    if (relu)
-      dispatch_backward_hard<scalar_t, true>(hard, dS, dc_in, S, C, A, TC, PRE, w, len, mask, reverse, dgx, dh, dc);
-    else
-      dispatch_backward_hard<scalar_t, false>(hard, dS, dc_in, S, C, A, TC, PRE, w, len, mask, reverse, dgx, dh,
-                                              dc);
+    dispatch_flags(relu, hard, [&](auto relu_t, auto hard_t) {
+      lstm_backward_impl<scalar_t, decltype(relu_t)::value, decltype(hard_t)::value>(dS, dc_in, S, C, A, TC, PRE, w,
+                                                                                      len, mask, reverse, dgx, dh, dc);
+    });
   });
 }
 

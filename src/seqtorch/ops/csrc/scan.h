@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <initializer_list>
 #include <optional>
+#include <type_traits>
 
 namespace seqtorch_cpu {
 
@@ -37,6 +38,16 @@ inline const int64_t* lengths_ptr(const std::optional<at::Tensor>& lengths, int6
   check(lengths->scalar_type() == at::kLong && lengths->is_contiguous() && lengths->numel() == batch,
         "lengths must be a contiguous int64 (B,) tensor");
   return lengths->data_ptr<int64_t>();
+}
+
+// Calls f(relu, hard) with the two runtime flags as std::true_type / std::false_type, so the loops get
+// them as template parameters (branch-free, vectorizable inner loops).
+template <typename F>
+void dispatch_flags(bool relu, bool hard, F&& f) {
+  if (relu && hard) f(std::true_type{}, std::true_type{});
+  else if (relu) f(std::true_type{}, std::false_type{});
+  else if (hard) f(std::false_type{}, std::true_type{});
+  else f(std::false_type{}, std::false_type{});
 }
 
 }  // namespace seqtorch_cpu
