@@ -47,6 +47,7 @@ class ImdbConfig(TrainConfig):
     padding: str = "pre"
     strip_html: bool = False
     data_seed: int = 113  # Keras' imdb.load_data shuffle seed: the book's train/val split
+    torch_nn: bool = False
 
 
 def parse_config(argv=None) -> ImdbConfig:
@@ -74,6 +75,8 @@ def parse_config(argv=None) -> ImdbConfig:
     g.add_argument("--strip-html", dest="strip_html", action="store_true", default=d.strip_html,
                    help="drop '<br />' before tokenizing raw text (Keras keeps it as 'br')")
     g.add_argument("--data-seed", dest="data_seed", type=int, default=d.data_seed)
+    g.add_argument("--torch-nn", dest="torch_nn", action="store_true", default=d.torch_nn,
+                   help="run torch.nn's recurrent layer (same initial weights) instead of seqtorch's, to compare")
     cfg = config_from_args(ImdbConfig, parser.parse_args(argv))
     if not 0.0 < cfg.val_split < 1.0:
         parser.error(f"--val-split must be in (0, 1), got {cfg.val_split}")
@@ -87,7 +90,7 @@ def main(argv=None) -> dict:
         layers=cfg.layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
         input_dropout=cfg.input_dropout, recurrent_dropout=cfg.recurrent_dropout,
         use_lengths=cfg.padding == "post", maxlen=cfg.maxlen, keras_faithful=cfg.keras_faithful,
-        backend=cfg.backend,
+        backend=cfg.backend, torch_nn=cfg.torch_nn,
     )
     with setup(cfg) as rt:
         with rt.main_first():  # rank 0 tokenizes and fills the cache; the others then read it

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TOL
 
 from seqtorch.models.imdb import DenseClassifier, ImdbModelConfig, RNNClassifier, build_model
 
@@ -131,8 +132,9 @@ OUTPUTS = ["history.json", "metrics.json", "curves.png", "best.pt", "last.pt"]
         ["--model", "gru", "--padding", "post", "--bidirectional", "--layers", "2"],
         ["--model", "simplernn", "--recurrent-dropout", "0.2", "--input-dropout", "0.1"],
         ["--model", "dense"],
+        ["--model", "lstm", "--keras-faithful", "--torch-nn"],
     ],
-    ids=["lstm-keras", "gru-post-bi-2", "simplernn-dropout", "dense"],
+    ids=["lstm-keras", "gru-post-bi-2", "simplernn-dropout", "dense", "lstm-keras-torch-nn"],
 )
 def test_script_one_epoch_writes_every_output(tiny_aclimdb, tmp_path, extra_args):
     out = tmp_path / "run"
@@ -154,6 +156,26 @@ def test_script_one_epoch_writes_every_output(tiny_aclimdb, tmp_path, extra_args
     best = torch.load(out / "best.pt", weights_only=True)
     model = build_model(ImdbModelConfig(**on_disk["model_config"]))
     model.load_state_dict(best["model"])  # the checkpoint rebuilds from the recorded config
+
+
+@pytest.mark.parametrize("kind", ["simplernn", "lstm", "gru"])
+def test_torch_nn_twin_starts_from_the_same_weights_and_gives_the_same_logits(kind):
+    torch.manual_seed(0)
+    ours = build_model(ImdbModelConfig(kind=kind, num_words=50, hidden=7, layers=2, bidirectional=True))
+    torch.manual_seed(0)
+    theirs = build_model(ImdbModelConfig(kind=kind, num_words=50, hidden=7, layers=2, bidirectional=True,
+                                         torch_nn=True))
+    assert isinstance(theirs.rnn.layer, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU))
+    tokens = torch.randint(0, 50, (4, 9))
+    torch.testing.assert_close(theirs(tokens), ours(tokens), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("options", [dict(kind="gru", keras_faithful=True), dict(kind="lstm", recurrent_dropout=0.2),
+                                     dict(kind="lstm", input_dropout=0.1)],
+                         ids=["gru-reset-before", "recurrent-dropout", "input-dropout"])
+def test_torch_nn_twin_refuses_what_torch_nn_lacks(options):
+    with pytest.raises(ValueError, match="torch.nn has no equivalent"):
+        build_model(ImdbModelConfig(torch_nn=True, **options))
 
 
 def test_script_learns_and_resumes(tiny_aclimdb, tmp_path):

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .. import layers
 
-__all__ = ["ImdbModelConfig", "RNNClassifier", "DenseClassifier", "build_model", "MODEL_KINDS"]
+__all__ = ["ImdbModelConfig", "RNNClassifier", "DenseClassifier", "TorchNNTwin", "build_model", "MODEL_KINDS"]
 
 _RNN_CLASSES = {"simplernn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 MODEL_KINDS = (*_RNN_CLASSES, "dense")
@@ -48,6 +48,8 @@ class ImdbModelConfig:
         keras_faithful: Keras' initializers and GRU flavour (see the module docstring).
         reset_after: GRU only; None means ``not keras_faithful``.
         backend: seqtorch backend for the recurrent layer.
+        torch_nn: run torch.nn's RNN/LSTM/GRU instead of seqtorch's, started from the same weights
+            (for comparisons; none of seqtorch's extras, so no dropouts, lengths or reset-before GRU).
     """
 
     kind: str = "lstm"
@@ -64,6 +66,7 @@ class ImdbModelConfig:
     keras_faithful: bool = False
     reset_after: bool | None = None
     backend: str = "auto"
+    torch_nn: bool = False
 
 
 def _check_tokens(tokens: Tensor) -> None:
@@ -84,6 +87,38 @@ def _keras_linear_(linear: nn.Linear) -> None:
     nn.init.zeros_(linear.bias)
 
 
+class TorchNNTwin(nn.Module):
+    """torch.nn's RNN/LSTM/GRU holding a copy of a seqtorch layer's weights, with seqtorch's call signature.
+
+    forward(x, lengths=None) -> what torch.nn returns. Only for layers without seqtorch's extras.
+    """
+
+    _CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+    def __init__(self, layer: layers.RecurrentLayer) -> None:
+        super().__init__()
+        extras = {"input_dropout": layer.input_dropout, "recurrent_dropout": layer.recurrent_dropout,
+                  "reset_after": not layer.reset_after, "recurrent_activation": layer.recurrent_activation != "sigmoid",
+                  "activation": layer.mode != "rnn" and layer.activation != "tanh"}
+        used = [name for name, value in extras.items() if value]
+        if used:
+            raise ValueError(f"torch.nn has no equivalent of seqtorch's {used}; drop them to compare with torch.nn")
+        options = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
+                       dropout=layer.dropout, bidirectional=layer.bidirectional)
+        if layer.mode == "rnn":
+            options["nonlinearity"] = layer.activation
+        # Built on the meta device, so it draws no random numbers: the layers created after it (the
+        # classifier's head) get the same initial weights as in the seqtorch model.
+        self.layer = self._CLASSES[layer.mode](layer.input_size, layer.hidden_size, device="meta", **options)
+        self.layer.to_empty(device=layer.weight_ih_l0.device)
+        self.layer.load_state_dict(layer.state_dict(), strict=True)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None):
+        if lengths is not None:
+            raise ValueError("the torch.nn layer takes no lengths= (use 'pre' padding to compare)")
+        return self.layer(x)
+
+
 class RNNClassifier(nn.Module):
     """Embedding -> recurrent layer(s) -> Linear(1) on the last layer's final state(s).
 
@@ -94,7 +129,7 @@ class RNNClassifier(nn.Module):
                  hidden: int = 32, layers: int = 1, bidirectional: bool = False,
                  dropout: float = 0.0, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
                  use_lengths: bool = False, keras_faithful: bool = False,
-                 reset_after: bool | None = None, backend: str = "auto") -> None:
+                 reset_after: bool | None = None, backend: str = "auto", torch_nn: bool = False) -> None:
         super().__init__()
         if kind not in _RNN_CLASSES:
             raise ValueError(f"kind must be one of {tuple(_RNN_CLASSES)}, got {kind!r}")
@@ -110,6 +145,8 @@ class RNNClassifier(nn.Module):
         elif reset_after is not None:
             raise ValueError(f"reset_after applies to the GRU only, got it for {kind!r}")
         self.rnn = _RNN_CLASSES[kind](embed_dim, hidden, **options)
+        if torch_nn:
+            self.rnn = TorchNNTwin(self.rnn)
         self.num_directions = 2 if bidirectional else 1
         self.head = nn.Linear(self.num_directions * hidden, 1)
         if keras_faithful:
@@ -162,6 +199,6 @@ def build_model(cfg: ImdbModelConfig) -> nn.Module:
     return RNNClassifier(
         cfg.kind, cfg.num_words, cfg.embed_dim or 32, cfg.hidden, cfg.layers, cfg.bidirectional,
         cfg.dropout, cfg.input_dropout, cfg.recurrent_dropout, cfg.use_lengths,
-        cfg.keras_faithful, cfg.reset_after, cfg.backend,
+        cfg.keras_faithful, cfg.reset_after, cfg.backend, cfg.torch_nn,
     )
 
