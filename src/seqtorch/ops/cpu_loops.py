@@ -401,6 +401,36 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
         return results
     h_prev = steps.slots_prev(S)                     # (T, B, H): state each step read
     h_in = HM if rec_mask is not None else h_prev   # what entered the matmul
+    # The C++ loops (LSTM, GRU on CPU) need none of the Python loops' set-up below.
+    ops = _native(mode, S)
+    if ops is not None:
+        mask, relu = None if rec_mask is None else rec_mask.contiguous(), activation == "relu"
+        G = GATES[mode]
+        # dG: the gradient of h~ W_hh^T + b_hh over all steps, the operand of the weight-gradient GEMM
+        dG = dgx
+        if mode == "lstm":
+            A, TC, PRE = saved[3:]
+            DC = new_buffer((B, H), S)
+            ops.lstm_backward(grad_S, None if dC_ is None else grad_C.contiguous(), S, C, A, TC, PRE,
+                              w_hh.contiguous(), _int64(lengths), mask, reverse, relu, hard, dgx, dh0, DC)
+            if dc0.numel():
+                if dC_ is not None:
+                    DC.add_(dC_[steps.first])
+                dc0.copy_(DC)
+        elif reset_after:
+            RZ, N, GH, PRE = saved[3:]
+            dG = new_buffer((T, B, 3 * H), S)
+            ops.gru_backward(grad_S, S, HM, PRE, RZ, N, GH, w_hh.contiguous(), _none(S), _none(S), _int64(lengths),
+                             mask, reverse, relu, hard, True, dgx, dG, dh0)
+        else:
+            A, RH, PRE = saved[3:]
+            ops.gru_backward(grad_S, S, HM, PRE, A, RH, _none(S), _none(S), w_hh[: 2 * H].contiguous(),
+                             w_hh[2 * H:].contiguous(), _int64(lengths), mask, reverse, relu, hard, False, dgx,
+                             _none(S), dh0)
+        rh = saved[4] if mode == "gru" and not reset_after else None
+        _weight_grads(dG.view(T * B, G * H), h_in, dw, db if has_bias else None, rh=rh)
+        return results
+
     valid = steps.valid                              # (T, B, 1) bool or None
     vf = None if valid is None else valid.to(S.dtype)
     # State gradient that passes straight through a frozen step (1 - valid), at the tail steps only.
@@ -441,45 +471,9 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
             carry(dG_[t], w_hh, t, DH2, DH)
             DH, DH2 = DH2, DH
         dh0.copy_(DH)
-        torch.mm(dgx.view(T * B, H).t(), h_in.reshape(T * B, H), out=dw)
-        if has_bias:
-            torch.sum(dgx, dim=(0, 1), out=db)
+        _weight_grads(dgx.view(T * B, H), h_in, dw, db if has_bias else None)
         return results
 
-    ops = _native(mode, S)
-    if ops is not None:
-        mask, relu = None if rec_mask is None else rec_mask.contiguous(), activation == "relu"
-        G = GATES[mode]
-        # dG: the gradient of h~ W_hh^T + b_hh over all steps, the operand of the weight-gradient GEMM
-        dG = dgx
-        if mode == "lstm":
-            A, TC, PRE = saved[3:]
-            DC = new_buffer((B, H), S)
-            ops.lstm_backward(grad_S, None if dC_ is None else grad_C.contiguous(), S, C, A, TC, PRE,
-                              w_hh.contiguous(), _int64(lengths), mask, reverse, relu, hard, dgx, dh0, DC)
-            if dc0.numel():
-                if dC_ is not None:
-                    DC.add_(dC_[steps.first])
-                dc0.copy_(DC)
-        elif reset_after:
-            RZ, N, GH, PRE = saved[3:]
-            dG = new_buffer((T, B, 3 * H), S)
-            ops.gru_backward(grad_S, S, HM, PRE, RZ, N, GH, w_hh.contiguous(), _none(S), _none(S), _int64(lengths),
-                             mask, reverse, relu, hard, True, dgx, dG, dh0)
-        else:
-            A, RH, PRE = saved[3:]
-            ops.gru_backward(grad_S, S, HM, PRE, A, RH, _none(S), _none(S), w_hh[: 2 * H].contiguous(),
-                             w_hh[2 * H:].contiguous(), _int64(lengths), mask, reverse, relu, hard, False, dgx,
-                             _none(S), dh0)
-        rows = dG.view(T * B, G * H)
-        if mode == "gru" and not reset_after:  # n's recurrent product is (r h~) W_n^T: its own GEMM operand
-            torch.mm(rows[:, : 2 * H].t(), h_in.reshape(T * B, H), out=dw[: 2 * H])
-            torch.mm(rows[:, 2 * H:].t(), saved[4].view(T * B, H), out=dw[2 * H:])
-        else:
-            torch.mm(rows.t(), h_in.reshape(T * B, H), out=dw)
-        if has_bias:
-            torch.sum(rows, dim=0, out=db)
-        return results
 
     if mode == "lstm":
         A, TC, PRE = saved[3:]
@@ -528,9 +522,7 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
             if dC_ is not None:
                 DC.add_(dC_[steps.first])
             dc0.copy_(DC)
-        torch.mm(dgx.view(T * B, 4 * H).t(), h_in.reshape(T * B, H), out=dw)
-        if has_bias:
-            torch.sum(dgx, dim=(0, 1), out=db)
+        _weight_grads(dgx.view(T * B, 4 * H), h_in, dw, db if has_bias else None)
         return results
 
     if reset_after:
@@ -572,9 +564,7 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
             DH, DH2 = DH2, DH
         dh0.copy_(DH)
         torch.index_select(dG4v, 2, torch.tensor([0, 1, 3], device=S.device), out=dgx.view(T, B, 3, H))
-        torch.mm(dG3.t(), h_in.reshape(T * B, H), out=dw)
-        if has_bias:
-            torch.sum(dG3, dim=0, out=db)
+        _weight_grads(dG3, h_in, dw, db if has_bias else None)
         return results
 
     A, RH, PRE = saved[3:]
@@ -615,12 +605,27 @@ def backward_scan(mode: str, grad_S: Tensor | None, grad_C: Tensor | None, saved
             DH2.addcmul_(DHIN, rec_mask)
         DH, DH2 = DH2, DH
     dh0.copy_(DH)
-    dgx2 = dgx.view(T * B, 3 * H)
-    torch.mm(dgx2[:, : 2 * H].t(), h_in.reshape(T * B, H), out=dw[: 2 * H])
-    torch.mm(dgx2[:, 2 * H:].t(), RH.view(T * B, H), out=dw[2 * H:])
-    if has_bias:
-        torch.sum(dgx, dim=(0, 1), out=db)
+    _weight_grads(dgx.view(T * B, 3 * H), h_in, dw, db if has_bias else None, rh=RH)
     return results
+
+
+def _weight_grads(rows: Tensor, h_in: Tensor, dw: Tensor, db: Tensor | None, rh: Tensor | None = None) -> None:
+    """The weight gradients after the backward loop, one GEMM over all T*B rows.
+
+    rows (T*B, G*H): the gradient of ``h~ W_hh^T + b_hh`` at every step; h_in (T, B, H): h~. Writes
+    ``dw = rows^T h~`` (G*H, H) and ``db`` = the column sums of rows (when not None). For the
+    reset-before GRU (``rh`` = r * h~, (T, B, H)) the n block's matrix product is (r h~) W_n^T, so its
+    rows multiply rh instead.
+    """
+    H = h_in.shape[-1]
+    h = h_in.reshape(-1, H)
+    if rh is None:
+        torch.mm(rows.t(), h, out=dw)
+    else:
+        torch.mm(rows[:, : 2 * H].t(), h, out=dw[: 2 * H])
+        torch.mm(rows[:, 2 * H:].t(), rh.reshape(-1, H), out=dw[2 * H:])
+    if db is not None:
+        torch.sum(rows, dim=0, out=db)
 
 
 def _at(x: Tensor | None, sl: slice) -> Tensor | None:
