@@ -142,11 +142,6 @@ void carry(int64_t B, int64_t H, const T* dh_in, const T* mask, const T* ds_prev
   }
 }
 
-template <typename T>
-void mask_rows(int64_t n, const T* __restrict h, const T* __restrict mask, T* __restrict out) {
-  for (int64_t e = 0; e < n; ++e) out[e] = h[e] * mask[e];
-}
-
 // ------------------------------------------------------------------------------------------------------
 // Loops
 

@@ -97,11 +97,7 @@ void lstm_forward_impl(const at::Tensor& gx, const at::Tensor& bias, const at::T
   const std::vector<at::Tensor> hm_slots = mask ? HM.unbind(0) : std::vector<at::Tensor>();
   for (int64_t k = 0; k < T_; ++k) {
     const int64_t t = steps.at(k), p = steps.prev(t), n = steps.next(t);
-    if (mask) {
-      const T* hp = s_ + p * B * H;
-      T* hm = hm_ + t * B * H;
-      for (int64_t e = 0; e < B * H; ++e) hm[e] = hp[e] * mask[e];
-    }
+    if (mask) mask_rows(B * H, s_ + p * B * H, mask, hm_ + t * B * H);
     at::mm_out(gates, mask ? hm_slots[t] : s_slots[p], wt);
     at::parallel_for(0, B, grain(H), [&](int64_t lo, int64_t hi) {
       for (int64_t b = lo; b < hi; ++b) {

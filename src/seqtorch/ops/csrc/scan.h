@@ -40,6 +40,12 @@ inline const int64_t* lengths_ptr(const std::optional<at::Tensor>& lengths, int6
   return lengths->data_ptr<int64_t>();
 }
 
+// h~ = h * rec_mask for the whole (B, H) state of a step (the recurrent dropout mask, constant in time).
+template <typename T>
+void mask_rows(int64_t n, const T* __restrict h, const T* __restrict mask, T* __restrict out) {
+  for (int64_t e = 0; e < n; ++e) out[e] = h[e] * mask[e];
+}
+
 // Calls f(relu, hard) with the two runtime flags as std::true_type / std::false_type, so the loops get
 // them as template parameters (branch-free, vectorizable inner loops).
 template <typename F>
