@@ -30,6 +30,18 @@ def check_options(*, activation: str, recurrent_activation: str, init: str, drop
             raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
 
 
+def check_single_bias(single_bias: bool, *, bias: bool, mode: str, reset_after: bool) -> None:
+    """``single_bias`` needs biases, and a GRU whose two biases are interchangeable (reset_after=False)."""
+    if not isinstance(single_bias, bool):
+        raise TypeError(f"single_bias must be a bool, got {type(single_bias).__name__}")
+    if single_bias and not bias:
+        raise ValueError("single_bias=True needs bias=True (there is no bias to keep single)")
+    if single_bias and mode == "gru" and reset_after:
+        raise ValueError("single_bias=True needs reset_after=False for the GRU: with reset_after=True the "
+                         "recurrent candidate bias b_hn is scaled by the reset gate, so it is a separate "
+                         "bias (Keras' reset_after GRU has two biases too)")
+
+
 def check_sizes(input_size: int, hidden_size: int, num_layers: int = 1) -> None:
     for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
                              ("num_layers", num_layers, 1)):

@@ -7,19 +7,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import init as sinit
-from ._validation import check_input, check_options, check_sizes, check_state
+from ._validation import check_input, check_options, check_single_bias, check_sizes, check_state
 from .reference import GATES, gru_step, lstm_step, rnn_step
 
 
 class RecurrentCell(nn.Module):
-    """Parameters, initialization and input handling shared by the three cells."""
+    """Parameters, initialization and input handling shared by the three cells.
+
+    ``single_bias=True``: ``bias_hh`` is a zero buffer, one trained bias per gate as in Keras (see
+    :class:`seqtorch.layers.RecurrentLayer`).
+    """
 
     mode = "rnn"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 activation: str = "tanh", recurrent_activation: str = "sigmoid", init: str = "torch") -> None:
+                 activation: str = "tanh", recurrent_activation: str = "sigmoid", init: str = "torch",
+                 single_bias: bool = False, reset_after: bool = True) -> None:
         super().__init__()
         check_sizes(input_size, hidden_size)
+        check_single_bias(single_bias, bias=bias, mode=self.mode, reset_after=reset_after)
         check_options(activation=activation, recurrent_activation=recurrent_activation, init=init, dropouts={})
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -27,13 +33,17 @@ class RecurrentCell(nn.Module):
         self.activation = activation
         self.recurrent_activation = recurrent_activation
         self.init = init
+        self.single_bias = single_bias
         factory = {"device": device, "dtype": dtype}
         gate_size = GATES[self.mode] * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(gate_size, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(gate_size, hidden_size, **factory))
         if bias:
             self.bias_ih = nn.Parameter(torch.empty(gate_size, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(gate_size, **factory))
+            if single_bias:
+                self.register_buffer("bias_hh", torch.zeros(gate_size, **factory))
+            else:
+                self.bias_hh = nn.Parameter(torch.empty(gate_size, **factory))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
@@ -50,9 +60,11 @@ class RecurrentCell(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
             s += ", bias=False"
-        for name, default in (("recurrent_activation", "sigmoid"), ("init", "torch")):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
+        for name, default in (("reset_after", True), ("recurrent_activation", "sigmoid"), ("init", "torch"),
+                              ("single_bias", False)):
+            value = getattr(self, name, default)  # reset_after: GRUCell only
+            if value != default:
+                s += f", {name}={value!r}"
         return s
 
     def _prepare(self, input: Tensor, states: list[Tensor | None]) -> tuple[Tensor, list[Tensor], bool]:
@@ -85,17 +97,18 @@ class SimpleRNNCell(RecurrentCell):
     """Elman RNN cell, ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``: torch.nn.RNNCell's API.
 
     Args: input_size, hidden_size, bias=True, nonlinearity="tanh" ("tanh" or "relu"), device, dtype;
-    keyword-only ``init`` ("torch" or "keras").
+    keyword-only ``init`` ("torch" or "keras"), ``single_bias``.
     forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h' (B, H) or (H,).
     """
 
     mode = "rnn"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 device=None, dtype=None, *, init: str = "torch") -> None:
+                 device=None, dtype=None, *, init: str = "torch", single_bias: bool = False) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
-        super().__init__(input_size, hidden_size, bias, device, dtype, activation=nonlinearity, init=init)
+        super().__init__(input_size, hidden_size, bias, device, dtype, activation=nonlinearity, init=init,
+                         single_bias=single_bias)
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
@@ -108,7 +121,7 @@ class LSTMCell(RecurrentCell):
     """LSTM cell (gates i, f, g, o): torch.nn.LSTMCell's API.
 
     Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``activation``,
-    ``recurrent_activation``, ``init``.
+    ``recurrent_activation``, ``init``, ``single_bias``.
     forward(input (B, I) or (I,), hx (h, c) each (B, H) or (H,), or None) -> (h', c').
     """
 
@@ -127,7 +140,8 @@ class GRUCell(RecurrentCell):
     """GRU cell (gates r, z, n): torch.nn.GRUCell's API.
 
     Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``reset_after`` (False: Keras
-    2.0's candidate from ``r * h``), ``activation``, ``recurrent_activation``, ``init``.
+    2.0's candidate from ``r * h``), ``activation``, ``recurrent_activation``, ``init``, ``single_bias``
+    (needs ``reset_after=False``).
     forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h'.
     """
 
@@ -135,9 +149,10 @@ class GRUCell(RecurrentCell):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
                  reset_after: bool = True, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 init: str = "torch") -> None:
+                 init: str = "torch", single_bias: bool = False) -> None:
         super().__init__(input_size, hidden_size, bias, device, dtype, activation=activation,
-                         recurrent_activation=recurrent_activation, init=init)
+                         recurrent_activation=recurrent_activation, init=init, single_bias=single_bias,
+                         reset_after=reset_after)
         self.reset_after = reset_after
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:

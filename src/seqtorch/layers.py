@@ -4,7 +4,7 @@ Same constructor arguments and defaults, parameter names and shapes (``weight_ih
 ``weight_hh_*``, ``bias_ih_*``, ``bias_hh_*``), initialization and ``forward`` semantics as torch.nn:
 a state_dict loads both ways with ``strict=True``. The extras are keyword-only and off by default:
 ``lengths=`` in forward, ``input_dropout``, ``recurrent_dropout``, ``activation``,
-``recurrent_activation``, ``reset_after`` (GRU), ``init`` and ``backend``.
+``recurrent_activation``, ``reset_after`` (GRU), ``init``, ``single_bias`` and ``backend``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,22 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import functional as SF
 from . import init as sinit
-from ._validation import check_input, check_lengths, check_options, check_sizes, check_state
+from ._validation import (check_input, check_lengths, check_options, check_single_bias, check_sizes,
+                          check_state)
 from .reference import GATES
 
 
 class RecurrentLayer(nn.Module):
     """Shared machinery of :class:`SimpleRNN`, :class:`LSTM` and :class:`GRU`: parameters, checks,
-    the input/output layouts (batch_first, unbatched, PackedSequence, lengths)."""
+    the input/output layouts (batch_first, unbatched, PackedSequence, lengths).
+
+    ``single_bias=True`` trains one bias per gate, as Keras does: each ``bias_hh_*`` is a zero buffer
+    instead of a parameter (the state_dict keeps torch.nn's keys, so it still loads into torch.nn).
+    torch's two biases only ever enter as their sum, and both receive the same gradient, so any
+    optimizer moves that sum twice as far per step as Keras moves its one bias: with RMSprop or
+    Adam the bias learns at twice Keras' rate. The GRU qualifies only with ``reset_after=False``
+    (with True, ``b_hn`` is multiplied by the reset gate: a bias of its own, in Keras too).
+    """
 
     mode = "rnn"
 
@@ -32,9 +41,10 @@ class RecurrentLayer(nn.Module):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, activation: str = "tanh", recurrent_activation: str = "sigmoid",
                  reset_after: bool = True, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 init: str = "torch", backend: str = "auto") -> None:
+                 init: str = "torch", single_bias: bool = False, backend: str = "auto") -> None:
         super().__init__()
         check_sizes(input_size, hidden_size, num_layers)
+        check_single_bias(single_bias, bias=bias, mode=self.mode, reset_after=reset_after)
         check_options(activation=activation, recurrent_activation=recurrent_activation, init=init,
                       backend=backend, dropouts={"input_dropout": input_dropout,
                                                  "recurrent_dropout": recurrent_dropout})
@@ -58,6 +68,7 @@ class RecurrentLayer(nn.Module):
         self.input_dropout = float(input_dropout)
         self.recurrent_dropout = float(recurrent_dropout)
         self.init = init
+        self.single_bias = single_bias
         self.backend = backend
 
         factory = {"device": device, "dtype": dtype}
@@ -75,7 +86,11 @@ class RecurrentLayer(nn.Module):
                     params[f"bias_ih{suffix}"] = torch.empty(gate_size, **factory)
                     params[f"bias_hh{suffix}"] = torch.empty(gate_size, **factory)
                 for name, value in params.items():
-                    setattr(self, name, nn.Parameter(value))
+                    if single_bias and name.startswith("bias_hh"):
+                        # A buffer keeps torch.nn's state_dict key and layout but is never trained.
+                        self.register_buffer(name, value.zero_())
+                    else:
+                        setattr(self, name, nn.Parameter(value))
                     self._flat_weights_names.append(name)
         self.reset_parameters()
 
@@ -114,7 +129,7 @@ class RecurrentLayer(nn.Module):
         defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
                     "bidirectional": False, "activation": "tanh", "recurrent_activation": "sigmoid",
                     "reset_after": True, "input_dropout": 0.0, "recurrent_dropout": 0.0, "init": "torch",
-                    "backend": "auto"}
+                    "single_bias": False, "backend": "auto"}
         for name, default in defaults.items():
             if name == "activation" and self.mode == "rnn":
                 continue  # shown as nonlinearity by SimpleRNN
@@ -229,7 +244,7 @@ class SimpleRNN(RecurrentLayer):
     Args (torch.nn.RNN's, in its order): input_size, hidden_size, num_layers=1, nonlinearity="tanh"
     ("tanh" or "relu"), bias=True, batch_first=False, dropout=0.0 (between layers), bidirectional=False,
     device=None, dtype=None. Keyword-only extras: input_dropout, recurrent_dropout (variational, one mask
-    per sequence and layer), init ("torch" or "keras"), backend.
+    per sequence and layer), init ("torch" or "keras"), single_bias, backend.
 
     Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
     """
@@ -239,12 +254,14 @@ class SimpleRNN(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, device=None, dtype=None, *, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, init: str = "torch", backend: str = "auto") -> None:
+                 recurrent_dropout: float = 0.0, init: str = "torch", single_bias: bool = False,
+                 backend: str = "auto") -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype, activation=nonlinearity, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, init=init, backend=backend)
+                         recurrent_dropout=recurrent_dropout, init=init, single_bias=single_bias,
+                         backend=backend)
 
     @property
     def nonlinearity(self) -> str:
@@ -263,7 +280,7 @@ class LSTM(RecurrentLayer):
     Args (torch.nn.LSTM's, in its order): input_size, hidden_size, num_layers=1, bias=True,
     batch_first=False, dropout=0.0, bidirectional=False, proj_size=0 (only 0 is supported), device=None,
     dtype=None. Keyword-only extras: input_dropout, recurrent_dropout, activation ("tanh" or "relu"),
-    recurrent_activation ("sigmoid" or "hard_sigmoid"), init ("torch" or "keras"), backend.
+    recurrent_activation ("sigmoid" or "hard_sigmoid"), init ("torch" or "keras"), single_bias, backend.
 
     Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n, c_n (L*D, B, H).
     """
@@ -274,14 +291,15 @@ class LSTM(RecurrentLayer):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device=None, dtype=None, *, input_dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid", init: str = "torch", backend: str = "auto") -> None:
+                 recurrent_activation: str = "sigmoid", init: str = "torch", single_bias: bool = False,
+                 backend: str = "auto") -> None:
         if proj_size != 0:
             raise NotImplementedError(f"seqtorch.LSTM does not support proj_size (got {proj_size}); "
                                       f"use torch.nn.LSTM for projections")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype, activation=activation, recurrent_activation=recurrent_activation,
                          input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, init=init,
-                         backend=backend)
+                         single_bias=single_bias, backend=backend)
         self.proj_size = 0
 
 
@@ -292,7 +310,7 @@ class GRU(RecurrentLayer):
     batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None. Keyword-only extras:
     reset_after (True: torch's and Keras >= 2.3's GRU; False: Keras 2.0's, the book's, with the
     candidate computed from ``r * h``), input_dropout, recurrent_dropout, activation,
-    recurrent_activation, init, backend.
+    recurrent_activation, init, single_bias (needs reset_after=False), backend.
 
     Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
     """
@@ -303,8 +321,10 @@ class GRU(RecurrentLayer):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, reset_after: bool = True, input_dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid", init: str = "torch", backend: str = "auto") -> None:
+                 recurrent_activation: str = "sigmoid", init: str = "torch", single_bias: bool = False,
+                 backend: str = "auto") -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype, activation=activation, recurrent_activation=recurrent_activation,
                          reset_after=reset_after, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, init=init, backend=backend)
+                         recurrent_dropout=recurrent_dropout, init=init, single_bias=single_bias,
+                         backend=backend)

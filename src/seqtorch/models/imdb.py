@@ -6,10 +6,11 @@
   Linear(1)`` over a fixed ``maxlen``.
 
 Both return one logit per review (use ``BCEWithLogitsLoss``; the book's sigmoid is in the loss).
-``keras_faithful=True`` reproduces Keras' initializers, which is what makes the book's accuracy
+``keras_faithful=True`` reproduces Keras' model, which is what makes the book's accuracy
 reachable: Embedding uniform(-0.05, 0.05), recurrent layers with ``init="keras"`` (glorot-uniform
-input weights, orthogonal recurrent weights, zero biases, LSTM forget bias 1), Linear
-glorot-uniform with a zero bias, and the GRU with ``reset_after=False`` as in the book's Keras 2.
+input weights, orthogonal recurrent weights, zero biases, LSTM forget bias 1) and Keras' one
+trained bias per gate (``single_bias``), Linear glorot-uniform with a zero bias, and the GRU with
+``reset_after=False`` as in the book's Keras 2.
 With ``keras_faithful=False`` every layer keeps torch's default initialization.
 """
 
@@ -112,6 +113,10 @@ class TorchNNTwin(nn.Module):
         self.layer = self._CLASSES[layer.mode](layer.input_size, layer.hidden_size, device="meta", **options)
         self.layer.to_empty(device=layer.weight_ih_l0.device)
         self.layer.load_state_dict(layer.state_dict(), strict=True)
+        if layer.single_bias:  # the same experiment: torch.nn's bias_hh stays at zero too
+            for name, p in self.layer.named_parameters():
+                if name.startswith("bias_hh"):
+                    p.requires_grad_(False)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None):
         if lengths is not None:
@@ -144,6 +149,8 @@ class RNNClassifier(nn.Module):
             options["reset_after"] = (not keras_faithful) if reset_after is None else reset_after
         elif reset_after is not None:
             raise ValueError(f"reset_after applies to the GRU only, got it for {kind!r}")
+        # Keras trains one bias per gate; only the reset-after GRU has two (in Keras too).
+        options["single_bias"] = keras_faithful and not options.get("reset_after", False)
         self.rnn = _RNN_CLASSES[kind](embed_dim, hidden, **options)
         if torch_nn:
             self.rnn = TorchNNTwin(self.rnn)

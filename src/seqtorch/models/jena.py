@@ -6,7 +6,8 @@ prediction per window ``(B,)``. Keras' ``dropout`` is seqtorch's ``input_dropout
 the last layer is how the stacked models feed one layer into the next.
 
 ``keras_faithful=True`` reproduces Keras' formulas: ``init="keras"`` recurrent layers (glorot
-input kernel, orthogonal recurrent kernel, zero biases, LSTM forget bias 1), the Keras 2 GRU
+input kernel, orthogonal recurrent kernel, zero biases, LSTM forget bias 1, one trained bias per
+gate: ``single_bias``), the Keras 2 GRU
 (``reset_after=False``, candidate from ``r * h``) and glorot-uniform Dense layers with zero bias.
 Otherwise torch's defaults are used.
 """
@@ -103,7 +104,7 @@ class RecurrentRegressor(nn.Module):
             kwargs = dict(batch_first=True, bidirectional=spec.bidirectional,
                           input_dropout=spec.dropout, recurrent_dropout=spec.recurrent_dropout,
                           activation=spec.activation, init="keras" if keras_faithful else "torch",
-                          backend=backend)
+                          single_bias=keras_faithful, backend=backend)
             if spec.kind == "gru":
                 layers.append(GRU(size, spec.units, reset_after=not keras_faithful, **kwargs))
             else:
