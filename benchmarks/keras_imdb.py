@@ -39,6 +39,19 @@ import time
 BATCH = 128
 
 
+def _batch(arrays, i: int):
+    """Training batch ``i`` in file order: what both sides of lockstep train on."""
+    sl = slice(i * BATCH, (i + 1) * BATCH)
+    return arrays["x_train"][sl], arrays["y_train"][sl]
+
+
+def _load(path) -> dict:
+    import numpy as np
+
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
 def export(args) -> None:
     import numpy as np
 
@@ -72,9 +85,8 @@ def _seqtorch_lockstep(arrays, kind: str, steps: int, num_words: int) -> dict:
     opt = make_optimizer("rmsprop", model.parameters(), keras_faithful=True)
     losses = []
     for i in range(steps):
-        x = torch.from_numpy(arrays["x_train"][i * BATCH:(i + 1) * BATCH]).long()
-        y = torch.from_numpy(arrays["y_train"][i * BATCH:(i + 1) * BATCH])
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        x, y = (torch.from_numpy(v) for v in _batch(arrays, i))
+        loss = F.binary_cross_entropy_with_logits(model(x.long()), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -87,8 +99,7 @@ def _seqtorch_lockstep(arrays, kind: str, steps: int, num_words: int) -> dict:
 def lockstep(args) -> None:
     import numpy as np
 
-    with np.load(args.arrays) as f:
-        a = {k: f[k] for k in f.files}
+    a = _load(args.arrays)
     kind = str(a["lockstep_model"])
     model = _keras_model(kind, a["x_train"].shape[1], a["init/embedding.weight"].shape[0])
     w = {k[len("init/"):]: v for k, v in a.items() if k.startswith("init/")}
@@ -101,7 +112,7 @@ def lockstep(args) -> None:
     ours = a["lockstep_losses"]
     keras_losses = []
     for i in range(len(ours)):
-        x, y = a["x_train"][i * BATCH:(i + 1) * BATCH], a["y_train"][i * BATCH:(i + 1) * BATCH]
+        x, y = _batch(a, i)
         keras_losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))  # before the update
     keras_losses = np.array(keras_losses)
     for i in range(len(ours)):
@@ -128,8 +139,7 @@ def train(args) -> None:
     import numpy as np
 
     keras.utils.set_random_seed(args.seed)
-    with np.load(args.arrays) as f:
-        a = {k: f[k] for k in f.files}
+    a = _load(args.arrays)
     model = _keras_model(args.model, a["x_train"].shape[1], args.num_words)
 
     class Timer(keras.callbacks.Callback):
