@@ -76,6 +76,14 @@ def recurrent_scan(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: T
     Returns output (T, B, H), h_n (B, H), c_n (B, H) or None.
     """
     name = resolve_backend(backend, gx, h0.shape[-1])
+    if recurrent_activation == "hardsigmoid" and name != "reference":
+        # torch's hardsigmoid has no fused kernel yet: "auto" runs the reference, a named backend refuses.
+        if backend != "auto":
+            raise RuntimeError(f"backend {backend!r} cannot run recurrent_activation='hardsigmoid' yet; use "
+                               f"backend='auto' or 'reference'")
+        name = "reference"
+    if recurrent_activation == "hard_sigmoid_keras2":
+        recurrent_activation = "hard_sigmoid"
     scan = recurrent_scan_reference if name == "reference" else _ops().SCANS[name]
     return scan(mode, gx, h0, c0, w_hh, b_hh, lengths=lengths, rec_mask=rec_mask, reverse=reverse,
                 activation=activation, recurrent_activation=recurrent_activation, reset_after=reset_after)

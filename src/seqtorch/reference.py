@@ -37,12 +37,15 @@ from torch import Tensor
 
 MODES = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu")
-RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
+# "hard_sigmoid" is Keras 2's (and the book's) formula, kept under that name; "hard_sigmoid_keras2" names it
+# unmistakably; "hardsigmoid" is torch's F.hardsigmoid, which Keras 3 also calls hard_sigmoid.
+RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2", "hardsigmoid")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def hard_sigmoid(x: Tensor) -> Tensor:
-    """Keras 2's piecewise-linear sigmoid: ``clip(0.2 * x + 0.5, 0, 1)``."""
+    """Keras 2's piecewise-linear sigmoid: ``clip(0.2 * x + 0.5, 0, 1)`` (torch's ``F.hardsigmoid``, which
+    Keras 3 uses, is ``clip(x / 6 + 0.5, 0, 1)``)."""
     return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
 
 
@@ -55,8 +58,10 @@ def activation_fn(name: str):
         return torch.relu
     if name == "sigmoid":
         return torch.sigmoid
-    if name == "hard_sigmoid":
+    if name in ("hard_sigmoid", "hard_sigmoid_keras2"):
         return hard_sigmoid
+    if name == "hardsigmoid":
+        return F.hardsigmoid
     raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS + RECURRENT_ACTIVATIONS}")
 
 
