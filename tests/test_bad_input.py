@@ -122,7 +122,7 @@ def test_bad_sizes_and_unsupported_proj_size():
 def test_unavailable_backend_is_named(monkeypatch):
     import seqtorch.ops
 
-    monkeypatch.delitem(seqtorch.ops.SCANS, "triton", raising=False)  # as on an install without triton
+    monkeypatch.delitem(seqtorch.ops.BACKENDS, "triton", raising=False)  # as on an install without triton
     gru = seqtorch.GRU(I, H, backend="triton")
     with pytest.raises(RuntimeError, match=r"backend 'triton' is not available in this install"):
         gru(torch.zeros(T, B, I))

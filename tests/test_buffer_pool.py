@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from seqtorch.ops import cpu_loops, native
+from seqtorch.ops import buffers, native
 
 OPS = native.load()
 pytestmark = pytest.mark.skipif(OPS is None, reason="the C++ extension did not build (see the RuntimeWarning)")
@@ -43,13 +43,13 @@ def test_pooled_tensors_are_ordinary_contiguous_tensors():
 
 def test_large_scan_buffers_come_from_the_pool_and_small_ones_do_not():
     like = torch.zeros(1)
-    large = cpu_loops.new_buffer(tuple(SHAPE), like)
+    large = buffers.new_buffer(tuple(SHAPE), like)
     address = large.data_ptr()
     del large
     assert OPS.pool_idle_bytes() >= 300 * 64 * 96 * 4
-    assert cpu_loops.new_buffer(tuple(SHAPE), like).data_ptr() == address
+    assert buffers.new_buffer(tuple(SHAPE), like).data_ptr() == address
     idle = OPS.pool_idle_bytes()
-    small = cpu_loops.new_buffer((4, 4), like)
+    small = buffers.new_buffer((4, 4), like)
     del small  # a plain torch.empty: nothing returns to the pool (a pooled one would add 64 KiB)
     assert OPS.pool_idle_bytes() == idle
 

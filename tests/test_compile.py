@@ -9,7 +9,7 @@ from torch import nn
 
 import seqtorch
 from conftest import TOL
-from seqtorch.ops.cpu_fused import recurrent_scan_cpu_fused
+from seqtorch.functional import recurrent_scan
 
 
 class TinyModel(nn.Module):
@@ -59,9 +59,8 @@ def test_compiled_scan_with_lengths_matches_eager_fullgraph():
     lengths, rec_mask = torch.tensor([6, 1, 4]), torch.bernoulli(torch.full((B, H), 0.5)) * 2
 
     def scan(gx, h0, c0, w_hh, b_hh):
-        out, h_n, c_n = recurrent_scan_cpu_fused("lstm", gx, h0, c0, w_hh, b_hh, lengths=lengths,
-                                                 rec_mask=rec_mask, reverse=True,
-                                                 recurrent_activation="hard_sigmoid")
+        out, h_n, c_n = recurrent_scan("lstm", gx, h0, c0, w_hh, b_hh, lengths=lengths, rec_mask=rec_mask,
+                                       reverse=True, recurrent_activation="hard_sigmoid", backend="cpu_fused")
         return torch.cat([out.flatten(), h_n.flatten(), 2 * c_n.flatten()])
 
     params = [gx, h0, c0, w_hh, b_hh]

@@ -89,18 +89,18 @@ def test_recurrent_dropout_mask_is_constant_over_time_and_differs_between_sequen
 
 def test_dropout_masks_are_per_layer_and_direction():
     calls = []
-    real = seqtorch.functional.recurrent_scan
+    real = seqtorch.functional.scan
 
     def spy(*args, **kwargs):
         calls.append(kwargs["rec_mask"])
         return real(*args, **kwargs)
 
     layer = seqtorch.GRU(3, 4, num_layers=2, bidirectional=True, recurrent_dropout=0.5)
-    seqtorch.functional.recurrent_scan = spy
+    seqtorch.functional.scan = spy
     try:
         layer(torch.randn(5, 6, 3))
     finally:
-        seqtorch.functional.recurrent_scan = real
+        seqtorch.functional.scan = real
     assert len(calls) == 4 and all(m.shape == (6, 4) for m in calls)
     assert len({tuple(m.flatten().tolist()) for m in calls}) == 4
 

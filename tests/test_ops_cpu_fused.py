@@ -7,16 +7,19 @@ All fresh buffers are NaN-poisoned (autouse fixture), so an element a loop forgo
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
 import torch
 
 import seqtorch
-from seqtorch.functional import available_backends, resolve_backend
-from seqtorch.ops import cpu_loops, native
-from seqtorch.ops.cpu_fused import recurrent_scan_cpu_fused, supports_cpu_fused
+from seqtorch.functional import available_backends, recurrent_scan, resolve_backend
+from seqtorch.ops import buffers, cpu_fused, native
+from seqtorch.ops.contract import ScanOptions
 from seqtorch.reference import GATES, recurrent_scan_reference
+
+recurrent_scan_cpu_fused = functools.partial(recurrent_scan, backend="cpu_fused")
 
 from conftest import TOL, assert_close
 
@@ -27,15 +30,17 @@ BF16_AUTOCAST_TOL = dict(atol=3e-2, rtol=0.0)
 
 
 @pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setattr(cpu_loops, "POISON_BUFFERS", True)
+def _poison():
+    buffers.set_poison(True)
+    yield
+    buffers.set_poison(False)
 
 
 @pytest.fixture(autouse=True, params=["native", "python"])
 def loops(request, monkeypatch):
     """Every test runs twice: with the C++ LSTM and GRU loops (csrc/) and with the Python loops they
     replace on CPU, so both stay equal to the reference (the Python ones serve where C++ cannot)."""
-    monkeypatch.setattr(cpu_loops, "USE_NATIVE", request.param == "native")
+    monkeypatch.setattr(cpu_fused, "USE_NATIVE", request.param == "native")
     return request.param
 
 
@@ -47,7 +52,7 @@ def test_native_loops_are_built():
 def test_native_loops_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("SEQTORCH_NATIVE", "0")
     assert native.load() is None
-    assert cpu_loops._native("lstm", torch.zeros(1)) is None
+    assert cpu_fused.implementation(ScanOptions("lstm"), torch.zeros(1)) is cpu_fused.PYTHON_LOOP
 
 
 def make_inputs(mode, T, B, H, *, dtype=torch.float64, lengths=False, mask=False, bias=True, c0=True, seed=0,
@@ -255,9 +260,9 @@ def test_auto_backend_on_cpu_is_cpu_fused():
 
 
 def test_unsupported_dtype_is_refused_with_reason():
-    reason = supports_cpu_fused(torch.zeros(3, 2, 8, dtype=torch.int64), 2)
+    reason = cpu_fused.supports(ScanOptions("lstm"), torch.zeros(3, 2, 8, dtype=torch.int64), 2)
     assert reason is not None and "int64" in reason
-    assert supports_cpu_fused(torch.zeros(3, 2, 8, dtype=torch.bfloat16), 2) is None
+    assert cpu_fused.supports(ScanOptions("lstm"), torch.zeros(3, 2, 8, dtype=torch.bfloat16), 2) is None
     with pytest.raises(RuntimeError, match="cpu_fused.*int64"):
         resolve_backend("cpu_fused", torch.zeros(3, 2, 8, dtype=torch.int64), 2)
 
@@ -307,10 +312,9 @@ def test_autocast_bf16_smoke(mode):
 
 def test_custom_op_registration_passes_opcheck():
     """Schema, fake (meta) kernel and autograd registration are consistent (torch.library.opcheck)."""
-    from seqtorch.ops.library import recurrent_scan_forward
-
     inputs, L, rec_mask = make_inputs("lstm", 3, 2, 4, lengths=True, mask=True)
-    args = ("lstm", inputs["gx"], inputs["h0"], inputs["c0"], inputs["w_hh"], inputs["b_hh"], L, rec_mask, True,
-            "tanh", "sigmoid", True)
-    torch.library.opcheck(recurrent_scan_forward, args,
+    args = ("lstm", "tanh", "sigmoid", True, True, inputs["gx"], [inputs["h0"], inputs["c0"]],
+            [inputs["w_hh"], inputs["b_hh"]], L, rec_mask)
+    kernel = cpu_fused.implementation(ScanOptions("lstm"), inputs["gx"])
+    torch.library.opcheck(kernel.forward, args,
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))

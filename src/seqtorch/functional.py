@@ -1,14 +1,21 @@
 """Functional recurrent ops: the stacked, bidirectional layer driver and the backend dispatch.
 
-The layering is ``reference / ops (kernels)  ->  this module  ->  seqtorch.layers``. This module owns
-what is the same for every backend: the input projection ``x @ W_ih^T + b_ih`` (one GEMM over all
-timesteps), dropout masks, stacking, directions. The sequential part, :func:`recurrent_scan`, is
-dispatched to a backend:
+The layering is ``recurrent_cells / reference / ops  ->  this module  ->  seqtorch.layers``. This module
+owns what is the same for every backend: the input projection ``x @ W_ih^T + b_ih`` (one GEMM over all
+timesteps), dropout masks, stacking, directions. The sequential part, :func:`scan`, is dispatched to a
+backend:
 
-* ``"reference"``: :func:`seqtorch.reference.recurrent_scan_reference`, the plain autograd loop.
-* ``"cpu_fused"``: a hand-written BPTT on preallocated buffers (:mod:`seqtorch.ops`), any device.
+* ``"reference"``: :func:`seqtorch.reference.scan_reference`, the plain autograd loop.
+* ``"cpu_fused"``: a hand-written BPTT (the C++ loop on CPU, the Python loop elsewhere), any device.
 * ``"triton"``: fused Triton kernels, CUDA tensors (or CPU under ``TRITON_INTERPRET=1``).
-* ``"auto"``: the fastest backend available for the tensor's device, see :func:`resolve_backend`.
+* ``"auto"``: the fastest backend that serves the input, see :func:`resolve_backend`.
+
+The fallback rule, in one place: ``"auto"`` takes the first of ``triton`` (CUDA tensors only),
+``cpu_fused``, ``reference`` that is installed, has the cell, and supports the input; a backend named
+explicitly that cannot serve raises with the reason instead. Inside ``cpu_fused`` the C++ loop serves CPU
+float32/float64 tensors of cells with C++ code, the Python loop everything else
+(:func:`seqtorch.ops.cpu_fused.implementation`). Under autograd transforms every backend keeps PyTorch's
+full semantics, by the rules of :mod:`seqtorch.ops.autograd`.
 
 Inputs here are assumed valid: the public boundary that checks shapes, dtypes and devices is the
 Module (:mod:`seqtorch.layers`).
@@ -22,9 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .reference import GATES, recurrent_scan_reference
+from .recurrent_cells import Acts, get_cell
+from .recurrent_cells.activations import canonical
+from .reference import GATES, cell_name, scan_reference
 
 BACKENDS = ("auto", "reference", "cpu_fused", "triton")
+
 
 def _ops():
     from . import ops  # imported lazily: the kernels sit below this layer but load only when asked for
@@ -34,59 +44,93 @@ def _ops():
 
 def available_backends() -> list[str]:
     """The backends this install can run (besides ``"auto"``)."""
-    return ["reference"] + [name for name in ("cpu_fused", "triton") if name in _ops().SCANS]
+    return ["reference"] + [name for name in ("cpu_fused", "triton") if name in _ops().BACKENDS]
 
 
-def resolve_backend(backend: str, gx: Tensor, hidden_size: int) -> str:
-    """Name of the backend that ``backend`` means for this scan's inputs.
+def _options(cell: str, activation: str, recurrent_activation: str, reverse: bool):
+    from .ops.contract import ScanOptions
 
-    ``"auto"`` picks the first that is installed and supports the inputs (its ``SUPPORTS`` rule returns
-    None): ``"triton"`` for CUDA tensors, then ``"cpu_fused"``, then ``"reference"``. A backend asked for
-    by name that is not installed, or that cannot serve the inputs, raises with the reason.
+    return ScanOptions(cell, canonical(activation), canonical(recurrent_activation), bool(reverse))
+
+
+def resolve_backend(backend: str, gx: Tensor, hidden_size: int | None = None, *, cell: str = "lstm",
+                    activation: str = "tanh", recurrent_activation: str = "sigmoid") -> str:
+    """Name of the backend that ``backend`` means for a scan of ``cell`` on ``gx`` (T, B, G*H).
+
+    ``hidden_size`` is H (by default the width of gx over the cell's gate count).
+
+    ``"auto"`` picks the first that is installed, has the cell and supports the input: ``"triton"`` for
+    CUDA tensors, then ``"cpu_fused"``, then ``"reference"``. A backend asked for by name that is not
+    installed, lacks the cell, or cannot serve the input raises a RuntimeError with the reason.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
         return backend
-    ops = _ops()
+    spec = get_cell(cell)
+    if hidden_size is None:
+        hidden_size = gx.shape[-1] // spec.gates
+    backends = _ops().BACKENDS
+    opts = _options(cell, activation, recurrent_activation, False)
     if backend == "auto":
         candidates = (["triton"] if gx.device.type == "cuda" else []) + ["cpu_fused"]
         for name in candidates:
-            if name in ops.SCANS and ops.SUPPORTS[name](gx, hidden_size) is None:
+            if name in backends and backends[name].has_cell(cell) and \
+                    backends[name].supports(opts, gx, hidden_size) is None:
                 return name
         return "reference"
-    if backend not in ops.SCANS:
+    if backend not in backends:
         raise RuntimeError(f"backend {backend!r} is not available in this install "
                            f"(available: {available_backends()})")
-    reason = ops.SUPPORTS[backend](gx, hidden_size)
+    if not backends[backend].has_cell(cell):
+        raise RuntimeError(f"backend {backend!r} has no kernel for cell {cell!r}; use backend='auto' to fall "
+                           f"back to the next path")
+    reason = backends[backend].supports(opts, gx, hidden_size)
     if reason is not None:
         raise RuntimeError(f"backend {backend!r} cannot run this input: {reason}; use backend='auto' "
                            f"to fall back to the next path")
     return backend
 
 
+def scan(cell: str, gx: Tensor, states: Sequence[Tensor], weights: Sequence[Tensor | None], *,
+         lengths: Tensor | None = None, rec_mask: Tensor | None = None, reverse: bool = False,
+         activation: str = "tanh", recurrent_activation: str = "sigmoid",
+         backend: str = "auto") -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One layer, one direction of any registered cell over a sequence, on the chosen backend.
+
+    Args:
+        cell: a name in :data:`seqtorch.recurrent_cells.CELLS` ("rnn", "lstm", "gru", "gru_reset_before").
+        gx: (T, B, G*H) input projection. states: the initial states, h (B, P) first (LSTM: h, c).
+        weights: the cell's recurrent weights, in its order (``(w_hh, b_hh)`` for the built-in cells;
+            b_hh may be None). lengths: (B,) int64 on gx's device with 1 <= lengths <= T, or None.
+        rec_mask: (B, P) recurrent-dropout mask, or None. reverse: run from t = T-1 down to 0.
+
+    Returns:
+        output (T, B, P) (zero past each length) and the final states (each sequence's last valid one).
+    """
+    name = resolve_backend(backend, gx, cell=cell, activation=activation, recurrent_activation=recurrent_activation)
+    if name == "reference":
+        return scan_reference(cell, gx, tuple(states), tuple(weights), lengths=lengths, rec_mask=rec_mask,
+                              reverse=reverse, acts=Acts.of(activation, recurrent_activation))
+    opts = _options(cell, activation, recurrent_activation, reverse)
+    return _ops().BACKENDS[name].scan(opts, gx, tuple(states), tuple(weights), lengths, rec_mask)
+
+
 def recurrent_scan(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Tensor,
                    b_hh: Tensor | None, *, lengths: Tensor | None = None, rec_mask: Tensor | None = None,
                    reverse: bool = False, activation: str = "tanh", recurrent_activation: str = "sigmoid",
                    reset_after: bool = True, backend: str = "auto") -> tuple[Tensor, Tensor, Tensor | None]:
-    """One layer, one direction over a sequence, on the chosen backend.
+    """:func:`scan` for the three layer families, in their (h0, c0, w_hh, b_hh) terms.
 
-    Shapes as in :func:`seqtorch.reference.recurrent_scan_reference`: gx (T, B, G*H), h0/c0 (B, H),
-    w_hh (G*H, H), b_hh (G*H,) or None, lengths (B,) int64 or None, rec_mask (B, H) or None.
+    mode "rnn", "lstm" or "gru" (``reset_after`` picks the GRU); gx (T, B, G*H), h0/c0 (B, H) (c0 None
+    means zeros), w_hh (G*H, H), b_hh (G*H,) or None, lengths (B,) int64 or None, rec_mask (B, H) or None.
     Returns output (T, B, H), h_n (B, H), c_n (B, H) or None.
     """
-    name = resolve_backend(backend, gx, h0.shape[-1])
-    if recurrent_activation == "hardsigmoid" and name != "reference":
-        # torch's hardsigmoid has no fused kernel yet: "auto" runs the reference, a named backend refuses.
-        if backend != "auto":
-            raise RuntimeError(f"backend {backend!r} cannot run recurrent_activation='hardsigmoid' yet; use "
-                               f"backend='auto' or 'reference'")
-        name = "reference"
-    if recurrent_activation == "hard_sigmoid_keras2":
-        recurrent_activation = "hard_sigmoid"
-    scan = recurrent_scan_reference if name == "reference" else _ops().SCANS[name]
-    return scan(mode, gx, h0, c0, w_hh, b_hh, lengths=lengths, rec_mask=rec_mask, reverse=reverse,
-                activation=activation, recurrent_activation=recurrent_activation, reset_after=reset_after)
+    states = (h0,) if mode != "lstm" else (h0, torch.zeros_like(h0) if c0 is None else c0)
+    out, finals = scan(cell_name(mode, reset_after), gx, states, (w_hh, b_hh), lengths=lengths, rec_mask=rec_mask,
+                       reverse=reverse, activation=activation, recurrent_activation=recurrent_activation,
+                       backend=backend)
+    return out, finals[0], (finals[1] if mode == "lstm" else None)
 
 
 def dropout_mask(batch: int, features: int, p: float, like: Tensor) -> Tensor:
@@ -96,6 +140,15 @@ def dropout_mask(batch: int, features: int, p: float, like: Tensor) -> Tensor:
     """
     keep = torch.full((batch, features), 1.0 - p, dtype=like.dtype, device=like.device)
     return torch.bernoulli(keep) / (1.0 - p)
+
+
+def mask_padding(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """``x`` (T, B, F) with zeros at and past each sequence's length: padding (NaN included) then cannot
+    reach the input projection's gradient (its weight gradient is ``dgx^T x`` over every step)."""
+    if lengths is None or x.shape[0] == 0:
+        return x
+    t = torch.arange(x.shape[0], device=lengths.device).unsqueeze(1)
+    return torch.where((t < lengths.unsqueeze(0)).unsqueeze(-1), x, 0.0)
 
 
 def rnn(mode: str, input: Tensor, h0: Tensor, c0: Tensor | None,
@@ -120,10 +173,11 @@ def rnn(mode: str, input: Tensor, h0: Tensor, c0: Tensor | None,
     Returns:
         output (T, B, D*H) of the last layer (zero past each length), h_n (L*D, B, H), c_n or None.
     """
+    cell = cell_name(mode, reset_after)
     num_directions = 2 if bidirectional else 1
     batch = input.shape[1]
     hidden = h0.shape[-1]
-    layer_input = input
+    layer_input = mask_padding(input, lengths)  # the next layers' inputs are zero there already
     h_n, c_n = [], []
     for layer in range(num_layers):
         direction_outputs = []
@@ -137,13 +191,13 @@ def rnn(mode: str, input: Tensor, h0: Tensor, c0: Tensor | None,
             if training and recurrent_dropout > 0:
                 rec_mask = dropout_mask(batch, hidden, recurrent_dropout, x)
             gx = F.linear(x, w_ih, b_ih)  # (T, B, G*H): the input projection, one GEMM for all steps
-            out, h, c = recurrent_scan(mode, gx, h0[index], None if c0 is None else c0[index], w_hh, b_hh,
-                                       lengths=lengths, rec_mask=rec_mask, reverse=direction == 1,
-                                       activation=activation, recurrent_activation=recurrent_activation,
-                                       reset_after=reset_after, backend=backend)
+            states = (h0[index],) if mode != "lstm" else (h0[index], c0[index])
+            out, finals = scan(cell, gx, states, (w_hh, b_hh), lengths=lengths, rec_mask=rec_mask,
+                               reverse=direction == 1, activation=activation,
+                               recurrent_activation=recurrent_activation, backend=backend)
             direction_outputs.append(out)
-            h_n.append(h)
-            c_n.append(c)
+            h_n.append(finals[0])
+            c_n.append(finals[1] if mode == "lstm" else None)
         layer_input = direction_outputs[0] if num_directions == 1 else torch.cat(direction_outputs, dim=-1)
         if training and dropout > 0 and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)

@@ -1,35 +1,29 @@
-"""Fused recurrent scans: the fast paths behind ``backend=``.
+"""The fused scans behind ``backend=``, each tested against :func:`seqtorch.reference.scan_reference`.
 
-Each backend provides a scan with exactly the signature of
-:func:`seqtorch.reference.recurrent_scan_reference` (and is tested against it), plus a ``supports``
-rule that says, for given inputs, why it cannot serve them (a string) or None when it can.
-:func:`seqtorch.functional.resolve_backend` reads these two tables; nothing else should.
+Each backend is a module with ``supports(opts, gx, hidden_size) -> reason | None``, ``has_cell(name) -> bool`` and
+``scan(opts, gx, states, weights, lengths, rec_mask) -> (output, final states)``; :data:`BACKENDS` maps
+names to them and :func:`seqtorch.functional.resolve_backend` reads it (nothing else should).
 
-* ``cpu_fused`` (:mod:`.cpu_fused`): forward and hand-written BPTT loops on preallocated buffers,
-  no per-step autograd graph. Any device; the default on CPU.
-* ``triton`` (:mod:`.triton_scan`): one persistent Triton kernel per layer and direction for the
-  forward and one for the backward. CUDA tensors (CPU under ``TRITON_INTERPRET=1`` for tests);
-  registered only when triton is importable.
+* ``cpu_fused`` (:mod:`.cpu_fused`): the C++ loop on CPU, the Python loop elsewhere; any device.
+* ``triton`` (:mod:`.triton_scan`): one persistent Triton kernel per layer and direction for the forward
+  and one for the backward. CUDA tensors (CPU under ``TRITON_INTERPRET=1`` for tests); offered only when
+  triton is importable.
+
+Both run through :mod:`.autograd`, which gives every one the same autograd semantics, and keep the op
+contract of :mod:`.contract`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from types import ModuleType
 
-SCANS: dict = {}
-SUPPORTS: dict = {}
+from . import cpu_fused
 
+BACKENDS: dict[str, ModuleType] = {"cpu_fused": cpu_fused}
 
-def _register() -> None:
-    if importlib.util.find_spec("seqtorch.ops.cpu_fused") is not None:
-        from .cpu_fused import recurrent_scan_cpu_fused, supports_cpu_fused
+# triton is an optional dependency: without it, this backend is simply not offered.
+if importlib.util.find_spec("triton") is not None:
+    from . import triton_scan
 
-        SCANS["cpu_fused"], SUPPORTS["cpu_fused"] = recurrent_scan_cpu_fused, supports_cpu_fused
-    # triton is an optional dependency: without it, this backend is simply not offered.
-    if importlib.util.find_spec("triton") is not None and importlib.util.find_spec("seqtorch.ops.triton_scan"):
-        from .triton_scan import recurrent_scan_triton, supports_triton
-
-        SCANS["triton"], SUPPORTS["triton"] = recurrent_scan_triton, supports_triton
-
-
-_register()
+    BACKENDS["triton"] = triton_scan

@@ -1,15 +1,18 @@
-"""The C++ parts of the ``cpu_fused`` backend (``csrc/``), compiled on first use.
+"""The C++ library of the ``cpu_fused`` backend, compiled on first use, and its op pair.
 
-* ``csrc/lstm_cpu.cpp``, ``csrc/gru_cpu.cpp``: the LSTM's and the GRU's forward and BPTT loops (ops
-  ``lstm_forward``, ``lstm_backward``, ``gru_forward``, ``gru_backward``; shared math in ``math.h``).
-* ``csrc/buffer_pool.cpp``: a pool of large CPU buffers (``pooled_empty``) that the scans allocate from,
-  so that a training step reuses the last step's memory instead of page-faulting fresh memory in.
+* ``csrc/scan.cpp``: the scan loop, forward and BPTT, written once for every cell that has a ``cpu.h``
+  in its folder (ops ``seqtorch::scan_forward_cpp`` / ``scan_backward_cpp``, the schema of
+  :mod:`.contract`). The build writes ``cells_generated.h``, which includes those headers and lists the
+  cells, so adding a cell's C++ code needs no edit here.
+* ``csrc/buffer_pool.cpp``: a pool of large CPU buffers (``seqtorch::pooled_empty``) that the scans
+  allocate from, so that a training step reuses the last step's memory instead of page-faulting fresh
+  memory in.
 
-:func:`load` returns ``torch.ops.seqtorch_cpu`` once they are built and loaded, or None when they
-cannot be (no C++ compiler, a failed build, or ``SEQTORCH_NATIVE=0`` in the environment).
-The build runs once per machine and torch version (torch's JIT extension builder, ~1 minute, cached
+:func:`load` returns ``torch.ops.seqtorch`` once the library is built and loaded, or None when it cannot
+be (no C++ compiler, a failed build, or ``SEQTORCH_NATIVE=0`` in the environment). The build runs once
+per machine, torch version and source version (torch's JIT extension builder, about a minute, cached
 under ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); a failure is reported once, as a
-warning, and the Python loops of :mod:`.cpu_loops` serve instead: same numbers, slower.
+warning, and the Python loop serves instead: same numbers, slower.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = [CSRC / name for name in ("lstm_cpu.cpp", "gru_cpu.cpp", "buffer_pool.cpp")]
+CELLS_DIR = Path(__file__).resolve().parent.parent / "recurrent_cells"
+SOURCES = [CSRC / name for name in ("scan.cpp", "buffer_pool.cpp")]
 _state: dict = {}
 
 
@@ -38,13 +42,39 @@ def _flags() -> list[str]:
     return flags
 
 
+def cell_headers() -> dict[str, Path]:
+    """Each registered cell's ``cpu.h``, for the cells that have one."""
+    from ..recurrent_cells import CELLS
+
+    return {name: CELLS_DIR / name / "cpu.h" for name in CELLS if (CELLS_DIR / name / "cpu.h").exists()}
+
+
+def generated_header() -> str:
+    """``cells_generated.h``: includes every cell's cpu.h and lists the cells for scan.cpp's dispatch."""
+    headers = cell_headers()
+    lines = ["// Written by seqtorch/ops/native.py from the cell registry: do not edit.", "#pragma once", ""]
+    lines += [f'#include "{path.as_posix()}"' for path in headers.values()]
+    lines += ["", "#define SEQTORCH_FOR_EACH_CELL(X) " + " ".join(f"X({name})" for name in headers), ""]
+    return "\n".join(lines)
+
+
+def build_name() -> str:
+    """The library's name: it carries what the binary depends on (every source, header and cell header,
+    torch's version, the CPU's ISA), so any change builds afresh instead of loading a stale binary."""
+    version = "".join(ch if ch.isalnum() else "_" for ch in torch.__version__)
+    parts = [path.read_bytes() for path in sorted(CSRC.iterdir()) if path.is_file()]
+    parts += [path.read_bytes() for path in cell_headers().values()] + [generated_header().encode()]
+    digest = hashlib.sha256(b"".join(parts)).hexdigest()[:10]
+    return f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}_{digest}"
+
+
 def enabled() -> bool:
     """False when the user turned the C++ loops off with ``SEQTORCH_NATIVE=0``."""
     return os.environ.get("SEQTORCH_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def load():
-    """``torch.ops.seqtorch_cpu`` (the ops listed above), or None if unavailable."""
+    """``torch.ops.seqtorch`` with the C++ ops registered, or None if unavailable."""
     if not enabled():
         return None
     if "ops" not in _state:
@@ -52,27 +82,42 @@ def load():
     return _state["ops"]
 
 
+def kernel(cell: str):
+    """The C++ loop's op pair (a :class:`~.autograd.Kernel`) if the library is loaded and has ``cell``."""
+    if load() is None:
+        return None
+    if "kernel" not in _state:
+        from .autograd import Kernel, register
+        from .contract import register_fakes
+
+        ops = torch.ops.seqtorch
+        _state["kernel"] = Kernel("cpp", ops.scan_forward_cpp.default, ops.scan_backward_cpp.default)
+        _state["cells"] = frozenset(ops.cpp_cells())
+        register_fakes(_state["kernel"].forward, _state["kernel"].backward)
+        register(_state["kernel"])
+    return _state["kernel"] if cell in _state["cells"] else None
+
+
 def _build():
     try:
         from torch.utils import cpp_extension
 
-        # The name carries what the binary depends on (the sources and the headers they include, torch's
-        # version, the CPU's ISA), so any change builds afresh instead of loading a stale binary.
-        version = "".join(ch if ch.isalnum() else "_" for ch in torch.__version__)
-        digest = hashlib.sha256(b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()))).hexdigest()[:10]
-        name = f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}_{digest}"
-        try:  # only to say when a build (not a load) is coming: a private helper, so never fatal
-            built = (Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so").exists()
-        except Exception:  # noqa: BLE001
-            built = False
-        if not built:
+        name = build_name()
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))  # private, but stable
+        if not (build_dir / f"{name}.so").exists():
             print(f"seqtorch: building the C++ CPU loops ({name}; once per machine, torch version and source "
                   f"version, about a minute)...", file=sys.stderr, flush=True)
+        generated = build_dir / "generated"
+        generated.mkdir(parents=True, exist_ok=True)
+        # written whole, then renamed: a process building at the same time never reads half of it
+        partial = generated / f"cells_generated.h.{os.getpid()}"
+        partial.write_text(generated_header())
+        os.replace(partial, generated / "cells_generated.h")
         cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=_flags(),
-                           is_python_module=False, verbose=False)
-        return torch.ops.seqtorch_cpu
+                           extra_include_paths=[str(CSRC), str(generated)], is_python_module=False, verbose=False)
+        return torch.ops.seqtorch
     except Exception as error:  # noqa: BLE001 - any build failure means: use the Python loops, and say so
         warnings.warn(f"seqtorch: the C++ CPU loops could not be built ({type(error).__name__}: {error}); "
-                      f"the cpu_fused backend uses its Python loops (same results, slower). "
+                      f"the cpu_fused backend uses its Python loop (same results, slower). "
                       f"Set SEQTORCH_NATIVE=0 to skip the build.", RuntimeWarning, stacklevel=3)
         return None

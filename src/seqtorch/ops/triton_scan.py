@@ -294,3 +294,29 @@ def recurrent_scan_triton(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, 
         return out, hn, cn
     results = _TritonScan.apply(*args, opts)
     return (results[0], results[1], results[2] if mode == "lstm" else None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# backend interface
+
+_CELLS = {"rnn": ("rnn", True), "lstm": ("lstm", True), "gru": ("gru", True), "gru_reset_before": ("gru", False)}
+
+
+def has_cell(cell: str) -> bool:
+    return cell in _CELLS
+
+
+def supports(opts, gx: Tensor, hidden_size: int) -> str | None:
+    if opts.recurrent_activation == "hardsigmoid":
+        return "recurrent_activation 'hardsigmoid' has no Triton kernel yet"
+    return supports_triton(gx, hidden_size)
+
+
+def scan(opts, gx, states, weights, lengths, rec_mask):
+    mode, reset_after = _CELLS[opts.cell]
+    rec = "hard_sigmoid" if opts.recurrent_activation == "hard_sigmoid_keras2" else opts.recurrent_activation
+    out, h, c = recurrent_scan_triton(mode, gx, states[0], states[1] if mode == "lstm" else None, weights[0],
+                                      weights[1], lengths=lengths, rec_mask=rec_mask, reverse=opts.reverse,
+                                      activation=opts.activation, recurrent_activation=rec,
+                                      reset_after=reset_after)
+    return out, ((h, c) if mode == "lstm" else (h,))

@@ -8,15 +8,19 @@
 //
 // Idle buffers are kept up to a cap (SEQTORCH_POOL_MB, default 1024 MiB); beyond it they are freed.
 
-#include <ATen/ATen.h>
+#include "buffer_pool.h"
+
 #include <torch/library.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
 
+namespace seqtorch_cpu {
 namespace {
 
 constexpr size_t kAlignment = 64;       // a cache line, as c10's CPU allocator
@@ -77,7 +81,10 @@ BufferPool& pool() {
   return *instance;
 }
 
-// An uninitialized contiguous CPU tensor whose memory comes from, and returns to, the pool.
+std::atomic<bool> poison{false};
+
+}  // namespace
+
 at::Tensor pooled_empty(at::IntArrayRef size, at::ScalarType dtype) {
   int64_t numel = 1;
   for (int64_t dim : size) {
@@ -91,12 +98,29 @@ at::Tensor pooled_empty(at::IntArrayRef size, at::ScalarType dtype) {
       ptr, size, [bytes](void* data) { pool().give_back(data, bytes); }, at::TensorOptions().dtype(dtype));
 }
 
+at::Tensor new_buffer(at::IntArrayRef size, const at::TensorOptions& options) {
+  int64_t numel = 1;
+  for (int64_t dim : size) numel *= dim;
+  const size_t bytes = size_t(numel) * options.dtype().itemsize();
+  at::Tensor buffer = bytes >= kPoolMinBytes ? pooled_empty(size, options.dtype().toScalarType())
+                                             : at::empty(size, options);
+  if (poison.load() && buffer.is_floating_point()) buffer.fill_(std::numeric_limits<double>::quiet_NaN());
+  return buffer;
+}
+
+namespace {
+
 int64_t pool_idle_bytes() { return int64_t(pool().idle_bytes()); }
 
+void set_poison_buffers(bool on) { poison.store(on); }
+
 }  // namespace
+}  // namespace seqtorch_cpu
 
 // No tensor arguments, so catch-all kernels: they run wherever the op is called from.
-TORCH_LIBRARY_FRAGMENT(seqtorch_cpu, m) {
-  m.def("pooled_empty(int[] size, ScalarType dtype) -> Tensor", &pooled_empty);
-  m.def("pool_idle_bytes() -> int", &pool_idle_bytes);
+TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
+  m.def("pooled_empty(int[] size, ScalarType dtype) -> Tensor", &seqtorch_cpu::pooled_empty);
+  m.def("pool_idle_bytes() -> int", &seqtorch_cpu::pool_idle_bytes);
+  // Tests turn this on: every buffer the C++ scans allocate then starts as NaN.
+  m.def("set_poison_buffers(bool on) -> ()", &seqtorch_cpu::set_poison_buffers);
 }

@@ -1,5 +1,5 @@
 // Elementwise math of the C++ scan loops: a vectorizable exp, the gate and cell activations, and their
-// derivatives. Shared by lstm_cpu.cpp and gru_cpu.cpp; the equations are those of seqtorch/reference.py.
+// derivatives. Shared by every cell's cpu.h (seqtorch/recurrent_cells/*/cpu.h).
 //
 // exp is computed by a branch-free Cody-Waite reduction and a Taylor polynomial (float: degree 7, ~1 ulp;
 // double: degree 12, ~2 ulp) that the compiler vectorizes; sigmoid and tanh are written from it. libm's
@@ -81,45 +81,63 @@ inline T sigmoid(T x) { return T(1) / (T(1) + fast_exp(-x)); }
 template <typename T>
 inline T tanh_(T x) { return T(1) - T(2) / (fast_exp(T(2) * x) + T(1)); }
 
-// The gates' squashing function and its derivative from the output y (hard_sigmoid from the
-// pre-activation: torch.clamp passes the gradient at its bounds, so they count as inside).
-template <typename T, bool HARD>
-inline T gate(T x) {
-  if constexpr (HARD) {
-    const T z = T(0.2) * x + T(0.5);
-    return z < T(0) ? T(0) : (z > T(1) ? T(1) : z);
-  } else {
-    return sigmoid(x);
-  }
-}
+// The gates' squashing functions (recurrent_activation), by number as scan.h dispatches them:
+// 0 sigmoid, 1 Keras 2's hard sigmoid clip(0.2 x + 0.5, 0, 1), 2 torch's hardsigmoid clamp(x + 3, 0, 6) / 6.
+enum Gate : int { kSigmoid = 0, kHardSigmoidKeras2 = 1, kHardsigmoid = 2 };
 
-template <typename T, bool HARD>
-inline T gate_grad(T y, T pre) {
-  if constexpr (HARD) {
-    const T z = T(0.2) * pre + T(0.5);
-    return (z >= T(0) && z <= T(1)) ? T(0.2) : T(0);
-  } else {
-    return y * (T(1) - y);
-  }
-}
+// torch's hardsigmoid_backward multiplies by the float constant 1.0f / 6.0f in every dtype.
+constexpr float kHardsigmoidSlope = 1.0f / 6.0f;
 
-// The cell's main activation (tanh or relu) and its derivative from the output.
-template <typename T, bool RELU>
-inline T act(T x) {
-  if constexpr (RELU) {
-    return x < T(0) ? T(0) : x;
-  } else {
-    return tanh_(x);
-  }
-}
+// The elementwise functions of one scan, fixed at compile time: ACT the cell's main activation (relu or
+// tanh), GATE the gates' function. Derivatives are those of the reference's autograd formulas; the hard
+// sigmoids read the pre-activation (Keras 2's is a torch.clamp, whose gradient passes at the bounds;
+// torch's hardsigmoid passes strictly inside -3 < x < 3).
+template <bool RELU, int GATE>
+struct Activations {
+  static constexpr bool kNeedsPre = GATE != kSigmoid;
 
-template <typename T, bool RELU>
-inline T act_grad(T y) {
-  if constexpr (RELU) {
-    return y > T(0) ? T(1) : T(0);
-  } else {
-    return T(1) - y * y;
+  template <typename T>
+  static T act(T x) {
+    if constexpr (RELU) {
+      return x < T(0) ? T(0) : x;
+    } else {
+      return tanh_(x);
+    }
   }
-}
+
+  template <typename T>
+  static T act_grad(T y) {
+    if constexpr (RELU) {
+      return y > T(0) ? T(1) : T(0);
+    } else {
+      return T(1) - y * y;
+    }
+  }
+
+  template <typename T>
+  static T gate(T x) {
+    if constexpr (GATE == kHardSigmoidKeras2) {
+      const T z = T(0.2) * x + T(0.5);
+      return z < T(0) ? T(0) : (z > T(1) ? T(1) : z);
+    } else if constexpr (GATE == kHardsigmoid) {
+      const T z = x + T(3);
+      return (z < T(0) ? T(0) : (z > T(6) ? T(6) : z)) / T(6);
+    } else {
+      return sigmoid(x);
+    }
+  }
+
+  template <typename T>
+  static T gate_grad(T y, T pre) {
+    if constexpr (GATE == kHardSigmoidKeras2) {
+      const T z = T(0.2) * pre + T(0.5);
+      return (z >= T(0) && z <= T(1)) ? T(0.2) : T(0);
+    } else if constexpr (GATE == kHardsigmoid) {
+      return (pre > T(-3) && pre < T(3)) ? T(kHardsigmoidSlope) : T(0);
+    } else {
+      return y * (T(1) - y);
+    }
+  }
+};
 
 }  // namespace seqtorch_cpu

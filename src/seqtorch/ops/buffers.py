@@ -1,0 +1,47 @@
+"""Fresh buffers for the fused scans: from the C++ pool for large CPU ones, NaN-filled when tests ask.
+
+Fresh memory of a MiB or more is mmap-ed and page-faults in on first touch, which costs more than a
+scan's arithmetic at the book's sizes; the pool (``csrc/buffer_pool.cpp``) hands back the last step's
+memory instead. :func:`set_poison` is the tests' switch: every fresh buffer of the Python and the C++
+loops then starts as NaN, so an element a loop forgot to write cannot pass a comparison by chance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
+
+from . import native
+
+POISON = False
+POOL_MIN_BYTES = 1 << 20  # the same threshold as csrc/buffer_pool.h
+
+
+def set_poison(on: bool) -> None:
+    """Fill every fresh buffer with NaN from now on (``on``), or stop; for the C++ loops too."""
+    global POISON
+    POISON = bool(on)
+    ops = native.load()
+    if ops is not None:
+        ops.set_poison_buffers(POISON)
+
+
+def new_buffer(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """An uninitialized buffer with ``like``'s dtype and device (NaN-filled under :data:`POISON`)."""
+    buffer = None
+    if like.device.type == "cpu" and math.prod(shape) * like.element_size() >= POOL_MIN_BYTES \
+            and not is_fake(like):
+        ops = native.load()
+        if ops is not None:
+            buffer = ops.pooled_empty(list(shape), like.dtype)
+    if buffer is None:
+        buffer = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buffer.fill_(float("nan")) if POISON else buffer
+
+
+def placeholder(like: Tensor) -> Tensor:
+    """A 0-element tensor standing for an output an option does not need (ops return no None)."""
+    return like.new_empty(0)

@@ -1,0 +1,162 @@
+"""The contract every fused scan implementation keeps: its two ops' schema, their outputs, their shapes.
+
+Each implementation (the Python loop, the C++ loop, the Triton kernels) registers a pair of
+``torch.library`` ops with the same schema, ``seqtorch::scan_forward_<impl>`` and
+``seqtorch::scan_backward_<impl>``; :mod:`.autograd` links them into one differentiable scan and
+:mod:`.cpu_fused` / :mod:`.triton_scan` pick the implementation. The options travel as one
+:class:`ScanOptions`, unpacked into the schema's leading ``str``/``bool`` arguments.
+
+Forward outputs (``save`` True when a backward may follow; unused entries are 0-element tensors)::
+
+    [0]        h history (T+1, B, P): the initial state in slot 0 (slot T when reverse), the state after
+               step t in slot t+1 (slot t when reverse); frozen past a sequence's length
+    [1..K-1]   the other states (LSTM: c): their history (T+1, B, width) if save, else the final state
+    if save:   HM (T, B, P) = h * rec_mask at each step (0-element without a mask), U (T, B, U) the
+               vector a two-product cell's first stage wrote (0-element otherwise), then the cell's saved
+               buffers (:meth:`~seqtorch.recurrent_cells.base.Cell.saved`), each (T, B, width)
+
+Backward inputs: the gradients of the K state outputs (history-shaped, or None for zero), every forward
+output, the weights, lengths and rec_mask. Outputs: ``dgx`` (T, B, G*H), the gradient of each initial
+state (B, width), then the cell's per-step gradient buffers (:meth:`~.base.Cell.grad_buffers`); the
+weights' gradients follow from those after the loop (:meth:`~.base.Cell.weight_grads`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..recurrent_cells import Acts, Cell, Sizes, get_cell
+
+FORWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, bool save, Tensor gx, "
+                  "Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask) -> Tensor[]")
+BACKWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, Tensor?[] grads, "
+                   "Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask) -> Tensor[]")
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What a scan does besides its tensors: the cell, its activations (canonical names), the direction."""
+
+    cell: str
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    reverse: bool = False
+
+    @property
+    def spec(self) -> Cell:
+        return get_cell(self.cell)
+
+    @property
+    def acts(self) -> Acts:
+        return Acts(self.activation, self.recurrent_activation)
+
+    def op_args(self) -> tuple[str, str, str, bool]:
+        return self.cell, self.activation, self.recurrent_activation, self.reverse
+
+    @staticmethod
+    def from_op_args(cell: str, activation: str, recurrent_activation: str, reverse: bool) -> "ScanOptions":
+        return ScanOptions(cell, activation, recurrent_activation, bool(reverse))
+
+
+def sizes_of(cell: Cell, gx: Tensor, states: list[Tensor]) -> Sizes:
+    T, B, width = gx.shape
+    return Sizes(T=T, B=B, H=width // cell.gates, P=states[0].shape[-1])
+
+
+@dataclass
+class ForwardLayout:
+    """Names for the forward op's outputs (see the module docstring)."""
+
+    states: list[Tensor]       # per state: history (T+1, B, w), or (state k >= 1 without save) final (B, w)
+    hm: Tensor | None
+    u: Tensor | None
+    saved: dict[str, Tensor]
+
+    @staticmethod
+    def split(cell: Cell, outputs: list[Tensor], save: bool) -> "ForwardLayout":
+        K = len(cell.states)
+        states = list(outputs[:K])
+        if not save:
+            return ForwardLayout(states, None, None, {})
+        hm, u = outputs[K], outputs[K + 1]
+        saved = dict(zip(cell.saved_names(), outputs[K + 2:]))
+        return ForwardLayout(states, hm if hm.numel() else None, u if u.numel() else None, saved)
+
+
+def forward_shapes(cell: Cell, opts: ScanOptions, gx: Tensor, states: list[Tensor], has_mask: bool,
+                   save: bool) -> list[tuple[int, ...]]:
+    """The shape of each forward output: what the fake (meta) implementations allocate."""
+    sizes = sizes_of(cell, gx, states)
+    T, B = sizes.T, sizes.B
+    widths = cell.state_sizes(sizes.H, sizes.P)
+    shapes = [(T + 1, B, widths[0])]
+    shapes += [(T + 1, B, w) if save else (B, w) for w in widths[1:]]
+    if save:
+        shapes.append((T, B, sizes.P) if has_mask else (0,))
+        u = cell.u_width(sizes.H, sizes.P)
+        shapes.append((T, B, u) if u else (0,))
+        shapes += [(T, B, w) if w else (0,) for _, w in cell.saved(sizes, opts.acts)]
+    return shapes
+
+
+def backward_shapes(cell: Cell, saved: list[Tensor], weights: list[Tensor | None]) -> list[tuple[int, ...]]:
+    """The shape of each backward output, from the forward's outputs and the weights."""
+    K = len(cell.states)
+    T1, B, P = saved[0].shape
+    widths = [s.shape[-1] for s in saved[:K]]
+    H = cell.hidden_size(weights)
+    sizes = Sizes(T1 - 1, B, H, P)
+    shapes = [(T1 - 1, B, cell.gates * H)] + [(B, w) for w in widths]
+    shapes += [(T1 - 1, B, w) for _, w in cell.grad_buffers(sizes)]
+    return shapes
+
+
+def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, save: bool, gx: Tensor,
+                 states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+                 rec_mask: Tensor | None) -> list[Tensor]:
+    """Meta implementation of every forward op (the same shape function for all of them)."""
+    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse)
+    shapes = forward_shapes(opts.spec, opts, gx, list(states), rec_mask is not None, save)
+    return [gx.new_empty(shape) for shape in shapes]
+
+
+def fake_backward(cell: str, activation: str, recurrent_activation: str, reverse: bool,
+                  grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None],
+                  lengths: Tensor | None, rec_mask: Tensor | None) -> list[Tensor]:
+    """Meta implementation of every backward op."""
+    return [saved[0].new_empty(shape) for shape in backward_shapes(get_cell(cell), list(saved), list(weights))]
+
+
+def define(name: str, forward_impl, backward_impl, *, device_types=None):
+    """Define ``seqtorch::scan_forward_<name>`` / ``scan_backward_<name>`` from Python with the contract's
+    schema, implementations and fake kernels; returns the two OpOverloads."""
+    lib = _library()
+    ops = []
+    for kind, schema, impl, fake in (("forward", FORWARD_SCHEMA, forward_impl, fake_forward),
+                                     ("backward", BACKWARD_SCHEMA, backward_impl, fake_backward)):
+        op_name = f"scan_{kind}_{name}"
+        lib.define(op_name + schema)
+        lib.impl(op_name, impl, "CompositeExplicitAutograd")
+        torch.library.register_fake(f"seqtorch::{op_name}", fake, lib=lib)
+        ops.append(getattr(torch.ops.seqtorch, op_name).default)
+    return ops[0], ops[1]
+
+
+def register_fakes(forward_op, backward_op) -> None:
+    """Fake kernels for a pair of ops defined elsewhere (the C++ library's)."""
+    lib = _library()
+    torch.library.register_fake(forward_op, fake_forward, lib=lib)
+    torch.library.register_fake(backward_op, fake_backward, lib=lib)
+
+
+_LIB: list = []
+
+
+def _library() -> torch.library.Library:
+    # FRAGMENT: the C++ library may own the namespace's definitions; Python adds to it.
+    if not _LIB:
+        _LIB.append(torch.library.Library("seqtorch", "FRAGMENT"))
+    return _LIB[0]

@@ -1,0 +1,450 @@
+// The scan loop for CPU tensors in C++, written once for every cell that has a cpu.h: forward and BPTT.
+//
+// Why C++: at the book's sizes (B=128, H=32) a step is a (128 x 32) @ (32 x 128) GEMM and ~4k elements of
+// gate math. In Python each step costs ~10 op dispatches of a few microseconds each plus TensorIterator
+// set-up per op, which together make the loop ~2x slower than torch.nn's native LSTM. Here a step is one
+// ATen GEMM (BLAS) per recurrent product and one fused, vectorizable pass over the gates per stage.
+//
+// The loop is that of seqtorch/ops/python_loop.py (read its docstring) and keeps the op contract of
+// seqtorch/ops/contract.py: the same outputs, in the same layout, so the two are interchangeable and are
+// tested against the same reference. A cell's math is in seqtorch/recurrent_cells/<cell>/cpu.h (scan.h
+// says what it provides); cells_generated.h, written by the build (seqtorch/ops/native.py), includes
+// every cell's cpu.h and lists them in SEQTORCH_FOR_EACH_CELL.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "buffer_pool.h"
+#include "cells_generated.h"
+#include "scan.h"
+
+namespace seqtorch_cpu {
+namespace {
+
+using OptionalTensors = c10::List<std::optional<at::Tensor>>;
+
+struct Args {
+  std::string cell;
+  bool relu;
+  int gate;
+  bool reverse;
+  std::optional<at::Tensor> lengths;
+  std::optional<at::Tensor> rec_mask;
+  std::vector<at::Tensor> weights;  // undefined where absent
+};
+
+int gate_of(const std::string& name) {
+  if (name == "sigmoid") return kSigmoid;
+  if (name == "hard_sigmoid_keras2") return kHardSigmoidKeras2;
+  if (name == "hardsigmoid") return kHardsigmoid;
+  TORCH_CHECK(false, "seqtorch C++ scan: unknown recurrent_activation '", name, "'");
+}
+
+bool relu_of(const std::string& name) {
+  TORCH_CHECK(name == "tanh" || name == "relu", "seqtorch C++ scan: unknown activation '", name, "'");
+  return name == "relu";
+}
+
+Args make_args(const std::string& cell, const std::string& activation, const std::string& recurrent_activation,
+               bool reverse, const OptionalTensors& weights, const std::optional<at::Tensor>& lengths,
+               const std::optional<at::Tensor>& rec_mask) {
+  // any layout in (the vmap rule folds batches with views); the loops read contiguous memory
+  Args a{cell, relu_of(activation), gate_of(recurrent_activation), reverse, std::nullopt, std::nullopt, {}};
+  if (lengths.has_value()) a.lengths = lengths->contiguous();
+  if (rec_mask.has_value()) a.rec_mask = rec_mask->contiguous();
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const std::optional<at::Tensor> w = weights.get(i);
+    a.weights.push_back(w.has_value() ? w->contiguous() : at::Tensor());
+  }
+  check(a.weights.size() <= size_t(kMaxWeights), "too many weights");
+  if (lengths.has_value()) check(lengths->scalar_type() == at::kLong, "lengths must be int64");
+  return a;
+}
+
+// Each weight's data; an absent one (a layer without bias) reads as G*H zeros, so cells need no branch.
+template <typename T>
+void weights_or_zeros(const std::vector<at::Tensor>& weights, const at::Tensor& zeros, const T** data) {
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const at::Tensor& w = weights[i];
+    data[i] = w.defined() ? w.data_ptr<T>() : zeros.data_ptr<T>();
+  }
+}
+
+// The weight block a product multiplies by: rows [row_start, row_stop) * H of its weight.
+at::Tensor product_weight(const Product& product, const std::vector<at::Tensor>& weights, int64_t H) {
+  const at::Tensor& w = weights.at(product.weight);
+  return product.row_stop < 0 ? w : w.narrow(0, product.row_start * H, (product.row_stop - product.row_start) * H);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// forward
+
+template <typename T, class Cell, class A>
+std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor& gx,
+                                     const std::vector<at::Tensor>& states) {
+  constexpr int K = Cell::kStates;
+  constexpr int NP = int(Cell::kProducts.size());
+  constexpr int STAGES = NP > 1 ? NP : 1;
+  const int64_t T_ = gx.size(0), B = gx.size(1);
+  const int64_t H = a.weights.at(0).size(0) / Cell::kGates, P = states.at(0).size(1);
+  const Dims d{H, P};
+  const at::TensorOptions opt = gx.options();
+  const Steps steps{T_, a.reverse};
+  const int64_t* len = a.lengths.has_value() ? a.lengths->data_ptr<int64_t>() : nullptr;
+  const T* mask = a.rec_mask.has_value() ? a.rec_mask->data_ptr<T>() : nullptr;
+
+  int64_t width[kMaxStates];
+  at::Tensor history[kMaxStates], turns[kMaxStates][2];
+  for (int k = 0; k < K; ++k) {
+    width[k] = Cell::state_width(k, d);
+    if (k == 0 || save) {
+      history[k] = new_buffer({T_ + 1, B, width[k]}, opt);
+      history[k].select(0, steps.first()).copy_(states[k]);
+    } else {
+      turns[k][0] = new_buffer({B, width[k]}, opt);
+      turns[k][1] = new_buffer({B, width[k]}, opt);
+      turns[k][0].copy_(states[k]);
+    }
+  }
+  auto per_step = [&](int64_t w) { return save ? new_buffer({T_, B, w}, opt) : new_buffer({B, w}, opt); };
+  at::Tensor hm = mask ? per_step(P) : at::Tensor();
+  const int64_t U = Cell::u_width(d);
+  at::Tensor u = U ? per_step(U) : at::Tensor();
+  at::Tensor saved[kMaxSaved];
+  int64_t saved_width[kMaxSaved] = {0};
+  for (int j = 0; j < Cell::kSaved; ++j) {
+    saved_width[j] = Cell::saved_width(j, d, A::kNeedsPre);
+    saved[j] = saved_width[j] ? per_step(saved_width[j]) : at::empty({0}, opt);
+  }
+  at::Tensor wt[kMaxProducts], product[kMaxProducts];
+  int64_t product_width[kMaxProducts] = {0};
+  for (int i = 0; i < NP; ++i) {
+    wt[i] = product_weight(Cell::kProducts[i], a.weights, H).t().contiguous();
+    product_width[i] = wt[i].size(1);
+    product[i] = at::empty({B, product_width[i]}, opt);
+  }
+  const int64_t G = gx.size(2);
+  const at::Tensor zeros = at::zeros({G}, opt);
+  const T* weight_data[kMaxWeights] = {nullptr};
+  weights_or_zeros(a.weights, zeros, weight_data);
+  const T* gx_ = gx.data_ptr<T>();
+
+  for (int64_t step = 0; step < T_; ++step) {
+    const int64_t t = steps.at(step), p = steps.prev(t), n = steps.next(t);
+    T* prev[kMaxStates];
+    T* next[kMaxStates];
+    for (int k = 0; k < K; ++k) {
+      if (history[k].defined()) {
+        prev[k] = history[k].data_ptr<T>() + p * B * width[k];
+        next[k] = history[k].data_ptr<T>() + n * B * width[k];
+      } else {
+        prev[k] = turns[k][step % 2].data_ptr<T>();
+        next[k] = turns[k][(step + 1) % 2].data_ptr<T>();
+      }
+    }
+    const int64_t row_step = save ? t : 0;  // per-step buffers: this step's (B, w) block
+    at::Tensor h_in = history[0].select(0, p);
+    if (mask) {
+      at::Tensor hm_t = save ? hm.select(0, t) : hm;
+      T* out = hm_t.data_ptr<T>();
+      for (int64_t e = 0; e < B * P; ++e) out[e] = prev[0][e] * mask[e];
+      h_in = hm_t;
+    }
+    const T* h_in_ = h_in.data_ptr<T>();
+    T* u_ = U ? u.data_ptr<T>() + row_step * B * U : nullptr;
+    for (int stage = 0; stage < STAGES; ++stage) {
+      if (stage < NP) {
+        const Product& spec = Cell::kProducts[stage];
+        at::Tensor x = spec.input == ProductInput::kHIn ? h_in : (save ? u.select(0, t) : u);
+        at::mm_out(product[stage], x, wt[stage]);
+      }
+      const T* product_ = stage < NP ? product[stage].data_ptr<T>() : nullptr;
+      const int64_t pw = stage < NP ? product_width[stage] : 0;
+      at::parallel_for(0, B, grain(G), [&](int64_t lo, int64_t hi) {
+        for (int64_t b = lo; b < hi; ++b) {
+          ForwardRow<T> r{};
+          r.d = d;
+          r.gx = gx_ + (t * B + b) * G;
+          r.product = product_ ? product_ + b * pw : nullptr;
+          r.h_in = h_in_ + b * P;
+          for (int k = 0; k < K; ++k) {
+            r.prev[k] = prev[k] + b * width[k];
+            r.next[k] = next[k] + b * width[k];
+          }
+          r.u = u_ ? u_ + b * U : nullptr;
+          for (int j = 0; j < Cell::kSaved; ++j) {
+            r.saved[j] = saved_width[j] ? saved[j].data_ptr<T>() + (row_step * B + b) * saved_width[j] : nullptr;
+          }
+          for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
+          Cell::template forward<T, A>(stage, r);
+          if (stage == STAGES - 1 && len != nullptr && t >= len[b]) {
+            // an ended sequence keeps its state; its saved rows are zeroed so that nothing computed from
+            // its padding (NaN included) can reach a gradient
+            for (int k = 0; k < K; ++k) std::memcpy(r.next[k], r.prev[k], sizeof(T) * width[k]);
+            if (r.u) std::fill(r.u, r.u + U, T(0));
+            for (int j = 0; j < Cell::kSaved; ++j) {
+              if (r.saved[j]) std::fill(r.saved[j], r.saved[j] + saved_width[j], T(0));
+            }
+          }
+        }
+      });
+    }
+  }
+
+  std::vector<at::Tensor> outputs{history[0]};
+  for (int k = 1; k < K; ++k) outputs.push_back(save ? history[k] : turns[k][T_ % 2]);
+  if (save) {
+    outputs.push_back(mask ? hm : at::empty({0}, opt));
+    outputs.push_back(U ? u : at::empty({0}, opt));
+    for (int j = 0; j < Cell::kSaved; ++j) outputs.push_back(saved[j]);
+  }
+  return outputs;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// backward
+
+template <typename T, class Cell, class A>
+std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grads, const std::vector<at::Tensor>& saved) {
+  constexpr int K = Cell::kStates;
+  constexpr int NP = int(Cell::kProducts.size());
+  constexpr int STAGES = NP > 1 ? NP : 1;
+  check(saved.size() == size_t(K + 2 + Cell::kSaved), "unexpected number of saved buffers");
+  const at::Tensor& h_hist = saved[0];
+  const int64_t T_ = h_hist.size(0) - 1, B = h_hist.size(1), P = h_hist.size(2);
+  const int64_t H = a.weights.at(0).size(0) / Cell::kGates;
+  const int64_t G = Cell::kGates * H;
+  const Dims d{H, P};
+  const at::TensorOptions opt = h_hist.options();
+  const Steps steps{T_, a.reverse};
+  const int64_t* len = a.lengths.has_value() ? a.lengths->data_ptr<int64_t>() : nullptr;
+  const T* mask = a.rec_mask.has_value() ? a.rec_mask->data_ptr<T>() : nullptr;
+  const at::Tensor& hm = saved[K];
+  const at::Tensor& u = saved[K + 1];
+  const int64_t U = u.numel() ? u.size(2) : 0;
+
+  int64_t width[kMaxStates];
+  const T* hist[kMaxStates];
+  const T* upstream[kMaxStates];
+  at::Tensor up_tensors[kMaxStates], D[kMaxStates], Dn[kMaxStates], d_prev[kMaxStates];
+  for (int k = 0; k < K; ++k) {
+    width[k] = saved[k].size(2);
+    hist[k] = saved[k].data_ptr<T>();
+    const std::optional<at::Tensor> g = grads.get(k);
+    up_tensors[k] = g.has_value() ? g->contiguous() : at::Tensor();
+    upstream[k] = up_tensors[k].defined() ? up_tensors[k].data_ptr<T>() : nullptr;
+    D[k] = upstream[k] ? up_tensors[k].select(0, steps.last()).clone() : at::zeros({B, width[k]}, opt);
+    Dn[k] = at::empty({B, width[k]}, opt);
+    d_prev[k] = at::empty({B, width[k]}, opt);
+  }
+  int64_t saved_width[kMaxSaved] = {0};
+  const T* saved_data[kMaxSaved] = {nullptr};
+  for (int j = 0; j < Cell::kSaved; ++j) {
+    const at::Tensor& s = saved[K + 2 + j];
+    saved_width[j] = s.numel() ? s.size(2) : 0;
+    saved_data[j] = s.numel() ? s.data_ptr<T>() : nullptr;
+  }
+  at::Tensor dgx = new_buffer({T_, B, G}, opt);
+  at::Tensor grad_buffers[kMaxGradBuffers];
+  int64_t grad_width[kMaxGradBuffers] = {0};
+  for (int j = 0; j < Cell::kGradBuffers; ++j) {
+    grad_width[j] = Cell::grad_width(j, d);
+    grad_buffers[j] = new_buffer({T_, B, grad_width[j]}, opt);
+  }
+  at::Tensor w[kMaxProducts];
+  for (int i = 0; i < NP; ++i) w[i] = product_weight(Cell::kProducts[i], a.weights, H).contiguous();
+  at::Tensor dh = at::empty({B, P}, opt);
+  at::Tensor d_h_in = Cell::kWritesDHIn ? at::empty({B, P}, opt) : at::Tensor();
+  at::Tensor du = U ? at::empty({B, U}, opt) : at::Tensor();
+  const at::Tensor zeros = at::zeros({G}, opt);
+  const T* weight_data[kMaxWeights] = {nullptr};
+  weights_or_zeros(a.weights, zeros, weight_data);
+
+  // the gradient of product i's output at step t: its own buffer, or dgx at its gate rows
+  auto product_grad = [&](int i, int64_t t) {
+    const Product& spec = Cell::kProducts[i];
+    if (Cell::kProductGrad[i] >= 0) return grad_buffers[Cell::kProductGrad[i]].select(0, t);
+    at::Tensor rows = dgx.select(0, t);
+    return spec.row_stop < 0 ? rows : rows.narrow(1, spec.row_start * H, (spec.row_stop - spec.row_start) * H);
+  };
+
+  for (int64_t step = T_ - 1; step >= 0; --step) {
+    const int64_t t = steps.at(step), p = steps.prev(t), n = steps.next(t);
+    const T* h_in_ = mask ? hm.data_ptr<T>() + t * B * P : hist[0] + p * B * P;
+    const T* u_ = U ? u.data_ptr<T>() + t * B * U : nullptr;
+    T* dgx_ = dgx.data_ptr<T>() + t * B * G;
+    for (int stage = STAGES - 1; stage >= 0; --stage) {
+      if (stage == 0 && STAGES == 2) at::mm_out(du, product_grad(1, t), w[1]);
+      const T* du_ = (stage == 0 && STAGES == 2) ? du.data_ptr<T>() : nullptr;
+      at::parallel_for(0, B, grain(G), [&](int64_t lo, int64_t hi) {
+        for (int64_t b = lo; b < hi; ++b) {
+          if (len != nullptr && t >= len[b]) {  // an ended sequence: no gate gradient, its state's passes through
+            if (stage == STAGES - 1) {
+              std::fill(dgx_ + b * G, dgx_ + (b + 1) * G, T(0));
+              for (int j = 0; j < Cell::kGradBuffers; ++j) {
+                T* g = grad_buffers[j].data_ptr<T>() + (t * B + b) * grad_width[j];
+                std::fill(g, g + grad_width[j], T(0));
+              }
+              for (int k = 0; k < K; ++k) {
+                std::memcpy(d_prev[k].data_ptr<T>() + b * width[k], D[k].data_ptr<T>() + b * width[k],
+                            sizeof(T) * width[k]);
+              }
+              if (d_h_in.defined()) std::fill(d_h_in.data_ptr<T>() + b * P, d_h_in.data_ptr<T>() + (b + 1) * P, T(0));
+            }
+            continue;
+          }
+          BackwardRow<T> r{};
+          r.d = d;
+          for (int k = 0; k < K; ++k) {
+            r.d_next[k] = D[k].data_ptr<T>() + b * width[k];
+            r.prev[k] = hist[k] + (p * B + b) * width[k];
+            r.next[k] = hist[k] + (n * B + b) * width[k];
+            r.d_prev[k] = d_prev[k].data_ptr<T>() + b * width[k];
+          }
+          r.h_in = h_in_ + b * P;
+          r.u = u_ ? u_ + b * U : nullptr;
+          for (int j = 0; j < Cell::kSaved; ++j) {
+            r.saved[j] = saved_data[j] ? saved_data[j] + (t * B + b) * saved_width[j] : nullptr;
+          }
+          for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
+          r.du = du_ ? du_ + b * U : nullptr;
+          r.dgx = dgx_ + b * G;
+          for (int j = 0; j < Cell::kGradBuffers; ++j) {
+            r.grads[j] = grad_buffers[j].data_ptr<T>() + (t * B + b) * grad_width[j];
+          }
+          r.d_h_in = d_h_in.defined() ? d_h_in.data_ptr<T>() + b * P : nullptr;
+          Cell::template backward<T, A>(stage, r);
+        }
+      });
+    }
+    // the state read gets the products' gradient (times the dropout mask), its direct gradient, and its
+    // own upstream gradient (the output at the step before); an ended row passed D through above
+    if (NP > 0) {
+      at::mm_out(dh, product_grad(0, t), w[0]);
+    } else {
+      dh.zero_();
+    }
+    const T* dh_ = dh.data_ptr<T>();
+    const T* dhi_ = d_h_in.defined() ? d_h_in.data_ptr<T>() : nullptr;
+    for (int k = 0; k < K; ++k) {
+      T* out = Dn[k].data_ptr<T>();
+      const T* direct = d_prev[k].data_ptr<T>();
+      const T* up = upstream[k] ? upstream[k] + p * B * width[k] : nullptr;
+      const int64_t count = B * width[k];
+      for (int64_t e = 0; e < count; ++e) {
+        T through = T(0);
+        if (k == 0) {
+          through = dhi_ ? dh_[e] + dhi_[e] : dh_[e];
+          if (mask) through *= mask[e];
+        }
+        out[e] = through + direct[e] + (up ? up[e] : T(0));
+      }
+      std::swap(D[k], Dn[k]);
+    }
+  }
+  std::vector<at::Tensor> outputs{dgx};
+  for (int k = 0; k < K; ++k) outputs.push_back(D[k]);
+  for (int j = 0; j < Cell::kGradBuffers; ++j) outputs.push_back(grad_buffers[j]);
+  return outputs;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// dispatch on dtype, activations and cell
+
+template <class Cell, class F>
+void with_types(const Args& a, at::ScalarType dtype, F&& f) {
+  AT_DISPATCH_FLOATING_TYPES(dtype, "seqtorch_scan", [&] {
+    using T = scalar_t;
+    const int gate = Cell::kUsesGate ? a.gate : kSigmoid;
+    dispatch_activations(a.relu, gate, [&](auto relu_t, auto gate_t) {
+      f(T(), Activations<decltype(relu_t)::value, decltype(gate_t)::value>());
+    });
+  });
+}
+
+template <class Cell>
+std::vector<at::Tensor> forward_for(const Args& a, bool save, const at::Tensor& gx, const std::vector<at::Tensor>& states) {
+  std::vector<at::Tensor> out;
+  with_types<Cell>(a, gx.scalar_type(), [&](auto t, auto acts) {
+    out = forward_impl<decltype(t), Cell, decltype(acts)>(a, save, gx, states);
+  });
+  return out;
+}
+
+template <class Cell>
+std::vector<at::Tensor> backward_for(const Args& a, const OptionalTensors& grads, const std::vector<at::Tensor>& saved) {
+  std::vector<at::Tensor> out;
+  with_types<Cell>(a, saved.at(0).scalar_type(), [&](auto t, auto acts) {
+    out = backward_impl<decltype(t), Cell, decltype(acts)>(a, grads, saved);
+  });
+  return out;
+}
+
+void check_inputs(const at::Tensor& like, const std::vector<at::Tensor>& tensors) {
+  for (const at::Tensor& t : tensors) {
+    check(t.scalar_type() == like.scalar_type(), "every tensor must share one dtype");
+    check(t.device().is_cpu(), "CPU tensors only");
+  }
+}
+
+std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activation, std::string recurrent_activation,
+                                         bool reverse, bool save, const at::Tensor& gx, std::vector<at::Tensor> states,
+                                         const OptionalTensors& weights, const std::optional<at::Tensor>& lengths,
+                                         const std::optional<at::Tensor>& rec_mask) {
+  const Args a = make_args(cell, activation, recurrent_activation, reverse, weights, lengths, rec_mask);
+  for (at::Tensor& s : states) s = s.contiguous();
+  check_inputs(gx, states);
+  for (const at::Tensor& w : a.weights) {
+    if (w.defined()) check_inputs(gx, {w});
+  }
+  if (a.rec_mask.has_value()) check_inputs(gx, {*a.rec_mask});
+#define SEQTORCH_CELL(name) \
+  if (cell == #name) return forward_for<cells::name>(a, save, gx.contiguous(), states);
+  SEQTORCH_FOR_EACH_CELL(SEQTORCH_CELL)
+#undef SEQTORCH_CELL
+  TORCH_CHECK(false, "seqtorch C++ scan: no C++ kernel for cell '", cell, "'");
+}
+
+std::vector<at::Tensor> scan_backward_cpp(std::string cell, std::string activation, std::string recurrent_activation,
+                                          bool reverse, const OptionalTensors& grads, std::vector<at::Tensor> saved,
+                                          const OptionalTensors& weights, const std::optional<at::Tensor>& lengths,
+                                          const std::optional<at::Tensor>& rec_mask) {
+  const Args a = make_args(cell, activation, recurrent_activation, reverse, weights, lengths, rec_mask);
+  for (at::Tensor& s : saved) s = s.contiguous();
+#define SEQTORCH_CELL(name) \
+  if (cell == #name) return backward_for<cells::name>(a, grads, saved);
+  SEQTORCH_FOR_EACH_CELL(SEQTORCH_CELL)
+#undef SEQTORCH_CELL
+  TORCH_CHECK(false, "seqtorch C++ scan: no C++ kernel for cell '", cell, "'");
+}
+
+std::vector<std::string> cpp_cells() {
+  std::vector<std::string> names;
+#define SEQTORCH_CELL(name) names.push_back(#name);
+  SEQTORCH_FOR_EACH_CELL(SEQTORCH_CELL)
+#undef SEQTORCH_CELL
+  return names;
+}
+
+}  // namespace
+}  // namespace seqtorch_cpu
+
+// The schemas are seqtorch/ops/contract.py's (a test checks that they agree).
+TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
+  m.def("scan_forward_cpp(str cell, str activation, str recurrent_activation, bool reverse, bool save, Tensor gx, "
+        "Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask) -> Tensor[]");
+  m.def("scan_backward_cpp(str cell, str activation, str recurrent_activation, bool reverse, Tensor?[] grads, "
+        "Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask) -> Tensor[]");
+  m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
+}
+
+TORCH_LIBRARY_IMPL(seqtorch, CPU, m) {
+  m.impl("scan_forward_cpp", &seqtorch_cpu::scan_forward_cpp);
+  m.impl("scan_backward_cpp", &seqtorch_cpu::scan_backward_cpp);
+}

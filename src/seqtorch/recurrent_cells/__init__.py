@@ -1,0 +1,27 @@
+"""The recurrent cells, one folder each, and the registry that names them.
+
+Adding a cell: a folder here with its spec (a :class:`~.base.Cell` subclass, see :mod:`.base` for what
+it declares) and, where it has them, its C++ (``cpu.h``) and Triton (``triton.py``) pointwise code; then
+one line in :data:`CELLS`. The scans of :mod:`seqtorch.ops` and the layers find it there.
+"""
+
+from __future__ import annotations
+
+from .base import Acts, Cell, Product, Sizes
+from .gru import CELL as _GRU
+from .gru_reset_before import CELL as _GRU_RESET_BEFORE
+from .lstm import CELL as _LSTM
+from .rnn import CELL as _RNN
+
+CELLS: dict[str, Cell] = {cell.name: cell for cell in (_RNN, _LSTM, _GRU, _GRU_RESET_BEFORE)}
+
+
+def get_cell(name: str) -> Cell:
+    """The cell registered as ``name``; a ValueError listing the known ones otherwise."""
+    try:
+        return CELLS[name]
+    except KeyError:
+        raise ValueError(f"unknown cell {name!r}; registered cells: {sorted(CELLS)}") from None
+
+
+__all__ = ["CELLS", "Acts", "Cell", "Product", "Sizes", "get_cell"]

@@ -1,0 +1,198 @@
+"""What a recurrent cell is to seqtorch: the one description every backend reads.
+
+A cell is its step, nothing else. The scans of :mod:`seqtorch.ops` (the reference loop, the Python loop,
+the C++ loop, the Triton kernel) are each written once, for every cell: they own the time loop, the state
+buffers, ``lengths``, ``reverse``, the recurrent-dropout mask and the weight-gradient GEMMs. A cell says:
+
+* ``gates`` (``G``: ``gx`` is ``(T, B, G*H)``), ``states`` (``("h",)`` or ``("h", "c")``; ``h`` is the
+  output) and ``weights``: the names of its recurrent parameters, in the order the scans take them.
+* ``products``: the recurrent matrix products of a step (:class:`Product`). Most cells have one,
+  ``h~ @ W_hh^T``, done by the scan before the cell's pointwise code runs; a cell whose second product
+  needs the first one's result (the reset-before GRU: ``(r * h~) @ W_hn^T``) has two, and its pointwise
+  code runs in two stages around them.
+* :meth:`Cell.step`: the readable equations, in differentiable PyTorch: the reference every fast path
+  is tested against.
+* per backend, its pointwise code: :meth:`Cell.loop_forward` / :meth:`Cell.loop_backward` for the Python
+  loop (here), ``cpu.h`` beside the cell for the C++ loop, ``triton.py`` for the Triton kernels. A cell
+  without one of them is run by the next backend (the rule is in :mod:`seqtorch.functional`).
+* the per-step buffers its backward needs (:meth:`Cell.saved`) and how its recurrent weights' gradients
+  follow from the per-step gradients the backward writes (:meth:`Cell.weight_grads`).
+
+Shapes: ``T`` steps, ``B`` sequences, ``H`` hidden size, ``P`` the size of ``h`` (``H`` unless a cell
+projects it). Per-step buffers are ``(T, B, width)``; the loops see one step's ``(B, width)`` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from . import activations
+
+
+@dataclass(frozen=True)
+class Acts:
+    """The two activation choices of a scan, by canonical name (see :mod:`.activations`)."""
+
+    activation: str = "tanh"
+    recurrent: str = "sigmoid"
+
+    @staticmethod
+    def of(activation: str, recurrent_activation: str) -> "Acts":
+        return Acts(activations.canonical(activation), activations.canonical(recurrent_activation))
+
+
+@dataclass(frozen=True)
+class Sizes:
+    T: int
+    B: int
+    H: int
+    P: int  # the size of h (the output and the state the products read): H unless projected
+
+
+@dataclass(frozen=True)
+class Product:
+    """One recurrent matrix product of a step: ``X @ W^T`` with ``W = weights[weight][rows]``.
+
+    ``rows``: gate blocks ``[start, stop)`` of that weight in units of H (None: all of it). ``input``:
+    ``"h_in"``, the state as it enters the product (``h * rec_mask``), or ``"u"``, the vector the cell's
+    first pointwise stage wrote (for a second product).
+    """
+
+    weight: int = 0
+    rows: tuple[int, int] | None = None
+    input: str = "h_in"
+
+
+@dataclass
+class ForwardStep:
+    """One step of the Python loop's forward, as a cell's pointwise code sees it (rows of this step)."""
+
+    gx: Tensor                      # (B, G*H) input projection
+    product: Tensor | None          # (B, width) this stage's recurrent product, no bias; None if none
+    h_in: Tensor                    # (B, P) h * rec_mask
+    prev: tuple[Tensor, ...]        # the states the step reads
+    next: tuple[Tensor, ...]        # the state rows to write
+    u: Tensor | None                # (B, U): stage 0 writes it, the second product reads it
+    weights: tuple[Tensor | None, ...]
+    saved: dict[str, Tensor]        # this step's rows of the saved buffers, to write
+    acts: Acts
+
+
+@dataclass
+class BackwardStep:
+    """One step of the Python loop's backward, as a cell's pointwise code sees it (rows of this step).
+
+    ``d_next``: the gradients of the states this step wrote (everything from later steps and above).
+    The cell writes ``dgx`` and its gradient buffers, and sets ``d_prev[k]`` (the gradient of state k read
+    by the step, except through the products, which the loop adds) and ``d_h_in`` (a gradient of h_in
+    besides the product's), or leaves them None (zero). Stage 0 of a two-product cell reads ``du``.
+    """
+
+    d_next: tuple[Tensor, ...]
+    prev: tuple[Tensor, ...]
+    h_in: Tensor
+    u: Tensor | None
+    weights: tuple[Tensor | None, ...]
+    saved: dict[str, Tensor]
+    acts: Acts
+    dgx: Tensor
+    grads: dict[str, Tensor]
+    next: tuple[Tensor, ...] = ()   # the state rows this step wrote (read-only)
+    du: Tensor | None = None
+    d_prev: list[Tensor | None] = field(default_factory=list)
+    d_h_in: Tensor | None = None
+
+
+class Cell:
+    """Base of every cell spec; a cell subclasses it and fills in the class attributes and methods."""
+
+    name: str = ""
+    gates: int = 1
+    states: tuple[str, ...] = ("h",)
+    weights: tuple[str, ...] = ("weight_hh", "bias_hh")
+    products: tuple[Product, ...] = (Product(),)
+
+    # ---- sizes --------------------------------------------------------------------------------------
+    def state_sizes(self, H: int, P: int) -> tuple[int, ...]:
+        """The width of each state (h first)."""
+        return (P,) + (H,) * (len(self.states) - 1)
+
+    def hidden_size(self, weights: tuple[Tensor | None, ...] | list) -> int:
+        """H from the weights: the first one's rows are the G gate blocks."""
+        return weights[0].shape[0] // self.gates
+
+    def product_width(self, index: int, H: int, P: int) -> int:
+        rows = self.products[index].rows
+        return self.gates * H if rows is None else (rows[1] - rows[0]) * H
+
+    def u_width(self, H: int, P: int) -> int:
+        """Width of the vector the first stage hands to the second product (0: one product)."""
+        return 0
+
+    @property
+    def stages(self) -> int:
+        """How many pointwise stages a step has (one more than the products after the first)."""
+        return max(1, len(self.products))
+
+    def saved(self, sizes: Sizes, acts: Acts) -> list[tuple[str, int]]:
+        """The per-step buffers the forward fills for the backward: (name, width), width 0 if unused."""
+        raise NotImplementedError
+
+    def grad_buffers(self, sizes: Sizes) -> list[tuple[str, int]]:
+        """Per-step gradients the backward writes besides dgx, for :meth:`weight_grads`: (name, width).
+
+        By default none: each product's output gradient ``dP{i}`` is then dgx at the product's gate rows
+        (true where gx and the product are added before any nonlinearity, as in the LSTM). A cell where
+        they differ (torch's GRU scales the n block's product by r) declares ``dP{i}`` here."""
+        return []
+
+    def saved_names(self) -> list[str]:
+        return [name for name, _ in self.saved(Sizes(1, 1, 1, 1), Acts())]
+
+    def grad_buffer_names(self) -> list[str]:
+        return [name for name, _ in self.grad_buffers(Sizes(1, 1, 1, 1))]
+
+    # ---- the reference ------------------------------------------------------------------------------
+    def step(self, gx: Tensor, h_in: Tensor, states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
+             acts: Acts) -> tuple[Tensor, ...]:
+        """One step in differentiable PyTorch: gx (B, G*H), h_in = h * rec_mask (B, P), states as
+        :attr:`states`. Returns the new states."""
+        raise NotImplementedError
+
+    # ---- the Python loop ----------------------------------------------------------------------------
+    def loop_forward(self, stage: int, s: ForwardStep) -> None:
+        raise NotImplementedError
+
+    def loop_backward(self, stage: int, s: BackwardStep) -> None:
+        raise NotImplementedError
+
+    # ---- gradients of the recurrent weights, after the loop (every backend) -------------------------
+    def weight_grads(self, grads: dict[str, Tensor], dgx: Tensor, h_in: Tensor, u: Tensor | None,
+                     weights: tuple[Tensor | None, ...], needs: tuple[bool, ...]) -> list[Tensor | None]:
+        """``d weights`` from the per-step gradients, as one GEMM over all ``T*B`` rows per product.
+
+        The default serves cells whose weights are ``(weight_hh, bias_hh)`` and whose bias adds to the
+        products' outputs (``d bias = sum of dP``). grads: :meth:`grad_buffers` (T, B, width); h_in
+        (T, B, P); u (T, B, U) or None; needs: which weights want a gradient.
+        """
+        w, b = weights[0], weights[1]
+        dw = db = None
+        if needs[0]:
+            dw = torch.empty_like(w)
+        if b is not None and needs[1]:
+            db = torch.empty_like(b)
+        H = dgx.shape[-1] // self.gates
+        for index, product in enumerate(self.products):
+            rows = slice(None) if product.rows is None else slice(product.rows[0] * H, product.rows[1] * H)
+            d = grads[f"dP{index}"] if f"dP{index}" in grads else dgx[..., rows]
+            d = d.reshape(-1, d.shape[-1])
+            if dw is not None:
+                x = h_in if product.input == "h_in" else u
+                torch.mm(d.t(), x.reshape(-1, x.shape[-1]), out=dw[rows])
+            if db is not None:
+                torch.sum(d, dim=0, out=db[rows])
+        return [dw, db]
+

@@ -1,0 +1,78 @@
+// torch's GRU (reset_after=True): pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says
+// what a cell provides). Equations and layout as this folder's __init__.py: saved RZ (2H), N (H),
+// HN = h~ W_hn^T + b_hn (H), PRE (2H) for the hard sigmoids; gradient buffer dP0 (3H) = (dr, dz, r dn).
+#pragma once
+
+#include "scan.h"
+
+namespace seqtorch_cpu::cells {
+
+struct gru {
+  static constexpr int kGates = 3, kStates = 1, kSaved = 4, kGradBuffers = 1;
+  static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
+  static constexpr std::array<int, 1> kProductGrad{{0}};  // d(product) is gradient buffer 0
+  static constexpr bool kWritesDHIn = false, kUsesGate = true;
+
+  static int64_t state_width(int, Dims d) { return d.P; }
+  static int64_t u_width(Dims) { return 0; }
+  static int64_t saved_width(int j, Dims d, bool needs_pre) {
+    return j == 0 ? 2 * d.H : (j == 1 || j == 2 ? d.H : (needs_pre ? 2 * d.H : 0));
+  }
+  static int64_t grad_width(int, Dims d) { return 3 * d.H; }
+
+  template <typename T, class A>
+  static void forward(int, const ForwardRow<T>& r) {
+    const int64_t H = r.d.H;
+    const T* __restrict gx = r.gx;
+    const T* __restrict gh = r.product;
+    const T* __restrict bias = r.weights[1];
+    const T* __restrict h_prev = r.prev[0];
+    T* __restrict h = r.next[0];
+    T* __restrict rz = r.saved[0];
+    T* __restrict n_out = r.saved[1];
+    T* __restrict hn = r.saved[2];
+    T* __restrict pre = r.saved[3];
+    for (int64_t j = 0; j < H; ++j) {
+      const T zr = gx[j] + (gh[j] + bias[j]), zz = gx[H + j] + (gh[H + j] + bias[H + j]);
+      const T ghn = gh[2 * H + j] + bias[2 * H + j];
+      if constexpr (A::kNeedsPre) {
+        pre[j] = zr, pre[H + j] = zz;
+      }
+      const T rr = A::gate(zr), z = A::gate(zz);
+      const T n = A::act(gx[2 * H + j] + rr * ghn);
+      rz[j] = rr, rz[H + j] = z;
+      n_out[j] = n;
+      hn[j] = ghn;
+      h[j] = n + z * (h_prev[j] - n);
+    }
+  }
+
+  template <typename T, class A>
+  static void backward(int, const BackwardRow<T>& r) {
+    const int64_t H = r.d.H;
+    const T* __restrict rz = r.saved[0];
+    const T* __restrict n_act = r.saved[1];
+    const T* __restrict hn = r.saved[2];
+    const T* __restrict pre = r.saved[3];
+    const T* __restrict h_prev = r.prev[0];
+    const T* __restrict dh = r.d_next[0];
+    T* __restrict dgx = r.dgx;
+    T* __restrict dgh = r.grads[0];
+    T* __restrict dh_prev = r.d_prev[0];
+    for (int64_t j = 0; j < H; ++j) {
+      const T rr = rz[j], z = rz[H + j], n = n_act[j];
+      T pr = T(0), pz = T(0);
+      if constexpr (A::kNeedsPre) {
+        pr = pre[j], pz = pre[H + j];
+      }
+      const T dz = dh[j] * ((h_prev[j] - n) * A::gate_grad(z, pz));
+      const T dn = dh[j] * ((T(1) - z) * A::act_grad(n));
+      const T dr = dn * (hn[j] * A::gate_grad(rr, pr));
+      dgx[j] = dr, dgx[H + j] = dz, dgx[2 * H + j] = dn;
+      dgh[j] = dr, dgh[H + j] = dz, dgh[2 * H + j] = dn * rr;
+      dh_prev[j] = dh[j] * z;
+    }
+  }
+};
+
+}  // namespace seqtorch_cpu::cells

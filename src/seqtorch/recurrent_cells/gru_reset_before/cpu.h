@@ -1,0 +1,85 @@
+// The reset-before GRU (reset_after=False): pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp;
+// scan.h says what a cell provides). Two stages around the two products, as this folder's __init__.py:
+// stage 0 r, z and u = r * h~ (the second product's input), stage 1 n and h'. Saved A = r, z, n (3H) and
+// PRE (2H) for the hard sigmoids; both products' gradients are dgx at their rows.
+#pragma once
+
+#include "scan.h"
+
+namespace seqtorch_cpu::cells {
+
+struct gru_reset_before {
+  static constexpr int kGates = 3, kStates = 1, kSaved = 2, kGradBuffers = 0;
+  static constexpr std::array<Product, 2> kProducts{{{0, 0, 2, ProductInput::kHIn}, {0, 2, 3, ProductInput::kU}}};
+  static constexpr std::array<int, 2> kProductGrad{{-1, -1}};
+  static constexpr bool kWritesDHIn = true, kUsesGate = true;
+
+  static int64_t state_width(int, Dims d) { return d.P; }
+  static int64_t u_width(Dims d) { return d.H; }
+  static int64_t saved_width(int j, Dims d, bool needs_pre) { return j == 0 ? 3 * d.H : (needs_pre ? 2 * d.H : 0); }
+  static int64_t grad_width(int, Dims) { return 0; }
+
+  template <typename T, class A>
+  static void forward(int stage, const ForwardRow<T>& r) {
+    const int64_t H = r.d.H;
+    const T* __restrict gx = r.gx;
+    const T* __restrict g = r.product;
+    const T* __restrict bias = r.weights[1];
+    T* __restrict a = r.saved[0];
+    if (stage == 0) {
+      const T* __restrict h_in = r.h_in;
+      T* __restrict pre = r.saved[1];
+      T* __restrict u = r.u;
+      for (int64_t j = 0; j < H; ++j) {
+        const T zr = gx[j] + bias[j] + g[j], zz = gx[H + j] + bias[H + j] + g[H + j];
+        if constexpr (A::kNeedsPre) {
+          pre[j] = zr, pre[H + j] = zz;
+        }
+        const T rr = A::gate(zr);
+        a[j] = rr, a[H + j] = A::gate(zz);
+        u[j] = rr * h_in[j];
+      }
+      return;
+    }
+    const T* __restrict h_prev = r.prev[0];
+    T* __restrict h = r.next[0];
+    for (int64_t j = 0; j < H; ++j) {
+      const T n = A::act(gx[2 * H + j] + bias[2 * H + j] + g[j]);
+      const T z = a[H + j];
+      a[2 * H + j] = n;
+      h[j] = n + z * (h_prev[j] - n);
+    }
+  }
+
+  template <typename T, class A>
+  static void backward(int stage, const BackwardRow<T>& r) {
+    const int64_t H = r.d.H;
+    const T* __restrict a = r.saved[0];
+    const T* __restrict pre = r.saved[1];
+    T* __restrict dgx = r.dgx;
+    if (stage == 1) {
+      const T* __restrict h_prev = r.prev[0];
+      const T* __restrict dh = r.d_next[0];
+      T* __restrict dh_prev = r.d_prev[0];
+      for (int64_t j = 0; j < H; ++j) {
+        const T z = a[H + j], n = a[2 * H + j];
+        const T pz = A::kNeedsPre ? pre[H + j] : T(0);
+        dgx[H + j] = dh[j] * ((h_prev[j] - n) * A::gate_grad(z, pz));
+        dgx[2 * H + j] = dh[j] * ((T(1) - z) * A::act_grad(n));
+        dh_prev[j] = dh[j] * z;
+      }
+      return;
+    }
+    const T* __restrict h_in = r.h_in;
+    const T* __restrict du = r.du;
+    T* __restrict dh_in = r.d_h_in;
+    for (int64_t j = 0; j < H; ++j) {
+      const T rr = a[j];
+      const T pr = A::kNeedsPre ? pre[j] : T(0);
+      dgx[j] = du[j] * (h_in[j] * A::gate_grad(rr, pr));
+      dh_in[j] = du[j] * rr;
+    }
+  }
+};
+
+}  // namespace seqtorch_cpu::cells

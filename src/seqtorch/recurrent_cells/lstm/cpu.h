@@ -1,0 +1,82 @@
+// The LSTM's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell provides).
+// The equations and the buffer layout are those of this folder's __init__.py: saved A = i, f, g, o (4H),
+// TC = act(c') (H), PRE = the gate pre-activations (4H) for the hard sigmoids.
+#pragma once
+
+#include "scan.h"
+
+namespace seqtorch_cpu::cells {
+
+struct lstm {
+  static constexpr int kGates = 4, kStates = 2, kSaved = 3, kGradBuffers = 0;
+  static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
+  static constexpr std::array<int, 1> kProductGrad{{-1}};  // d(product) = dgx
+  static constexpr bool kWritesDHIn = false, kUsesGate = true;
+
+  static int64_t state_width(int k, Dims d) { return k == 0 ? d.P : d.H; }
+  static int64_t u_width(Dims) { return 0; }
+  static int64_t saved_width(int j, Dims d, bool needs_pre) {
+    return j == 0 ? 4 * d.H : (j == 1 ? d.H : (needs_pre ? 4 * d.H : 0));
+  }
+  static int64_t grad_width(int, Dims) { return 0; }
+
+  template <typename T, class A>
+  static void forward(int, const ForwardRow<T>& r) {
+    const int64_t H = r.d.H;
+    const T* __restrict gx = r.gx;
+    const T* __restrict gh = r.product;
+    const T* __restrict bias = r.weights[1];
+    const T* __restrict c_prev = r.prev[1];
+    T* __restrict h = r.next[0];
+    T* __restrict c = r.next[1];
+    T* __restrict a = r.saved[0];
+    T* __restrict tc = r.saved[1];
+    T* __restrict pre = r.saved[2];
+    for (int64_t j = 0; j < H; ++j) {
+      const T zi = gx[j] + bias[j] + gh[j];
+      const T zf = gx[H + j] + bias[H + j] + gh[H + j];
+      const T zg = gx[2 * H + j] + bias[2 * H + j] + gh[2 * H + j];
+      const T zo = gx[3 * H + j] + bias[3 * H + j] + gh[3 * H + j];
+      if constexpr (A::kNeedsPre) {
+        pre[j] = zi, pre[H + j] = zf, pre[2 * H + j] = zg, pre[3 * H + j] = zo;
+      }
+      const T i = A::gate(zi), f = A::gate(zf), g = A::act(zg), o = A::gate(zo);
+      const T cn = f * c_prev[j] + i * g;
+      const T y = A::act(cn);
+      a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
+      tc[j] = y;
+      c[j] = cn;
+      h[j] = o * y;
+    }
+  }
+
+  template <typename T, class A>
+  static void backward(int, const BackwardRow<T>& r) {
+    const int64_t H = r.d.H;
+    const T* __restrict a = r.saved[0];
+    const T* __restrict tc = r.saved[1];
+    const T* __restrict pre = r.saved[2];
+    const T* __restrict c_prev = r.prev[1];
+    const T* __restrict dh = r.d_next[0];
+    const T* __restrict dc_next = r.d_next[1];
+    T* __restrict dg = r.dgx;
+    T* __restrict dh_prev = r.d_prev[0];
+    T* __restrict dc_prev = r.d_prev[1];
+    for (int64_t j = 0; j < H; ++j) {
+      const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], y = tc[j], dhj = dh[j];
+      T pi = T(0), pf = T(0), po = T(0);
+      if constexpr (A::kNeedsPre) {
+        pi = pre[j], pf = pre[H + j], po = pre[3 * H + j];
+      }
+      const T dc = dc_next[j] + dhj * (o * A::act_grad(y));
+      dg[j] = dc * (g * A::gate_grad(i, pi));
+      dg[H + j] = dc * (c_prev[j] * A::gate_grad(f, pf));
+      dg[2 * H + j] = dc * (i * A::act_grad(g));
+      dg[3 * H + j] = dhj * (y * A::gate_grad(o, po));
+      dc_prev[j] = dc * f;
+      dh_prev[j] = T(0);
+    }
+  }
+};
+
+}  // namespace seqtorch_cpu::cells

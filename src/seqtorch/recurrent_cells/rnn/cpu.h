@@ -1,0 +1,45 @@
+// SimpleRNN's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell
+// provides). The equation is that of this folder's __init__.py; no saved buffers: the derivative comes
+// from the new state.
+#pragma once
+
+#include "scan.h"
+
+namespace seqtorch_cpu::cells {
+
+struct rnn {
+  static constexpr int kGates = 1, kStates = 1, kSaved = 0, kGradBuffers = 0;
+  static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
+  static constexpr std::array<int, 1> kProductGrad{{-1}};
+  static constexpr bool kWritesDHIn = false, kUsesGate = false;
+
+  static int64_t state_width(int, Dims d) { return d.P; }
+  static int64_t u_width(Dims) { return 0; }
+  static int64_t saved_width(int, Dims, bool) { return 0; }
+  static int64_t grad_width(int, Dims) { return 0; }
+
+  template <typename T, class A>
+  static void forward(int, const ForwardRow<T>& r) {
+    const int64_t H = r.d.H;
+    const T* __restrict gx = r.gx;
+    const T* __restrict gh = r.product;
+    const T* __restrict bias = r.weights[1];
+    T* __restrict h = r.next[0];
+    for (int64_t j = 0; j < H; ++j) h[j] = A::act(gx[j] + bias[j] + gh[j]);
+  }
+
+  template <typename T, class A>
+  static void backward(int, const BackwardRow<T>& r) {
+    const int64_t H = r.d.H;
+    const T* __restrict y = r.next[0];
+    const T* __restrict dh = r.d_next[0];
+    T* __restrict dg = r.dgx;
+    T* __restrict dh_prev = r.d_prev[0];
+    for (int64_t j = 0; j < H; ++j) {
+      dg[j] = dh[j] * A::act_grad(y[j]);
+      dh_prev[j] = T(0);
+    }
+  }
+};
+
+}  // namespace seqtorch_cpu::cells
