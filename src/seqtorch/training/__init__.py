@@ -5,10 +5,10 @@ builds its data and model, and hands them to :func:`fit` with a :class:`Task`.
 :func:`fit` documents the files it writes (history.json, metrics.json, curves.png, best.pt, last.pt).
 """
 
+from ..fileio import atomic_write
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     atomic_torch_save,
-    atomic_write,
     atomic_write_bytes,
     atomic_write_json,
     capture_rng_state,
