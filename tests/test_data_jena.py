@@ -331,6 +331,15 @@ def test_complete_file_without_the_final_newline_is_accepted(small, tmp_path):
         np.testing.assert_array_equal(table.timestamps, small.timestamps)
 
 
+def test_older_cache_versions_of_the_file_are_replaced(small, tmp_path):
+    folder = tmp_path / "cache" / "jena"
+    folder.mkdir(parents=True)
+    older = folder / f"parsed-v1-{hashlib.sha256(small.path.read_bytes()).hexdigest()}.npz"
+    older.write_bytes(b"made by a laxer parser")  # never read: its version is not current
+    np.testing.assert_array_equal(load_jena(small.path).values, small.values)
+    assert not older.exists() and len(list(folder.glob("parsed-v*.npz"))) == 1
+
+
 def test_stale_temp_files_in_the_cache_are_removed_live_ones_kept(small, tmp_path):
     folder = tmp_path / "cache" / "jena"
     killed = leftover_temp(folder, "parsed-v1-0123abcd.npz", age_s=3600, tag="killed00")

@@ -156,7 +156,7 @@ def _hold(fd: int) -> None:
 
 def _remove_if_abandoned(path: Path, now: float) -> bool:
     """Unlink ``path`` if no live process holds it; True if it was removed."""
-    with open(path, "rb") as f:
+    with open(path, "r+b") as f:  # writable: NFS emulates flock with locks that need it
         try:
             if fcntl is None:
                 raise OSError("no flock on this platform")

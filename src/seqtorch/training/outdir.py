@@ -20,6 +20,7 @@ from .config import TrainConfig
 HISTORY_FILE, METRICS_FILE, CURVES_FILE = "history.json", "metrics.json", "curves.png"
 LAST_FILE, BEST_FILE = "last.pt", "best.pt"
 RUN_FILES = (HISTORY_FILE, METRICS_FILE, CURVES_FILE, LAST_FILE, BEST_FILE)
+_PROBE = "write-check"  # the file written (and removed) to see that --out takes files
 
 
 class RunDirectoryError(RuntimeError):
@@ -66,7 +67,7 @@ def _check_writable(out: Path) -> None:
                                 f"Choose another --out.")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=TEMP_SUFFIX, dir=out)
+        fd, probe = tempfile.mkstemp(prefix=f".{_PROBE}.", suffix=TEMP_SUFFIX, dir=out)
     except OSError as exc:
         raise RunDirectoryError(
             f"--out {out} is not writable ({type(exc).__name__}: {exc.strerror or exc}); the run "
@@ -74,3 +75,4 @@ def _check_writable(out: Path) -> None:
         ) from exc
     os.close(fd)
     os.unlink(probe)
+    remove_stale_temps(out, _PROBE)  # probes of processes killed between the two lines above
