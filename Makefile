@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Where the IMDB data comes from: a local aclImdb tarball/dir, or empty to download the official archive.
 IMDB_DATA ?= $(firstword $(wildcard ../shared/datasets/imdb))
+# Extra flags for the training run, e.g. TRAIN_ARGS=--overwrite to train again into the same --out.
+TRAIN_ARGS ?=
 
 .PHONY: install test train bench
 
@@ -23,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 train: install
-	$(BIN)/python scripts/train_imdb.py --model lstm --keras-faithful $(if $(IMDB_DATA),--data $(IMDB_DATA)) --out runs/imdb-lstm
+	$(BIN)/python scripts/train_imdb.py --model lstm --keras-faithful $(if $(IMDB_DATA),--data $(IMDB_DATA)) --out runs/imdb-lstm $(TRAIN_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/bench_recurrent.py --out runs/bench.json

@@ -5,22 +5,26 @@
 
 --data: aclImdb_v1.tar.gz, an extracted aclImdb/ directory, Keras' imdb.npz, a directory holding
 one of them, "keras" (download imdb.npz), or nothing (download the official archive to the cache).
-Writes history.json, metrics.json, curves.png, best.pt and last.pt to --out.
+Writes history.json, metrics.json, curves.png, best.pt and last.pt to --out; an --out that already
+holds a run is refused unless --resume (continue it) or --overwrite (replace it).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from seqtorch.data.imdb import load_imdb
 from seqtorch.models.imdb import MODEL_KINDS, ImdbModelConfig, build_model
 from seqtorch.training import (
+    RunDirectoryError,
     TrainConfig,
     add_common_args,
     binary_classification_task,
     config_from_args,
     fit,
+    prepare_out_dir,
     setup,
 )
 
@@ -93,6 +97,8 @@ def main(argv=None) -> dict:
         backend=cfg.backend, torch_nn=cfg.torch_nn,
     )
     with setup(cfg) as rt:
+        if rt.is_main:
+            prepare_out_dir(cfg)  # refuse a bad --out before the data is read, not after
         with rt.main_first():  # rank 0 tokenizes and fills the cache; the others then read it
             data = load_imdb(cfg.data, num_words=cfg.num_words, maxlen=cfg.maxlen,
                              padding=cfg.padding, seed=cfg.data_seed, val_split=cfg.val_split,
@@ -106,4 +112,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunDirectoryError as exc:
+        sys.exit(f"train_imdb.py: error: {exc}")

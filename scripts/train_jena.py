@@ -8,7 +8,8 @@ Defaults are the book's: lookback 1440 rows (10 days), one row in 6 (hourly), 14
 ahead, batches of 128, 500 random training batches per epoch, 20 epochs, RMSprop with Keras'
 defaults, MAE loss; validation rows 200,001-300,000 and test rows 300,001-end walked as the
 book's generator does. Writes history.json, metrics.json, curves.png, best.pt and last.pt to --out
-(``--model naive`` writes metrics.json only: the common-sense baseline).
+(``--model naive`` writes metrics.json only: the common-sense baseline); an --out that already holds
+a run is refused unless --resume (continue it) or --overwrite (replace it).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from seqtorch.data.jena import (
 )
 from seqtorch.models.jena import MODEL_NAMES, build_jena_model
 from seqtorch.training import (
-    RefLine, TrainConfig, add_common_args, atomic_write_json, config_from_args, config_to_dict,
-    fit, regression_task, setup,
+    RefLine, RunDirectoryError, TrainConfig, add_common_args, atomic_write_json, config_from_args,
+    config_to_dict, fit, prepare_out_dir, regression_task, setup,
 )
 
 MODELS = ("naive", *MODEL_NAMES)
@@ -49,6 +50,11 @@ class JenaConfig(TrainConfig):
         super().__post_init__()
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model == "naive" and self.resume:
+            # The baseline trains nothing: resuming would only put its metrics.json beside the
+            # files of the run in out.
+            raise ValueError("--resume continues a training run; --model naive trains nothing "
+                             "(use --overwrite to replace the run in --out)")
         if self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         WindowSpec(self.lookback, self.step, self.delay)  # validates the window
@@ -81,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = config_from_args(JenaConfig, build_parser().parse_args(argv))
     spec, splits = WindowSpec(cfg.lookback, cfg.step, cfg.delay), Splits(cfg.train_end, cfg.val_end)
     with setup(cfg) as rt:
+        if rt.is_main:
+            prepare_out_dir(cfg)  # refuse a bad --out before the data is read, not after
         t0 = time.perf_counter()
         with rt.main_first():  # rank 0 downloads and parses; the others then read the binary cache
             table = load_jena(cfg.data, clean=cfg.clean)
@@ -130,4 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except RunDirectoryError as exc:
+        sys.exit(f"train_jena.py: error: {exc}")

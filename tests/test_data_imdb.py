@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
 from seqtorch.data import imdb
 from seqtorch.data.imdb import keras_ids, load_imdb, read_corpus
 
@@ -313,14 +315,45 @@ def test_cache_hit_skips_reading_and_is_keyed(tmp_path, monkeypatch, isolated_ca
         load_imdb(archive, progress=False)
 
 
-def test_damaged_cache_entry_is_rebuilt(tmp_path, isolated_cache):
+DAMAGE = {
+    "empty": lambda data: b"",  # a crash between creating the file and writing it
+    "truncated": lambda data: data[:100],
+    "garbage": lambda data: bytes(range(256)) * 16,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_unreadable_cache_entry_is_reported_and_rebuilt(tmp_path, isolated_cache, damage):
     archive = write_tarball(tmp_path / "a.tar.gz")
     load_imdb(archive, progress=False)
     (entry,) = (isolated_cache / "imdb").glob("corpus-*.npz")
-    entry.write_bytes(entry.read_bytes()[:100])
-    data = load_imdb(archive, progress=False)
+    entry.write_bytes(DAMAGE[damage](entry.read_bytes()))
+    with pytest.warns(UserWarning, match=re.escape(str(entry))):
+        data = load_imdb(archive, progress=False)
     assert data.vocab.words == VOCAB
-    assert read_corpus(archive, progress=False).vocab.words == VOCAB  # rewritten, loads cleanly
+    rebuilt = imdb.ImdbCorpus.load(entry)  # a complete entry again, read by the next load
+    assert unflat(rebuilt.ranks["train"], rebuilt.offsets["train"]) == TRAIN_RANKS
+
+
+def test_cache_entry_is_fsynced_before_its_rename(tmp_path, isolated_cache, monkeypatch):
+    archive = write_tarball(tmp_path / "a.tar.gz")
+    sync = SyncRecorder(monkeypatch)
+    load_imdb(archive, progress=False)
+    (entry,) = (isolated_cache / "imdb").glob("corpus-*.npz")
+    assert sync.synced_before_rename(entry)
+
+
+def test_stale_temp_files_in_the_cache_are_removed_live_ones_kept(tmp_path, isolated_cache):
+    folder = isolated_cache / "imdb"
+    killed_download = leftover_temp(folder, "aclImdb_v1.tar.gz", age_s=7200, tag="killed00",
+                                    size=100_000)
+    killed_write = leftover_temp(folder, "corpus-0123456789abcdef0123.npz", age_s=7200,
+                                 tag="killed01")
+    live = leftover_temp(folder, "aclImdb_v1.tar.gz", age_s=7200, tag="writing0")
+    with held_by_a_live_writer(live):  # e.g. another process still downloading
+        load_imdb(write_tarball(tmp_path / "a.tar.gz"), progress=False)  # writes a cache entry
+        assert not killed_download.exists() and not killed_write.exists()
+        assert live.exists()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,6 +451,74 @@ def test_keras_npz_missing_split(tmp_path):
     digest = hashlib.sha256(npz.read_bytes()).hexdigest()
     with pytest.raises(RuntimeError, match=r"lacks \['x_test', 'y_test'\].*missing split"):
         load_imdb(npz, npz_sha256=digest, progress=False)
+
+
+def _npz_with(path: Path, **arrays) -> str:
+    """A non-official imdb.npz: Keras' four arrays, with some replaced; returns its sha256."""
+    def objects(seqs):
+        arr = np.empty(len(seqs), dtype=object)
+        for i, s in enumerate(seqs):
+            arr[i] = s
+        return arr
+
+    base = dict(x_train=objects([[1, 2, 3], [4, 5]]), y_train=np.array([1, 0]),
+                x_test=objects([[2, 3]]), y_test=np.array([0]))
+    base.update(arrays)
+    np.savez(path, **base)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+NPZ_FAULTS = {
+    "float_labels": (dict(y_train=np.array([0.9, 0.2])), r"y_train.*float64"),
+    "labels_not_0_1": (dict(y_train=np.array([1, 256])), r"y_train.*256"),
+    "string_labels": (dict(y_train=np.array(["pos", "neg"])), r"y_train.*<U3"),
+    "float_ids": (dict(x_train=[[1.0, 2.5], [4.0]]), r"x_train.*review 0.*float"),
+    "negative_ids": (dict(x_train=[[1, 2], [4, -5]]), r"x_train.*review 1.*-5"),
+    "ids_above_int32": (dict(x_test=[[2, 2**31]]), r"x_test.*review 0.*2147483648"),
+    "string_ids": (dict(x_train=[["the", "movie"], [4]]), r"x_train.*review 0.*str"),
+    "ids_not_sequences": (dict(x_train=np.array([3, 4])), r"x_train.*review 0"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(NPZ_FAULTS))
+def test_non_official_npz_with_bad_dtypes_or_ranges_is_refused(tmp_path, fault):
+    arrays, match = NPZ_FAULTS[fault]
+    for key in ("x_train", "x_test"):
+        if isinstance(arrays.get(key), list):
+            seqs = np.empty(len(arrays[key]), dtype=object)
+            for i, seq in enumerate(arrays[key]):
+                seqs[i] = seq
+            arrays = {**arrays, key: seqs}
+    npz = tmp_path / "imdb.npz"
+    digest = _npz_with(npz, **arrays)
+    with pytest.raises(RuntimeError, match=match) as info:
+        load_imdb(npz, npz_sha256=digest, progress=False)
+    assert str(npz) in str(info.value)
+
+
+def test_tarball_with_two_aclimdb_trees_is_refused(tmp_path):
+    twice = tmp_path / "twice.tar.gz"
+    with tarfile.open(twice, "w:gz") as tar:
+        for top in ("aclImdb", "aclImdb_copy"):
+            for split, label, name, text in REVIEWS:
+                data = text.encode()
+                info = tarfile.TarInfo(f"{top}/{split}/{label}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(RuntimeError, match=r"two review trees.*'aclImdb'.*'aclImdb_copy'") as info:
+        read_corpus(twice, use_cache=False, progress=False)
+    assert str(twice) in str(info.value)
+
+
+def test_tarball_holding_a_review_twice_is_refused(tmp_path):
+    """The same tree appended twice (``tar -r``): every member name occurs twice."""
+    archive = write_tarball(tmp_path / "a.tar", REVIEWS + REVIEWS[:1])
+    # An extracted tree can hold one id twice too, under two ratings.
+    tree = write_tree(tmp_path / "tree", REVIEWS + [("train", "neg", "10_4.txt", "Again")])
+    for source in (archive, tree):
+        with pytest.raises(RuntimeError, match=r"train/neg/.*id 10.*twice") as info:
+            read_corpus(source, use_cache=False, progress=False)
+        assert str(source) in str(info.value)
 
 
 def test_keras_download_path(tmp_path, monkeypatch, isolated_cache):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import warnings
 import zipfile
@@ -11,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
 from jena_fixture import (
     FULL_ROWS, FULL_SENTINELS, T_NOISE, expected_abs, render_csv, temperature_cycle,
     write_full_jena_csv, write_jena_csv, zip_csv,
 )
 from seqtorch.data import jena
+from seqtorch.fileio import CacheEntryWarning
 from seqtorch.data.jena import (
     JenaChecksumWarning, JenaWindows, RandomWindowBatchSampler, Splits, WindowSpec,
     book_eval_steps, book_sequential_batches, load_jena, naive_mae, normalize, prepare_jena,
@@ -135,7 +138,7 @@ def _lines(syn):
 def test_structure_errors_are_clear(small, tmp_path, case):
     lines = _lines(small)
     match = {
-        "truncated": r"line 4001 has \d+ fields, expected 15 \(the last line: the file looks truncated\)",
+        "truncated": r"line 4001 has \d+ fields, expected 15 \(the file ends inside this line: it is truncated\)",
         "missing_column": r"header is not the Jena header",
         "non_numeric": r"line 101, column 'rh \(%\)': expected a finite number, found 'n/a'",
         "nan_cell": r"line 51, column 'p \(mbar\)': expected a finite number, found 'nan'",
@@ -228,9 +231,10 @@ def test_binary_cache_is_keyed_by_the_source_hash(small, tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setenv("SEQTORCH_DATA", str(tmp_path / "cache"))
     assert load_jena(copy).values[0, 0] == 999.99
-    # An unreadable cache file is discarded and rebuilt.
+    # An unreadable cache file is reported, discarded and rebuilt.
     cached[0].write_bytes(b"garbage")
-    np.testing.assert_array_equal(load_jena(small.path).values, small.values)
+    with pytest.warns(CacheEntryWarning, match="unreadable"):
+        np.testing.assert_array_equal(load_jena(small.path).values, small.values)
 
 
 def test_download_path_verifies_structure_and_never_keeps_a_bad_file(small, tmp_path):
@@ -251,6 +255,101 @@ def test_download_path_verifies_structure_and_never_keeps_a_bad_file(small, tmp_
     with pytest.raises(ValueError, match="not a readable zip"):
         load_jena(url=junk.as_uri(), expected_rows=SMALL_ROWS)
     assert not dest.exists()
+
+
+# ----------------------------------------------------------------------------- faults
+
+DAMAGE = {
+    "empty": lambda data: b"",  # a crash between creating the file and writing it
+    "truncated": lambda data: data[: len(data) // 2],
+    "garbage": lambda data: bytes(range(256)) * 16,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_unreadable_cache_entry_is_reported_and_rebuilt(small, tmp_path, damage):
+    load_jena(small.path)
+    (entry,) = (tmp_path / "cache" / "jena").glob("parsed-*.npz")
+    entry.write_bytes(DAMAGE[damage](entry.read_bytes()))
+    with pytest.warns(UserWarning, match=re.escape(str(entry))):
+        table = load_jena(small.path)
+    np.testing.assert_array_equal(table.values, small.values)
+    np.testing.assert_array_equal(table.timestamps, small.timestamps)
+    with np.load(entry) as rebuilt:  # a complete entry again, read by the next load
+        np.testing.assert_array_equal(rebuilt["values"], small.values)
+
+
+def test_cache_entry_is_fsynced_before_its_rename(small, tmp_path, monkeypatch):
+    sync = SyncRecorder(monkeypatch)
+    load_jena(small.path)
+    (entry,) = (tmp_path / "cache" / "jena").glob("parsed-*.npz")
+    assert sync.synced_before_rename(entry)
+
+
+def _cut(text: bytes, how: str) -> bytes:
+    """``text`` (a complete CSV ending with a newline) cut the way a failed copy cuts it."""
+    whole = text.rstrip(b"\r\n")  # the last row complete, without its line ending
+    last_line = whole.rsplit(b"\n", 1)[1]
+    last_cell = last_line.rsplit(b",", 1)[1]  # e.g. b"152.30": two decimals, as in the real file
+    return {
+        "inside_last_number": whole[:-3],  # 352.98 -> 352
+        "at_last_decimal_point": whole[:-2],  # 352.98 -> 352.
+        "one_decimal_short": whole[:-1],  # 352.98 -> 352.9
+        "after_last_comma": whole[: len(whole) - len(last_cell)],
+        "inside_last_timestamp": whole[: len(whole) - len(last_line) + 10],
+        "zero_filled_tail": text[:-300] + b"\0" * 300,  # the size is right, the end never written
+        "empty_file": b"",
+        "inside_header": text[:40],
+    }[how]
+
+
+@pytest.mark.parametrize("line_ending", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("how", ["inside_last_number", "at_last_decimal_point", "one_decimal_short",
+                                 "after_last_comma", "inside_last_timestamp", "zero_filled_tail",
+                                 "empty_file", "inside_header"])
+def test_truncated_csv_is_refused_as_truncated(small, tmp_path, how, line_ending):
+    text = render_csv(small.timestamps, small.values, line_ending).encode()
+    bad = tmp_path / "cut.csv"
+    bad.write_bytes(_cut(text, how))
+    with pytest.raises(ValueError) as info:
+        load_jena(bad)
+    message = str(info.value)
+    assert str(bad) in message
+    assert "truncated" in message.replace(str(bad), "<path>")  # said, not just in the path
+    assert not list((tmp_path / "cache" / "jena").glob("parsed-*.npz"))  # nothing cached
+
+
+def test_complete_file_without_the_final_newline_is_accepted(small, tmp_path):
+    """The real file ends its last row without a newline (the book's ``split("\\n")`` gives its
+    420,551 rows): that is a complete file, not a truncated one."""
+    for line_ending in ("\n", "\r\n"):
+        path = tmp_path / "no_final_newline.csv"
+        path.write_bytes(render_csv(small.timestamps, small.values, line_ending).encode()
+                         .rstrip(b"\r\n"))
+        table = load_jena(path, cache=False)
+        np.testing.assert_array_equal(table.values, small.values)
+        np.testing.assert_array_equal(table.timestamps, small.timestamps)
+
+
+def test_older_cache_versions_of_the_file_are_replaced(small, tmp_path):
+    folder = tmp_path / "cache" / "jena"
+    folder.mkdir(parents=True)
+    older = folder / f"parsed-v1-{hashlib.sha256(small.path.read_bytes()).hexdigest()}.npz"
+    older.write_bytes(b"made by a laxer parser")  # never read: its version is not current
+    np.testing.assert_array_equal(load_jena(small.path).values, small.values)
+    assert not older.exists() and len(list(folder.glob("parsed-v*.npz"))) == 1
+
+
+def test_stale_temp_files_in_the_cache_are_removed_live_ones_kept(small, tmp_path):
+    folder = tmp_path / "cache" / "jena"
+    killed = leftover_temp(folder, "parsed-v1-0123abcd.npz", age_s=3600, tag="killed00")
+    download = leftover_temp(folder, "jena_climate_2009_2016.csv.zip", age_s=3600, tag="killed01")
+    live = leftover_temp(folder, "parsed-v1-0123abcd.npz", age_s=3600, tag="writing0")
+    just_made = leftover_temp(folder, "parsed-v1-0123abcd.npz", age_s=0, tag="justmade")
+    with held_by_a_live_writer(live):
+        load_jena(small.path)  # parses and writes a cache entry into the folder
+        assert not killed.exists() and not download.exists()
+        assert live.exists() and just_made.exists()
 
 
 # ----------------------------------------------------------------------------- preparation

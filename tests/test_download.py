@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
 from seqtorch.data.download import cache_dir, download, sha256sum
 
 PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: several read chunks
@@ -152,3 +153,32 @@ def test_existing_corrupt_file_survives_failed_refetch(tmp_path):
 def test_bad_sha256_argument(source, tmp_path):
     with pytest.raises(ValueError, match="64 hex digits"):
         download(source.as_uri(), tmp_path / "x", "abc")
+
+
+def test_download_is_fsynced_before_its_rename(source, tmp_path, monkeypatch):
+    sync = SyncRecorder(monkeypatch)
+    dest = tmp_path / "out" / "blob.bin"
+    download(source.as_uri(), dest, PAYLOAD_SHA)
+    assert sync.synced_before_rename(dest)
+
+
+def test_killed_downloads_are_cleaned_at_the_next_successful_one(source, tmp_path):
+    out = tmp_path / "out"
+    killed = leftover_temp(out, "blob.bin", age_s=3600, tag="killed00", size=len(PAYLOAD) // 2)
+    live = leftover_temp(out, "blob.bin", age_s=3600, tag="writing0")
+    # A file created a moment ago may belong to a writer that has not taken its lock yet.
+    just_made = leftover_temp(out, "blob.bin", age_s=0, tag="justmade")
+    other = leftover_temp(out, "other.bin", age_s=3600, tag="killed01")  # another entry's: kept
+    with held_by_a_live_writer(live):  # another process still downloading the same file
+        download(source.as_uri(), out / "blob.bin", PAYLOAD_SHA)
+        assert not killed.exists()
+        assert live.exists() and just_made.exists() and other.exists()
+    assert (out / "blob.bin").read_bytes() == PAYLOAD
+
+
+def test_a_failed_download_keeps_the_other_temp_files(tmp_path):
+    """Cleaning happens after a success only: a failure says nothing about the other writers."""
+    killed = leftover_temp(tmp_path, "blob.bin", age_s=3600, tag="killed00")
+    with pytest.raises(RuntimeError):
+        download((tmp_path / "absent.bin").as_uri(), tmp_path / "blob.bin", PAYLOAD_SHA)
+    assert _leftovers(tmp_path) == [killed.name]

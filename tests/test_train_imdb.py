@@ -3,6 +3,8 @@
 import importlib.util
 import io
 import json
+import os
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TOL
+from file_faults import read_only_dir
 
 from seqtorch.models.imdb import DenseClassifier, ImdbModelConfig, RNNClassifier, build_model
 
@@ -200,3 +203,43 @@ def test_script_rejects_bad_val_split(tiny_aclimdb, tmp_path):
     with pytest.raises(SystemExit):
         load_script().main(["--data", str(tiny_aclimdb), "--val-split", "0", "--out",
                             str(tmp_path / "x")])
+
+
+def test_script_refuses_to_train_over_a_run(tiny_aclimdb, tmp_path):
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_aclimdb), "--epochs", "1", "--batch-size", "8", "--maxlen", "24",
+            "--num-words", "40", "--hidden", "6", "--out", str(out), "--backend", "reference",
+            "--device", "cpu", "--no-progress"]
+    script = load_script()
+    script.main(args)
+    before = {name: (out / name).read_bytes() for name in OUTPUTS}
+    with pytest.raises(RuntimeError, match=r"already holds a run.*--resume.*--overwrite"):
+        script.main(args + ["--epochs", "2"])
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
+    script.main(args + ["--epochs", "2", "--overwrite"])
+    assert len(json.loads((out / "history.json").read_text())) == 2
+
+
+def test_script_exits_non_zero_with_the_reason(tmp_path):
+    """From the command line: one clear line and a failing exit status, before any data is read."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")  # what a finished run leaves, at the least
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--data", str(tmp_path / "no-such-data"), "--out", str(out),
+         "--device", "cpu"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode != 0
+    assert "already holds a run" in done.stderr and str(out) in done.stderr
+    assert "--overwrite" in done.stderr and "Traceback" not in done.stderr
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_script_refuses_a_read_only_out_before_reading_the_data(tmp_path):
+    with read_only_dir(tmp_path / "ro") as ro:
+        # The data path does not exist either: the --out check must come first.
+        with pytest.raises(RuntimeError, match="not writable") as info:
+            load_script().main(["--data", str(tmp_path / "no-such-data"), "--out", str(ro / "run"),
+                                "--device", "cpu", "--no-progress"])
+    assert str(ro / "run") in str(info.value)

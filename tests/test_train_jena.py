@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from file_faults import read_only_dir
 from jena_fixture import write_jena_csv
 from seqtorch.data.jena import JenaChecksumWarning, Splits, WindowSpec, load_jena, naive_mae, prepare_jena
 from seqtorch.models.jena import MODEL_NAMES, DenseRegressor, RecurrentRegressor, build_jena_model
@@ -182,3 +183,43 @@ def test_bad_options_are_rejected(script, csv, tmp_path):
         script.main(["--data", str(csv), "--lookback", "25", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         script.main(["--data", str(csv), "--model", "transformer"])
+
+
+def test_script_refuses_to_write_over_a_run(csv, tmp_path):
+    """A second run into one --out fails from the command line, unless --overwrite."""
+    out = tmp_path / "run"
+    command = [sys.executable, str(SCRIPT), "--data", str(csv), "--model", "naive", "--out",
+               str(out), *SMALL]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = (out / "metrics.json").read_bytes()
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert second.returncode != 0
+    assert "already holds a run" in second.stderr and str(out) in second.stderr
+    assert "--overwrite" in second.stderr and "Traceback" not in second.stderr
+    assert (out / "metrics.json").read_bytes() == before
+    third = subprocess.run(command + ["--overwrite"], capture_output=True, text=True, timeout=120,
+                           env=env)
+    assert third.returncode == 0, third.stderr[-3000:]
+
+
+def test_script_refuses_to_mix_runs(script, csv, tmp_path):
+    out = tmp_path / "run"
+    script.main(["--data", str(csv), "--model", "naive", "--out", str(out), *SMALL])
+    with pytest.raises(RuntimeError, match="already holds a run"):
+        script.main(["--data", str(csv), "--model", "gru", "--out", str(out), *SMALL])
+    with pytest.raises(RuntimeError, match="no last.pt"):  # a baseline is nothing to resume
+        script.main(["--data", str(csv), "--model", "gru", "--out", str(out), "--resume", *SMALL])
+    # The baseline trains nothing: --resume would only put its metrics.json beside another run's.
+    with pytest.raises(ValueError, match="naive"):
+        script.main(["--data", str(csv), "--model", "naive", "--out", str(out), "--resume", *SMALL])
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+
+
+def test_script_refuses_a_read_only_out_before_reading_the_data(script, tmp_path):
+    with read_only_dir(tmp_path / "ro") as ro:
+        with pytest.raises(RuntimeError, match="not writable") as info:
+            script.main(["--data", str(tmp_path / "missing.csv"), "--model", "gru", "--out",
+                         str(ro / "run"), *SMALL])
+    assert str(ro / "run") in str(info.value)

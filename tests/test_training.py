@@ -4,6 +4,7 @@ atomic writes, summary, plots, optimizers, samplers and the config/CLI."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -26,6 +27,7 @@ from seqtorch.training import (
     add_common_args,
     atomic_torch_save,
     atomic_write,
+    atomic_write_bytes,
     atomic_write_json,
     binary_classification_task,
     capture_rng_state,
@@ -44,6 +46,7 @@ from seqtorch.training import (
 )
 
 from conftest import TOL
+from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp, read_only_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -539,6 +542,97 @@ def test_resume_into_a_different_model_names_the_checkpoint(tmp_path):
     train, val, _ = cls_datasets()
     with setup(cfg) as rt, pytest.raises(RuntimeError, match="last.pt does not fit this model"):
         fit(TinyRNNClassifier(hidden=4), binary_classification_task(), cfg, rt, train=train, val=val)
+
+
+# --- the output directory: a run is never clobbered, a bad --out fails before training --------
+
+
+def _snapshot(out):
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_a_second_run_into_the_same_out_is_refused(tmp_path):
+    run(tmp_path, "run", epochs=2)
+    before = _snapshot(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="already holds a run") as info:
+        run(tmp_path, "run", epochs=1)
+    message = str(info.value)
+    assert str(tmp_path / "run") in message and "--resume" in message and "--overwrite" in message
+    assert _snapshot(tmp_path / "run") == before  # not one byte changed
+
+
+def test_overwrite_replaces_the_whole_previous_run(tmp_path):
+    run(tmp_path, "run", epochs=3)
+    (tmp_path / "run" / "notes.txt").write_text("the user's own file")
+    # No epoch: fit writes metrics.json only, so any file of the old run left beside it would
+    # pass for part of the new one (best.pt, curves.png, history.json, last.pt).
+    metrics = run(tmp_path, "run", epochs=0, overwrite=True)[3]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.json", "notes.txt"]
+    assert metrics["epochs"] == 0 and metrics["best_epoch"] is None
+    run(tmp_path, "run", epochs=1, overwrite=True)
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 1
+
+
+def test_resume_without_last_pt_does_not_mix_with_the_other_files(tmp_path):
+    run(tmp_path, "run", epochs=1)
+    (tmp_path / "run" / "last.pt").unlink()
+    before = _snapshot(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="no last.pt") as info:
+        run(tmp_path, "run", epochs=2, resume=True)
+    assert "--overwrite" in str(info.value)
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_resume_and_overwrite_exclude_each_other():
+    with pytest.raises(ValueError, match="resume.*overwrite"):
+        TrainConfig(resume=True, overwrite=True)
+
+
+def test_overwrite_is_a_config_field_and_a_flag():
+    parser = add_common_args(argparse.ArgumentParser())
+    assert TrainConfig().overwrite is False
+    assert config_from_args(TrainConfig, parser.parse_args(["--overwrite"])).overwrite is True
+    assert config_from_args(TrainConfig, parser.parse_args([])).overwrite is False
+    help_text = " ".join(parser.format_help().split())
+    assert "--overwrite" in help_text and "deleted" in help_text
+
+
+@pytest.mark.parametrize("where", ["read_only", "inside_read_only", "under_a_file"])
+def test_unwritable_out_is_refused_before_training(tmp_path, where):
+    if where == "under_a_file":
+        (tmp_path / "a_file").write_text("x")
+        out, directory = tmp_path / "a_file" / "run", contextlib.nullcontext()
+    elif where == "read_only":
+        out = tmp_path / "ro"
+        directory = read_only_dir(out)
+    else:
+        out = tmp_path / "ro" / "run"
+        directory = read_only_dir(out.parent)
+    train, val, _ = cls_datasets()
+    started = []
+
+    def make_train_loader(epoch, rank, world_size):
+        started.append(epoch)
+        return DataLoader(train, batch_size=8)
+
+    cfg = TrainConfig(epochs=1, batch_size=8, out=str(out), progress=False)
+    with directory, setup(cfg) as rt:
+        with pytest.raises(RuntimeError, match="not writable") as info:
+            fit(TinyRNNClassifier(), binary_classification_task(), cfg, rt, train=make_train_loader,
+                val=val)
+    assert str(out) in str(info.value)
+    assert started == []  # refused before the first epoch, not after it
+
+
+def test_atomic_write_is_fsynced_and_cleans_the_entry_s_stale_temps(tmp_path, monkeypatch):
+    killed = leftover_temp(tmp_path, "last.pt", age_s=3600, tag="killed00")  # a run killed mid-write
+    live = leftover_temp(tmp_path, "last.pt", age_s=3600, tag="writing0")
+    other = leftover_temp(tmp_path, "notes.txt", age_s=3600, tag="killed01")
+    sync = SyncRecorder(monkeypatch)
+    with held_by_a_live_writer(live):
+        atomic_write_bytes(tmp_path / "last.pt", b"new")
+        assert not killed.exists() and live.exists() and other.exists()
+    assert sync.synced_before_rename(tmp_path / "last.pt")
 
 
 def test_fit_rejects_unusable_data(tmp_path):

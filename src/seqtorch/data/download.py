@@ -1,8 +1,9 @@
 """Download files into the seqtorch cache, verified and written atomically.
 
-A download streams into a temporary file beside its destination, hashes the bytes on the way,
-and is renamed into place (``os.replace``) only once the size and the sha256 match. A failed or
-interrupted download therefore never leaves a file at ``dest`` that looks complete.
+A download streams into a temporary file beside its destination (:func:`seqtorch.fileio.atomic_write`),
+hashes the bytes on the way, and is renamed into place only once the size and the sha256 match. A
+failed or interrupted download therefore never leaves a file at ``dest`` that looks complete, and
+the temporary file of a killed one is removed after the next successful download of that file.
 
 Only the standard library's ``urllib`` is used, so ``http(s)://`` and ``file://`` URLs both work
 (the tests use ``file://`` and a local ``http.server``).
@@ -12,28 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..fileio import atomic_write
+
 __all__ = ["cache_dir", "download", "sha256sum"]
 
 _CHUNK = 1 << 20  # 1 MiB: large enough to be fast, small enough to keep the progress bar moving
 _TIMEOUT_S = 60.0
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files readable by the owner only; a finished download gets the permissions an
-# ordinary new file would have. Read once at import, as reading it means briefly changing it.
-_FILE_MODE = 0o666 & ~_read_umask()
 
 
 def cache_dir() -> Path:
@@ -90,18 +81,11 @@ def download(
             return dest
         # A stale or corrupt copy: fetch it again rather than use it (the rename below replaces it).
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            actual_sha, n_bytes, announced = _stream(url, out, desc or dest.name, expected_size)
-        _check(url, dest, sha256, actual_sha, n_bytes, announced, expected_size)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    def fetch(out) -> None:
+        actual_sha, n_bytes, announced = _stream(url, out, desc or dest.name, expected_size)
+        _check(url, dest, sha256, actual_sha, n_bytes, announced, expected_size)  # before the rename
+
+    atomic_write(dest, fetch)
     return dest
 
 

@@ -41,7 +41,6 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..fileio import read_cache_entry, write_cache_entry
 from .download import cache_dir, download, sha256sum
 from .text import KERAS_FILTERS, Vocabulary, pad_sequences, strip_html_breaks, text_to_word_sequence
 
@@ -83,8 +83,9 @@ KERAS_WORD_INDEX_SHA256 = "027313fe9a320280f3bf0fac5baf58c4a683cf39a7ed9c3d3d391
 
 SPLITS = ("train", "test")
 LABELS = ("neg", "pos")  # label index 0, 1; also the order reviews are read in (the book's)
-_CACHE_FORMAT = 1
-_REVIEW = re.compile(r"^(?:\./)?(?:[^/]+/)?(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_CACHE_FORMAT = 2  # 2: sources with a review twice or bad npz dtypes are refused, not cached
+# Groups: the top folder (aclImdb/, or none), split, label, file id, rating.
+_REVIEW = re.compile(r"^(?:\./)?(?:([^/]+)/)?(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _LAYOUT = "aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt"
 
 
@@ -117,7 +118,7 @@ class ImdbCorpus:
         if self.vocab is not None:
             arrays["vocab_words"] = np.frombuffer(self.vocab.to_bytes(), dtype=np.uint8)
             arrays["vocab_counts"] = np.asarray(self.vocab.counts, dtype=np.int64)
-        _atomic_write(path, lambda f: np.savez(f, **arrays))
+        write_cache_entry(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: Path) -> "ImdbCorpus":
@@ -148,19 +149,6 @@ class ImdbCorpus:
                 )
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ----------------------------------------------------------------------------------------------
 # Reading raw reviews: from a tarball (streamed) or an extracted directory
 
@@ -189,12 +177,22 @@ def _iter_tar_reviews(archive: Path, progress: bool):
         with tarfile.open(archive, mode="r|*") as tar, tqdm(
             desc=f"reading {archive.name}", unit=" files", disable=not progress, leave=False
         ) as bar:
+            trees: dict[str | None, str] = {}  # top folder -> its first review, to name both
             for member in tar:
                 _check_member(member, archive)
                 match = _REVIEW.match(member.name) if member.isfile() else None
                 if match:
+                    trees.setdefault(match[1], member.name)
+                    if len(trees) > 1:
+                        (a, first_a), (b, first_b) = list(trees.items())[:2]
+                        raise RuntimeError(
+                            f"refusing {archive}: it holds two review trees, {a or '.'!r} "
+                            f"({first_a}) and {b or '.'!r} ({first_b}); their reviews would be "
+                            f"counted twice. The official archive holds one, {_LAYOUT}: pass "
+                            f"an archive or directory with a single tree."
+                        )
                     data = tar.extractfile(member).read()
-                    yield match[1], match[2], int(match[3]), data
+                    yield match[2], match[3], int(match[4]), data
                     bar.update()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise RuntimeError(
@@ -215,7 +213,7 @@ def _iter_dir_reviews(root: Path, progress: bool):
                               leave=False):
                 match = _REVIEW.match(f"{split}/{label}/{entry.name}")
                 if match:
-                    yield split, label, int(match[3]), Path(entry.path).read_bytes()
+                    yield split, label, int(match[4]), Path(entry.path).read_bytes()
 
 
 def _tokenizer_settings(strip_html: bool) -> dict:
@@ -241,6 +239,14 @@ def _corpus_from_reviews(reviews, origin: str, strip_html: bool) -> ImdbCorpus:
                 f"aclImdb_v1.tar.gz or an extracted aclImdb directory."
             )
         items.sort(key=lambda item: item[0])
+        ids = np.array([file_id for file_id, _ in items])
+        twice = np.flatnonzero(ids[1:] == ids[:-1])
+        if twice.size:
+            raise RuntimeError(
+                f"{origin}: under {split}/{label}/ the review id {ids[twice[0]]} occurs twice (the "
+                f"same review in two files, or two copies of the tree); the official layout "
+                f"{_LAYOUT} has each id once. Pass a clean copy of the data."
+            )
 
     def ordered(split):
         return [(lab_i, toks) for lab_i, lab in enumerate(LABELS) for _, toks in groups[(split, lab)]]
@@ -294,15 +300,65 @@ def _corpus_from_keras_npz(npz: Path, sha256: str, word_index: Path | None) -> I
     for s, (x, y) in raw.items():
         if len(x) != len(y):
             raise RuntimeError(f"{npz}: x_{s} has {len(x)} reviews but y_{s} has {len(y)} labels")
-        lengths = np.fromiter((len(seq) for seq in x), dtype=np.int64, count=len(x))
-        offsets[s] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        ranks[s] = np.fromiter((w for seq in x for w in seq), dtype=np.int32,
-                               count=int(offsets[s][-1]))
-        labels[s] = np.asarray(y).astype(np.int8)
+        ranks[s], offsets[s] = _npz_word_ids(x, f"{npz}: x_{s}")
+        labels[s] = _npz_labels(y, f"{npz}: y_{s}")
     vocab = _vocab_from_word_index(word_index) if word_index is not None else None
     corpus = ImdbCorpus(ranks, offsets, labels, vocab)
     corpus.validate(str(npz))
     return corpus
+
+
+_INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def _npz_word_ids(x, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks (total,) int32, offsets (N + 1,) int64) from one review per entry of ``x``.
+
+    Each review must be a sequence of integer word ids in [0, 2**31 - 1]: floats, strings,
+    negative or larger ids are refused (``where`` names the file and the array), never coerced.
+    """
+    reviews = []
+    for i, seq in enumerate(x):
+        if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
+            raise RuntimeError(f"{where}, review {i}: expected a sequence of word ids, got "
+                               f"{type(seq).__name__} {seq!r:.60}")
+        ids = np.asarray(seq)
+        if ids.size == 0:
+            reviews.append(np.zeros(0, dtype=np.int64))  # asarray([]) is float64: not a float id
+            continue
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            kind = {"f": "float", "U": "str", "S": "bytes", "O": "mixed or too large"}.get(
+                ids.dtype.kind, ids.dtype.name)
+            raise RuntimeError(
+                f"{where}, review {i}: word ids must be integers, got {kind} values (dtype "
+                f"{ids.dtype}, shape {ids.shape}, first {ids.ravel()[0]!r})"
+            )
+        reviews.append(ids)
+    lengths = np.array([r.size for r in reviews], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.concatenate(reviews) if reviews else np.zeros(0, dtype=np.int64)
+    out_of_range = np.flatnonzero((flat < 0) | (flat > _INT32_MAX))
+    if out_of_range.size:
+        at = int(out_of_range[0])
+        review = int(np.searchsorted(offsets, at, side="right")) - 1
+        raise RuntimeError(
+            f"{where}, review {review}: word id {flat[at]} is outside [0, {_INT32_MAX}] "
+            f"(ids are ranks: 0 for an unknown word, 1 for the most frequent)"
+        )
+    return flat.astype(np.int32), offsets
+
+
+def _npz_labels(y, where: str) -> np.ndarray:
+    """(N,) int8 labels from ``y``, which must hold the integers 0 and 1 only."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "biu":
+        raise RuntimeError(f"{where}: labels must be a 1-D array of integers 0 and 1, got dtype "
+                           f"{y.dtype}, shape {y.shape}")
+    bad = np.flatnonzero((y != 0) & (y != 1))
+    if bad.size:
+        raise RuntimeError(f"{where}: labels must be 0 or 1, found {y[bad[0]]!r} at index "
+                           f"{int(bad[0])}")
+    return y.astype(np.int8)
 
 
 def _vocab_from_word_index(path: Path) -> Vocabulary:
@@ -414,11 +470,10 @@ def read_corpus(source=None, *, strip_html: bool = False, npz_sha256: str = KERA
         settings["tokenizer"] = _tokenizer_settings(strip_html)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
     cached = cache_dir() / "imdb" / f"corpus-{key}.npz"
-    if use_cache and cached.is_file():
-        try:
-            return ImdbCorpus.load(cached)
-        except (RuntimeError, KeyError, ValueError, OSError, zipfile.BadZipFile):
-            cached.unlink(missing_ok=True)  # damaged cache entry: rebuild it below
+    if use_cache:
+        corpus = read_cache_entry(cached, ImdbCorpus.load)  # None: absent or damaged, rebuilt below
+        if corpus is not None:
+            return corpus
 
     if kind == "npz":
         word_index = path.parent / "imdb_word_index.json"

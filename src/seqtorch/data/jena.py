@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from seqtorch.data.download import cache_dir, download, sha256sum
+from seqtorch.fileio import read_cache_entry, write_cache_entry
 
 __all__ = [
     "JENA_URL", "JENA_FILENAME", "COLUMNS", "FEATURES", "TEMPERATURE", "WIND_SPEED",
@@ -69,7 +69,9 @@ SENTINEL = -9999.0
 _HEADER = ",".join(f'"{name}"' for name in COLUMNS).encode()
 _TIMESTAMP_LEN = 19  # "dd.mm.yyyy HH:MM:SS"
 _STEP_S = 600  # 10 minutes
-_CACHE_VERSION = "1"  # bump when the parsed layout changes, so old caches are ignored
+# Bump when the parsed layout or what the parser accepts changes, so old caches are ignored.
+# 2: files cut inside their last row are refused (version 1 cached them).
+_CACHE_VERSION = "2"
 
 
 class JenaChecksumWarning(UserWarning):
@@ -217,20 +219,36 @@ def parse_jena_csv(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.n
     """Check and parse the bytes of a Jena CSV.
 
     Returns (timestamps (N,) datetime64[s], values (N, 14) float64). Line endings ``\\n`` or
-    ``\\r\\n``. Raises ValueError naming ``name``, the line and the problem when the header,
-    the number of fields, a timestamp, a cell or the time order is off.
+    ``\\r\\n``; the last row may end without one (the real file's does). Raises ValueError naming
+    ``name``, the line and the problem when the header, the number of fields, a timestamp, a
+    cell or the time order is off, and says "truncated" when the file stops short: empty, ending
+    inside the header or inside its last row, or zero-filled (where a crash left no data).
     """
+    if not data:
+        raise ValueError(f"{name}: the file is empty (0 bytes): it is truncated. Fetch it again.")
+    nul = data.find(b"\0")
+    if nul >= 0:  # never in a text file; what a crash leaves where the data was not yet written
+        raise ValueError(
+            f"{name}: NUL bytes from byte {nul:,} on, where text should be: the file is "
+            f"truncated (not completely written). Fetch it again."
+        )
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
+        if data.endswith(b"\r"):  # cut between the two bytes of the last line ending
+            data = data[:-1]
     newline = data.find(b"\n")
     header = data if newline < 0 else data[:newline]
     if header.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark some editors add
         header = header[3:]
     if header != _HEADER:
+        if newline < 0 and _HEADER.startswith(header):
+            raise ValueError(f"{name}: the file ends inside its header, after {len(data)} bytes: "
+                             f"it is truncated. Fetch it again.")
         raise ValueError(
             f"{name}: the header is not the Jena header.\n  expected: {_HEADER.decode()}\n"
             f"  found:    {header[:400].decode('utf-8', 'replace')}"
         )
+    complete_last_line = data.endswith(b"\n")
     body = data[newline + 1:].rstrip(b"\n") if newline >= 0 else b""
     if not body:
         raise ValueError(f"{name}: no data rows after the header")
@@ -243,15 +261,41 @@ def parse_jena_csv(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.n
     bad = np.flatnonzero(n_commas != len(COLUMNS) - 1)
     if bad.size:
         i = int(bad[0])
-        last = " (the last line: the file looks truncated)" if i == len(starts) - 1 else ""
+        cut = i == len(starts) - 1 and not complete_last_line
         raise ValueError(
-            f"{name}: line {i + 2} has {n_commas[i] + 1} fields, expected {len(COLUMNS)}{last}: "
+            f"{name}: line {i + 2} has {n_commas[i] + 1} fields, expected {len(COLUMNS)}"
+            f"{' (the file ends inside this line: it is truncated)' if cut else ''}: "
             f"{_line(body, starts, ends, i)!r}"
         )
+    if not complete_last_line:
+        _check_last_row_complete(body, starts, ends, name)
     timestamps = _parse_timestamps(buf, starts, commas[first_comma], name, body, ends)
     values = _parse_values(body, name, starts, ends)
     _check_order(timestamps, name)
     return timestamps, values
+
+
+def _check_last_row_complete(body: bytes, starts, ends, name: str) -> None:
+    """A last row without a line ending must not have been cut inside its last number.
+
+    The file writes every number with a fixed count of decimals (two), so a last cell with fewer
+    decimals than the row above it has (``352.9``, ``352.``, ``352``, or nothing) was cut.
+    """
+    def last_cell(i: int) -> bytes:
+        line = body[starts[i]:ends[i]]
+        return line[line.rindex(b",") + 1:]
+
+    def decimals(cell: bytes) -> int:
+        return len(cell) - cell.index(b".") - 1 if b"." in cell else -1
+
+    cell = last_cell(len(starts) - 1)
+    above = last_cell(len(starts) - 2) if len(starts) > 1 else b"0"
+    if not cell or decimals(cell) < decimals(above):
+        raise ValueError(
+            f"{name}: the file ends inside its last row (line {len(starts) + 1}), whose last cell "
+            f"reads {cell.decode('utf-8', 'replace')!r} where the row above has "
+            f"{above.decode('utf-8', 'replace')!r}: it is truncated. Fetch it again."
+        )
 
 
 def _line(body: bytes, starts, ends, i: int) -> str:
@@ -367,33 +411,33 @@ def _load_parsed(path: Path, cache: bool) -> tuple[np.ndarray, np.ndarray, str, 
     """(timestamps, values, csv md5, csv bytes), from the binary cache when the source is unchanged."""
     cached = None
     if cache:
-        cached = cache_dir() / "jena" / f"parsed-v{_CACHE_VERSION}-{sha256sum(path)}.npz"
-        if cached.is_file():
-            try:
-                with np.load(cached) as z:
-                    return (z["timestamps"].astype("datetime64[s]"), z["values"],
-                            str(z["md5"]), int(z["bytes"]))
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                cached.unlink(missing_ok=True)  # unreadable cache: parse again
+        folder, digest = cache_dir() / "jena", sha256sum(path)
+        cached = folder / f"parsed-v{_CACHE_VERSION}-{digest}.npz"
+        hit = read_cache_entry(cached, _read_parsed)
+        if hit is not None:
+            return hit
     data = _read_source(path)
     timestamps, values = parse_jena_csv(data, name=str(path))
     md5, n_bytes = hashlib.md5(data).hexdigest(), len(data)
     if cached is not None:
-        _save_atomic(cached, timestamps=timestamps.astype(np.int64), values=values,
-                     md5=np.array(md5), bytes=np.array(n_bytes))
+        arrays = dict(timestamps=timestamps.astype(np.int64), values=values, md5=np.array(md5),
+                      bytes=np.array(n_bytes))
+        write_cache_entry(cached, lambda f: np.savez(f, **arrays))
+        for old in folder.glob(f"parsed-v*-{digest}.npz"):  # this file parsed by older versions
+            if old != cached:
+                old.unlink(missing_ok=True)
     return timestamps, values, md5, n_bytes
 
 
-def _save_atomic(dest: Path, **arrays) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _read_parsed(path: Path) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """A cache entry written by :func:`_load_parsed`; ValueError if its arrays do not fit."""
+    with np.load(path, allow_pickle=False) as z:
+        timestamps, values, md5, n_bytes = z["timestamps"], z["values"], str(z["md5"]), int(z["bytes"])
+    if not (timestamps.ndim == 1 and timestamps.dtype == np.int64 and values.dtype == np.float64
+            and values.shape == (len(timestamps), len(FEATURES)) and len(md5) == 32):
+        raise ValueError(f"inconsistent arrays: timestamps {timestamps.dtype}{timestamps.shape}, "
+                         f"values {values.dtype}{values.shape}, md5 {md5!r}")
+    return timestamps.astype("datetime64[s]"), values, md5, n_bytes
 
 
 def _summarize(source, timestamps, values, md5, n_bytes, cleaned) -> JenaSummary:

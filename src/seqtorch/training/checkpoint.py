@@ -1,49 +1,28 @@
-"""Files that must never be seen half-written: atomic writes, checkpoints, and RNG state capture.
+"""What a run saves: its files written atomically (bytes, JSON, torch objects), checkpoints, and
+RNG state capture.
 
-Every file goes to a temporary name in the destination directory and is then ``os.replace``'d
-over the final name (atomic on POSIX within one filesystem), so a crash leaves either the old
-file or the new one, never a partial file. Checkpoints hold only tensors and plain Python values
-so that ``torch.load(path, weights_only=True)`` can read them.
+Every file goes through :func:`seqtorch.fileio.atomic_write` (a temporary file beside it, fsync'ed,
+then renamed over it), so a crash leaves either the old file or the new one, never a partial file.
+Checkpoints hold only tensors and plain Python values so that
+``torch.load(path, weights_only=True)`` can read them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
 import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..fileio import atomic_write
+
 CHECKPOINT_FORMAT = "seqtorch.training/1"
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, fsync it, then rename it to ``path``.
-
-    If ``write`` raises, the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; results are meant to be read by others too.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

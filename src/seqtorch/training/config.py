@@ -33,6 +33,7 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/default"
     resume: bool = False
+    overwrite: bool = False  # replace a run already in ``out`` (else training there is refused)
     keras_faithful: bool = False
     num_workers: int = 0
     progress: bool = True
@@ -61,6 +62,9 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ValueError(f"seed must be >= 0, got {cfg.seed}")
     if cfg.num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {cfg.num_workers}")
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("resume (continue the run in out) and overwrite (replace it) exclude "
+                         "each other: pass one")
 
 
 def add_common_args(
@@ -93,7 +97,13 @@ def add_common_args(
     g.add_argument("--out", default=d.out, help="output directory (default %(default)s)")
     g.add_argument(
         "--resume", action="store_true", default=d.resume,
-        help="continue from OUT/last.pt (starts fresh if there is none)",
+        help="continue the run in OUT from its last.pt (starts fresh if OUT holds no run)",
+    )
+    g.add_argument(
+        "--overwrite", action="store_true", default=d.overwrite,
+        help="replace the run in OUT: its files (best.pt, last.pt, history.json, metrics.json, "
+             "curves.png) are deleted before training. Without --overwrite or --resume, training "
+             "into an OUT that holds a run is refused",
     )
     g.add_argument(
         "--keras-faithful", dest="keras_faithful", action="store_true", default=d.keras_faithful,

@@ -32,14 +32,13 @@ from .config import TrainConfig, config_to_dict
 from .loaders import TrainLoaderFn, eval_loader, to_device, train_loader_factory
 from .meters import MetricSums
 from .optim import make_optimizer
+from .outdir import BEST_FILE, CURVES_FILE, HISTORY_FILE, LAST_FILE, METRICS_FILE, prepare_out_dir
 from .plots import RefLine, plot_history
 from .runtime import Runtime, seed_everything
 from .samplers import derive_seed
 from .summary import count_parameters, model_summary
 from .tasks import Task
 
-HISTORY_FILE, METRICS_FILE, CURVES_FILE = "history.json", "metrics.json", "curves.png"
-LAST_FILE, BEST_FILE = "last.pt", "best.pt"
 METRICS_FIELDS = (
     "task", "monitor", "mode", "best_epoch", "best_value", "best_val", "test", "epochs",
     "train_seconds", "wall_seconds", "device", "world_size", "num_parameters",
@@ -47,7 +46,7 @@ METRICS_FIELDS = (
 )
 
 # Fields whose change between a run and its --resume is expected (they do not change the maths).
-_RESUME_FREE_FIELDS = {"epochs", "resume", "out", "progress", "num_workers", "device"}
+_RESUME_FREE_FIELDS = {"epochs", "resume", "overwrite", "out", "progress", "num_workers", "device"}
 
 
 @dataclass
@@ -80,6 +79,9 @@ def fit(
     only on its arguments (and the script's config). ``val``/``test`` are map-style Datasets.
     Writes history.json, curves.png, last.pt, best.pt and metrics.json to ``cfg.out`` (rank 0)
     and returns the metrics.json content. On return the model holds the best epoch's weights.
+    An ``out`` that holds another run is refused unless ``cfg.resume`` or ``cfg.overwrite``, and
+    one that cannot be written is refused, both before training (see
+    :func:`~seqtorch.training.outdir.prepare_out_dir`).
     """
     started = time.perf_counter()
     out = Path(cfg.out)
@@ -87,6 +89,8 @@ def fit(
     clash = sorted(set(extra) & set(METRICS_FIELDS))
     if clash:  # checked before training, not after hours of it
         raise ValueError(f"extra metrics keys {clash} clash with the fields fit writes: {METRICS_FIELDS}")
+    if rt.is_main:
+        prepare_out_dir(cfg)
     model.to(rt.device)
     eval_bs = cfg.eval_batch_size or cfg.batch_size
     make_train_loader = train_loader_factory(
@@ -95,7 +99,6 @@ def fit(
     val_loader = eval_loader(val, eval_bs, rt, collate_fn, cfg.num_workers)
     test_loader = eval_loader(test, eval_bs, rt, collate_fn, cfg.num_workers) if test is not None else None
     if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         log(rt, f"device {describe_device(rt.device)}, {rt.world_size} process(es), writing to {out}")
         print_summary(model, task, val, eval_bs, collate_fn, rt)
 
@@ -104,8 +107,6 @@ def fit(
     resumed_from = None
     if cfg.resume:
         resumed_from = resume(out / LAST_FILE, model, optimizer, state, cfg, rt)
-    elif rt.is_main and (out / LAST_FILE).exists():
-        log(rt, f"note: {out / LAST_FILE} exists and will be overwritten (pass --resume to continue it)")
 
     train_model = wrap_for_training(model, rt)
     for epoch in range(state.epoch, cfg.epochs):
