@@ -315,19 +315,18 @@ class _LayerReader:
             options.refuse("merge_mode", merge_mode, f"supported: {MERGE_MODES}")
         forward = self._wrapped(options.get("layer"), where, "layer")
         if forward.go_backwards:
-            options.refuse("layer", f"{forward.class_name}(go_backwards=True)",
-                           "a Bidirectional whose forward layer runs backwards")
+            options.refuse("layer.go_backwards", True, "a Bidirectional whose forward layer runs backwards")
         backward_entry = options.get("backward_layer", None)
         if backward_entry is not None:
             backward = self._wrapped(backward_entry, where, "backward_layer")
             if not backward.go_backwards:
-                options.refuse("backward_layer", f"{backward.class_name}(go_backwards=False)",
+                options.refuse("backward_layer.go_backwards", False,
                                "Keras runs the backward layer with go_backwards=True")
             for field in RecurrentSpec.__dataclass_fields__:
                 if field in ("name", "go_backwards"):
                     continue
                 if getattr(backward, field) != getattr(forward, field):
-                    options.refuse("backward_layer", f"{field}={getattr(backward, field)!r}",
+                    options.refuse(f"backward_layer.{field}", getattr(backward, field),
                                    f"the backward layer must mirror the forward layer, whose {field} is "
                                    f"{getattr(forward, field)!r}")
         return BidirectionalSpec(self._name(options), forward, merge_mode, self._trainable(options))

@@ -27,7 +27,7 @@ class Slot:
     """One Keras layer's place in a module: ``module`` (layer ``layer`` of it for recurrent modules).
 
     ``class_name`` is the Keras class it takes ("Embedding", "Dense", "LSTM", "Bidirectional", ...),
-    ``inner`` the wrapped class of a Bidirectional, ``label`` the module's dotted name, for messages.
+    ``inner`` the wrapped class of a Bidirectional, ``label`` its dotted name below the root module's class (``RNNClassifier.rnn``), for messages.
     """
 
     module: nn.Module
@@ -56,9 +56,9 @@ def module_slots(module: nn.Module) -> list[Slot]:
             slots.append(Slot(part, 0, "Dense", None, label))
         else:
             for name, child in part.named_children():
-                visit(child, f"{label}.{name}" if label else name)
+                visit(child, f"{label}.{name}")
 
-    visit(module, "")
+    visit(module, type(module).__name__)
     return slots
 
 
@@ -68,7 +68,7 @@ def keras_kind(class_name: str, inner: str | None) -> str:
 
 
 def describe(slot: Slot) -> str:
-    return f"{slot.label or type(slot.module).__name__} [{keras_kind(slot.class_name, slot.inner)}]"
+    return f"{slot.label} [{keras_kind(slot.class_name, slot.inner)}]"
 
 
 def check_kinds(slots: list[Slot], class_names: list[str], inner: list[str | None], where: str) -> None:
