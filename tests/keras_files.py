@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import zipfile
 from pathlib import Path
@@ -115,13 +114,19 @@ def write_legacy_h5(path, layers: list[dict], weights: dict[str, list[tuple[str,
     return Path(path)
 
 
-def rewrite_archive(source: Path, target: Path, edit) -> Path:
-    """A copy of the .keras archive ``source`` whose config.json is ``edit(config)`` (edit works in place)."""
+def rewrite_archive(source: Path, target: Path, edit=None, *, metadata: dict | None = None) -> Path:
+    """A copy of the .keras archive ``source`` whose config.json is ``edit(config)`` (edit works in place)
+    and whose metadata.json is ``metadata`` (``{}``: no metadata.json at all; None: unchanged)."""
     with zipfile.ZipFile(source) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(members["config.json"])
-    edit(config)
-    members["config.json"] = json.dumps(config).encode("utf8")
+    if edit is not None:
+        config = json.loads(members["config.json"])
+        edit(config)
+        members["config.json"] = json.dumps(config).encode("utf8")
+    if metadata == {}:
+        del members["metadata.json"]
+    elif metadata is not None:
+        members["metadata.json"] = json.dumps(metadata).encode("utf8")
     with zipfile.ZipFile(target, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
@@ -136,7 +141,3 @@ def layer_config(config: dict, class_name: str) -> dict:
 def uniform(rng: np.random.Generator, *shape: int) -> np.ndarray:
     """Weights as the fixtures draw them: U(-0.5, 0.5), float32."""
     return rng.uniform(-0.5, 0.5, size=shape).astype(np.float32)
-
-
-def deep_copy(entry: dict) -> dict:
-    return copy.deepcopy(entry)

@@ -13,7 +13,7 @@ import torch
 import seqtorch
 import seqtorch.keras as sk
 from conftest import assert_close
-from keras_files import FIXTURES
+from keras_files import FIXTURES, rewrite_archive
 from seqtorch.models.imdb import RNNClassifier
 from seqtorch.models.jena import RecurrentRegressor, RecurrentSpec
 
@@ -74,6 +74,15 @@ def test_keras3_hard_sigmoid_is_torch_hardsigmoid():
     with torch.no_grad():
         wrong = model(_inputs("imdb_lstm_hard_sigmoid"))
     assert (wrong - _keras_output("imdb_lstm_hard_sigmoid")).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("metadata, expected", [({}, "hardsigmoid"), ({"keras_version": "3.0.5"}, "hardsigmoid"),
+                                                 ({"keras_version": "2.15.0"}, "hard_sigmoid_keras2")],
+                         ids=["no-metadata", "keras-3", "tf-keras-2"])
+def test_archive_hard_sigmoid_follows_the_recorded_version(tmp_path, metadata, expected):
+    # tf.keras 2.12+ writes .keras archives too, and means Keras 2's formula; without metadata: Keras 3.
+    path = rewrite_archive(FIXTURES / "imdb_lstm_hard_sigmoid.keras", tmp_path / "hs.keras", metadata=metadata)
+    assert sk.load_model(path).layers[1].rnn.recurrent_activation == expected
 
 
 def test_stacked_gru_keeps_keras_dropouts_for_fine_tuning():

@@ -336,8 +336,7 @@ class _LayerReader:
         if class_name not in RECURRENT_CLASSES:
             raise UnsupportedKerasError(f"{where}: option {key} wraps {class_name!r}; supported: "
                                         f"{tuple(RECURRENT_CLASSES)}")
-        spec = self.layer(entry)
-        return spec
+        return self.layer(entry)
 
     def _dense(self, options: _Options) -> DenseSpec:
         options.fixed("lora_rank", None, "LoRA adapters")
