@@ -102,6 +102,15 @@ def test_load_weights_shape_mismatch_names_both_sides():
         sk.load_weights(model, FIXTURES / "imdb_lstm.weights.h5")
 
 
+def test_failed_load_weights_leaves_the_module_as_it_was():
+    model = RNNClassifier("lstm", num_words=50, embed_dim=8, hidden=7)  # the Embedding fits, the LSTM not
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(sk.WeightMismatchError):
+        sk.load_weights(model, FIXTURES / "imdb_lstm.keras")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_load_weights_embedding_mismatch():
     model = RNNClassifier("lstm", num_words=60, embed_dim=8, hidden=6)
     with pytest.raises(sk.WeightMismatchError, match=r"embeddings has shape \(50, 8\), but Embedding.weight \(60, 8\)"):

@@ -42,7 +42,7 @@ def build_sequential(model: ModelSpec, arrays: list[list[np.ndarray]], *, backen
     for index, spec in enumerate(model.layers):
         label = f"{where}: layer {spec.name!r} ({type(spec).__name__.removesuffix('Spec')})"
         if isinstance(spec, EmbeddingSpec):
-            next(weights)
+            next(weights)  # its size is the config's; the mapping checks the table against it
             module = nn.Embedding(spec.input_dim, spec.output_dim)
             features = spec.output_dim
         elif isinstance(spec, (RecurrentSpec, BidirectionalSpec)):
@@ -54,7 +54,7 @@ def build_sequential(model: ModelSpec, arrays: list[list[np.ndarray]], *, backen
                                     merge_mode=spec.merge_mode if bidirectional else "concat")
             directions = 2 if bidirectional and spec.merge_mode == "concat" else 1
             features = directions * layer.units
-            if not layer.trainable:
+            if not layer.trainable:  # a Bidirectional's wrapped layer can be frozen on its own
                 module.requires_grad_(False)
         elif isinstance(spec, DenseSpec):
             size = _input_size(next(weights), features, label)
@@ -68,7 +68,7 @@ def build_sequential(model: ModelSpec, arrays: list[list[np.ndarray]], *, backen
         else:  # the config parser produces no other spec
             raise TypeError(f"{label}: no module for {type(spec).__name__}")
         if index == 0 and not isinstance(spec, EmbeddingSpec):
-            input_features = _first_input(model, modules, module, label)
+            input_features = _first_input(model, module, label)
         if not getattr(spec, "trainable", True):
             module.requires_grad_(False)
         modules.append(module)
@@ -86,7 +86,7 @@ def _input_size(layer_arrays: list[np.ndarray], features: int | None, label: str
     return size
 
 
-def _first_input(model: ModelSpec, modules: list, module: nn.Module, label: str) -> int:
+def _first_input(model: ModelSpec, module: nn.Module, label: str) -> int:
     """F of the model's float input: the first layer's input size, checked against the InputLayer's shape."""
     size = module.rnn.input_size if isinstance(module, KerasRecurrent) else getattr(module, "in_features", None)
     shape = model.input.shape if model.input is not None else None

@@ -47,7 +47,7 @@ def load_model(path: str | os.PathLike, *, backend: str = "auto") -> KerasSequen
     specs = [spec for spec in model.layers if isinstance(spec, WEIGHT_SPECS)]
     arrays = _arrays(file, specs)
     module = build_sequential(model, arrays, backend=backend, where=file.path)
-    _fill_all(module, file, specs, arrays)
+    _fill_all(module, _labels(file, specs), arrays)
     return module.eval()
 
 
@@ -57,9 +57,9 @@ def load_weights(module: nn.Module, path: str | os.PathLike) -> nn.Module:
     The module's ``nn.Embedding``, ``nn.Linear`` and recurrent layers (seqtorch's or torch.nn's; each
     layer of a ``num_layers`` > 1 module counts) take the Keras layers with weights in order: see
     :mod:`seqtorch.keras.pairing` for the order and :mod:`seqtorch.keras.mapping` for the mapping.
-    Every shape is checked, naming both sides; with a config (.keras, legacy .h5) so are the layer
-    classes and the options that change what the weights compute (use_bias, activation,
-    recurrent_activation, reset_after). Keras' activations after a Dense are not part of an nn.Linear
+    Every shape is checked, naming both sides, and on an error the module is left as it was; with a
+    config (.keras, legacy .h5) so are the layer classes and the options that change what the weights
+    compute (use_bias, activation, recurrent_activation, reset_after). Keras' activations after a Dense are not part of an nn.Linear
     (apply them in ``forward``), and a Keras file stores no ``return_sequences``/``go_backwards`` wiring
     to check: ``forward`` is the module's.
 
@@ -71,8 +71,7 @@ def load_weights(module: nn.Module, path: str | os.PathLike) -> nn.Module:
     slots = module_slots(module)
     if file.config is None:
         arrays = file.weights.layer_arrays([slot.class_name for slot in slots])
-        for slot, layer_arrays in zip(slots, arrays):
-            fill(slot, layer_arrays, file.path)
+        _fill_all(module, [file.path] * len(slots), arrays)
         return module
     model = parse_model_config(file.config, _version(file), file.path)
     specs = [spec for spec in model.layers if isinstance(spec, WEIGHT_SPECS)]
@@ -81,7 +80,7 @@ def load_weights(module: nn.Module, path: str | os.PathLike) -> nn.Module:
     arrays = _arrays(file, specs)
     for slot, spec in zip(slots, specs):
         check_options(slot, spec, f"{file.path}: layer {spec.name!r}")
-    _fill_all(module, file, specs, arrays)
+    _fill_all(module, _labels(file, specs), arrays)
     return module
 
 
@@ -89,6 +88,17 @@ def _arrays(file: KerasFile, specs: list) -> list:
     return file.weights.layer_arrays([spec_kind(s)[0] for s in specs], [s.name for s in specs])
 
 
-def _fill_all(module: nn.Module, file: KerasFile, specs: list, arrays: list) -> None:
-    for slot, spec, layer_arrays in zip(module_slots(module), specs, arrays):
-        fill(slot, layer_arrays, f"{file.path}: layer {spec.name!r}")
+def _labels(file: KerasFile, specs: list) -> list[str]:
+    return [f"{file.path}: layer {spec.name!r}" for spec in specs]
+
+
+def _fill_all(module: nn.Module, labels: list[str], arrays: list) -> None:
+    """Fill every slot of ``module``; on any error the module is put back as it was, then the error raised
+    (a half-filled module would pass for a loaded one)."""
+    backup = {name: value.clone() for name, value in module.state_dict().items()}
+    try:
+        for slot, label, layer_arrays in zip(module_slots(module), labels, arrays, strict=True):
+            fill(slot, layer_arrays, label)
+    except BaseException:
+        module.load_state_dict(backup)
+        raise
