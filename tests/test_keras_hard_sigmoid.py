@@ -42,15 +42,7 @@ def test_each_name_computes_its_formula(cls, backend, name):
     layer = cls(I, H, recurrent_activation=name, backend=backend, dtype=torch.float64)
     x = 3 * torch.randn(T, B, I, dtype=torch.float64)  # wide inputs: the two formulas part outside |x| < 2.5
     expected = _spelled_out(layer, x, FORMULAS[name])
-    if name == "hardsigmoid" and backend not in ("auto", "reference"):
-        # Until a fused kernel has torch's hardsigmoid, a backend named for it refuses (never computes wrong).
-        try:
-            output, _ = layer(x)
-        except RuntimeError as err:
-            assert "hardsigmoid" in str(err)
-            return
-    else:
-        output, _ = layer(x)
+    output, _ = layer(x)
     assert_close(output, expected)
     other = "hardsigmoid" if name != "hardsigmoid" else "hard_sigmoid_keras2"
     assert (output - _spelled_out(layer, x, FORMULAS[other])).abs().max() > 1e-3
