@@ -1,19 +1,22 @@
-"""Triton kernels for the recurrent scan: one persistent launch per layer and direction.
+"""Triton kernels for the recurrent scan: one persistent launch per layer and direction, written once.
 
-The math is that of :mod:`seqtorch.reference` (read the equations there); this file holds only the two
-kernels and their device helpers. Launchers, autograd and argument checks live in
+The kernels own the time loop, the state in registers, ``lengths``, ``reverse``, the recurrent-dropout
+mask, the state history and the loads of W_hh; a cell's ``triton.py`` (``CELL_FWD`` / ``CELL_BWD``, passed
+as constexpr functions) owns one step's math on register tiles. The buffers are those of the op contract
+(:mod:`seqtorch.ops.contract`), so these kernels and the C++ and Python loops are interchangeable and
+are tested against the same reference. Launchers, autograd and argument checks live in
 :mod:`seqtorch.ops.triton_scan`.
 
 Strategy (haste's): the input projection ``gx = x @ W_ih^T + b_ih`` is one GEMM done before the scan, so
-the sequential kernels do only ``h @ W_hh^T`` and the gate math. Each program owns ``BLOCK_B`` batch rows
-and loops over all timesteps with the state in registers; ``W_hh`` is loaded once before the loop when
-its ``G`` tiles of ``BLOCK_H x BLOCK_H`` fit the on-chip budget (``W_ON_CHIP``), else re-read from global
-memory (L2) each step. The weight gradient is not reduced here: the backward kernel writes the per-step
-gate gradients and the launcher does one GEMM over all ``T * B`` rows (deterministic, no atomics).
+the sequential kernels do only the recurrent products and the gate math. Each program owns ``BLOCK_B``
+batch rows and loops over all timesteps with the state in registers; W_hh's ``G`` gate tiles of
+``BLOCK_H x BLOCK_H`` are loaded once before the loop when they fit the on-chip budget (``W_ON_CHIP``),
+else re-read from global memory (L2) each step. The weights' gradients are not reduced here: the
+backward writes the per-step gradients and one GEMM over all ``T * B`` rows follows (deterministic, no
+atomics).
 
 Names: ``b_`` register blocks, ``p_``/``o_`` pointers and offsets, ``m_`` masks, ``i_`` program ids.
-Modes: ``MODE`` 0 = SimpleRNN, 1 = LSTM, 2 = GRU. Tensors are contiguous: gx (T, B, G*H), states
-(B, H), per-step buffers (T, B, H) or (T, B, WS*H).
+Tensors are contiguous: gx (T, B, G*H), state histories (T+1, B, H), per-step buffers (T, B, width).
 
 Why the kernels are decorated lazily (:func:`kernels`): ``triton.jit`` reads ``TRITON_INTERPRET`` when it
 decorates. Decorating on first launch, once per mode, lets the tests switch the interpreter on after
@@ -22,11 +25,16 @@ decorates. Decorating on first launch, once per mode, lets the tests switch the 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import types
 
 import triton
 import triton.language as tl
+
+from ..recurrent_cells import triton_math
+from ..recurrent_cells.triton_math import load_tile, store_tile
 
 
 def interpreting() -> bool:
@@ -37,44 +45,8 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-# ----------------------------------------------------------------------------------------------------
-# device helpers (elementwise activations and their derivatives, written from the activation's output)
-
-def _act(x, RELU: tl.constexpr):
-    if RELU:
-        return tl.maximum(x, 0.0)
-    else:
-        # tanh(x) = 1 - 2 / (exp(2x) + 1): exact at both tails (exp -> inf gives 1, exp -> 0 gives -1)
-        return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
-
-
-def _act_grad(y, RELU: tl.constexpr):
-    """d act / dx as a function of y = act(x) (torch's relu passes the gradient where y > 0)."""
-    if RELU:
-        return tl.where(y > 0.0, 1.0, 0.0).to(y.dtype)
-    else:
-        return 1.0 - y * y
-
-
-def _gate(x, HARD_SIGMOID: tl.constexpr):
-    if HARD_SIGMOID:
-        return tl.minimum(tl.maximum(0.2 * x + 0.5, 0.0), 1.0)
-    else:
-        return 1.0 / (1.0 + tl.exp(-x))
-
-
-def _gate_grad(y, HARD_SIGMOID: tl.constexpr):
-    """d gate / dx as a function of y = gate(x). For hard_sigmoid the slope is 0.2 strictly inside (0, 1);
-    torch's clamp also passes it at the two exact boundary points, which differ in a measure-zero set."""
-    if HARD_SIGMOID:
-        # 0.2 times a 0/1 block of y's dtype, so float64 gets the float64 constant 0.2
-        return 0.2 * tl.where((y > 0.0) & (y < 1.0), 1.0, 0.0).to(y.dtype)
-    else:
-        return y * (1.0 - y)
-
-
 def _load_w(w, k, H, o_h, m_hh, TRANSPOSE: tl.constexpr):
-    """Tile of gate k of w_hh (G*H, H): W_k^T (BLOCK_H in, BLOCK_H out) if TRANSPOSE else W_k."""
+    """Tile of gate block k of w_hh (G*H, H): W_k^T (BLOCK_H in, BLOCK_H out) if TRANSPOSE else W_k."""
     if TRANSPOSE:
         p_w = w + (k * H + o_h[None, :]) * H + o_h[:, None]
     else:
@@ -82,189 +54,48 @@ def _load_w(w, k, H, o_h, m_hh, TRANSPOSE: tl.constexpr):
     return tl.load(p_w, mask=m_hh, other=0.0)
 
 
-def _load_b(bias, k, H, o_h, m_h):
-    """Gate k of b_hh (G*H,) as a (1, BLOCK_H) row."""
-    return tl.load(bias + k * H + o_h, mask=m_h, other=0.0)[None, :]
+def _load_ws(w, H, o_h, m_hh, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr):
+    """W_hh's gate tiles 0..3; a cell with fewer gates gets tile 0 in the unused places (never read)."""
+    b_w0 = _load_w(w, 0, H, o_h, m_hh, TRANSPOSE)
+    b_w1 = b_w0
+    b_w2 = b_w0
+    b_w3 = b_w0
+    if NUM_GATES > 1:
+        b_w1 = _load_w(w, 1, H, o_h, m_hh, TRANSPOSE)
+        b_w2 = _load_w(w, 2, H, o_h, m_hh, TRANSPOSE)
+    if NUM_GATES > 3:
+        b_w3 = _load_w(w, 3, H, o_h, m_hh, TRANSPOSE)
+    return b_w0, b_w1, b_w2, b_w3
 
 
-def _where_valid(b_valid, x, other, HAS_LENGTHS: tl.constexpr):
-    """x on rows whose step is inside the sequence, else other. Without lengths every step is valid and
-    no select is emitted at all (LLVM's SLP vectorizer crashes on one such select in the LSTM backward
-    for sm_90 when it is a no-op, and a no-op is cheaper anyway)."""
-    if HAS_LENGTHS:
-        return tl.where(b_valid, x, other)
+def _load_b(bias, k, H, o_h, m_h, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr):
+    """Gate k of b_hh (G*H,) as a (1, BLOCK_H) row, zeros without a bias."""
+    if HAS_BIAS:
+        return tl.load(bias + k * H + o_h, mask=m_h, other=0.0).to(ACC)[None, :]
     else:
-        return x
+        return tl.full((1, BLOCK_H), 0.0, ACC)
 
 
-def _dot(a, b):
-    # full-precision products (no TF32): the parity tests compare against float32/float64 torch
-    return tl.dot(a, b, input_precision="ieee")
+def _row_ptr(base, t, B, width, o_b, o_h):
+    """Pointers to columns o_h of rows o_b of step t in a (T, B, width) buffer."""
+    return base + (t * B + o_b[:, None]) * width + o_h[None, :]
 
 
 # ----------------------------------------------------------------------------------------------------
 # forward
 
 def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask,           # inputs
-                     out, hn, cn, hp, cp, ws,                        # outputs and saved per-step buffers
-                     T, B, H,
-                     MODE: tl.constexpr, NUM_GATES: tl.constexpr, WS: tl.constexpr, ACC: tl.constexpr,
+                     S_h, S_c, c_out, HM, U, SV0, SV1, SV2, SV3,       # outputs (op contract)
+                     T, B, H, SW0, SW1, SW2, SW3,
+                     CELL_FWD: tl.constexpr, NUM_GATES: tl.constexpr, HAS_C: tl.constexpr, ACC: tl.constexpr,
                      REVERSE: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr,
-                     HAS_BIAS: tl.constexpr, RESET_AFTER: tl.constexpr, HARD_SIGMOID: tl.constexpr,
-                     RELU: tl.constexpr, SAVE: tl.constexpr, W_ON_CHIP: tl.constexpr,
-                     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+                     HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, W_ON_CHIP: tl.constexpr, RELU: tl.constexpr,
+                     GATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     """One direction over all T steps for BLOCK_B batch rows.
 
-    Writes out (T, B, H) and hn/cn (B, H). With SAVE (training), also what the backward needs:
-    hp (T, B, H) the state h entering each step, cp (T, B, H) the cell state entering each step (LSTM),
-    ws (T, B, WS*H) the gate activations (LSTM i, f, g, o; GRU r, z, n, and h~ W_hn^T + b_hn if
-    RESET_AFTER). SimpleRNN saves no gates: its derivative comes from `out`.
-    """
-    i_b = tl.program_id(0)
-    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    o_h = tl.arange(0, BLOCK_H)
-    m_b = o_b < B
-    m_h = o_h < H
-    m_bh = m_b[:, None] & m_h[None, :]
-    m_hh = m_h[:, None] & m_h[None, :]
-    o_bh = o_b[:, None] * H + o_h[None, :]                       # (B, H) state offsets
-    o_bg = o_b[:, None] * (NUM_GATES * H) + o_h[None, :]         # gate 0 of gx's row; gate k at + k*H
-    o_bw = o_b[:, None] * (WS * H) + o_h[None, :]                # slot 0 of ws's row
-
-    # padded rows/columns load as 0 and stay 0 through every cell (all activations map 0 to 0 or keep c)
-    b_h = tl.load(h0 + o_bh, mask=m_bh, other=0.0).to(ACC)
-    if MODE == 1:
-        b_c = tl.load(c0 + o_bh, mask=m_bh, other=0.0).to(ACC)
-    if HAS_MASK:
-        b_m = tl.load(rmask + o_bh, mask=m_bh, other=0.0).to(ACC)
-    if HAS_LENGTHS:
-        b_len = tl.load(lengths + o_b, mask=m_b, other=0)
-    if W_ON_CHIP:
-        b_w0 = _load_w(w, 0, H, o_h, m_hh, True)
-        if NUM_GATES > 1:
-            b_w1 = _load_w(w, 1, H, o_h, m_hh, True)
-            b_w2 = _load_w(w, 2, H, o_h, m_hh, True)
-        if NUM_GATES > 3:
-            b_w3 = _load_w(w, 3, H, o_h, m_hh, True)
-    if HAS_BIAS:
-        b_b0 = _load_b(bias, 0, H, o_h, m_h)
-        if NUM_GATES > 1:
-            b_b1 = _load_b(bias, 1, H, o_h, m_h)
-            b_b2 = _load_b(bias, 2, H, o_h, m_h)
-        if NUM_GATES > 3:
-            b_b3 = _load_b(bias, 3, H, o_h, m_h)
-
-    for s in range(0, T):
-        if REVERSE:
-            t = T - 1 - s
-        else:
-            t = s
-        if not W_ON_CHIP:
-            b_w0 = _load_w(w, 0, H, o_h, m_hh, True)
-            if NUM_GATES > 1:
-                b_w1 = _load_w(w, 1, H, o_h, m_hh, True)
-                b_w2 = _load_w(w, 2, H, o_h, m_hh, True)
-            if NUM_GATES > 3:
-                b_w3 = _load_w(w, 3, H, o_h, m_hh, True)
-        p_gx = gx + t * B * NUM_GATES * H + o_bg
-        if SAVE:
-            tl.store(hp + t * B * H + o_bh, b_h.to(hp.dtype.element_ty), mask=m_bh)
-            if MODE == 1:
-                tl.store(cp + t * B * H + o_bh, b_c.to(cp.dtype.element_ty), mask=m_bh)
-        if HAS_MASK:
-            b_hin = b_h * b_m
-        else:
-            b_hin = b_h
-
-        # gate pre-activations: gx_k + h~ W_k^T + b_k
-        b_a0 = tl.load(p_gx, mask=m_bh, other=0.0).to(ACC) + _dot(b_hin, b_w0)
-        if HAS_BIAS:
-            b_a0 += b_b0
-        if NUM_GATES > 1:
-            b_a1 = tl.load(p_gx + H, mask=m_bh, other=0.0).to(ACC) + _dot(b_hin, b_w1)
-            if HAS_BIAS:
-                b_a1 += b_b1
-        if MODE == 1:
-            b_a2 = tl.load(p_gx + 2 * H, mask=m_bh, other=0.0).to(ACC) + _dot(b_hin, b_w2)
-            b_a3 = tl.load(p_gx + 3 * H, mask=m_bh, other=0.0).to(ACC) + _dot(b_hin, b_w3)
-            if HAS_BIAS:
-                b_a2 += b_b2
-                b_a3 += b_b3
-
-        if MODE == 0:
-            b_new = _act(b_a0, RELU)
-        elif MODE == 1:
-            b_i = _gate(b_a0, HARD_SIGMOID)
-            b_f = _gate(b_a1, HARD_SIGMOID)
-            b_g = _act(b_a2, RELU)
-            b_o = _gate(b_a3, HARD_SIGMOID)
-            b_c_new = b_f * b_c + b_i * b_g
-            b_new = b_o * _act(b_c_new, RELU)
-            if SAVE:
-                p_ws = ws + t * B * WS * H + o_bw
-                tl.store(p_ws, b_i.to(ws.dtype.element_ty), mask=m_bh)
-                tl.store(p_ws + H, b_f.to(ws.dtype.element_ty), mask=m_bh)
-                tl.store(p_ws + 2 * H, b_g.to(ws.dtype.element_ty), mask=m_bh)
-                tl.store(p_ws + 3 * H, b_o.to(ws.dtype.element_ty), mask=m_bh)
-        else:
-            b_r = _gate(b_a0, HARD_SIGMOID)
-            b_z = _gate(b_a1, HARD_SIGMOID)
-            b_gxn = tl.load(p_gx + 2 * H, mask=m_bh, other=0.0).to(ACC)
-            if RESET_AFTER:
-                b_ghn = _dot(b_hin, b_w2)
-                if HAS_BIAS:
-                    b_ghn += b_b2
-                b_n = _act(b_gxn + b_r * b_ghn, RELU)
-            else:
-                b_npre = b_gxn + _dot(b_r * b_hin, b_w2)
-                if HAS_BIAS:
-                    b_npre += b_b2
-                b_n = _act(b_npre, RELU)
-            b_new = (1.0 - b_z) * b_n + b_z * b_h
-            if SAVE:
-                p_ws = ws + t * B * WS * H + o_bw
-                tl.store(p_ws, b_r.to(ws.dtype.element_ty), mask=m_bh)
-                tl.store(p_ws + H, b_z.to(ws.dtype.element_ty), mask=m_bh)
-                tl.store(p_ws + 2 * H, b_n.to(ws.dtype.element_ty), mask=m_bh)
-                if RESET_AFTER:
-                    tl.store(p_ws + 3 * H, b_ghn.to(ws.dtype.element_ty), mask=m_bh)
-
-        # past a sequence's length the state is frozen and the output is 0
-        if HAS_LENGTHS:
-            b_valid = (b_len > t)[:, None]
-            b_h = tl.where(b_valid, b_new, b_h)
-            b_out = tl.where(b_valid, b_new, 0.0)
-            if MODE == 1:
-                b_c = tl.where(b_valid, b_c_new, b_c)
-        else:
-            b_h = b_new
-            b_out = b_new
-            if MODE == 1:
-                b_c = b_c_new
-        tl.store(out + t * B * H + o_bh, b_out.to(out.dtype.element_ty), mask=m_bh)
-
-    tl.store(hn + o_bh, b_h.to(hn.dtype.element_ty), mask=m_bh)
-    if MODE == 1:
-        tl.store(cn + o_bh, b_c.to(cn.dtype.element_ty), mask=m_bh)
-
-
-# ----------------------------------------------------------------------------------------------------
-# backward
-
-def _scan_bwd_kernel(w, lengths, rmask, out, hp, cp, ws,             # forward inputs and saved buffers
-                     dout, dhn, dcn,                                  # upstream gradients
-                     dgx, dgn, dh0, dc0,                              # gradients written here
-                     T, B, H,
-                     MODE: tl.constexpr, NUM_GATES: tl.constexpr, WS: tl.constexpr, ACC: tl.constexpr,
-                     REVERSE: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr,
-                     RESET_AFTER: tl.constexpr, HARD_SIGMOID: tl.constexpr, RELU: tl.constexpr,
-                     W_ON_CHIP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-    """BPTT over all T steps (in the opposite order of the forward) for BLOCK_B batch rows.
-
-    Carries dL/dh (and dL/dc) of the state leaving each step. Writes dgx (T, B, G*H), the gradient of
-    each gate's pre-activation (zero past a sequence's length), which is also the gradient of
-    h~ W_k^T + b_k, except for GRU's n gate with RESET_AFTER: that one is r * dgx_n, written to
-    dgn (T, B, H). Writes dh0, dc0 (B, H). The weight gradient is the launcher's GEMM.
+    Writes the h history S_h (T+1, B, H) (initial state in slot 0, slot T when REVERSE; frozen past a
+    sequence's length). With HAS_C: the c history S_c when SAVE, else the final c in c_out. With SAVE:
+    HM = h * rmask per step (HAS_MASK), U, and the cell's saved buffers SV0..SV3 (widths SW0..SW3).
     """
     i_b = tl.program_id(0)
     o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -274,116 +105,179 @@ def _scan_bwd_kernel(w, lengths, rmask, out, hp, cp, ws,             # forward i
     m_bh = m_b[:, None] & m_h[None, :]
     m_hh = m_h[:, None] & m_h[None, :]
     o_bh = o_b[:, None] * H + o_h[None, :]
-    o_bg = o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
-    o_bw = o_b[:, None] * (WS * H) + o_h[None, :]
 
-    b_dh = tl.load(dhn + o_bh, mask=m_bh, other=0.0).to(ACC)
-    if MODE == 1:
-        b_dc = tl.load(dcn + o_bh, mask=m_bh, other=0.0).to(ACC)
+    # padded rows/columns load as 0 and stay 0 through every cell (all activations map 0 to 0 or keep c)
+    b_h = load_tile(h0 + o_bh, m_bh, ACC)
+    b_c = b_h
+    if HAS_C:
+        b_c = load_tile(c0 + o_bh, m_bh, ACC)
     if HAS_MASK:
-        b_m = tl.load(rmask + o_bh, mask=m_bh, other=0.0).to(ACC)
+        b_m = load_tile(rmask + o_bh, m_bh, ACC)
     if HAS_LENGTHS:
         b_len = tl.load(lengths + o_b, mask=m_b, other=0)
     if W_ON_CHIP:
-        b_w0 = _load_w(w, 0, H, o_h, m_hh, False)
-        if NUM_GATES > 1:
-            b_w1 = _load_w(w, 1, H, o_h, m_hh, False)
-            b_w2 = _load_w(w, 2, H, o_h, m_hh, False)
-        if NUM_GATES > 3:
-            b_w3 = _load_w(w, 3, H, o_h, m_hh, False)
+        b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, True)
+    b_b0 = _load_b(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    b_b1 = b_b0
+    b_b2 = b_b0
+    b_b3 = b_b0
+    if NUM_GATES > 1:
+        b_b1 = _load_b(bias, 1, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+        b_b2 = _load_b(bias, 2, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    if NUM_GATES > 3:
+        b_b3 = _load_b(bias, 3, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    if REVERSE:
+        first = T
+    else:
+        first = 0
+    store_tile(S_h + first * B * H + o_bh, b_h, m_bh)
+    if HAS_C:
+        if SAVE:
+            store_tile(S_c + first * B * H + o_bh, b_c, m_bh)
+
+    for s in range(0, T):
+        if REVERSE:
+            t = T - 1 - s
+            n = t
+        else:
+            t = s
+            n = t + 1
+        if not W_ON_CHIP:
+            b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, True)
+        if HAS_MASK:
+            b_hin = b_h * b_m
+            if SAVE:
+                store_tile(HM + t * B * H + o_bh, b_hin, m_bh)
+        else:
+            b_hin = b_h
+        if HAS_LENGTHS:
+            b_valid = (b_len > t)[:, None]
+        else:
+            b_valid = None
+        p_gx = gx + (t * B + o_b[:, None]) * (NUM_GATES * H) + o_h[None, :]
+        b_h_new, b_c_new = CELL_FWD(
+            b_hin, b_h, b_c, p_gx, H, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
+            _row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
+            _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
+            _row_ptr(U, t, B, H, o_b, o_h), m_bh, b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
+        # past a sequence's length the state is frozen
+        if HAS_LENGTHS:
+            b_h = tl.where(b_valid, b_h_new, b_h)
+            if HAS_C:
+                b_c = tl.where(b_valid, b_c_new, b_c)
+        else:
+            b_h = b_h_new
+            if HAS_C:
+                b_c = b_c_new
+        store_tile(S_h + n * B * H + o_bh, b_h, m_bh)
+        if HAS_C:
+            if SAVE:
+                store_tile(S_c + n * B * H + o_bh, b_c, m_bh)
+    if HAS_C:
+        if not SAVE:
+            store_tile(c_out + o_bh, b_c, m_bh)
+
+
+# ----------------------------------------------------------------------------------------------------
+# backward
+
+def _scan_bwd_kernel(w, lengths, rmask, S_h, S_c, HM, U, SV0, SV1, SV2, SV3,   # forward inputs and outputs
+                     dS_h, dS_c,                                              # upstream gradients
+                     dgx, G0, dh0, dc0,                                       # gradients written here
+                     T, B, H, SW0, SW1, SW2, SW3, GW0,
+                     CELL_BWD: tl.constexpr, NUM_GATES: tl.constexpr, HAS_C: tl.constexpr,
+                     HAS_DH: tl.constexpr, HAS_DC: tl.constexpr, ACC: tl.constexpr, REVERSE: tl.constexpr,
+                     HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, W_ON_CHIP: tl.constexpr,
+                     RELU: tl.constexpr, GATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """BPTT over all T steps (in the opposite order of the forward) for BLOCK_B batch rows.
+
+    Carries the gradient of each state as the step being processed wrote it; the cell turns it into
+    dgx (T, B, G*H) and its gradient buffer G0 (width GW0), zero past a sequence's length, and into the
+    gradient of the states the step read. Writes dh0, dc0 (B, H). dS_h, dS_c: the gradients of the
+    forward's state histories (HAS_DH / HAS_DC: given; else zero).
+    """
+    i_b = tl.program_id(0)
+    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    o_h = tl.arange(0, BLOCK_H)
+    m_b = o_b < B
+    m_h = o_h < H
+    m_bh = m_b[:, None] & m_h[None, :]
+    m_hh = m_h[:, None] & m_h[None, :]
+    o_bh = o_b[:, None] * H + o_h[None, :]
+
+    if REVERSE:
+        last = 0
+    else:
+        last = T
+    b_dh = tl.full((BLOCK_B, BLOCK_H), 0.0, ACC)
+    if HAS_DH:
+        b_dh = load_tile(dS_h + last * B * H + o_bh, m_bh, ACC)
+    b_dc = b_dh * 0.0
+    if HAS_DC:
+        b_dc = load_tile(dS_c + last * B * H + o_bh, m_bh, ACC)
+    if HAS_MASK:
+        b_m = load_tile(rmask + o_bh, m_bh, ACC)
+    if HAS_LENGTHS:
+        b_len = tl.load(lengths + o_b, mask=m_b, other=0)
+    if W_ON_CHIP:
+        b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, False)
 
     for s in range(0, T):
         if REVERSE:
             t = s
+            p = t + 1
+            n = t
         else:
             t = T - 1 - s
+            p = t
+            n = t + 1
         if not W_ON_CHIP:
-            b_w0 = _load_w(w, 0, H, o_h, m_hh, False)
-            if NUM_GATES > 1:
-                b_w1 = _load_w(w, 1, H, o_h, m_hh, False)
-                b_w2 = _load_w(w, 2, H, o_h, m_hh, False)
-            if NUM_GATES > 3:
-                b_w3 = _load_w(w, 3, H, o_h, m_hh, False)
+            b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, False)
         if HAS_LENGTHS:
             b_valid = (b_len > t)[:, None]
         else:
-            b_valid = None  # every step is valid (padded rows are masked at the stores)
-        p_dgx = dgx + t * B * NUM_GATES * H + o_bg
-        # gradient reaching the new state h' at this step (only used where the step is valid)
-        b_dy = b_dh + tl.load(dout + t * B * H + o_bh, mask=m_bh, other=0.0).to(ACC)
-
-        if MODE == 0:
-            b_y = tl.load(out + t * B * H + o_bh, mask=m_bh, other=0.0).to(ACC)
-            b_da0 = _where_valid(b_valid, b_dy * _act_grad(b_y, RELU), 0.0, HAS_LENGTHS)
-            tl.store(p_dgx, b_da0.to(dgx.dtype.element_ty), mask=m_bh)
-            b_dhin = _dot(b_da0, b_w0)
-            b_dh_step = b_dhin
-            if HAS_MASK:
-                b_dh_step = b_dhin * b_m
-        elif MODE == 1:
-            p_ws = ws + t * B * WS * H + o_bw
-            b_i = tl.load(p_ws, mask=m_bh, other=0.0).to(ACC)
-            b_f = tl.load(p_ws + H, mask=m_bh, other=0.0).to(ACC)
-            b_g = tl.load(p_ws + 2 * H, mask=m_bh, other=0.0).to(ACC)
-            b_o = tl.load(p_ws + 3 * H, mask=m_bh, other=0.0).to(ACC)
-            b_cp = tl.load(cp + t * B * H + o_bh, mask=m_bh, other=0.0).to(ACC)
-            b_tc = _act(b_f * b_cp + b_i * b_g, RELU)   # act(c'), recomputed rather than stored
-            b_dcn = b_dc + b_dy * b_o * _act_grad(b_tc, RELU)
-            b_da0 = _where_valid(b_valid, b_dcn * b_g * _gate_grad(b_i, HARD_SIGMOID), 0.0, HAS_LENGTHS)
-            b_da1 = _where_valid(b_valid, b_dcn * b_cp * _gate_grad(b_f, HARD_SIGMOID), 0.0, HAS_LENGTHS)
-            b_da2 = _where_valid(b_valid, b_dcn * b_i * _act_grad(b_g, RELU), 0.0, HAS_LENGTHS)
-            b_da3 = _where_valid(b_valid, b_dy * b_tc * _gate_grad(b_o, HARD_SIGMOID), 0.0, HAS_LENGTHS)
-            tl.store(p_dgx, b_da0.to(dgx.dtype.element_ty), mask=m_bh)
-            tl.store(p_dgx + H, b_da1.to(dgx.dtype.element_ty), mask=m_bh)
-            tl.store(p_dgx + 2 * H, b_da2.to(dgx.dtype.element_ty), mask=m_bh)
-            tl.store(p_dgx + 3 * H, b_da3.to(dgx.dtype.element_ty), mask=m_bh)
-            b_dhin = _dot(b_da0, b_w0) + _dot(b_da1, b_w1) + _dot(b_da2, b_w2) + _dot(b_da3, b_w3)
-            b_dh_step = b_dhin
-            if HAS_MASK:
-                b_dh_step = b_dhin * b_m
-            b_dc = _where_valid(b_valid, b_dcn * b_f, b_dc, HAS_LENGTHS)
+            b_valid = None
+        b_hp = load_tile(S_h + p * B * H + o_bh, m_bh, ACC)
+        b_hnext = load_tile(S_h + n * B * H + o_bh, m_bh, ACC)
+        b_cp = b_hp
+        if HAS_C:
+            b_cp = load_tile(S_c + p * B * H + o_bh, m_bh, ACC)
+        if HAS_MASK:
+            b_hin = load_tile(HM + t * B * H + o_bh, m_bh, ACC)
         else:
-            p_ws = ws + t * B * WS * H + o_bw
-            b_r = tl.load(p_ws, mask=m_bh, other=0.0).to(ACC)
-            b_z = tl.load(p_ws + H, mask=m_bh, other=0.0).to(ACC)
-            b_n = tl.load(p_ws + 2 * H, mask=m_bh, other=0.0).to(ACC)
-            b_hp = tl.load(hp + t * B * H + o_bh, mask=m_bh, other=0.0).to(ACC)
-            b_dn = _where_valid(b_valid, b_dy * (1.0 - b_z) * _act_grad(b_n, RELU), 0.0, HAS_LENGTHS)
-            b_da1 = _where_valid(b_valid, b_dy * (b_hp - b_n) * _gate_grad(b_z, HARD_SIGMOID), 0.0, HAS_LENGTHS)
-            if RESET_AFTER:
-                b_ghn = tl.load(p_ws + 3 * H, mask=m_bh, other=0.0).to(ACC)
-                b_da0 = b_dn * b_ghn * _gate_grad(b_r, HARD_SIGMOID)
-                b_dghn = b_dn * b_r
-                tl.store(dgn + t * B * H + o_bh, b_dghn.to(dgn.dtype.element_ty), mask=m_bh)
-                b_dhin = _dot(b_da0, b_w0) + _dot(b_da1, b_w1) + _dot(b_dghn, b_w2)
-            else:
-                if HAS_MASK:
-                    b_hin = b_hp * b_m
-                else:
-                    b_hin = b_hp
-                b_drh = _dot(b_dn, b_w2)                  # gradient of r * h~
-                b_da0 = b_drh * b_hin * _gate_grad(b_r, HARD_SIGMOID)
-                b_dhin = _dot(b_da0, b_w0) + _dot(b_da1, b_w1) + b_drh * b_r
-            tl.store(p_dgx, b_da0.to(dgx.dtype.element_ty), mask=m_bh)
-            tl.store(p_dgx + H, b_da1.to(dgx.dtype.element_ty), mask=m_bh)
-            tl.store(p_dgx + 2 * H, b_dn.to(dgx.dtype.element_ty), mask=m_bh)
-            b_dh_step = b_dhin
-            if HAS_MASK:
-                b_dh_step = b_dhin * b_m
-            b_dh_step += b_dy * b_z                        # the carried z * h term (unmasked)
-
+            b_hin = b_hp
+        b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(
+            b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, _row_ptr(dgx, t, B, NUM_GATES * H, o_b, o_h),
+            _row_ptr(G0, t, B, GW0, o_b, o_h), H, b_w0, b_w1, b_w2, b_w3,
+            _row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
+            _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
+            _row_ptr(U, t, B, H, o_b, o_h), m_bh, b_valid, ACC, HAS_LENGTHS, RELU, GATE)
+        if HAS_MASK:
+            b_dhin = b_dhin * b_m
+        b_dh_prev = b_dhin + b_dh_direct
         # a step past the length passed the state through unchanged, so does its gradient
-        b_dh = _where_valid(b_valid, b_dh_step, b_dh, HAS_LENGTHS)
+        if HAS_LENGTHS:
+            b_dh = tl.where(b_valid, b_dh_prev, b_dh)
+            if HAS_C:
+                b_dc = tl.where(b_valid, b_dc_prev, b_dc)
+        else:
+            b_dh = b_dh_prev
+            if HAS_C:
+                b_dc = b_dc_prev
+        if HAS_DH:
+            b_dh += load_tile(dS_h + p * B * H + o_bh, m_bh, ACC)
+        if HAS_DC:
+            b_dc += load_tile(dS_c + p * B * H + o_bh, m_bh, ACC)
 
-    tl.store(dh0 + o_bh, b_dh.to(dh0.dtype.element_ty), mask=m_bh)
-    if MODE == 1:
-        tl.store(dc0 + o_bh, b_dc.to(dc0.dtype.element_ty), mask=m_bh)
+    store_tile(dh0 + o_bh, b_dh, m_bh)
+    if HAS_C:
+        store_tile(dc0 + o_bh, b_dc, m_bh)
 
 
 # ----------------------------------------------------------------------------------------------------
 # lazy decoration
 
-_DEVICE_FUNCTIONS = (_act, _act_grad, _gate, _gate_grad, _load_w, _load_b, _where_valid, _dot)
+_KERNEL_HELPERS = (_load_w, _load_ws, _load_b, _row_ptr)
 _KERNELS = (_scan_fwd_kernel, _scan_bwd_kernel)
 _BUILT: dict = {}
 
@@ -395,15 +289,38 @@ def _rebind(fn, namespace: dict):
     return clone
 
 
+def _jit_all(functions, namespace: dict) -> None:
+    for fn in functions:
+        namespace[fn.__name__] = triton.jit(_rebind(fn, namespace))
+
+
 def kernels() -> types.SimpleNamespace:
-    """``fwd`` and ``bwd`` kernels decorated by ``triton.jit`` for the current mode (compiled for the
-    GPU, or interpreted under ``TRITON_INTERPRET=1``); built once per mode and cached."""
+    """``fwd`` and ``bwd`` kernels decorated by ``triton.jit`` for the current mode (compiled for the GPU,
+    or interpreted under ``TRITON_INTERPRET=1``), and ``cells``: each cell's (forward, backward) step
+    functions decorated the same way. Built once per mode and cached."""
     mode = interpreting()
     if mode not in _BUILT:
-        # each mode gets its own globals, so a kernel calls helpers decorated the same way it is
+        # one namespace per mode, so a kernel calls helpers decorated the same way it is
+        helpers = dict(vars(triton_math))
+        _jit_all(triton_math.HELPERS, helpers)
         namespace = dict(globals())
-        for fn in _DEVICE_FUNCTIONS + _KERNELS:
-            namespace[fn.__name__] = triton.jit(_rebind(fn, namespace))
-        _BUILT[mode] = types.SimpleNamespace(fwd=namespace["_scan_fwd_kernel"],
-                                             bwd=namespace["_scan_bwd_kernel"])
+        namespace.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
+        _jit_all(_KERNEL_HELPERS + _KERNELS, namespace)
+        cells = {}
+        for name in cell_names():
+            module = importlib.import_module(f"seqtorch.recurrent_cells.{name}.triton")
+            cell_ns = dict(vars(module))
+            cell_ns.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
+            _jit_all((module.forward, module.backward), cell_ns)
+            cells[name] = (cell_ns["forward"], cell_ns["backward"])
+        _BUILT[mode] = types.SimpleNamespace(fwd=namespace["_scan_fwd_kernel"], bwd=namespace["_scan_bwd_kernel"],
+                                             cells=cells)
     return _BUILT[mode]
+
+
+def cell_names() -> list[str]:
+    """The registered cells that have a ``triton.py``."""
+    from ..recurrent_cells import CELLS
+
+    return [name for name in CELLS
+            if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]

@@ -1,20 +1,22 @@
-"""The ``triton`` backend: fused recurrent scans on Triton kernels, with a hand-written backward.
+"""The ``triton`` backend: the scan on persistent Triton kernels, with a hand-written backward.
 
-Layers, left to right: kernels (:mod:`.triton_kernels`) -> launchers (allocate buffers, set the grid) ->
-:class:`_TritonScan` (autograd: saves the forward's buffers, calls the backward launcher, one GEMM for
-the weight gradient) -> :func:`recurrent_scan_triton` (docstring, argument checks).
+Layers, left to right: kernels (:mod:`.triton_kernels`, each cell's step in its ``triton.py``) ->
+launchers (:func:`forward` / :func:`backward`: allocate the op contract's buffers, set the grid), which
+are the ``seqtorch::scan_forward_triton`` / ``scan_backward_triton`` ops -> :mod:`.autograd` (the same
+differentiable scan as every backend: first order through :func:`backward`, the rest through the
+reference) -> :func:`scan` / :func:`recurrent_scan_triton` (dtype policy, argument checks).
 
-What it covers (:func:`supports_triton` says why not, and the dispatcher then falls back to
-``cpu_fused`` under ``backend="auto"``):
+What it covers (:func:`supports` says why not, and ``backend="auto"`` then falls back to ``cpu_fused``):
 
-* modes "rnn", "lstm", "gru"; every option of the reference (lengths, reverse, rec_mask,
-  reset_after both ways, activation tanh/relu, recurrent_activation sigmoid/hard_sigmoid, no bias);
+* every registered cell with a ``triton.py`` (:func:`has_cell`), every option of the reference
+  (lengths, reverse, rec_mask, activation tanh/relu, every recurrent_activation, no bias);
 * hidden sizes 1 to :data:`MAX_HIDDEN` (128): a program holds a (16, H) state block and the G tiles of
   W_hh (H padded to a power of two, at least 16); W_hh stays on chip for the whole sequence when its
   tiles fit :data:`W_ON_CHIP_BYTES` (:data:`W_ON_CHIP_BYTES_BACKWARD` in the backward), else it is
   re-read from L2 each step;
 * state, weights and math in float32 or float64 (w_hh's dtype); gx in that dtype, or float16/bfloat16
-  under autocast; matrix products in full precision (no TF32);
+  under autocast (cast to the math dtype first; the output is returned in gx's dtype, the final states
+  in the math dtype); matrix products in full precision (no TF32);
 * CUDA tensors, or CPU tensors while ``TRITON_INTERPRET=1`` (the interpreter; slow, for tests).
 """
 
@@ -22,11 +24,16 @@ from __future__ import annotations
 
 import torch
 import triton
-import triton.language as tl
 from torch import Tensor
 
-from ..reference import ACTIVATIONS, GATES, MODES, RECURRENT_ACTIVATIONS
-from .triton_kernels import interpreting, kernels
+from ..recurrent_cells import get_cell
+from ..recurrent_cells.activations import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from ..recurrent_cells.triton_math import GATE_IDS
+from ..reference import GATES, MODES, cell_name
+from . import autograd, contract
+from .autograd import Kernel
+from .contract import ScanOptions
+from .triton_kernels import cell_names, interpreting, kernels
 
 MAX_HIDDEN = 128
 W_ON_CHIP_BYTES = 64 * 1024     # forward: W_hh tiles kept on chip across the time loop up to this size
@@ -41,7 +48,10 @@ STATE_DTYPES = (torch.float32, torch.float64)
 #: kernel forgot to write cannot pass a comparison.
 POISON_NEW_BUFFERS = False
 
-_MODE_IDS = {"rnn": 0, "lstm": 1, "gru": 2}
+
+def has_cell(cell: str) -> bool:
+    """Whether ``cell`` has Triton kernels (a ``triton.py`` in its folder)."""
+    return cell in cell_names()
 
 
 def supports_triton(gx: Tensor, hidden_size: int) -> str | None:
@@ -64,8 +74,13 @@ def supports_triton(gx: Tensor, hidden_size: int) -> str | None:
     return None
 
 
+def supports(opts: ScanOptions, gx: Tensor, hidden_size: int) -> str | None:
+    """:func:`supports_triton` for a scan with ``opts`` (the backend interface of :mod:`seqtorch.ops`)."""
+    return supports_triton(gx, hidden_size)
+
+
 # ----------------------------------------------------------------------------------------------------
-# launchers
+# launchers: the op pair
 
 def _new(shape, dtype: torch.dtype, device) -> Tensor:
     buffer = torch.empty(shape, dtype=dtype, device=device)
@@ -74,138 +89,130 @@ def _new(shape, dtype: torch.dtype, device) -> Tensor:
     return buffer
 
 
-def _workspace_slots(mode: str, reset_after: bool) -> int:
-    """Gate activations saved per step: LSTM i, f, g, o; GRU r, z, n (+ h~ W_hn^T + b_hn); none for rnn."""
-    if mode == "lstm":
-        return 4
-    if mode == "gru":
-        return 4 if reset_after else 3
-    return 0
-
-
-def _launch_config(mode: str, hidden: int, dtype: torch.dtype, backward: bool = False) -> dict:
+def _launch_config(cell: str, hidden: int, dtype: torch.dtype, backward: bool = False) -> dict:
     block_h = max(16, triton.next_power_of_2(hidden))
-    w_bytes = GATES[mode] * block_h * block_h * (8 if dtype == torch.float64 else 4)
+    w_bytes = get_cell(cell).gates * block_h * block_h * (8 if dtype == torch.float64 else 4)
     budget = W_ON_CHIP_BYTES_BACKWARD if backward else W_ON_CHIP_BYTES
     return dict(BLOCK_B=BLOCK_B, BLOCK_H=block_h, W_ON_CHIP=w_bytes <= budget,
                 num_warps=4 if block_h <= 32 else 8)
 
 
-def _flags(opts: dict, acc: torch.dtype) -> dict:
-    mode = opts["mode"]
-    return dict(MODE=_MODE_IDS[mode], NUM_GATES=GATES[mode],
-                WS=max(1, _workspace_slots(mode, opts["reset_after"])),
-                ACC=tl.float64 if acc == torch.float64 else tl.float32,
-                REVERSE=opts["reverse"], RESET_AFTER=opts["reset_after"],
-                HARD_SIGMOID=opts["recurrent_activation"] == "hard_sigmoid",
-                RELU=opts["activation"] == "relu")
+def _flags(opts: ScanOptions, dtype: torch.dtype) -> dict:
+    spec = opts.spec
+    return dict(NUM_GATES=spec.gates, HAS_C=len(spec.states) == 2,
+                ACC=triton.language.float64 if dtype == torch.float64 else triton.language.float32,
+                REVERSE=opts.reverse, RELU=opts.activation == "relu", GATE=GATE_IDS[opts.recurrent_activation])
 
 
-def scan_forward(gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Tensor, b_hh: Tensor | None,
-                 lengths: Tensor | None, rec_mask: Tensor | None, opts: dict, save: bool):
-    """Launch the forward kernel. Inputs contiguous, on one device; w_hh's dtype is the math dtype.
+def forward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, lengths: bool, mask: bool,
+                       bias: bool, save: bool) -> tuple[dict, int]:
+    """The forward kernel's constexpr arguments and warp count for a launch with these options (also what
+    ``tests/test_triton_compile.py`` compiles for the GPU)."""
+    config = _launch_config(opts.cell, hidden, dtype)
+    num_warps = config.pop("num_warps")
+    return dict(CELL_FWD=kernels().cells[opts.cell][0], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_BIAS=bias,
+                SAVE=save, **_flags(opts, dtype), **config), num_warps
 
-    Returns out (T, B, H) in gx's dtype, h_n and c_n (B, H) in h0's dtype (c_n None unless lstm), and
-    the saved buffers (hp, cp, ws) for the backward (None when ``save`` is False): hp, cp (T, B, H) the
-    states entering each step, ws (T, B, WS*H) the gate activations.
-    """
-    mode = opts["mode"]
-    steps, batch = gx.shape[:2]
-    hidden = h0.shape[-1]
-    acc, device = w_hh.dtype, gx.device
-    out = _new((steps, batch, hidden), gx.dtype, device)
-    hn = _new((batch, hidden), h0.dtype, device)
-    cn = _new((batch, hidden), h0.dtype, device) if mode == "lstm" else None
-    hp = cp = ws = None
-    if save:
-        hp = _new((steps, batch, hidden), acc, device)
-        cp = _new((steps, batch, hidden), acc, device) if mode == "lstm" else None
-        slots = _workspace_slots(mode, opts["reset_after"])
-        ws = _new((steps, batch, slots * hidden), acc, device) if slots else None
-    config = _launch_config(mode, hidden, acc)
-    grid = (triton.cdiv(batch, config["BLOCK_B"]),)
+
+def backward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, lengths: bool, mask: bool,
+                        dh: bool, dc: bool) -> tuple[dict, int]:
+    """The backward kernel's constexpr arguments and warp count (as :func:`forward_constexprs`)."""
+    config = _launch_config(opts.cell, hidden, dtype, backward=True)
+    num_warps = config.pop("num_warps")
+    return dict(CELL_BWD=kernels().cells[opts.cell][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh, HAS_DC=dc,
+                **_flags(opts, dtype), **config), num_warps
+
+
+def _saved_args(buffers: list[Tensor], dummy: Tensor) -> tuple[list[Tensor], list[int]]:
+    """Up to four per-step buffers and their widths; unused slots point at ``dummy`` (never read)."""
+    pointers = [b if b.numel() else dummy for b in buffers] + [dummy] * (4 - len(buffers))
+    widths = [b.shape[-1] if b.numel() else 0 for b in buffers] + [0] * (4 - len(buffers))
+    return pointers, widths
+
+
+def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, save: bool, gx: Tensor,
+            states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+            rec_mask: Tensor | None) -> list[Tensor]:
+    """The forward op: launch the forward kernel; outputs as :mod:`.contract` says."""
+    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse)
+    spec = opts.spec
+    K = len(spec.states)
+    w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights)
+    gx, states = gx.contiguous(), [s.contiguous() for s in states]
+    outputs = [_new(shape, gx.dtype, gx.device)
+               for shape in contract.forward_shapes(spec, opts, gx, states, rec_mask is not None, save)]
+    steps, batch, hidden = gx.shape[0], gx.shape[1], states[0].shape[-1]
+    has_c = K == 2
+    hm, u, saved = (outputs[K], outputs[K + 1], outputs[K + 2:]) if save else (gx, gx, [])
+    pointers, widths = _saved_args(list(saved), gx)
+    constexprs, num_warps = forward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
+                                               mask=rec_mask is not None, bias=b_hh is not None, save=save)
+    grid = (triton.cdiv(batch, BLOCK_B),)
     kernels().fwd[grid](
-        gx, h0, c0, w_hh, b_hh, lengths, rec_mask, out, hn, cn, hp, cp, ws, steps, batch, hidden,
-        HAS_LENGTHS=lengths is not None, HAS_MASK=rec_mask is not None, HAS_BIAS=b_hh is not None,
-        SAVE=save, **_flags(opts, acc), **config)
-    return out, hn, cn, (hp, cp, ws)
+        gx, states[0], states[1] if has_c else None, w_hh, b_hh,
+        None if lengths is None else lengths.to(torch.int64).contiguous(),
+        None if rec_mask is None else rec_mask.contiguous(),
+        outputs[0], outputs[1] if has_c and save else None, outputs[1] if has_c and not save else None,
+        hm if hm.numel() else gx, u if u.numel() else gx, *pointers,
+        steps, batch, hidden, *widths, **constexprs, num_warps=num_warps)
+    return outputs
 
 
-def scan_backward(w_hh: Tensor, lengths: Tensor | None, rec_mask: Tensor | None, out: Tensor,
-                  saved: tuple, dout: Tensor, dhn: Tensor, dcn: Tensor | None, opts: dict,
-                  need_weight_grad: bool, has_bias: bool):
-    """Launch the backward kernel, then the weight-gradient GEMM.
-
-    Returns dgx (T, B, G*H) in the math dtype, dh0, dc0 (B, H) (dc0 None unless lstm), dw_hh (G*H, H)
-    and db_hh (G*H,) (None when not needed).
-    """
-    mode = opts["mode"]
-    hp, cp, ws = saved
-    steps, batch, hidden = out.shape
-    gates = GATES[mode]
-    acc, device = w_hh.dtype, out.device
-    dgx = _new((steps, batch, gates * hidden), acc, device)
-    dgn = _new((steps, batch, hidden), acc, device) if mode == "gru" and opts["reset_after"] else None
-    dh0 = _new((batch, hidden), dhn.dtype, device)
-    dc0 = _new((batch, hidden), dcn.dtype, device) if mode == "lstm" else None
-    config = _launch_config(mode, hidden, acc, backward=True)
-    grid = (triton.cdiv(batch, config["BLOCK_B"]),)
+def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, grads: list[Tensor | None],
+             saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+             rec_mask: Tensor | None) -> list[Tensor]:
+    """The backward op: launch the backward kernel; outputs as :mod:`.contract` says."""
+    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse)
+    spec = opts.spec
+    K = len(spec.states)
+    has_c = K == 2
+    saved = [s.contiguous() for s in saved]
+    w_hh = weights[0].contiguous()
+    S_h = saved[0]
+    steps, batch, hidden = S_h.shape[0] - 1, S_h.shape[1], S_h.shape[2]
+    outputs = [_new(shape, S_h.dtype, S_h.device) for shape in contract.backward_shapes(spec, saved, list(weights))]
+    dgx, dh0 = outputs[0], outputs[1]
+    dc0 = outputs[2] if has_c else None
+    grad_buffer = outputs[1 + K] if len(outputs) > 1 + K else S_h
+    hm, u = saved[K], saved[K + 1]
+    pointers, widths = _saved_args(saved[K + 2:], S_h)
+    d_h = None if grads[0] is None else grads[0].contiguous()
+    d_c = None if not has_c or grads[1] is None else grads[1].contiguous()
+    constexprs, num_warps = backward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
+                                                mask=rec_mask is not None, dh=d_h is not None, dc=d_c is not None)
+    grid = (triton.cdiv(batch, BLOCK_B),)
     kernels().bwd[grid](
-        w_hh, lengths, rec_mask, out, hp, cp, ws, dout, dhn, dcn, dgx, dgn, dh0, dc0,
-        steps, batch, hidden, HAS_LENGTHS=lengths is not None, HAS_MASK=rec_mask is not None,
-        **_flags(opts, acc), **config)
+        w_hh, None if lengths is None else lengths.to(torch.int64).contiguous(),
+        None if rec_mask is None else rec_mask.contiguous(),
+        S_h, saved[1] if has_c else None, hm if hm.numel() else S_h, u if u.numel() else S_h, *pointers,
+        d_h, d_c, dgx, grad_buffer, dh0, dc0,
+        steps, batch, hidden, *widths, grad_buffer.shape[-1] if grad_buffer is not S_h else 0, **constexprs,
+        num_warps=num_warps)
+    return outputs
 
-    dw_hh = db_hh = None
-    if need_weight_grad:
-        # dW_hh = sum over all T*B rows of dG^T h~: one GEMM after the loop (deterministic, no atomics)
-        rows = steps * batch
-        h_in = hp if rec_mask is None else hp * rec_mask
-        h_in = h_in.reshape(rows, hidden)
-        if mode == "gru":
-            d_rz = dgx[..., : 2 * hidden].reshape(rows, 2 * hidden)
-            if opts["reset_after"]:
-                d_n, x_n = dgn.reshape(rows, hidden), h_in      # n's matmul is h~ W_hn^T, scaled by r after
-            else:
-                d_n = dgx[..., 2 * hidden:].reshape(rows, hidden)
-                x_n = ws[..., :hidden].reshape(rows, hidden) * h_in   # n's matmul input is r * h~
-            dw_hh = torch.cat([d_rz.t() @ h_in, d_n.t() @ x_n])
-            db_hh = torch.cat([d_rz.sum(0), d_n.sum(0)]) if has_bias else None
-        else:
-            d_all = dgx.reshape(rows, gates * hidden)
-            dw_hh = d_all.t() @ h_in
-            db_hh = d_all.sum(0) if has_bias else None
-    return dgx, dh0, dc0, dw_hh, db_hh
+
+FORWARD, BACKWARD = contract.define("triton", forward, backward)
+KERNEL = Kernel("triton", FORWARD, BACKWARD)
+autograd.register(KERNEL)
 
 
 # ----------------------------------------------------------------------------------------------------
-# autograd
+# entries
 
-class _TritonScan(torch.autograd.Function):
-    """Differentiable w.r.t. gx, h0, c0, w_hh and b_hh (not lengths or rec_mask). Returns (out, h_n)
-    or, for lstm, (out, h_n, c_n)."""
+def scan(opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
+         lengths: Tensor | None = None, rec_mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One layer, one direction: :func:`seqtorch.reference.scan_reference`'s semantics and shapes.
 
-    @staticmethod
-    def forward(ctx, gx, h0, c0, w_hh, b_hh, lengths, rec_mask, opts):
-        out, hn, cn, saved = scan_forward(gx, h0, c0, w_hh, b_hh, lengths, rec_mask, opts, save=True)
-        ctx.opts, ctx.gx_dtype, ctx.has_bias = opts, gx.dtype, b_hh is not None
-        ctx.save_for_backward(w_hh, lengths, rec_mask, out, *saved)
-        return (out, hn, cn) if opts["mode"] == "lstm" else (out, hn)
+    The math runs in w_hh's dtype; a float16/bfloat16 gx (autocast) is cast to it first and the output is
+    returned in gx's dtype, the final states in the math dtype.
+    """
+    dtype = weights[0].dtype
+    out, finals = autograd.scan(KERNEL, opts, gx.to(dtype).contiguous(), tuple(s.contiguous() for s in states),
+                                tuple(None if w is None else w.contiguous() for w in weights),
+                                None if lengths is None else lengths.to(torch.int64).contiguous(),
+                                None if rec_mask is None else rec_mask.contiguous())
+    return out.to(gx.dtype), finals
 
-    @staticmethod
-    def backward(ctx, dout, dhn, *rest):
-        w_hh, lengths, rec_mask, out, hp, cp, ws = ctx.saved_tensors
-        dcn = rest[0].contiguous() if rest else None
-        # the weight GEMM must run in the math dtype even when the forward ran under autocast
-        with torch.autocast(device_type=out.device.type, enabled=False):
-            dgx, dh0, dc0, dw_hh, db_hh = scan_backward(
-                w_hh, lengths, rec_mask, out, (hp, cp, ws), dout.contiguous(), dhn.contiguous(), dcn,
-                ctx.opts, need_weight_grad=ctx.needs_input_grad[3] or ctx.needs_input_grad[4],
-                has_bias=ctx.has_bias)
-        return dgx.to(ctx.gx_dtype), dh0, dc0, dw_hh, db_hh, None, None, None
-
-
-# ----------------------------------------------------------------------------------------------------
-# public function
 
 def _check_inputs(mode, gx, h0, c0, w_hh, b_hh, lengths, rec_mask, activation, recurrent_activation):
     if mode not in MODES:
@@ -256,67 +263,30 @@ def recurrent_scan_triton(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, 
                           rec_mask: Tensor | None = None, reverse: bool = False, activation: str = "tanh",
                           recurrent_activation: str = "sigmoid",
                           reset_after: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One layer, one direction over a whole sequence on the Triton kernels.
+    """One layer, one direction of a layer family on the Triton kernels, with its inputs checked.
 
-    Same signature and numbers as :func:`seqtorch.reference.recurrent_scan_reference`:
+    Same signature and numbers as :func:`seqtorch.reference.recurrent_scan_reference`: mode "rnn",
+    "lstm" or "gru" (``reset_after`` picks the GRU); gx (T, B, G*H) float32/float64 (float16/bfloat16
+    under autocast); h0, c0 (B, H); w_hh (G*H, H); b_hh (G*H,) or None; h0, c0, w_hh, b_hh, rec_mask share
+    one dtype, float32 or float64: the math dtype; lengths (B,) integer or None; rec_mask (B, H) or None.
+    Returns output (T, B, H) in gx's dtype, h_n (B, H), c_n (B, H) for "lstm" else None.
 
-    Args:
-        mode: "rnn", "lstm" or "gru".
-        gx: (T, B, G*H) input projection (G = 1, 4, 3), float32/float64 (float16/bfloat16 under autocast).
-        h0: (B, H). c0: (B, H) for "lstm", else ignored. w_hh: (G*H, H). b_hh: (G*H,) or None.
-            h0, c0, w_hh, b_hh, rec_mask share one dtype, float32 or float64: the math dtype.
-        lengths: (B,) integer tensor on gx's device, or None. Steps at or past a sequence's length keep
-            its state and output zeros (the reverse direction starts at each sequence's last step).
-        rec_mask: (B, H) recurrent-dropout mask applied to h where it enters the matmul, or None.
-        reverse, activation ("tanh"/"relu"), recurrent_activation ("sigmoid"/"hard_sigmoid"),
-        reset_after (GRU): as in the reference.
-
-    Returns:
-        output (T, B, H) in gx's dtype, h_n (B, H), c_n (B, H) for "lstm" else None.
-
-    Differentiable w.r.t. gx, h0, c0, w_hh and b_hh. Raises ValueError for malformed inputs and
-    RuntimeError with :func:`supports_triton`'s reason for inputs the kernels do not cover.
+    Raises ValueError for malformed inputs and RuntimeError with :func:`supports_triton`'s reason for
+    inputs the kernels do not cover.
     """
     _check_inputs(mode, gx, h0, c0, w_hh, b_hh, lengths, rec_mask, activation, recurrent_activation)
     reason = supports_triton(gx, h0.shape[-1])
     if reason is not None:
         raise RuntimeError(f"the Triton scan cannot run this input: {reason}")
-    opts = dict(mode=mode, reverse=bool(reverse), activation=activation,
-                recurrent_activation=recurrent_activation, reset_after=bool(reset_after))
-    c0 = c0.contiguous() if mode == "lstm" else None
-    args = (gx.contiguous(), h0.contiguous(), c0, w_hh.contiguous(),
-            None if b_hh is None else b_hh.contiguous(),
-            None if lengths is None else lengths.to(torch.int64).contiguous(),
-            None if rec_mask is None else rec_mask.contiguous())
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:5])
-    if not needs_grad:
-        out, hn, cn, _ = scan_forward(*args, opts, save=False)
-        return out, hn, cn
-    results = _TritonScan.apply(*args, opts)
-    return (results[0], results[1], results[2] if mode == "lstm" else None)
+    opts = ScanOptions(cell_name(mode, reset_after), activation, recurrent_activation, bool(reverse))
+    opts = ScanOptions.from_op_args(opts.cell, *(_canonical(opts.activation, opts.recurrent_activation)),
+                                    opts.reverse)
+    states = (h0,) if mode != "lstm" else (h0, c0)
+    out, finals = scan(opts, gx, states, (w_hh, b_hh), lengths, rec_mask)
+    return out, finals[0], (finals[1] if mode == "lstm" else None)
 
 
-# ----------------------------------------------------------------------------------------------------
-# backend interface
+def _canonical(activation: str, recurrent_activation: str) -> tuple[str, str]:
+    from ..recurrent_cells.activations import canonical
 
-_CELLS = {"rnn": ("rnn", True), "lstm": ("lstm", True), "gru": ("gru", True), "gru_reset_before": ("gru", False)}
-
-
-def has_cell(cell: str) -> bool:
-    return cell in _CELLS
-
-
-def supports(opts, gx: Tensor, hidden_size: int) -> str | None:
-    if opts.recurrent_activation == "hardsigmoid":
-        return "recurrent_activation 'hardsigmoid' has no Triton kernel yet"
-    return supports_triton(gx, hidden_size)
-
-
-def scan(opts, gx, states, weights, lengths, rec_mask):
-    mode, reset_after = _CELLS[opts.cell]
-    rec = "hard_sigmoid" if opts.recurrent_activation == "hard_sigmoid_keras2" else opts.recurrent_activation
-    out, h, c = recurrent_scan_triton(mode, gx, states[0], states[1] if mode == "lstm" else None, weights[0],
-                                      weights[1], lengths=lengths, rec_mask=rec_mask, reverse=opts.reverse,
-                                      activation=opts.activation, recurrent_activation=rec,
-                                      reset_after=reset_after)
-    return out, ((h, c) if mode == "lstm" else (h,))
+    return canonical(activation), canonical(recurrent_activation)

@@ -2,7 +2,9 @@
 
 Plain functions, decorated by ``triton.jit`` only when the kernels are first launched
 (:func:`seqtorch.ops.triton_kernels.kernels` says why), so importing this module needs no GPU and compiles
-nothing. Names: ``b_`` register blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks.
+nothing. Only ``triton.language``'s builtins are used (``tl.full``, not ``tl.zeros``): the functions of
+``triton.language.standard`` are themselves jit functions, decorated when triton is imported, and the
+interpreter cannot call them when it is switched on later (as the tests do). Names: ``b_`` register blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks.
 
 ``GATE`` numbers the gates' function as the C++ loop does: 0 sigmoid, 1 Keras 2's hard sigmoid
 ``clip(0.2 x + 0.5, 0, 1)``, 2 torch's hardsigmoid ``clamp(x + 3, 0, 6) / 6``. The derivatives are the
@@ -14,7 +16,9 @@ from __future__ import annotations
 import triton.language as tl
 
 GATE_IDS = {"sigmoid": 0, "hard_sigmoid_keras2": 1, "hardsigmoid": 2}
-HARDSIGMOID_SLOPE = 0.1666666716337204  # torch's float32 1/6, in every dtype (see activations.py)
+# torch's float32 1/6, in every dtype (see activations.py); a tl.constexpr, the only kind of global a
+# compiled kernel may read (the interpreter reads any, so only a compile for the GPU shows the difference)
+HARDSIGMOID_SLOPE = tl.constexpr(0.1666666716337204)
 
 
 def act(x, RELU: tl.constexpr):

@@ -1,0 +1,72 @@
+"""The Triton kernels compile for a real GPU (sm_90, Hopper), though no GPU is here.
+
+Triton's interpreter (how tests/test_ops_triton.py runs the kernels on CPU) executes the kernels as Python:
+it accepts code that the compiler rejects (a non-constexpr global, a construct LLVM cannot lower) and it
+never runs LLVM, whose SLP vectorizer has crashed on these kernels before (see triton_scan.py). So every
+cell's forward and backward kernel is compiled here ahead of time, with Triton's bundled ptxas, for the
+option sets the scans launch: W_hh on chip and re-read from L2, lengths and masks on and off, each
+recurrent activation, float32 and float64. Nothing runs; the compiled binaries are only checked to exist.
+"""
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+from seqtorch.ops import triton_scan  # noqa: E402
+from seqtorch.ops.contract import ScanOptions  # noqa: E402
+from seqtorch.ops.triton_kernels import cell_names, kernels  # noqa: E402
+
+try:
+    from triton.backends.compiler import GPUTarget
+except ImportError:  # pragma: no cover - an older triton
+    GPUTarget = None
+
+pytestmark = pytest.mark.skipif(GPUTarget is None, reason="this triton has no GPUTarget for ahead-of-time builds")
+
+INTEGER_ARGS = {"T", "B", "H", "SW0", "SW1", "SW2", "SW3", "GW0"}
+
+OPTION_SETS = [  # (id, hidden, dtype, lengths, mask, recurrent_activation, activation)
+    ("H32-lengths-mask-keras2", 32, torch.float32, True, True, "hard_sigmoid_keras2", "tanh"),
+    ("H128-L2-sigmoid-relu", 128, torch.float32, False, False, "sigmoid", "relu"),
+    ("H64-lengths-hardsigmoid", 64, torch.float32, True, False, "hardsigmoid", "tanh"),
+    ("H16-float64-lengths-mask", 16, torch.float64, True, True, "sigmoid", "tanh"),
+]
+
+
+def _signature(kernel, constexprs, dtype):
+    pointer = "*fp64" if dtype == torch.float64 else "*fp32"
+    signature = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name in INTEGER_ARGS:
+            signature[name] = "i32"
+        elif name == "lengths":
+            signature[name] = "*i64"
+        else:
+            signature[name] = pointer
+    return signature
+
+
+def _compile(kernel, constexprs, num_warps, dtype):
+    source = triton.compiler.ASTSource(fn=kernel, signature=_signature(kernel, constexprs, dtype), constexprs=constexprs)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
+
+
+def test_every_cell_with_a_triton_py_is_covered():
+    assert set(cell_names()) == {"rnn", "lstm", "gru", "gru_reset_before"}
+
+
+@pytest.mark.parametrize("hidden, dtype, lengths, mask, recurrent_activation, activation",
+                         [case[1:] for case in OPTION_SETS], ids=[case[0] for case in OPTION_SETS])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru_reset_before"])
+def test_kernels_compile_for_sm90(cell, hidden, dtype, lengths, mask, recurrent_activation, activation):
+    opts = ScanOptions(cell, activation, recurrent_activation)
+    built = kernels()
+    constexprs, warps = triton_scan.forward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, bias=True,
+                                                       save=True)
+    assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
+    constexprs, warps = triton_scan.backward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, dh=True,
+                                                        dc=cell == "lstm")
+    assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]
