@@ -6,11 +6,12 @@
 """
 
 from . import functional
+from ._validation import NotATensorError
 from .cells import GRUCell, LSTMCell, SimpleRNNCell
 from .functional import available_backends
 from .layers import GRU, LSTM, SimpleRNN
 
 __version__ = "0.1.0"
 
-__all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "functional",
+__all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "NotATensorError", "functional",
            "available_backends", "__version__"]

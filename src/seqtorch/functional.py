@@ -76,6 +76,11 @@ def recurrent_scan(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: T
     Returns output (T, B, H), h_n (B, H), c_n (B, H) or None.
     """
     name = resolve_backend(backend, gx, h0.shape[-1])
+    if gx.shape[1] == 0:
+        # An empty batch (B=0, which torch.nn accepts) has nothing to scan; the fused kernels assume one
+        # sequence at least, so the reference serves it on every backend: the same empty outputs, and
+        # zero gradients.
+        name = "reference"
     if recurrent_activation == "hardsigmoid" and name != "reference":
         # torch's hardsigmoid has no fused kernel yet: "auto" runs the reference, a named backend refuses.
         if backend != "auto":
