@@ -1,6 +1,6 @@
 """torch.nn's behaviour at the public API, case by case: the constructor arguments torch.nn takes or
 refuses (and its exception types), errors in forward, empty sequences and batches, hidden_size=0
-cells, non-Tensor states, repr. Each case runs torch.nn too, so the
+cells, non-Tensor states, repr, and torch.nn's class names. Each case runs torch.nn too, so the
 table states what torch.nn does and checks seqtorch against it."""
 
 import warnings
@@ -334,3 +334,38 @@ def test_repr_shows_seqtorch_options_when_not_default():
         "LSTMCell(3, 4, activation='relu', recurrent_activation='hard_sigmoid')"
     assert repr(seqtorch.SimpleRNNCell(3, 4, nonlinearity="relu", single_bias=True)) == \
         "SimpleRNNCell(3, 4, nonlinearity=relu, single_bias=True)"
+
+
+# --- torch.nn's class names (issue 15) --------------------------------------------------------------
+TORCH_NN_RECURRENT_NAMES = sorted(name for name in dir(nn) if isinstance(getattr(nn, name), type)
+                                  and issubclass(getattr(nn, name), (nn.RNNBase, nn.RNNCellBase)))
+
+
+def test_every_torch_nn_recurrent_class_name_exists():
+    assert TORCH_NN_RECURRENT_NAMES == ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNBase", "RNNCell",
+                                        "RNNCellBase"]
+    assert seqtorch.RNN is seqtorch.SimpleRNN and seqtorch.RNNCell is seqtorch.SimpleRNNCell
+    for name in TORCH_NN_RECURRENT_NAMES:
+        ours = getattr(seqtorch, name)
+        assert isinstance(ours, type) and issubclass(ours, nn.Module), name
+        assert name in seqtorch.__all__
+    for name in ("RNN", "LSTM", "GRU"):
+        assert issubclass(getattr(seqtorch, name), seqtorch.RNNBase)
+    for name in ("RNNCell", "LSTMCell", "GRUCell"):
+        assert issubclass(getattr(seqtorch, name), seqtorch.RNNCellBase)
+
+
+@pytest.mark.parametrize("rnn_type", ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
+def test_class_picked_by_torch_nn_name_as_a_ported_program_does(rnn_type):
+    """pytorch/examples' word_language_model picks its layer by torch.nn name; with seqtorch in place
+    of torch.nn the same code builds the twin layer, which loads torch.nn's weights."""
+    def build(namespace):
+        torch.manual_seed(0)
+        if rnn_type in ("LSTM", "GRU"):
+            return getattr(namespace, rnn_type)(5, 6, 2, dropout=0.5, dtype=torch.float64)
+        nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[rnn_type]
+        return namespace.RNN(5, 6, 2, nonlinearity=nonlinearity, dropout=0.5, dtype=torch.float64)
+
+    theirs, ours = build(nn).eval(), build(seqtorch).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert_same_run(ours, theirs, [torch.randn(7, 3, 5, dtype=torch.float64)], msg=rnn_type)
