@@ -53,7 +53,10 @@ MODULES = [(name, backend) for name in LAYERS for backend in cpu_backends()] + \
     [(name, None) for name in NAMES if name not in LAYERS]
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+# float64 only: torch's samples are drawn from [-9, 9] (make_tensor), so gradients reach ~60 and float32
+# rounding alone exceeds the table's absolute float32 bound (1e-5; float32 parity at unit scale is
+# test_layers_parity's grid).
+@pytest.mark.parametrize("dtype", [torch.float64], ids=["f64"])
 @pytest.mark.parametrize("name,backend", MODULES)
 def test_module_db_samples_match_torch_nn(records, name, dtype, backend):
     samples = _select(records, name, dtype, "sample")
