@@ -42,6 +42,7 @@ def _select(records, name, dtype, kind):
 
 def _build(name, constructor, dtype, backend):
     args, kwargs = constructor
+    torch.manual_seed(0)  # the same weights whatever ran before in the session
     extra = {"backend": backend} if name in LAYERS else {}
     theirs = getattr(torch.nn, name)(*args, **kwargs).to(dtype)
     ours = getattr(seqtorch, name)(*args, **kwargs, **extra).to(dtype)
