@@ -28,7 +28,7 @@ def test_wrong_rank(layer):
 
 
 def test_wrong_feature_size(layer):
-    with pytest.raises(ValueError, match=r"Expected 4, got 7"):
+    with pytest.raises(RuntimeError, match=r"Expected 4, got 7"):
         layer(torch.zeros(T, B, 7))
 
 
@@ -43,19 +43,21 @@ def test_wrong_cell_state_shape():
     lstm = seqtorch.LSTM(I, H)
     with pytest.raises(RuntimeError, match=r"Expected hx\[1\] size \(1, 3, 6\), got \(1, 3, 5\)"):
         lstm(torch.zeros(T, B, I), (torch.zeros(1, B, H), torch.zeros(1, B, 5)))
-    with pytest.raises(TypeError, match=r"tuple \(h_0, c_0\)"):
+    with pytest.raises(RuntimeError, match=r"tuple \(h_0, c_0\) of two Tensors, got one Tensor of shape \(1, 3, 6\)"):
         lstm(torch.zeros(T, B, I), torch.zeros(1, B, H))
-    with pytest.raises(TypeError, match="must be a Tensor h_0"):
+    with pytest.raises(seqtorch.NotATensorError, match="expected hx to be a Tensor, got tuple"):
         seqtorch.GRU(I, H)(torch.zeros(T, B, I), (torch.zeros(1, B, H), torch.zeros(1, B, H)))
 
 
 def test_unbatched_input_needs_2d_hx(layer):
     with pytest.raises(RuntimeError, match="should also be 2-D but got 3-D"):
         layer(torch.zeros(T, I), _hx(layer, (2, 1, H)))
+    with pytest.raises(RuntimeError, match="should also be 3-D but got 2-D"):
+        layer(torch.zeros(T, B, I), _hx(layer, (2, H)))
 
 
 def test_dtype_mismatch(layer):
-    with pytest.raises(RuntimeError, match=r"input dtype torch.float64 does not match .* torch.float32"):
+    with pytest.raises(ValueError, match=r"input dtype \(torch.float64\) does not match .* \(torch.float32\)"):
         layer(torch.zeros(T, B, I, dtype=torch.float64))
     with pytest.raises(RuntimeError, match=r"hx(\[0\])? dtype torch.float64 does not match"):
         layer(torch.zeros(T, B, I), _hx(layer, (2, B, H), dtype=torch.float64))
@@ -109,12 +111,18 @@ def test_bad_constructor_options(kwargs, message):
 
 
 def test_bad_sizes_and_unsupported_proj_size():
-    with pytest.raises(ValueError, match="hidden_size must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="hidden_size must be greater than zero, got 0"):
         seqtorch.GRU(I, 0)
-    with pytest.raises(ValueError, match="num_layers must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_layers must be greater than zero, got 0"):
         seqtorch.GRU(I, H, 0)
-    with pytest.raises(NotImplementedError, match="proj_size"):
+    with pytest.raises(TypeError, match=r"input_size should be of type int, got: float \(4.0\)"):
+        seqtorch.GRU(4.0, H)
+    with pytest.raises(NotImplementedError, match="does not support proj_size yet"):
         seqtorch.LSTM(I, H, proj_size=2)
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
+        seqtorch.LSTM(I, H, proj_size=H)
+    with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+        seqtorch.GRU(I, H, proj_size=0)
     with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
         seqtorch.SimpleRNN(I, H, nonlinearity="sigmoid")
 
@@ -133,13 +141,13 @@ def test_cell_bad_input(cls):
     cell = cls(I, H)
     with pytest.raises(ValueError, match="expected input to be 1D or 2D, got 3D"):
         cell(torch.zeros(1, B, I))
-    with pytest.raises(ValueError, match=r"Expected 4, got 3"):
+    with pytest.raises(RuntimeError, match=r"inconsistent input_size: expected 4, got 3"):
         cell(torch.zeros(B, 3))
     h = torch.zeros(B + 1, H)
     with pytest.raises(RuntimeError, match=r"Expected hx(\[0\])? size \(3, 6\), got \(4, 6\)"):
         cell(torch.zeros(B, I), (h, h) if cls is seqtorch.LSTMCell else h)
     h1 = torch.zeros(B, H)
-    with pytest.raises(ValueError, match=r"to be 1D like the input, got 2D"):
+    with pytest.raises(RuntimeError, match=r"to be 1D like the input, got 2D"):
         cell(torch.zeros(I), (h1, h1) if cls is seqtorch.LSTMCell else h1)
     with pytest.raises(RuntimeError, match="input dtype torch.float64 does not match"):
         cell(torch.zeros(B, I, dtype=torch.float64))

@@ -3,14 +3,48 @@
     import seqtorch
     lstm = seqtorch.LSTM(32, 64, num_layers=2, batch_first=True, recurrent_dropout=0.2, init="keras")
     output, (h_n, c_n) = lstm(x, lengths=lengths)        # x: (B, T, 32)
+
+Every torch.nn recurrent class name is here too (``getattr(seqtorch, name)`` works where a program
+does ``getattr(nn, name)``): ``seqtorch.RNN`` is :class:`SimpleRNN`, ``seqtorch.RNNCell`` is
+:class:`SimpleRNNCell`, ``RNNBase`` and ``RNNCellBase`` the shared bases. :func:`safe_globals` lists
+the classes ``torch.load(weights_only=True)`` needs to load a whole pickled model holding seqtorch
+modules.
 """
 
 from . import functional
-from .cells import GRUCell, LSTMCell, SimpleRNNCell
+from ._validation import NotATensorError
+from .cells import GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell
 from .functional import available_backends
-from .layers import GRU, LSTM, SimpleRNN
+from .layers import GRU, LSTM, RecurrentLayer, SimpleRNN
+
+# torch.nn's names: the same classes, so isinstance and pickles agree under either name.
+RNN = SimpleRNN
+RNNCell = SimpleRNNCell
+RNNBase = RecurrentLayer
+RNNCellBase = RecurrentCell
 
 __version__ = "0.1.0"
 
-__all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "functional",
-           "available_backends", "__version__"]
+
+def safe_globals() -> list[type]:
+    """Every seqtorch class a pickled model can hold: the layers, the cells, the models of
+    :mod:`seqtorch.models` and what :func:`seqtorch.keras.load_model` builds, for ``torch.load(f, weights_only=True)``::
+
+        with torch.serialization.safe_globals([*seqtorch.safe_globals(), nn.Linear, nn.Embedding]):
+            model = torch.load(f, weights_only=True)
+        # or once per process: torch.serialization.add_safe_globals(seqtorch.safe_globals())
+
+    The torch.nn classes a model holds besides (``nn.Linear`` ...) are listed by the caller, as for
+    any torch.nn model; seqtorch's modules hold nothing else that needs allowing.
+    """
+    from .keras import modules as keras  # imported here: the models and the importer sit above the layers
+    from .models import imdb, jena
+
+    return [SimpleRNN, LSTM, GRU, SimpleRNNCell, LSTMCell, GRUCell, RecurrentLayer, RecurrentCell,
+            imdb.RNNClassifier, imdb.DenseClassifier, imdb.TorchNNTwin,
+            jena.DenseRegressor, jena.RecurrentRegressor,
+            keras.KerasRecurrent, keras.Dense, keras.KerasSequential]
+
+
+__all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "RNN", "RNNCell", "RNNBase",
+           "RNNCellBase", "NotATensorError", "functional", "available_backends", "safe_globals", "__version__"]

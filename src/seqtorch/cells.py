@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import init as sinit
-from ._validation import check_input, check_options, check_single_bias, check_sizes, check_state
-from .reference import GATES, gru_step, lstm_step, rnn_step
+from ._validation import (check_cell_input, check_cell_sizes, check_like, check_options, check_rank,
+                          check_single_bias, check_state_shape)
+from .reference import ACTIVATIONS, GATES, gru_step, lstm_step, rnn_step
 
 
 class RecurrentCell(nn.Module):
@@ -24,11 +25,14 @@ class RecurrentCell(nn.Module):
                  activation: str = "tanh", recurrent_activation: str = "sigmoid", init: str = "torch",
                  single_bias: bool = False, reset_after: bool = True) -> None:
         super().__init__()
-        check_sizes(input_size, hidden_size)
+        input_size, hidden_size = check_cell_sizes(input_size, hidden_size)
         check_single_bias(single_bias, bias=bias, mode=self.mode, reset_after=reset_after)
-        check_options(activation=activation, recurrent_activation=recurrent_activation, init=init, dropouts={})
+        # SimpleRNNCell's nonlinearity is checked in forward, where torch.nn.RNNCell checks it.
+        check_options(activation=None if self.mode == "rnn" else activation,
+                      recurrent_activation=recurrent_activation, init=init, dropouts={})
         self.input_size = input_size
         self.hidden_size = hidden_size
+        # Any value, as torch.nn's cells take it: its truth says whether there are biases.
         self.bias = bias
         self.activation = activation
         self.recurrent_activation = recurrent_activation
@@ -57,35 +61,52 @@ class RecurrentCell(nn.Module):
             sinit.keras_(self.mode, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
     def extra_repr(self) -> str:
+        # torch.nn.RNNCellBase's options first, printed as torch.nn prints them; then seqtorch's own.
         s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        for name, default in (("reset_after", True), ("recurrent_activation", "sigmoid"), ("init", "torch"),
-                              ("single_bias", False)):
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.mode == "rnn" and self.activation != "tanh":
+            s += f", nonlinearity={self.activation}"
+        extras = {"activation": "tanh", "reset_after": True, "recurrent_activation": "sigmoid", "init": "torch",
+                  "single_bias": False}
+        if self.mode == "rnn":
+            del extras["activation"]  # shown above, as nonlinearity
+        for name, default in extras.items():
             value = getattr(self, name, default)  # reset_after: GRUCell only
             if value != default:
                 s += f", {name}={value!r}"
         return s
 
-    def _prepare(self, input: Tensor, states: list[Tensor | None]) -> tuple[Tensor, list[Tensor], bool]:
-        """Check ``input`` (B, I) or (I,) and the states (B, H) or (H,); return them batched, with
-        missing states as zeros, and whether the input was batched."""
+    def _prepare(self, input: Tensor, given: list[Tensor] | None) -> tuple[Tensor, list[Tensor], bool]:
+        """Check ``input`` (B, I) or (I,) and the ``given`` states (B, H) or (H,) each, or None; return them
+        batched, with missing states as zeros, and whether the input was batched.
+
+        Errors as torch.nn's cells raise them: a rank other than 1 or 2 is a ValueError, everything
+        torch's cell op checks (number of states, sizes, batch, dtype, device) a RuntimeError."""
         name = type(self).__name__
-        check_input(name, input, feature_size=self.input_size, param=self.weight_ih, batched_dims=2)
+        count = 2 if self.mode == "lstm" else 1
+        labels = [f"hx[{i}]" for i in range(len(given))] if count == 2 and given else ["hx"]
+        check_rank(name, "input", input, (1, 2))
+        for label, state in zip(labels, given or []):
+            check_rank(name, label, state, (1, 2))
+        if self.mode == "rnn" and self.activation not in ACTIVATIONS:
+            raise RuntimeError(f"{name}: Unknown nonlinearity {self.activation!r}. Select from 'tanh' or 'relu'.")
+        if given is not None and len(given) != count:
+            raise RuntimeError(f"{name}: hx must be a tuple (h, c) of two Tensors, got {len(given)}")
+        check_cell_input(name, input, input_size=self.input_size, param=self.weight_ih)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         shape = (x.shape[0], self.hidden_size)
-        labels = ("hx[0]", "hx[1]") if len(states) == 2 else ("hx",)
+        if given is None:
+            return x, [torch.zeros(shape, dtype=x.dtype, device=x.device)] * count, batched
         out = []
-        for label, state in zip(labels, states):
-            if state is None:
-                out.append(torch.zeros(shape, dtype=x.dtype, device=x.device))
-                continue
-            if isinstance(state, Tensor) and state.dim() != input.dim():
-                raise ValueError(f"{name}: expected {label} to be {input.dim()}D like the input, "
-                                 f"got {state.dim()}D tensor of shape {tuple(state.shape)}")
+        for label, state in zip(labels, given):
+            if state.dim() != input.dim():
+                raise RuntimeError(f"{name}: expected {label} to be {input.dim()}D like the input, "
+                                   f"got {state.dim()}D tensor of shape {tuple(state.shape)}")
             state = state if batched else state.unsqueeze(0)
-            check_state(name, label, state, shape, self.weight_hh)
+            check_state_shape(name, label, state, shape)
+            check_like(name, label, state, self.weight_hh)
             out.append(state)
         return x, out, batched
 
@@ -96,8 +117,9 @@ class RecurrentCell(nn.Module):
 class SimpleRNNCell(RecurrentCell):
     """Elman RNN cell, ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``: torch.nn.RNNCell's API.
 
-    Args: input_size, hidden_size, bias=True, nonlinearity="tanh" ("tanh" or "relu"), device, dtype;
-    keyword-only ``init`` ("torch" or "keras"), ``single_bias``.
+    Args: input_size, hidden_size, bias=True, nonlinearity="tanh" ("tanh" or "relu"; torch.nn.RNNCell
+    builds with any value and so does this, forward then raises RuntimeError), device, dtype;
+    keyword-only ``init`` ("torch" or "keras"), ``single_bias``. Sizes may be 0, as in torch.nn.
     forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h' (B, H) or (H,).
     """
 
@@ -105,14 +127,17 @@ class SimpleRNNCell(RecurrentCell):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
                  device=None, dtype=None, *, init: str = "torch", single_bias: bool = False) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
+        # Any nonlinearity builds; forward raises RuntimeError for one other than "tanh" or "relu", as
+        # torch.nn.RNNCell does.
         super().__init__(input_size, hidden_size, bias, device, dtype, activation=nonlinearity, init=init,
                          single_bias=single_bias)
-        self.nonlinearity = nonlinearity
+
+    @property
+    def nonlinearity(self) -> str:
+        return self.activation
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = self._prepare(input, [hx])
+        x, (h,), batched = self._prepare(input, None if hx is None else [hx])
         h_new = rnn_step(self._input_projection(x), h, self.weight_hh, self.bias_hh, activation=self.activation)
         return h_new if batched else h_new.squeeze(0)
 
@@ -128,9 +153,9 @@ class LSTMCell(RecurrentCell):
     mode = "lstm"
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
-        x, (h, c), batched = self._prepare(input, [None, None] if hx is None else list(hx))
+        if hx is not None and (isinstance(hx, Tensor) or not isinstance(hx, (tuple, list))):
+            raise TypeError(f"LSTMCell: hx must be a tuple (h, c) of two Tensors, got {type(hx).__name__}")
+        x, (h, c), batched = self._prepare(input, None if hx is None else list(hx))
         h_new, c_new = lstm_step(self._input_projection(x), h, c, self.weight_hh, self.bias_hh,
                                  activation=self.activation, recurrent_activation=self.recurrent_activation)
         return (h_new, c_new) if batched else (h_new.squeeze(0), c_new.squeeze(0))
@@ -156,7 +181,7 @@ class GRUCell(RecurrentCell):
         self.reset_after = reset_after
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = self._prepare(input, [hx])
+        x, (h,), batched = self._prepare(input, None if hx is None else [hx])
         h_new = gru_step(self._input_projection(x), h, self.weight_hh, self.bias_hh, activation=self.activation,
                          recurrent_activation=self.recurrent_activation, reset_after=self.reset_after)
         return h_new if batched else h_new.squeeze(0)

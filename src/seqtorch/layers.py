@@ -9,7 +9,6 @@ a state_dict loads both ways with ``strict=True``. The extras are keyword-only a
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import torch
@@ -18,8 +17,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import functional as SF
 from . import init as sinit
-from ._validation import (check_input, check_lengths, check_options, check_single_bias, check_sizes,
-                          check_state)
+from ._validation import (check_device, check_layer_args, check_layer_input, check_lengths, check_like,
+                          check_no_proj_size, check_options, check_rank, check_runnable, check_single_bias,
+                          check_state_shape, check_steps, check_tensor)
 from .reference import GATES
 
 
@@ -39,29 +39,30 @@ class RecurrentLayer(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 reset_after: bool = True, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 init: str = "torch", single_bias: bool = False, backend: str = "auto") -> None:
+                 device=None, dtype=None, *, proj_size: int = 0, activation: str = "tanh",
+                 recurrent_activation: str = "sigmoid", reset_after: bool = True, input_dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, init: str = "torch", single_bias: bool = False,
+                 backend: str = "auto") -> None:
         super().__init__()
-        check_sizes(input_size, hidden_size, num_layers)
+        dropout, num_layers = check_layer_args(input_size=input_size, hidden_size=hidden_size,
+                                               num_layers=num_layers, bias=bias, batch_first=batch_first,
+                                               dropout=dropout, proj_size=proj_size)
+        if proj_size > 0:
+            raise NotImplementedError(f"seqtorch.LSTM does not support proj_size yet (got "
+                                      f"proj_size={proj_size}); use torch.nn.LSTM for projections")
         check_single_bias(single_bias, bias=bias, mode=self.mode, reset_after=reset_after)
         check_options(activation=activation, recurrent_activation=recurrent_activation, init=init,
                       backend=backend, dropouts={"input_dropout": input_dropout,
                                                  "recurrent_dropout": recurrent_dropout})
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
-            raise ValueError(f"dropout should be a number in range [0, 1] representing the probability of "
-                             f"an element being zeroed, got {dropout!r}")
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(f"dropout option adds dropout after all but last recurrent layer, so non-zero "
-                          f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
-                          f"num_layers={num_layers}; use input_dropout/recurrent_dropout for one layer")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bias = bias
         self.batch_first = batch_first
-        self.dropout = float(dropout)
+        self.dropout = dropout
+        # Kept as given, as torch.nn does (any value builds; forward wants a bool: check_runnable).
         self.bidirectional = bidirectional
+        self.proj_size = 0
         self.activation = activation
         self.recurrent_activation = recurrent_activation
         self.reset_after = reset_after
@@ -125,51 +126,89 @@ class RecurrentLayer(nn.Module):
                 sinit.keras_(self.mode, *weights)
 
     def extra_repr(self) -> str:
+        # torch.nn.RNNBase's options first, printed as torch.nn prints them (str(), each when it is not
+        # the default), so a model's repr reads the same with either; then seqtorch's own non-defaults.
         s = f"{self.input_size}, {self.hidden_size}"
-        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
-                    "bidirectional": False, "activation": "tanh", "recurrent_activation": "sigmoid",
-                    "reset_after": True, "input_dropout": 0.0, "recurrent_dropout": 0.0, "init": "torch",
-                    "single_bias": False, "backend": "auto"}
-        for name, default in defaults.items():
-            if name == "activation" and self.mode == "rnn":
-                continue  # shown as nonlinearity by SimpleRNN
-            if name == "reset_after" and self.mode != "gru":
-                continue
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        extras = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True,
+                  "input_dropout": 0.0, "recurrent_dropout": 0.0, "init": "torch", "single_bias": False,
+                  "backend": "auto"}
+        if self.mode == "rnn":
+            del extras["activation"]  # torch.nn.RNN's nonlinearity, which its repr does not show
+        if self.mode != "gru":
+            del extras["reset_after"]
+        for name, default in extras.items():
             value = getattr(self, name)
             if value != default:
-                s += f", {name}={value!r}" if isinstance(value, str) else f", {name}={value}"
+                s += f", {name}={value!r}"
         return s
 
     # ----------------------------------------------------------------------------------------------
     def _expected_state_shape(self, batch: int) -> tuple[int, ...]:
         return (self.num_layers * self.num_directions, batch, self.hidden_size)
 
-    def _initial_states(self, hx, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(h0, c0) as (L*D, B, H) tensors from the user's ``hx`` (zeros when None)."""
+    def _given_states(self, hx, batched: bool, packed: bool) -> list[Tensor]:
+        """The user's ``hx`` as a list of state tensors ([h_0], or [h_0, c_0, ...] for LSTM), with the
+        checks torch.nn makes before it looks at the input's dtype: structure, then rank."""
+        name = type(self).__name__
+        if hx is None:
+            return []
+        if self.mode == "lstm":
+            if isinstance(hx, Tensor):  # torch.nn indexes it as (h, c) and fails on their rank
+                raise RuntimeError(f"{name}: hx must be a tuple (h_0, c_0) of two Tensors, got one Tensor of "
+                                   f"shape {tuple(hx.shape)}")
+            if not isinstance(hx, (tuple, list)):
+                raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+            if len(hx) < 2:  # torch.nn: hx[1] -> IndexError
+                raise IndexError(f"{name}: hx must be a tuple (h_0, c_0), got a {type(hx).__name__} of "
+                                 f"{len(hx)}")
+            states, labels = list(hx), ["hx[0]", "hx[1]"]  # more than two: RuntimeError in _check_run
+        else:
+            states, labels = [hx], ["hx"]
+        rank = 3 if batched else 2
+        for label, state in zip(labels, states):
+            check_tensor(name, label, state)
+            if not packed and state.dim() != rank:
+                raise RuntimeError(f"{name}: for {'batched 3-D' if batched else 'unbatched 2-D'} input, {label} "
+                                   f"should also be {rank}-D but got {state.dim()}-D tensor of shape "
+                                   f"{tuple(state.shape)}")
+        return states
+
+    def _initial_states(self, states: list[Tensor], batch: int, batched: bool,
+                        like: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(h0, c0) as (L*D, B, H) tensors from the given states (zeros when there are none)."""
         name = type(self).__name__
         shape = self._expected_state_shape(batch)
-        if hx is None:
+        if not states:
             zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
             return zeros, (zeros if self.mode == "lstm" else None)
-        if self.mode == "lstm":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-            states = list(hx)
-        else:
-            if isinstance(hx, (tuple, list)):
-                raise TypeError(f"{name}: hx must be a Tensor h_0, got a {type(hx).__name__}")
-            states = [hx]
-        param = self.weight_hh_l0
-        what = ("hx[0]", "hx[1]") if self.mode == "lstm" else ("hx",)
-        if not batched:
-            for label, state in zip(what, states):
-                if isinstance(state, Tensor) and state.dim() != 2:
-                    raise RuntimeError(f"{name}: for unbatched 2-D input, {label} should also be 2-D but got "
-                                       f"{state.dim()}-D tensor of shape {tuple(state.shape)}")
-            states = [s.unsqueeze(1) for s in states]
-        for label, state in zip(what, states):
-            check_state(name, label, state, shape if batched else (shape[0], 1, shape[2]), param)
+        labels = ("hx[0]", "hx[1]") if self.mode == "lstm" else ("hx",)
+        states = states[:2] if batched else [s.unsqueeze(1) for s in states[:2]]
+        for label, state in zip(labels, states):
+            check_state_shape(name, label, state, shape)
         return states[0], (states[1] if self.mode == "lstm" else None)
+
+    def _check_run(self, x: Tensor, states: list[Tensor], input_shape: tuple[int, ...]) -> None:
+        """What torch.nn's ATen op checks after its Python checks: the argument types it takes, the
+        number of states, devices and dtypes of the states, and at least one timestep."""
+        name = type(self).__name__
+        check_runnable(name, num_layers=self.num_layers, bidirectional=self.bidirectional)
+        if len(states) > 2:
+            raise RuntimeError(f"{name}: hx must be a tuple (h_0, c_0) of two Tensors, got {len(states)}")
+        param = self.weight_ih_l0
+        check_device(name, "input", x, param)
+        for label, state in zip(("hx[0]", "hx[1]") if self.mode == "lstm" else ("hx",), states):
+            check_like(name, label, state, param)
+        check_steps(name, x.shape[0], input_shape)
 
     def forward(self, input: Tensor | PackedSequence, hx=None, lengths: Tensor | Sequence[int] | None = None):
         """Run the network over a sequence.
@@ -186,7 +225,11 @@ class RecurrentLayer(nn.Module):
         Returns:
             ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM: output (T, B, D*H) (batch_first:
             (B, T, D*H); unbatched: (T, D*H); PackedSequence in, PackedSequence out), h_n and c_n
-            (L*D, B, H) ((L*D, H) unbatched).
+            (L*D, B, H) ((L*D, H) unbatched). B may be 0; T may not (RuntimeError, as torch.nn).
+
+        Errors have torch.nn's types, checked in its order: input rank (ValueError), hx structure and
+        rank (RuntimeError), input dtype (ValueError), feature size and state shapes (RuntimeError),
+        devices, state dtypes and T=0 (RuntimeError); a non-Tensor is a :class:`NotATensorError`.
         """
         name = type(self).__name__
         param = self.weight_ih_l0
@@ -195,22 +238,26 @@ class RecurrentLayer(nn.Module):
             if lengths is not None:
                 raise ValueError(f"{name}: lengths= cannot be combined with a PackedSequence input, "
                                  f"which carries its own lengths")
-            check_input(name, input.data, feature_size=self.input_size, param=param, batched_dims=2)
+            check_tensor(name, "input.data", input.data)
+        else:
+            check_rank(name, "input", input, (2, 3))
+        batched = packed or input.dim() == 3
+        states = self._given_states(hx, batched, packed)
+        data = input.data if packed else input
+        check_layer_input(name, data, input_size=self.input_size, param=param)
+        if packed:
             # pad_packed_sequence returns the batch in its original (unsorted) order, as hx is given.
             x, lengths_cpu = pad_packed_sequence(input, batch_first=False)
-            batched = True
             lengths = lengths_cpu.to(x.device)
+        elif not batched:
+            x = input.unsqueeze(1)
         else:
-            check_input(name, input, feature_size=self.input_size, param=param, batched_dims=3)
-            batched = input.dim() == 3
-            if not batched:
-                x = input.unsqueeze(1)
-            else:
-                x = input.transpose(0, 1) if self.batch_first else input
-            if lengths is not None:
-                lengths = check_lengths(name, lengths, batch=x.shape[1], steps=x.shape[0], device=x.device,
-                                        batch_first=self.batch_first, input_shape=tuple(input.shape))
-        h0, c0 = self._initial_states(hx, x.shape[1], batched, x)
+            x = input.transpose(0, 1) if self.batch_first else input
+        h0, c0 = self._initial_states(states, x.shape[1], batched, x)
+        self._check_run(x, states, tuple(data.shape))
+        if lengths is not None and not packed:
+            lengths = check_lengths(name, lengths, batch=x.shape[1], steps=x.shape[0], device=x.device,
+                                    batch_first=self.batch_first, input_shape=tuple(input.shape))
 
         output, h_n, c_n = SF.rnn(
             self.mode, x, h0, c0, self.layer_weights(), num_layers=self.num_layers,
@@ -255,7 +302,8 @@ class SimpleRNN(RecurrentLayer):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, device=None, dtype=None, *, input_dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, init: str = "torch", single_bias: bool = False,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", proj_size: None = None) -> None:
+        check_no_proj_size(type(self).__name__, proj_size)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
@@ -267,20 +315,15 @@ class SimpleRNN(RecurrentLayer):
     def nonlinearity(self) -> str:
         return self.activation
 
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        if self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
-        return s
-
 
 class LSTM(RecurrentLayer):
     r"""Long short-term memory: torch.nn.LSTM's API (gate order i, f, g, o).
 
     Args (torch.nn.LSTM's, in its order): input_size, hidden_size, num_layers=1, bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0 (only 0 is supported), device=None,
-    dtype=None. Keyword-only extras: input_dropout, recurrent_dropout, activation ("tanh" or "relu"),
-    recurrent_activation ("sigmoid" or "hard_sigmoid"), init ("torch" or "keras"), single_bias, backend.
+    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0 (checked as torch.nn does; a
+    positive one raises NotImplementedError: not supported yet), device=None, dtype=None. Keyword-only
+    extras: input_dropout, recurrent_dropout, activation ("tanh" or "relu"), recurrent_activation
+    ("sigmoid" or "hard_sigmoid"), init ("torch" or "keras"), single_bias, backend.
 
     Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n, c_n (L*D, B, H).
     """
@@ -293,14 +336,11 @@ class LSTM(RecurrentLayer):
                  recurrent_dropout: float = 0.0, activation: str = "tanh",
                  recurrent_activation: str = "sigmoid", init: str = "torch", single_bias: bool = False,
                  backend: str = "auto") -> None:
-        if proj_size != 0:
-            raise NotImplementedError(f"seqtorch.LSTM does not support proj_size (got {proj_size}); "
-                                      f"use torch.nn.LSTM for projections")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, activation=activation, recurrent_activation=recurrent_activation,
-                         input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, init=init,
-                         single_bias=single_bias, backend=backend)
-        self.proj_size = 0
+                         device, dtype, proj_size=proj_size, activation=activation,
+                         recurrent_activation=recurrent_activation, input_dropout=input_dropout,
+                         recurrent_dropout=recurrent_dropout, init=init, single_bias=single_bias,
+                         backend=backend)
 
 
 class GRU(RecurrentLayer):
@@ -322,7 +362,8 @@ class GRU(RecurrentLayer):
                  device=None, dtype=None, *, reset_after: bool = True, input_dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, activation: str = "tanh",
                  recurrent_activation: str = "sigmoid", init: str = "torch", single_bias: bool = False,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", proj_size: None = None) -> None:
+        check_no_proj_size(type(self).__name__, proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype, activation=activation, recurrent_activation=recurrent_activation,
                          reset_after=reset_after, input_dropout=input_dropout,
