@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+from torch._C._functorch import is_functorch_wrapped_tensor
 
 from .init import INITS
 from .reference import ACTIVATIONS, RECURRENT_ACTIVATIONS
@@ -246,7 +247,9 @@ def check_lengths(name: str, lengths: Tensor | Sequence[int], *, batch: int, ste
                     f"input of shape {input_shape}?")
         raise ValueError(f"{name}: expected {batch} lengths (one per sequence), got {values.numel()}{hint}")
     values = values.to(device=device, dtype=torch.int64)
-    if batch > 0:
+    # Under vmap (per-sample gradients over padded batches) the values are per sample and cannot be read
+    # here; the scans treat them as they would any lengths.
+    if batch > 0 and not is_functorch_wrapped_tensor(values):
         low, high = int(values.min()), int(values.max())
         if low < 1 or high > steps:
             raise ValueError(f"{name}: lengths must be in [1, {steps}] (the input's time dimension), "

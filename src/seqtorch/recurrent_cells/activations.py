@@ -58,8 +58,17 @@ def apply(name: str, x: Tensor) -> Tensor:
     if name == "hard_sigmoid_keras2":
         return hard_sigmoid_keras2(x)
     if name == "hardsigmoid":
-        return F.hardsigmoid(x)
+        return hardsigmoid(x)
     raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS + RECURRENT_ACTIVATIONS}")
+
+
+def hardsigmoid(x: Tensor) -> Tensor:
+    """torch's ``F.hardsigmoid``, bitwise, with torch's gradient (``HARDSIGMOID_SLOPE`` strictly inside
+    ``-3 < x < 3``), written so that it can be differentiated again: torch has no double backward for
+    ``hardsigmoid_backward``, and the reference must serve double backward. The added term is exactly 0 in
+    value; its gradient is the slope (and its own derivative 0, as the function's)."""
+    inside = ((x > -3) & (x < 3)).to(x.dtype)
+    return F.hardsigmoid(x).detach() + HARDSIGMOID_SLOPE * inside * (x - x.detach())
 
 
 def apply_(name: str, x: Tensor) -> Tensor:
