@@ -120,6 +120,11 @@ class Cell:
         """The width of each state (h first)."""
         return (P,) + (H,) * (len(self.states) - 1)
 
+    def weight_shapes(self, H: int, P: int) -> list[tuple[int, ...]]:
+        """The shape of each recurrent weight, in :attr:`weights`' order (by default W_hh (G*H, P) and
+        b_hh (G*H,)); a weight named ``bias_*`` may be None (a layer without bias)."""
+        return [(self.gates * H, P), (self.gates * H,)]
+
     def hidden_size(self, weights: tuple[Tensor | None, ...] | list) -> int:
         """H from the weights: the first one's rows are the G gate blocks."""
         return weights[0].shape[0] // self.gates

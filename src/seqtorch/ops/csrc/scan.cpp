@@ -210,6 +210,34 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
 // ---------------------------------------------------------------------------------------------------
 // backward
 
+// out = (through + through2) * mask + direct + up, each optional term absent when null. The branches are
+// outside the loops: inside, the compiler turns them into masked loads from the null pointers, which the
+// CPU serves with a slow microcode assist on every iteration (it made the LSTM backward 1.7x slower).
+template <typename T>
+void combine(int64_t n, const T* __restrict through, const T* __restrict through2, const T* __restrict mask,
+             const T* __restrict direct, const T* __restrict up, T* __restrict out) {
+  if (through == nullptr) {
+    if (up) {
+      for (int64_t e = 0; e < n; ++e) out[e] = direct[e] + up[e];
+    } else {
+      for (int64_t e = 0; e < n; ++e) out[e] = direct[e];
+    }
+    return;
+  }
+  if (through2) {
+    for (int64_t e = 0; e < n; ++e) out[e] = through[e] + through2[e];
+  } else {
+    for (int64_t e = 0; e < n; ++e) out[e] = through[e];
+  }
+  if (mask) {
+    for (int64_t e = 0; e < n; ++e) out[e] *= mask[e];
+  }
+  for (int64_t e = 0; e < n; ++e) out[e] += direct[e];
+  if (up) {
+    for (int64_t e = 0; e < n; ++e) out[e] += up[e];
+  }
+}
+
 template <typename T, class Cell, class A>
 std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grads, const std::vector<at::Tensor>& saved) {
   constexpr int K = Cell::kStates;
@@ -333,18 +361,9 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     const T* dh_ = dh.data_ptr<T>();
     const T* dhi_ = d_h_in.defined() ? d_h_in.data_ptr<T>() : nullptr;
     for (int k = 0; k < K; ++k) {
-      T* out = Dn[k].data_ptr<T>();
-      const T* direct = d_prev[k].data_ptr<T>();
       const T* up = upstream[k] ? upstream[k] + p * B * width[k] : nullptr;
-      const int64_t count = B * width[k];
-      for (int64_t e = 0; e < count; ++e) {
-        T through = T(0);
-        if (k == 0) {
-          through = dhi_ ? dh_[e] + dhi_[e] : dh_[e];
-          if (mask) through *= mask[e];
-        }
-        out[e] = through + direct[e] + (up ? up[e] : T(0));
-      }
+      combine(B * width[k], k == 0 ? dh_ : nullptr, k == 0 ? dhi_ : nullptr, k == 0 ? mask : nullptr,
+              d_prev[k].data_ptr<T>(), up, Dn[k].data_ptr<T>());
       std::swap(D[k], Dn[k]);
     }
   }

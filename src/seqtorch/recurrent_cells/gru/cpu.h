@@ -22,16 +22,21 @@ struct gru {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    const int64_t H = r.d.H;
-    const T* __restrict gx = r.gx;
-    const T* __restrict gh = r.product;
-    const T* __restrict bias = r.weights[1];
-    const T* __restrict h_prev = r.prev[0];
-    T* __restrict h = r.next[0];
-    T* __restrict rz = r.saved[0];
-    T* __restrict n_out = r.saved[1];
-    T* __restrict hn = r.saved[2];
-    T* __restrict pre = r.saved[3];
+    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[0], r.next[0], r.saved[0], r.saved[1],
+                      r.saved[2], r.saved[3]);
+  }
+
+  template <typename T, class A>
+  static void backward(int, const BackwardRow<T>& r) {
+    backward_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.saved[2], r.saved[3], r.prev[0], r.d_next[0], r.dgx,
+                       r.grads[0], r.d_prev[0]);
+  }
+
+  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h)
+  template <typename T, class A>
+  static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
+                          const T* __restrict h_prev, T* __restrict h, T* __restrict rz, T* __restrict n_out,
+                          T* __restrict hn, T* __restrict pre) {
     for (int64_t j = 0; j < H; ++j) {
       const T zr = gx[j] + (gh[j] + bias[j]), zz = gx[H + j] + (gh[H + j] + bias[H + j]);
       const T ghn = gh[2 * H + j] + bias[2 * H + j];
@@ -48,17 +53,9 @@ struct gru {
   }
 
   template <typename T, class A>
-  static void backward(int, const BackwardRow<T>& r) {
-    const int64_t H = r.d.H;
-    const T* __restrict rz = r.saved[0];
-    const T* __restrict n_act = r.saved[1];
-    const T* __restrict hn = r.saved[2];
-    const T* __restrict pre = r.saved[3];
-    const T* __restrict h_prev = r.prev[0];
-    const T* __restrict dh = r.d_next[0];
-    T* __restrict dgx = r.dgx;
-    T* __restrict dgh = r.grads[0];
-    T* __restrict dh_prev = r.d_prev[0];
+  static void backward_row(int64_t H, const T* __restrict rz, const T* __restrict n_act, const T* __restrict hn,
+                           const T* __restrict pre, const T* __restrict h_prev, const T* __restrict dh,
+                           T* __restrict dgx, T* __restrict dgh, T* __restrict dh_prev) {
     for (int64_t j = 0; j < H; ++j) {
       const T rr = rz[j], z = rz[H + j], n = n_act[j];
       T pr = T(0), pz = T(0);

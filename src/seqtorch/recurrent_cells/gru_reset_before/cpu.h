@@ -21,28 +21,43 @@ struct gru_reset_before {
 
   template <typename T, class A>
   static void forward(int stage, const ForwardRow<T>& r) {
-    const int64_t H = r.d.H;
-    const T* __restrict gx = r.gx;
-    const T* __restrict g = r.product;
-    const T* __restrict bias = r.weights[1];
-    T* __restrict a = r.saved[0];
     if (stage == 0) {
-      const T* __restrict h_in = r.h_in;
-      T* __restrict pre = r.saved[1];
-      T* __restrict u = r.u;
-      for (int64_t j = 0; j < H; ++j) {
-        const T zr = gx[j] + bias[j] + g[j], zz = gx[H + j] + bias[H + j] + g[H + j];
-        if constexpr (A::kNeedsPre) {
-          pre[j] = zr, pre[H + j] = zz;
-        }
-        const T rr = A::gate(zr);
-        a[j] = rr, a[H + j] = A::gate(zz);
-        u[j] = rr * h_in[j];
-      }
-      return;
+      gates_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.h_in, r.saved[0], r.saved[1], r.u);
+    } else {
+      state_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[0], r.saved[0], r.next[0]);
     }
-    const T* __restrict h_prev = r.prev[0];
-    T* __restrict h = r.next[0];
+  }
+
+  template <typename T, class A>
+  static void backward(int stage, const BackwardRow<T>& r) {
+    if (stage == 1) {
+      backward_zn_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.prev[0], r.d_next[0], r.dgx, r.d_prev[0]);
+    } else {
+      backward_r_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.h_in, r.du, r.dgx, r.d_h_in);
+    }
+  }
+
+  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h)
+
+  // stage 0: r, z from gx_rz + b_rz + h~ W_rz^T (g); a[0:2H], and u = r * h~ for the second product
+  template <typename T, class A>
+  static void gates_row(int64_t H, const T* __restrict gx, const T* __restrict g, const T* __restrict bias,
+                        const T* __restrict h_in, T* __restrict a, T* __restrict pre, T* __restrict u) {
+    for (int64_t j = 0; j < H; ++j) {
+      const T zr = gx[j] + bias[j] + g[j], zz = gx[H + j] + bias[H + j] + g[H + j];
+      if constexpr (A::kNeedsPre) {
+        pre[j] = zr, pre[H + j] = zz;
+      }
+      const T rr = A::gate(zr);
+      a[j] = rr, a[H + j] = A::gate(zz);
+      u[j] = rr * h_in[j];
+    }
+  }
+
+  // stage 1: n from gx_n + b_n + u W_n^T (g); a[2H:3H] and h'
+  template <typename T, class A>
+  static void state_row(int64_t H, const T* __restrict gx, const T* __restrict g, const T* __restrict bias,
+                        const T* __restrict h_prev, T* __restrict a, T* __restrict h) {
     for (int64_t j = 0; j < H; ++j) {
       const T n = A::act(gx[2 * H + j] + bias[2 * H + j] + g[j]);
       const T z = a[H + j];
@@ -51,28 +66,23 @@ struct gru_reset_before {
     }
   }
 
+  // backward of stage 1: dz, dn into dgx[H:3H], the direct z * dh
   template <typename T, class A>
-  static void backward(int stage, const BackwardRow<T>& r) {
-    const int64_t H = r.d.H;
-    const T* __restrict a = r.saved[0];
-    const T* __restrict pre = r.saved[1];
-    T* __restrict dgx = r.dgx;
-    if (stage == 1) {
-      const T* __restrict h_prev = r.prev[0];
-      const T* __restrict dh = r.d_next[0];
-      T* __restrict dh_prev = r.d_prev[0];
-      for (int64_t j = 0; j < H; ++j) {
-        const T z = a[H + j], n = a[2 * H + j];
-        const T pz = A::kNeedsPre ? pre[H + j] : T(0);
-        dgx[H + j] = dh[j] * ((h_prev[j] - n) * A::gate_grad(z, pz));
-        dgx[2 * H + j] = dh[j] * ((T(1) - z) * A::act_grad(n));
-        dh_prev[j] = dh[j] * z;
-      }
-      return;
+  static void backward_zn_row(int64_t H, const T* __restrict a, const T* __restrict pre, const T* __restrict h_prev,
+                              const T* __restrict dh, T* __restrict dgx, T* __restrict dh_prev) {
+    for (int64_t j = 0; j < H; ++j) {
+      const T z = a[H + j], n = a[2 * H + j];
+      const T pz = A::kNeedsPre ? pre[H + j] : T(0);
+      dgx[H + j] = dh[j] * ((h_prev[j] - n) * A::gate_grad(z, pz));
+      dgx[2 * H + j] = dh[j] * ((T(1) - z) * A::act_grad(n));
+      dh_prev[j] = dh[j] * z;
     }
-    const T* __restrict h_in = r.h_in;
-    const T* __restrict du = r.du;
-    T* __restrict dh_in = r.d_h_in;
+  }
+
+  // backward of stage 0: with du = d(r h~) = dn W_n, dr into dgx[0:H] and d h~ (direct) = du * r
+  template <typename T, class A>
+  static void backward_r_row(int64_t H, const T* __restrict a, const T* __restrict pre, const T* __restrict h_in,
+                             const T* __restrict du, T* __restrict dgx, T* __restrict dh_in) {
     for (int64_t j = 0; j < H; ++j) {
       const T rr = a[j];
       const T pr = A::kNeedsPre ? pre[j] : T(0);

@@ -22,16 +22,22 @@ struct lstm {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    const int64_t H = r.d.H;
-    const T* __restrict gx = r.gx;
-    const T* __restrict gh = r.product;
-    const T* __restrict bias = r.weights[1];
-    const T* __restrict c_prev = r.prev[1];
-    T* __restrict h = r.next[0];
-    T* __restrict c = r.next[1];
-    T* __restrict a = r.saved[0];
-    T* __restrict tc = r.saved[1];
-    T* __restrict pre = r.saved[2];
+    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.next[0], r.next[1], r.saved[0],
+                      r.saved[1], r.saved[2]);
+  }
+
+  template <typename T, class A>
+  static void backward(int, const BackwardRow<T>& r) {
+    backward_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.saved[2], r.prev[1], r.d_next[0], r.d_next[1], r.dgx,
+                       r.d_prev[0], r.d_prev[1]);
+  }
+
+  // The rows' math, in functions whose pointers are __restrict parameters: GCC vectorizes only then (it
+  // ignores restrict on local pointers, and with this many arrays gives up on checking their overlap).
+  template <typename T, class A>
+  static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
+                          const T* __restrict c_prev, T* __restrict h, T* __restrict c, T* __restrict a,
+                          T* __restrict tc, T* __restrict pre) {
     for (int64_t j = 0; j < H; ++j) {
       const T zi = gx[j] + bias[j] + gh[j];
       const T zf = gx[H + j] + bias[H + j] + gh[H + j];
@@ -51,17 +57,9 @@ struct lstm {
   }
 
   template <typename T, class A>
-  static void backward(int, const BackwardRow<T>& r) {
-    const int64_t H = r.d.H;
-    const T* __restrict a = r.saved[0];
-    const T* __restrict tc = r.saved[1];
-    const T* __restrict pre = r.saved[2];
-    const T* __restrict c_prev = r.prev[1];
-    const T* __restrict dh = r.d_next[0];
-    const T* __restrict dc_next = r.d_next[1];
-    T* __restrict dg = r.dgx;
-    T* __restrict dh_prev = r.d_prev[0];
-    T* __restrict dc_prev = r.d_prev[1];
+  static void backward_row(int64_t H, const T* __restrict a, const T* __restrict tc, const T* __restrict pre,
+                           const T* __restrict c_prev, const T* __restrict dh, const T* __restrict dc_next,
+                           T* __restrict dg, T* __restrict dh_prev, T* __restrict dc_prev) {
     for (int64_t j = 0; j < H; ++j) {
       const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], y = tc[j], dhj = dh[j];
       T pi = T(0), pf = T(0), po = T(0);

@@ -20,21 +20,24 @@ struct rnn {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    const int64_t H = r.d.H;
-    const T* __restrict gx = r.gx;
-    const T* __restrict gh = r.product;
-    const T* __restrict bias = r.weights[1];
-    T* __restrict h = r.next[0];
-    for (int64_t j = 0; j < H; ++j) h[j] = A::act(gx[j] + bias[j] + gh[j]);
+    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.next[0]);
   }
 
   template <typename T, class A>
   static void backward(int, const BackwardRow<T>& r) {
-    const int64_t H = r.d.H;
-    const T* __restrict y = r.next[0];
-    const T* __restrict dh = r.d_next[0];
-    T* __restrict dg = r.dgx;
-    T* __restrict dh_prev = r.d_prev[0];
+    backward_row<T, A>(r.d.H, r.next[0], r.d_next[0], r.dgx, r.d_prev[0]);
+  }
+
+  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h)
+  template <typename T, class A>
+  static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
+                          T* __restrict h) {
+    for (int64_t j = 0; j < H; ++j) h[j] = A::act(gx[j] + bias[j] + gh[j]);
+  }
+
+  template <typename T, class A>
+  static void backward_row(int64_t H, const T* __restrict y, const T* __restrict dh, T* __restrict dg,
+                           T* __restrict dh_prev) {
     for (int64_t j = 0; j < H; ++j) {
       dg[j] = dh[j] * A::act_grad(y[j]);
       dh_prev[j] = T(0);

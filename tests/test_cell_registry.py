@@ -1,0 +1,94 @@
+"""Every registered cell, on every backend that has it, against its own reference step (float64).
+
+This runs whatever is in ``seqtorch.recurrent_cells.CELLS``, from the shapes its spec declares: a new cell
+is tested here as soon as it has its registry line. Random upstream gradients for every output and final
+state, NaN-poisoned buffers, lengths of 1 and of T in one batch, the recurrent-dropout mask, reverse.
+"""
+
+import pytest
+import torch
+
+from conftest import assert_close
+from seqtorch.functional import available_backends, scan
+from seqtorch.ops import buffers, cpu_fused
+from seqtorch.recurrent_cells import CELLS, Acts, Cell
+from seqtorch.reference import scan_reference
+
+T, B, H = 5, 4, 3
+
+
+@pytest.fixture(autouse=True)
+def _poison():
+    buffers.set_poison(True)
+    yield
+    buffers.set_poison(False)
+
+
+def make(cell, *, bias=True, mask=False, lengths=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    spec = CELLS[cell]
+    P = H
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).requires_grad_()
+
+    gx = rand(T, B, spec.gates * H)
+    states = tuple(rand(B, w, scale=0.5) for w in spec.state_sizes(H, P))
+    weights = tuple(None if (name.startswith("bias") and not bias) else rand(*shape, scale=0.5)
+                    for name, shape in zip(spec.weights, spec.weight_shapes(H, P)))
+    L = torch.tensor([T, 1] + [3] * (B - 2)) if lengths else None
+    M = (torch.bernoulli(torch.full((B, P), 0.7, dtype=torch.float64), generator=g) / 0.7) if mask else None
+    return gx, states, weights, L, M
+
+
+def outputs_and_grads(run, gx, states, weights):
+    out, finals = run()
+    g = torch.Generator().manual_seed(1)
+    loss = sum((t * torch.randn(t.shape, generator=g, dtype=t.dtype)).sum() for t in (out, *finals))
+    leaves = [t for t in (gx, *states, *weights) if t is not None]
+    return [out, *finals, *torch.autograd.grad(loss, leaves)]
+
+
+def backends_for(cell):
+    names = [b for b in available_backends() if b != "reference"]
+    cases = []
+    for name in names:
+        if name == "cpu_fused":
+            cases += [("cpu_fused", "native"), ("cpu_fused", "python")]
+        elif name == "triton":
+            cases.append(("triton", "interpreter"))
+    return cases
+
+
+CASES = [pytest.param(cell, backend, loop, id=f"{cell}-{backend}-{loop}")
+         for cell in CELLS for backend, loop in backends_for(cell)]
+
+
+@pytest.mark.parametrize("reverse, lengths, mask, bias", [(False, False, False, True), (True, True, True, True),
+                                                          (False, True, False, False)],
+                         ids=["plain", "rev-len-mask", "len-nobias"])
+@pytest.mark.parametrize("recurrent_activation", ["sigmoid", "hard_sigmoid_keras2", "hardsigmoid"])
+@pytest.mark.parametrize("cell, backend, loop", CASES)
+def test_cell_matches_its_reference(cell, backend, loop, recurrent_activation, reverse, lengths, mask, bias,
+                                    monkeypatch):
+    monkeypatch.setattr(cpu_fused, "USE_NATIVE", loop == "native")
+    if backend == "triton":
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    gx, states, weights, L, M = make(cell, bias=bias, mask=mask, lengths=lengths)
+    options = dict(lengths=L, rec_mask=M, reverse=reverse, recurrent_activation=recurrent_activation)
+    got = outputs_and_grads(lambda: scan(cell, gx, states, weights, backend=backend, **options), gx, states, weights)
+    want = outputs_and_grads(lambda: scan_reference(cell, gx, states, weights, lengths=L, rec_mask=M, reverse=reverse,
+                                                    acts=Acts.of("tanh", recurrent_activation)), gx, states, weights)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_every_cell_has_a_reference_and_a_python_loop(cell):
+    """The two parts without which a cell cannot run on every device."""
+    spec = type(CELLS[cell])
+    for method in ("step", "loop_forward", "loop_backward", "saved"):
+        assert getattr(spec, method) is not getattr(Cell, method), method
+    assert len(CELLS[cell].weights) == len(CELLS[cell].weight_shapes(H, H))
