@@ -25,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 train: install
-	$(BIN)/python scripts/train_imdb.py --model lstm --keras-faithful $(if $(IMDB_DATA),--data $(IMDB_DATA)) --out runs/imdb-lstm $(TRAIN_ARGS)
+	$(BIN)/python scripts/train_imdb.py --model lstm $(if $(IMDB_DATA),--data $(IMDB_DATA)) --out runs/imdb-lstm $(TRAIN_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/bench_recurrent.py --out runs/bench.json

@@ -18,10 +18,11 @@ on the same 5,000 reviews seqtorch holds out (what ``validation_split=0.2`` take
 per-epoch history, the best validation accuracy and the test accuracy of that epoch's weights.
 Any Keras 3 backend works; JAX compiles the recurrent loop, so it is the fast one on CPU.
 
-Step 3 checks that ``--keras-faithful`` trains as Keras does, not just starts as it does: export also
-stores a seqtorch model's initial weights (seed 0) and its losses over the first ``--steps`` training
-batches, in order, with Keras' RMSprop; lockstep loads those weights into the Keras model, trains it
-on the same batches and prints both loss sequences and their largest difference. Keep to the first
+Step 3 checks that the training scripts' default recipe (the Keras one) trains as Keras does, not
+just starts as it does: export also stores a seqtorch model's initial weights (seed 0) and its
+losses over the first ``--steps`` training batches, in order, with Keras' RMSprop; lockstep loads
+those weights into the Keras model, trains it on the same batches and prints both loss sequences and
+their largest difference. Keep to the first
 ~70 steps of the LSTM: from about step 80 rounding differences grow chaotically (seqtorch's own
 reference and fused backends, or seqtorch and torch.nn, part the same way there), so later steps
 test nothing. The SimpleRNN over 500 words is chaotic from the start (its backends part at step 4),
@@ -71,7 +72,8 @@ def export(args) -> None:
 
 
 def _seqtorch_lockstep(arrays, kind: str, steps: int, num_words: int) -> dict:
-    """seqtorch's ``--keras-faithful`` model (seed 0): initial weights and the first ``steps`` losses."""
+    """seqtorch's model in the scripts' default (Keras) recipe, seed 0: initial weights and the first
+    ``steps`` losses."""
     import numpy as np
     import torch
     import torch.nn.functional as F

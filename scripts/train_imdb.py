@@ -1,7 +1,14 @@
 """Train the book's IMDB sentiment classifiers (Deep Learning with Python, 6.2).
 
-    python scripts/train_imdb.py --data /path/to/aclImdb_v1.tar.gz --model lstm --keras-faithful
+    python scripts/train_imdb.py --data /path/to/aclImdb_v1.tar.gz --model lstm
     torchrun --nproc_per_node 2 scripts/train_imdb.py --model gru --out runs/imdb-gru
+
+The models are the book's Keras models: Keras' initializers, one trained bias per gate, the Keras 2
+GRU (reset_after=False) and Keras' RMSprop update rule. --torch-defaults trains the same
+architectures with torch's defaults instead (torch's initialization, two biases, torch's GRU,
+torch.optim.RMSprop). --torch-nn swaps seqtorch's recurrent layer for torch.nn's, started from the
+same initial weights, under either recipe (torch.nn has no reset_after=False GRU, so --model gru
+--torch-nn needs --torch-defaults).
 
 --data: aclImdb_v1.tar.gz, an extracted aclImdb/ directory, Keras' imdb.npz, a directory holding
 one of them, "keras" (download imdb.npz), or nothing (download the official archive to the cache).
@@ -80,10 +87,18 @@ def parse_config(argv=None) -> ImdbConfig:
                    help="drop '<br />' before tokenizing raw text (Keras keeps it as 'br')")
     g.add_argument("--data-seed", dest="data_seed", type=int, default=d.data_seed)
     g.add_argument("--torch-nn", dest="torch_nn", action="store_true", default=d.torch_nn,
-                   help="run torch.nn's recurrent layer (same initial weights) instead of seqtorch's, to compare")
+                   help="run torch.nn's recurrent layer instead of seqtorch's, from the same initial "
+                        "weights, to compare (with the Keras recipe torch.nn's bias_hh stays at zero); "
+                        "no --input-dropout, --recurrent-dropout or --padding post, and --model gru only "
+                        "with --torch-defaults")
     cfg = config_from_args(ImdbConfig, parser.parse_args(argv))
     if not 0.0 < cfg.val_split < 1.0:
         parser.error(f"--val-split must be in (0, 1), got {cfg.val_split}")
+    if cfg.torch_nn and cfg.model == "gru" and not cfg.torch_defaults:
+        # Said here, before minutes of data loading, rather than when the model is built.
+        parser.error("--torch-nn --model gru needs --torch-defaults: the book's GRU "
+                     "(reset_after=False, the default) has no torch.nn equivalent; torch.nn's GRU is "
+                     "reset_after=True")
     return cfg
 
 
@@ -93,7 +108,7 @@ def main(argv=None) -> dict:
         kind=cfg.model, num_words=cfg.num_words, embed_dim=cfg.embed_dim, hidden=cfg.hidden,
         layers=cfg.layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
         input_dropout=cfg.input_dropout, recurrent_dropout=cfg.recurrent_dropout,
-        use_lengths=cfg.padding == "post", maxlen=cfg.maxlen, keras_faithful=cfg.keras_faithful,
+        use_lengths=cfg.padding == "post", maxlen=cfg.maxlen, keras_faithful=not cfg.torch_defaults,
         backend=cfg.backend, torch_nn=cfg.torch_nn,
     )
     with setup(cfg) as rt:

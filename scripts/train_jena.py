@@ -4,12 +4,16 @@
     python scripts/train_jena.py --data jena_climate_2009_2016.csv.zip --model naive
     torchrun --nproc-per-node 2 scripts/train_jena.py --batch-size 64 ...  # DDP: 2 x 64 = the book's 128
 
-Defaults are the book's: lookback 1440 rows (10 days), one row in 6 (hourly), 144 rows (24 h)
-ahead, batches of 128, 500 random training batches per epoch, 20 epochs, RMSprop with Keras'
-defaults, MAE loss; validation rows 200,001-300,000 and test rows 300,001-end walked as the
-book's generator does. Writes history.json, metrics.json, curves.png, best.pt and last.pt to --out
-(``--model naive`` writes metrics.json only: the common-sense baseline); an --out that already holds
-a run is refused unless --resume (continue it) or --overwrite (replace it).
+The models are the book's Keras models: Keras' initializers, one trained bias per gate, the Keras 2
+GRU (reset_after=False), glorot-uniform Dense layers and Keras' RMSprop update rule; --torch-defaults
+trains them with torch's defaults instead (torch's initialization, two biases, torch's GRU,
+torch.optim.RMSprop). The other defaults are the book's too: lookback 1440 rows (10 days), one row
+in 6 (hourly), 144 rows (24 h) ahead, batches of 128, 500 random training batches per epoch, 20
+epochs, RMSprop with Keras' defaults, MAE loss; validation rows 200,001-300,000 and test rows
+300,001-end walked as the book's generator does. Writes history.json, metrics.json, curves.png,
+best.pt and last.pt to --out (``--model naive`` writes metrics.json only: the common-sense
+baseline); an --out that already holds a run is refused unless --resume (continue it) or
+--overwrite (replace it).
 """
 
 from __future__ import annotations
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
             metrics = {**extra, "config": config_to_dict(cfg)}
         else:
             model = build_jena_model(cfg.model, table.values.shape[1], spec.timesteps,
-                                     keras_faithful=cfg.keras_faithful, backend=cfg.backend)
+                                     keras_faithful=not cfg.torch_defaults, backend=cfg.backend)
             metrics = fit(
                 model, regression_task(loss="mae"), cfg, rt,
                 train=prep.train_loader_factory(cfg.steps_per_epoch, cfg.seed, cfg.batch_size,

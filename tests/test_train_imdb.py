@@ -134,13 +134,14 @@ OUTPUTS = ["history.json", "metrics.json", "curves.png", "best.pt", "last.pt"]
 @pytest.mark.parametrize(
     "extra_args",
     [
-        ["--model", "lstm", "--keras-faithful"],
+        ["--model", "lstm"],
         ["--model", "gru", "--padding", "post", "--bidirectional", "--layers", "2"],
         ["--model", "simplernn", "--recurrent-dropout", "0.2", "--input-dropout", "0.1"],
         ["--model", "dense"],
-        ["--model", "lstm", "--keras-faithful", "--torch-nn"],
+        ["--model", "lstm", "--torch-nn"],
+        ["--model", "gru", "--torch-defaults", "--torch-nn"],
     ],
-    ids=["lstm-keras", "gru-post-bi-2", "simplernn-dropout", "dense", "lstm-keras-torch-nn"],
+    ids=["lstm", "gru-post-bi-2", "simplernn-dropout", "dense", "lstm-torch-nn", "gru-torch-defaults-torch-nn"],
 )
 def test_script_one_epoch_writes_every_output(tiny_aclimdb, tmp_path, extra_args):
     out = tmp_path / "run"
@@ -158,19 +159,25 @@ def test_script_one_epoch_writes_every_output(tiny_aclimdb, tmp_path, extra_args
     assert on_disk["dataset"]["test"] == 80
     assert on_disk["config"]["maxlen"] == 24 and on_disk["model_config"]["num_words"] == 40
     assert on_disk["model_config"]["use_lengths"] == ("post" in extra_args)
+    assert on_disk["model_config"]["keras_faithful"] == ("--torch-defaults" not in extra_args)
     assert 0.0 <= metrics["test"]["acc"] <= 1.0
     best = torch.load(out / "best.pt", weights_only=True)
     model = build_model(ImdbModelConfig(**on_disk["model_config"]))
     model.load_state_dict(best["model"])  # the checkpoint rebuilds from the recorded config
 
 
-@pytest.mark.parametrize("kind", ["simplernn", "lstm", "gru"])
-def test_torch_nn_twin_starts_from_the_same_weights_and_gives_the_same_logits(kind):
+@pytest.mark.parametrize("kind, keras_faithful", [("simplernn", True), ("lstm", True), ("simplernn", False),
+                                                  ("lstm", False), ("gru", False)],
+                         ids=["simplernn-keras", "lstm-keras", "simplernn-torch", "lstm-torch", "gru-torch"])
+def test_torch_nn_twin_starts_from_the_same_weights_and_gives_the_same_logits(kind, keras_faithful):
+    options = dict(kind=kind, num_words=50, hidden=7, layers=2, bidirectional=True, keras_faithful=keras_faithful)
     torch.manual_seed(0)
-    ours = build_model(ImdbModelConfig(kind=kind, num_words=50, hidden=7, layers=2, bidirectional=True))
+    ours = build_model(ImdbModelConfig(**options))
     torch.manual_seed(0)
-    theirs = build_model(ImdbModelConfig(kind=kind, num_words=50, hidden=7, layers=2, bidirectional=True,
-                                         torch_nn=True))
+    theirs = build_model(ImdbModelConfig(**options, torch_nn=True))
+    for name, value in ours.state_dict().items():  # the same initial weights, head included
+        torch.testing.assert_close(theirs.state_dict()[name.replace("rnn.", "rnn.layer.", 1)], value,
+                                   rtol=0, atol=0)
     assert isinstance(theirs.rnn.layer, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU))
     tokens = torch.randint(0, 50, (4, 9))
     torch.testing.assert_close(theirs(tokens), ours(tokens), **TOL[torch.float32])
@@ -184,10 +191,52 @@ def test_torch_nn_twin_refuses_what_torch_nn_lacks(options):
         build_model(ImdbModelConfig(torch_nn=True, **options))
 
 
+@pytest.mark.parametrize("flags, keras", [([], True), (["--keras-faithful"], True), (["--torch-defaults"], False)],
+                         ids=["default", "keras-faithful-alias", "torch-defaults"])
+def test_script_trains_the_books_recipe_unless_told_otherwise(tiny_aclimdb, tmp_path, flags, keras):
+    out = tmp_path / "run"
+    load_script().main([
+        "--data", str(tiny_aclimdb), "--epochs", "1", "--batch-size", "8", "--maxlen", "24",
+        "--num-words", "40", "--hidden", "6", "--model", "gru", "--out", str(out),
+        "--backend", "reference", "--device", "cpu", "--no-progress", *flags,
+    ])
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["config"]["torch_defaults"] is not keras
+    assert on_disk["model_config"]["keras_faithful"] is keras
+    model = build_model(ImdbModelConfig(**on_disk["model_config"]))
+    # The book's GRU is Keras 2's: reset before the recurrent product, one bias per gate.
+    assert model.rnn.reset_after is not keras and model.rnn.single_bias is keras
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert bool((last["model"]["rnn.bias_hh_l0"] == 0).all()) is keras  # torch's b_hh is drawn and trained
+    # Keras' RMSprop keeps a "velocity"; torch.optim.RMSprop a "square_avg".
+    state = next(iter(last["optimizer"]["state"].values()))
+    assert ("velocity" in state) is keras and ("square_avg" in state) is not keras
+
+
+def test_keras_faithful_is_an_accepted_alias_of_the_default():
+    script = load_script()
+    assert script.parse_config(["--keras-faithful"]) == script.parse_config([])
+
+
+def test_torch_defaults_and_keras_faithful_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as info:
+        load_script().parse_config(["--torch-defaults", "--keras-faithful"])
+    assert info.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_torch_nn_gru_needs_torch_defaults(capsys):
+    script = load_script()
+    with pytest.raises(SystemExit) as info:
+        script.parse_config(["--model", "gru", "--torch-nn"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--torch-defaults" in err and "reset_after=False" in err
+    assert script.parse_config(["--model", "gru", "--torch-nn", "--torch-defaults"]).torch_nn
+
+
 def test_script_learns_and_resumes(tiny_aclimdb, tmp_path):
     out = tmp_path / "run"
     args = ["--data", str(tiny_aclimdb), "--batch-size", "8", "--maxlen", "24", "--num-words", "60",
-            "--model", "gru", "--hidden", "8", "--keras-faithful", "--lr", "0.01", "--out", str(out),
+            "--model", "gru", "--hidden", "8", "--lr", "0.01", "--out", str(out),
             "--backend", "reference", "--device", "cpu", "--no-progress"]
     script = load_script()
     script.main(args + ["--epochs", "2"])

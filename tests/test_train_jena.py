@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from file_faults import read_only_dir
 from jena_fixture import write_jena_csv
 from seqtorch.data.jena import JenaChecksumWarning, Splits, WindowSpec, load_jena, naive_mae, prepare_jena
 from seqtorch.models.jena import MODEL_NAMES, DenseRegressor, RecurrentRegressor, build_jena_model
+from seqtorch.training import evaluate, regression_task
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_jena.py"
 # Small but book-shaped: windows of 4 rows (24 rows, one in 6), 12 rows ahead.
@@ -130,8 +132,33 @@ def test_script_writes_every_output(script, csv, tmp_path):
     assert on_disk["config"]["model"] == "gru" and on_disk["config"]["steps_per_epoch"] == 3
     assert on_disk["timings"]["load_seconds"] > 0 and on_disk["train_seconds"] > 0
     best_ckpt = torch.load(out / "best.pt", weights_only=True)
-    model = build_jena_model("gru")
+    model = build_jena_model("gru", keras_faithful=True)  # the script's default recipe
     model.load_state_dict(best_ckpt["model"])  # strict: the checkpoint is the model's
+
+
+@pytest.mark.parametrize("flags, keras", [([], True), (["--keras-faithful"], True), (["--torch-defaults"], False)],
+                         ids=["default", "keras-faithful-alias", "torch-defaults"])
+def test_script_trains_the_books_recipe_unless_told_otherwise(script, csv, tmp_path, flags, keras):
+    out = tmp_path / "run"
+    script.main(["--data", str(csv), "--model", "gru", "--epochs", "1", "--out", str(out), *SMALL, *flags])
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["config"]["torch_defaults"] is not keras
+    # The trained weights give the recorded validation MAE only in the model of the recipe they
+    # were trained with (the book's GRU resets before the recurrent product, torch's after it).
+    prep = prepare_jena(load_jena(csv).values, WindowSpec(24, 6, 12), Splits(1000, 1500), 32)
+    val = DataLoader(prep.eval_dataset("val"), batch_size=448)
+    best = torch.load(out / "best.pt", weights_only=True)["model"]
+    maes = {}
+    for recipe in (True, False):
+        model = build_jena_model("gru", keras_faithful=recipe)
+        model.load_state_dict(best)
+        maes[recipe] = evaluate(model, regression_task(loss="mae"), val)["mae"]
+    assert maes[keras] == pytest.approx(on_disk["best_val"]["val_mae"], abs=1e-6)
+    assert maes[not keras] != pytest.approx(on_disk["best_val"]["val_mae"], abs=1e-4)
+    assert bool((best["recurrent.0.bias_hh_l0"] == 0).all()) is keras  # one bias per gate, as Keras
+    # Keras' RMSprop keeps a "velocity"; torch.optim.RMSprop a "square_avg".
+    state = torch.load(out / "last.pt", weights_only=True)["optimizer"]["state"][0]
+    assert ("velocity" in state) is keras and ("square_avg" in state) is not keras
 
 
 def test_naive_writes_the_baseline_only(script, csv, tmp_path):

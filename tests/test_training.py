@@ -259,10 +259,50 @@ def test_extra_keys_may_not_clash(tmp_path):
     assert not (tmp_path / "o").exists()  # rejected before anything was written
 
 
-def test_keras_faithful_training_runs(tmp_path):
-    metrics = run(tmp_path, "run", epochs=1, keras_faithful=True)[3]
-    assert metrics["config"]["keras_faithful"] is True
+@pytest.mark.parametrize("torch_defaults", [False, True], ids=["keras-default", "torch-defaults"])
+def test_the_optimizer_follows_the_recipe(tmp_path, torch_defaults):
+    metrics = run(tmp_path, "run", epochs=1, torch_defaults=torch_defaults)[3]
+    assert metrics["config"]["torch_defaults"] is torch_defaults
     assert math.isfinite(metrics["best_value"])
+    # Keras' RMSprop keeps a "velocity"; torch.optim.RMSprop a "square_avg".
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["optimizer"]["state"][0]
+    assert ("square_avg" in state) is torch_defaults and ("velocity" in state) is not torch_defaults
+
+
+def _rewrite_checkpoint_config(path, **changes):
+    """Edit the config recorded in a checkpoint (what an older version of seqtorch wrote)."""
+    ckpt = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            ckpt["config"].pop(key)
+        else:
+            ckpt["config"][key] = value
+    torch.save(ckpt, path)
+
+
+@pytest.mark.parametrize("trained_with_torch_defaults", [False, True], ids=["keras", "torch-defaults"])
+def test_resume_under_the_other_recipe_is_refused(tmp_path, trained_with_torch_defaults):
+    run(tmp_path, "run", epochs=1, torch_defaults=trained_with_torch_defaults)
+    before = _snapshot(tmp_path / "run")
+    fix = "pass --torch-defaults" if trained_with_torch_defaults else "drop --torch-defaults"
+    with pytest.raises(RuntimeError, match=f"last.pt was trained with .*; {fix} to continue it"):
+        run(tmp_path, "run", epochs=2, resume=True, torch_defaults=not trained_with_torch_defaults)
+    assert _snapshot(tmp_path / "run") == before
+    run(tmp_path, "run", epochs=2, resume=True, torch_defaults=trained_with_torch_defaults)
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 2
+
+
+@pytest.mark.parametrize("keras_faithful", [False, True], ids=["old-default", "old-keras-faithful"])
+def test_resume_reads_the_recipe_of_a_checkpoint_from_before_torch_defaults(tmp_path, capsys, keras_faithful):
+    # Such checkpoints record keras_faithful (False unless the flag was given) and no torch_defaults.
+    run(tmp_path, "run", epochs=1, torch_defaults=not keras_faithful)
+    _rewrite_checkpoint_config(tmp_path / "run" / "last.pt", torch_defaults=None, keras_faithful=keras_faithful)
+    with pytest.raises(RuntimeError, match="was trained with"):
+        run(tmp_path, "run", epochs=2, resume=True, torch_defaults=keras_faithful)
+    capsys.readouterr()
+    run(tmp_path, "run", epochs=2, resume=True, torch_defaults=not keras_faithful)
+    assert "config differs" not in capsys.readouterr().out  # the old spelling of the same recipe
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 2
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -513,15 +553,28 @@ def test_common_args_and_config_from_args():
     add_common_args(parser, ScriptConfig(epochs=20))
     parser.add_argument("--hidden", type=int, default=ScriptConfig.hidden)
     parser.add_argument("--unrelated", default="x")
-    args = parser.parse_args(["--batch-size", "64", "--optimizer", "adam", "--keras-faithful",
+    args = parser.parse_args(["--batch-size", "64", "--optimizer", "adam", "--torch-defaults",
                               "--resume", "--hidden", "8", "--no-progress", "--device", "cpu"])
     cfg = config_from_args(ScriptConfig, args)
     assert isinstance(cfg, ScriptConfig)
     assert (cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.hidden) == (20, 64, "adam", 8)
-    assert cfg.keras_faithful and cfg.resume and not cfg.progress and cfg.device == "cpu"
+    assert cfg.torch_defaults and cfg.resume and not cfg.progress and cfg.device == "cpu"
     assert cfg.out == "runs/script" and cfg.lr == 1e-3 and cfg.backend == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["--backend", "cuda_magic"])
+
+
+def test_the_keras_recipe_is_the_default_and_keras_faithful_its_old_spelling(capsys):
+    parser = add_common_args(argparse.ArgumentParser())
+    assert TrainConfig().torch_defaults is False
+    assert config_from_args(TrainConfig, parser.parse_args([])).torch_defaults is False
+    assert config_from_args(TrainConfig, parser.parse_args(["--keras-faithful"])) == TrainConfig()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--keras-faithful", "--torch-defaults"])
+    assert "not allowed with" in capsys.readouterr().err
+    help_text = " ".join(parser.format_help().split())
+    assert "--torch-defaults use torch's defaults instead of the book's Keras recipe" in help_text
+    assert "--keras-faithful accepted for older commands; does nothing" in help_text
 
 
 def test_config_validation_names_the_field():

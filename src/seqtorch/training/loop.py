@@ -102,7 +102,7 @@ def fit(
         log(rt, f"device {describe_device(rt.device)}, {rt.world_size} process(es), writing to {out}")
         print_summary(model, task, val, eval_bs, collate_fn, rt)
 
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.keras_faithful)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, keras_faithful=not cfg.torch_defaults)
     state = TrainState()
     resumed_from = None
     if cfg.resume:
@@ -231,6 +231,17 @@ def print_summary(model: nn.Module, task: Task, val: Dataset, batch_size: int, c
     log(rt, model_summary(model, task, to_device(batch, rt.device)))
 
 
+def _trained_with_torch_defaults(config: dict) -> bool:
+    """Whether the run whose config dict this is used torch's defaults rather than the Keras recipe.
+
+    Runs from before the Keras recipe became the default recorded ``keras_faithful`` instead, and
+    used torch's defaults unless it was set.
+    """
+    if "torch_defaults" in config:
+        return bool(config["torch_defaults"])
+    return not config.get("keras_faithful", False)
+
+
 def resume(path: Path, model: nn.Module, optimizer, state: TrainState, cfg: TrainConfig, rt: Runtime) -> int | None:
     """Load model, optimizer, history, best-so-far and this rank's RNG states from ``path``.
 
@@ -240,10 +251,18 @@ def resume(path: Path, model: nn.Module, optimizer, state: TrainState, cfg: Trai
         log(rt, f"--resume: no checkpoint at {path}; starting from scratch")
         return None
     ckpt = load_checkpoint(path, map_location="cpu")
+    old_config = {**ckpt["config"], "torch_defaults": _trained_with_torch_defaults(ckpt["config"])}
+    if old_config["torch_defaults"] != cfg.torch_defaults:
+        # Refused, not warned: the weights and the optimizer state load either way (same shapes),
+        # so the run would go on silently under the other recipe.
+        recipes = {True: "torch's defaults (--torch-defaults)", False: "the Keras recipe (the default)"}
+        fix = "pass --torch-defaults" if old_config["torch_defaults"] else "drop --torch-defaults"
+        raise RuntimeError(f"--resume: {path} was trained with {recipes[old_config['torch_defaults']]}, "
+                           f"this run asks for {recipes[cfg.torch_defaults]}; {fix} to continue it")
     # Said first: a changed architecture or optimizer is the usual reason the loads below fail.
     changed = {
-        k: (ckpt["config"].get(k), v) for k, v in config_to_dict(cfg).items()
-        if k not in _RESUME_FREE_FIELDS and ckpt["config"].get(k) != v
+        k: (old_config.get(k), v) for k, v in config_to_dict(cfg).items()
+        if k not in _RESUME_FREE_FIELDS and old_config.get(k) != v
     }
     if changed:
         log(rt, f"warning: config differs from the checkpoint's (old, new): {changed}")

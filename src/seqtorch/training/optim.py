@@ -1,4 +1,5 @@
-"""Optimizers with Keras' defaults, and Keras' exact update rules for --keras-faithful runs.
+"""Optimizers with Keras' defaults, and Keras' exact update rules for the Keras recipe (the scripts'
+default; ``--torch-defaults`` selects torch.optim's rules).
 
 torch's RMSprop and Adam differ from Keras in where epsilon enters the update:
 
