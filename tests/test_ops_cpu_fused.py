@@ -313,8 +313,22 @@ def test_autocast_bf16_smoke(mode):
 def test_custom_op_registration_passes_opcheck():
     """Schema, fake (meta) kernel and autograd registration are consistent (torch.library.opcheck)."""
     inputs, L, rec_mask = make_inputs("lstm", 3, 2, 4, lengths=True, mask=True)
-    args = ("lstm", "tanh", "sigmoid", True, True, inputs["gx"], [inputs["h0"], inputs["c0"]],
-            [inputs["w_hh"], inputs["b_hh"]], L, rec_mask)
+    args = ("lstm", "tanh", "sigmoid", True, [], True, inputs["gx"], [inputs["h0"], inputs["c0"]],
+            [inputs["w_hh"], inputs["b_hh"]], L, rec_mask, [None, None])
     kernel = cpu_fused.implementation(ScanOptions("lstm"), inputs["gx"])
     torch.library.opcheck(kernel.forward, args,
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+def test_cpp_ops_keep_the_contracts_schema():
+    """The C++ library defines its ops itself (a process without Python's seqtorch can load it); their
+    schemas must be the contract's, as the Python loop's and the Triton kernels' are by construction."""
+    from seqtorch.ops.contract import BACKWARD_SCHEMA, FORWARD_SCHEMA
+
+    kernel = native.kernel("lstm")
+    assert kernel is not None
+    for op, name, schema in ((kernel.forward, "scan_forward_cpp", FORWARD_SCHEMA),
+                             (kernel.backward, "scan_backward_cpp", BACKWARD_SCHEMA)):
+        assert str(op._schema) == f"seqtorch::{name}{schema}"
+        python_twin = getattr(torch.ops.seqtorch, name.replace("_cpp", "_loop")).default
+        assert str(python_twin._schema) == f"seqtorch::{name.replace('_cpp', '_loop')}{schema}"

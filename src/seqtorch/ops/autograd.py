@@ -50,19 +50,20 @@ class Kernel:
 def scan(kernel: Kernel, opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...],
          weights: tuple[Tensor | None, ...], lengths: Tensor | None,
          rec_mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    zoneout = [None] * len(states)
     """One layer, one direction on ``kernel``: output (T, B, P), zero past each length, and the final
     states (each sequence's last valid one). Shapes as :func:`seqtorch.reference.scan_reference`."""
     tensors = [t for t in (gx, *states, *weights) if t is not None]
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if torch.compiler.is_compiling():
         save = needs_grad
-        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask)
+        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, zoneout)
     elif needs_grad or any(is_functorch_wrapped_tensor(t) for t in (*tensors, lengths, rec_mask) if t is not None):
         save = True
         outputs = _Scan.apply(kernel, opts, lengths, rec_mask, len(states), gx, *states, *weights)
     else:
         save = False
-        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask)
+        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, zoneout)
     layout = ForwardLayout.split(opts.spec, list(outputs), save)
     return finish(layout, opts, lengths, save)
 
@@ -89,7 +90,8 @@ def fused_backward(kernel: Kernel, opts: ScanOptions, grads, outputs, weights, l
     """dgx, the initial states' gradients, and the weights' gradients, from the state outputs' gradients."""
     cell = opts.spec
     K = len(cell.states)
-    results = kernel.backward(*opts.op_args(), list(grads), list(outputs), list(weights), lengths, rec_mask)
+    zoneout = [None] * K
+    results = kernel.backward(*opts.op_args(), list(grads), list(outputs), list(weights), lengths, rec_mask, zoneout)
     dgx, dstates, buffers = results[0], list(results[1:1 + K]), results[1 + K:]
     named = dict(zip(cell.grad_buffer_names(), buffers))
     layout = ForwardLayout.split(cell, list(outputs), save=True)
@@ -128,7 +130,7 @@ class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(kernel, opts, lengths, rec_mask, n_states, gx, *rest):
         states, weights = list(rest[:n_states]), list(rest[n_states:])
-        return tuple(kernel.forward(*opts.op_args(), True, gx, states, weights, lengths, rec_mask))
+        return tuple(kernel.forward(*opts.op_args(), True, gx, states, weights, lengths, rec_mask, [None] * n_states))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -224,9 +226,12 @@ def register(kernel: Kernel) -> None:
     """The op's own autograd formula (what torch.compile and torch.export see): :func:`fused_backward`."""
 
     def setup_context(ctx, inputs, output):
-        cell, activation, recurrent_activation, reverse, save, gx, states, weights, lengths, rec_mask = inputs
-        ctx.opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse)
+        (cell, activation, recurrent_activation, reverse, cell_args, save, gx, states, weights, lengths, rec_mask,
+         zoneout) = inputs
+        ctx.opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
         ctx.n_states, ctx.none_weights = len(states), tuple(w is None for w in weights)
+        ctx.n_cell_args, ctx.n_zoneout = len(cell_args), len(zoneout)
+        ctx.zoneout_is_none = all(z is None for z in zoneout)
         ctx.save_for_backward(lengths, rec_mask, *[w for w in weights if w is not None], *output)
         ctx.set_materialize_grads(False)
 
@@ -237,10 +242,13 @@ def register(kernel: Kernel) -> None:
         weights = [None if none else next(present) for none in ctx.none_weights]
         K = len(ctx.opts.spec.states)
         grads = list(grads[:K])
+        # one entry per input, in the inputs' structure (a list of Nones, as zoneout without tensors, is one)
+        zoneout_grads = None if ctx.zoneout_is_none else [None] * ctx.n_zoneout
+        head, tail = (None,) * 4 + ([None] * ctx.n_cell_args, None), (None, None, zoneout_grads)
         if all(g is None for g in grads):
-            return (None,) * 5 + (None, [None] * ctx.n_states, [None] * len(weights), None, None)
+            return head + (None, [None] * ctx.n_states, [None] * len(weights)) + tail
         needs = tuple(w is not None for w in weights)
         dgx, dstates, dweights = fused_backward(kernel, ctx.opts, grads, outputs, weights, lengths, rec_mask, needs)
-        return (None,) * 5 + (dgx, dstates, dweights, None, None)
+        return head + (dgx, dstates, dweights) + tail
 
     torch.library.register_autograd(kernel.forward, backward, setup_context=setup_context)

@@ -30,10 +30,14 @@ from torch import Tensor
 
 from ..recurrent_cells import Acts, Cell, Sizes, get_cell
 
-FORWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, bool save, Tensor gx, "
-                  "Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask) -> Tensor[]")
-BACKWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, Tensor?[] grads, "
-                   "Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask) -> Tensor[]")
+# cell_args: a cell's numeric options (LayerNorm's eps); zoneout: per state, None or the (T, B, width)
+# coefficient k of ``state = k * previous + (1 - k) * new`` (a 0/1 mask in training, p in evaluation).
+FORWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
+                  "bool save, Tensor gx, Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
+                  "Tensor?[] zoneout) -> Tensor[]")
+BACKWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
+                   "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
+                   "Tensor?[] zoneout) -> Tensor[]")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ScanOptions:
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
     reverse: bool = False
+    cell_args: tuple[float, ...] = ()
 
     @property
     def spec(self) -> Cell:
@@ -53,12 +58,13 @@ class ScanOptions:
     def acts(self) -> Acts:
         return Acts(self.activation, self.recurrent_activation)
 
-    def op_args(self) -> tuple[str, str, str, bool]:
-        return self.cell, self.activation, self.recurrent_activation, self.reverse
+    def op_args(self) -> tuple[str, str, str, bool, list[float]]:
+        return self.cell, self.activation, self.recurrent_activation, self.reverse, list(self.cell_args)
 
     @staticmethod
-    def from_op_args(cell: str, activation: str, recurrent_activation: str, reverse: bool) -> "ScanOptions":
-        return ScanOptions(cell, activation, recurrent_activation, bool(reverse))
+    def from_op_args(cell: str, activation: str, recurrent_activation: str, reverse: bool,
+                     cell_args=()) -> "ScanOptions":
+        return ScanOptions(cell, activation, recurrent_activation, bool(reverse), tuple(float(a) for a in cell_args))
 
 
 def sizes_of(cell: Cell, gx: Tensor, states: list[Tensor]) -> Sizes:
@@ -114,18 +120,18 @@ def backward_shapes(cell: Cell, saved: list[Tensor], weights: list[Tensor | None
     return shapes
 
 
-def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, save: bool, gx: Tensor,
-                 states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-                 rec_mask: Tensor | None) -> list[Tensor]:
+def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
+                 save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+                 rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every forward op (the same shape function for all of them)."""
-    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse)
+    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     shapes = forward_shapes(opts.spec, opts, gx, list(states), rec_mask is not None, save)
     return [gx.new_empty(shape) for shape in shapes]
 
 
-def fake_backward(cell: str, activation: str, recurrent_activation: str, reverse: bool,
+def fake_backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
                   grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None],
-                  lengths: Tensor | None, rec_mask: Tensor | None) -> list[Tensor]:
+                  lengths: Tensor | None, rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every backward op."""
     return [saved[0].new_empty(shape) for shape in backward_shapes(get_cell(cell), list(saved), list(weights))]
 

@@ -42,10 +42,9 @@ def supports(opts: ScanOptions, gx: Tensor, hidden_size: int) -> str | None:
 
 def implementation(opts: ScanOptions, like: Tensor) -> Kernel:
     """The C++ loop when it serves ``like``'s device and dtype and the cell, else the Python loop."""
-    if USE_NATIVE and like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64):
-        kernel = native.kernel(opts.cell)
-        if kernel is not None:
-            return kernel
+    if USE_NATIVE and like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64) \
+            and native.available(opts.cell):
+        return native.kernel(opts.cell)
     return PYTHON_LOOP
 
 

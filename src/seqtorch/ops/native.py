@@ -82,6 +82,14 @@ def load():
     return _state["ops"]
 
 
+@torch.compiler.assume_constant_result
+def available(cell: str) -> bool:
+    """Whether the C++ loop serves ``cell`` (building the library on the first call). torch.compile runs
+    this at trace time and keeps the answer: a build cannot be traced, and after it :func:`kernel` is a
+    lookup that can."""
+    return kernel(cell) is not None
+
+
 def kernel(cell: str):
     """The C++ loop's op pair (a :class:`~.autograd.Kernel`) if the library is loaded and has ``cell``."""
     if load() is None:

@@ -68,18 +68,19 @@ def _rows(grads: dict[str, Tensor], dgx: Tensor, cell, index: int) -> Tensor:
     return dgx if rows is None else dgx[:, rows[0] * H: rows[1] * H]
 
 
-def forward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, save: bool, gx: Tensor,
-            states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-            rec_mask: Tensor | None) -> list[Tensor]:
+def forward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
+            save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+            rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The forward op (schema and outputs in :mod:`.contract`)."""
+    opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse, cell_args)
     # the caller chose the dtype: autocast must not turn the loop's GEMMs into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
-        return _forward(cell_name, activation, recurrent_activation, reverse, save, gx, states, weights, lengths,
-                        rec_mask)
+        return _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout)
 
 
-def _forward(cell_name, activation, recurrent_activation, reverse, save, gx, states, weights, lengths, rec_mask):
-    opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse)
+def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
+    reverse = opts.reverse
+    check_no_zoneout(zoneout)
     cell, acts = opts.spec, opts.acts
     sizes = sizes_of(cell, gx, states)
     T, B, H, P = sizes.T, sizes.B, sizes.H, sizes.P
@@ -133,18 +134,18 @@ def _forward(cell_name, activation, recurrent_activation, reverse, save, gx, sta
     return outputs
 
 
-def backward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool,
+def backward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved_outputs: list[Tensor], weights: list[Tensor | None],
-             lengths: Tensor | None, rec_mask: Tensor | None) -> list[Tensor]:
+             lengths: Tensor | None, rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The backward op (schema and outputs in :mod:`.contract`)."""
+    opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse, cell_args)
     with torch.autocast(device_type=saved_outputs[0].device.type, enabled=False):
-        return _backward(cell_name, activation, recurrent_activation, reverse, grads, saved_outputs, weights,
-                         lengths, rec_mask)
+        return _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout)
 
 
-def _backward(cell_name, activation, recurrent_activation, reverse, grads, saved_outputs, weights, lengths,
-              rec_mask):
-    opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse)
+def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
+    reverse = opts.reverse
+    check_no_zoneout(zoneout)
     cell, acts = opts.spec, opts.acts
     layout = ForwardLayout.split(cell, list(saved_outputs), save=True)
     S = layout.states
@@ -191,6 +192,11 @@ def _backward(cell_name, activation, recurrent_activation, reverse, grads, saved
                 new[k] = new[k].add_(upstream[k][p])
         D = new
     return [dgx, *D, *grad_buffers.values()]
+
+
+def check_no_zoneout(zoneout) -> None:
+    if any(z is not None for z in zoneout):
+        raise NotImplementedError("zoneout is not implemented by this scan yet")
 
 
 FORWARD, BACKWARD = define("loop", forward, backward)

@@ -130,11 +130,12 @@ def _saved_args(buffers: list[Tensor], dummy: Tensor) -> tuple[list[Tensor], lis
     return pointers, widths
 
 
-def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, save: bool, gx: Tensor,
-            states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-            rec_mask: Tensor | None) -> list[Tensor]:
+def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
+            save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+            rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The forward op: launch the forward kernel; outputs as :mod:`.contract` says."""
-    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse)
+    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
+    _check_no_zoneout(zoneout)
     spec = opts.spec
     K = len(spec.states)
     w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights)
@@ -158,11 +159,12 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     return outputs
 
 
-def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, grads: list[Tensor | None],
-             saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-             rec_mask: Tensor | None) -> list[Tensor]:
+def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
+             grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+             rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The backward op: launch the backward kernel; outputs as :mod:`.contract` says."""
-    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse)
+    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
+    _check_no_zoneout(zoneout)
     spec = opts.spec
     K = len(spec.states)
     has_c = K == 2
@@ -189,6 +191,11 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
         steps, batch, hidden, *widths, grad_buffer.shape[-1] if grad_buffer is not S_h else 0, **constexprs,
         num_warps=num_warps)
     return outputs
+
+
+def _check_no_zoneout(zoneout) -> None:
+    if any(z is not None for z in zoneout):
+        raise NotImplementedError("zoneout is not implemented by the Triton kernels yet")
 
 
 FORWARD, BACKWARD = contract.define("triton", forward, backward)
@@ -280,7 +287,7 @@ def recurrent_scan_triton(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, 
         raise RuntimeError(f"the Triton scan cannot run this input: {reason}")
     opts = ScanOptions(cell_name(mode, reset_after), activation, recurrent_activation, bool(reverse))
     opts = ScanOptions.from_op_args(opts.cell, *(_canonical(opts.activation, opts.recurrent_activation)),
-                                    opts.reverse)
+                                    opts.reverse, opts.cell_args)
     states = (h0,) if mode != "lstm" else (h0, c0)
     out, finals = scan(opts, gx, states, (w_hh, b_hh), lengths, rec_mask)
     return out, finals[0], (finals[1] if mode == "lstm" else None)

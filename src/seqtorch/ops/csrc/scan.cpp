@@ -412,10 +412,18 @@ void check_inputs(const at::Tensor& like, const std::vector<at::Tensor>& tensors
   }
 }
 
+void check_no_zoneout(const OptionalTensors& zoneout) {
+  for (size_t i = 0; i < zoneout.size(); ++i) {
+    TORCH_CHECK(!zoneout.get(i).has_value(), "seqtorch C++ scan: zoneout is not implemented yet");
+  }
+}
+
 std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activation, std::string recurrent_activation,
-                                         bool reverse, bool save, const at::Tensor& gx, std::vector<at::Tensor> states,
-                                         const OptionalTensors& weights, const std::optional<at::Tensor>& lengths,
-                                         const std::optional<at::Tensor>& rec_mask) {
+                                         bool reverse, c10::ArrayRef<double> cell_args, bool save, const at::Tensor& gx,
+                                         std::vector<at::Tensor> states, const OptionalTensors& weights,
+                                         const std::optional<at::Tensor>& lengths,
+                                         const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
+  check_no_zoneout(zoneout);
   const Args a = make_args(cell, activation, recurrent_activation, reverse, weights, lengths, rec_mask);
   for (at::Tensor& s : states) s = s.contiguous();
   check_inputs(gx, states);
@@ -431,9 +439,11 @@ std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activatio
 }
 
 std::vector<at::Tensor> scan_backward_cpp(std::string cell, std::string activation, std::string recurrent_activation,
-                                          bool reverse, const OptionalTensors& grads, std::vector<at::Tensor> saved,
-                                          const OptionalTensors& weights, const std::optional<at::Tensor>& lengths,
-                                          const std::optional<at::Tensor>& rec_mask) {
+                                          bool reverse, c10::ArrayRef<double> cell_args, const OptionalTensors& grads,
+                                          std::vector<at::Tensor> saved, const OptionalTensors& weights,
+                                          const std::optional<at::Tensor>& lengths,
+                                          const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
+  check_no_zoneout(zoneout);
   const Args a = make_args(cell, activation, recurrent_activation, reverse, weights, lengths, rec_mask);
   for (at::Tensor& s : saved) s = s.contiguous();
 #define SEQTORCH_CELL(name) \
@@ -456,10 +466,12 @@ std::vector<std::string> cpp_cells() {
 
 // The schemas are seqtorch/ops/contract.py's (a test checks that they agree).
 TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
-  m.def("scan_forward_cpp(str cell, str activation, str recurrent_activation, bool reverse, bool save, Tensor gx, "
-        "Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask) -> Tensor[]");
-  m.def("scan_backward_cpp(str cell, str activation, str recurrent_activation, bool reverse, Tensor?[] grads, "
-        "Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask) -> Tensor[]");
+  m.def("scan_forward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
+        "bool save, Tensor gx, Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
+        "Tensor?[] zoneout) -> Tensor[]");
+  m.def("scan_backward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
+        "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
+        "Tensor?[] zoneout) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
 }
 
