@@ -110,15 +110,14 @@ def test_bad_constructor_options(kwargs, message):
         seqtorch.LSTM(I, H, **kwargs)
 
 
-def test_bad_sizes_and_unsupported_proj_size():
+def test_bad_sizes_and_proj_size():
     with pytest.raises(ValueError, match="hidden_size must be greater than zero, got 0"):
         seqtorch.GRU(I, 0)
     with pytest.raises(ValueError, match="num_layers must be greater than zero, got 0"):
         seqtorch.GRU(I, H, 0)
     with pytest.raises(TypeError, match=r"input_size should be of type int, got: float \(4.0\)"):
         seqtorch.GRU(4.0, H)
-    with pytest.raises(NotImplementedError, match="does not support proj_size yet"):
-        seqtorch.LSTM(I, H, proj_size=2)
+    assert seqtorch.LSTM(I, H, proj_size=2).weight_hr_l0.shape == (2, H)  # projections are supported
     with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
         seqtorch.LSTM(I, H, proj_size=H)
     with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):

@@ -139,7 +139,7 @@ def layer_cases(draw):
     if mode == "rnn":
         kwargs["nonlinearity"] = _pick(draw, ["tanh", "relu"], ["sigmoid", None])
     proj = _pick(draw, [None], [0, -1, 5, 2.0, 1] if mode == "lstm" else [0, 1])
-    if proj is not None and not (mode == "lstm" and proj == 1):  # a valid projection: test_torchnn_module_db
+    if proj is not None:
         kwargs["proj_size"] = proj
     return mode, (input_size, hidden_size), kwargs
 
@@ -191,13 +191,14 @@ def layer_inputs(draw, theirs, mode):
     if hx_fault is None:
         return [x], f"{form} T={T} B={B} x:{x_fault} no hx"
     state_shape = (LD, B, H) if form != "unbatched" else (LD, H)
-    h = torch.randn(state_shape, dtype=DTYPE, generator=gen)
+    P = getattr(theirs, "proj_size", 0) or H  # an LSTM's h has proj_size units when it projects
+    h = torch.randn(state_shape[:-1] + (P,), dtype=DTYPE, generator=gen)
     c = torch.randn(state_shape, dtype=DTYPE, generator=gen)
     if hx_fault == "shape":
         # An unsorted pack: torch.nn reorders hx along the batch before checking it (module docstring).
         axes = [0, 2] if form == "packed" and not packed_sorted else list(range(h.dim()))
         axis = draw(st.sampled_from(axes))
-        bad = list(state_shape)
+        bad = list(state_shape[:-1] + (P,))
         bad[axis] += 1
         h = torch.randn(bad, dtype=DTYPE, generator=gen)
     elif hx_fault == "c_shape":

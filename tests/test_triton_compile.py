@@ -16,6 +16,7 @@ triton = pytest.importorskip("triton")
 from seqtorch.ops import triton_scan  # noqa: E402
 from seqtorch.ops.contract import ScanOptions  # noqa: E402
 from seqtorch.ops.triton_kernels import cell_names, kernels  # noqa: E402
+from seqtorch.recurrent_cells import get_cell  # noqa: E402
 
 try:
     from triton.backends.compiler import GPUTarget
@@ -54,19 +55,21 @@ def _compile(kernel, constexprs, num_warps, dtype):
     return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
 
 
-def test_every_cell_with_a_triton_py_is_covered():
-    assert set(cell_names()) == {"rnn", "lstm", "gru", "gru_reset_before"}
+def test_the_triton_cells_are_found():
+    assert {"rnn", "lstm", "gru", "gru_reset_before", "indrnn"} <= set(cell_names())
 
 
 @pytest.mark.parametrize("hidden, dtype, lengths, mask, recurrent_activation, activation",
                          [case[1:] for case in OPTION_SETS], ids=[case[0] for case in OPTION_SETS])
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru_reset_before"])
+@pytest.mark.parametrize("cell", cell_names())
 def test_kernels_compile_for_sm90(cell, hidden, dtype, lengths, mask, recurrent_activation, activation):
-    opts = ScanOptions(cell, activation, recurrent_activation)
+    opts = ScanOptions(cell, activation, recurrent_activation, cell_args=(1e-5,) * len(get_cell(cell).cell_args))
+    two_states = len(get_cell(cell).states) == 2
+    zoneout = (mask, mask and two_states)  # with the mask's option sets: zoneout on every state
     built = kernels()
     constexprs, warps = triton_scan.forward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, bias=True,
-                                                       save=True)
+                                                       save=True, zoneout=zoneout)
     assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
     constexprs, warps = triton_scan.backward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, dh=True,
-                                                        dc=cell == "lstm")
+                                                        dc=two_states, zoneout=zoneout)
     assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]

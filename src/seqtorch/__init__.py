@@ -13,9 +13,10 @@ modules.
 
 from . import functional
 from ._validation import NotATensorError
-from .cells import GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell
+from .cells import (GRUCell, IndRNNCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell, RecurrentCell,
+                    SimpleRNNCell)
 from .functional import available_backends
-from .layers import GRU, LSTM, RecurrentLayer, SimpleRNN
+from .layers import GRU, LSTM, IndRNN, LayerNormGRU, LayerNormLSTM, RecurrentLayer, SimpleRNN
 
 # torch.nn's names: the same classes, so isinstance and pickles agree under either name.
 RNN = SimpleRNN
@@ -41,10 +42,12 @@ def safe_globals() -> list[type]:
     from .models import imdb, jena
 
     return [SimpleRNN, LSTM, GRU, SimpleRNNCell, LSTMCell, GRUCell, RecurrentLayer, RecurrentCell,
+            LayerNormLSTM, LayerNormGRU, IndRNN, LayerNormLSTMCell, LayerNormGRUCell, IndRNNCell,
             imdb.RNNClassifier, imdb.DenseClassifier, imdb.TorchNNTwin,
             jena.DenseRegressor, jena.RecurrentRegressor,
             keras.KerasRecurrent, keras.Dense, keras.KerasSequential]
 
 
-__all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "RNN", "RNNCell", "RNNBase",
+__all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "LayerNormLSTM", "LayerNormGRU",
+           "IndRNN", "LayerNormLSTMCell", "LayerNormGRUCell", "IndRNNCell", "RNN", "RNNCell", "RNNBase",
            "RNNCellBase", "NotATensorError", "functional", "available_backends", "safe_globals", "__version__"]

@@ -140,6 +140,12 @@ def check_options(*, activation: str | None, recurrent_activation: str, init: st
             raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
 
 
+def check_eps(name: str, eps) -> None:
+    """LayerNorm's eps: a positive real number."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
+
+
 def check_single_bias(single_bias: bool, *, bias: bool, mode: str, reset_after: bool) -> None:
     """``single_bias`` needs biases, and a GRU whose two biases are interchangeable (reset_after=False)."""
     if not isinstance(single_bias, bool):

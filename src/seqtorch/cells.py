@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import init as sinit
-from ._validation import (check_cell_input, check_cell_sizes, check_like, check_options, check_rank,
+from ._validation import (check_cell_input, check_cell_sizes, check_eps, check_like, check_options, check_rank,
                           check_single_bias, check_state_shape)
-from .reference import ACTIVATIONS, GATES, gru_step, lstm_step, rnn_step
+from .functional import zoneout_coefficients
+from .recurrent_cells import Acts, get_cell
+from .reference import ACTIVATIONS, cell_name
 
 
 class RecurrentCell(nn.Module):
-    """Parameters, initialization and input handling shared by the three cells.
+    """Parameters (from the cell's spec, in torch.nn's names and order), initialization, input handling
+    and the step shared by every cell Module.
 
     ``single_bias=True``: ``bias_hh`` is a zero buffer, one trained bias per gate as in Keras (see
-    :class:`seqtorch.layers.RecurrentLayer`).
+    :class:`seqtorch.layers.RecurrentLayer`). ``zoneout=p``: each unit of each state keeps its previous
+    value with probability p, a fresh mask per call in training; in evaluation the expectation,
+    ``p * previous + (1 - p) * new``.
     """
 
     mode = "rnn"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 activation: str = "tanh", recurrent_activation: str = "sigmoid", init: str = "torch",
-                 single_bias: bool = False, reset_after: bool = True) -> None:
+                 cell: str = "rnn", activation: str = "tanh", recurrent_activation: str = "sigmoid",
+                 init: str = "torch", single_bias: bool = False, reset_after: bool = True, zoneout: float = 0.0,
+                 cell_args: tuple[float, ...] = ()) -> None:
         super().__init__()
         input_size, hidden_size = check_cell_sizes(input_size, hidden_size)
         check_single_bias(single_bias, bias=bias, mode=self.mode, reset_after=reset_after)
         # SimpleRNNCell's nonlinearity is checked in forward, where torch.nn.RNNCell checks it.
         check_options(activation=None if self.mode == "rnn" else activation,
-                      recurrent_activation=recurrent_activation, init=init, dropouts={})
+                      recurrent_activation=recurrent_activation, init=init, dropouts={"zoneout": zoneout})
         self.input_size = input_size
         self.hidden_size = hidden_size
         # Any value, as torch.nn's cells take it: its truth says whether there are biases.
@@ -38,27 +43,40 @@ class RecurrentCell(nn.Module):
         self.recurrent_activation = recurrent_activation
         self.init = init
         self.single_bias = single_bias
+        self.zoneout = float(zoneout)
+        self.cell = cell
+        self.cell_args = tuple(float(a) for a in cell_args)
         factory = {"device": device, "dtype": dtype}
-        gate_size = GATES[self.mode] * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(gate_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(gate_size, hidden_size, **factory))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(gate_size, **factory))
-            if single_bias:
-                self.register_buffer("bias_hh", torch.zeros(gate_size, **factory))
+        for name, shape in get_cell(cell).parameters(input_size, hidden_size, hidden_size):
+            if name.startswith("bias_") and not bias:
+                self.register_parameter(name, None)
+            elif single_bias and name == "bias_hh":
+                self.register_buffer(name, torch.zeros(shape, **factory))
             else:
-                self.bias_hh = nn.Parameter(torch.empty(gate_size, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+                setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Re-draw the parameters with the scheme named by ``init`` ("torch" or "keras")."""
+        """Re-draw the parameters with the scheme named by ``init`` ("torch" or "keras"), then the cell's own
+        initial values (LayerNorm gains 1, ...)."""
+        spec = get_cell(self.cell)
         if self.init == "torch":
             sinit.torch_default_(self.parameters(), self.hidden_size)
         else:
-            sinit.keras_(self.mode, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            sinit.keras_(spec.family, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        params = {name: getattr(self, name) for name, _ in spec.parameters(1, 1, 1)}
+        spec.init_({k: v for k, v in params.items() if v is not None}, self.init)
+
+    def _step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, ...]:
+        """One step of the cell on x (B, I) from ``states`` (B, width) each: the spec's equations."""
+        spec = get_cell(self.cell)
+        gx = spec.input_projection(x, tuple(getattr(self, name) for name in spec.input_weights), self.cell_args)
+        new = spec.step(gx, states[0], tuple(states), tuple(getattr(self, name) for name in spec.weights),
+                        Acts.of(self.activation, self.recurrent_activation), self.cell_args)
+        if self.zoneout > 0:
+            keep = [zoneout_coefficients(1, *s.shape, self.zoneout, self.training, s)[0] for s in states]
+            new = tuple(k * s + (1 - k) * n for k, s, n in zip(keep, states, new))
+        return new
 
     def extra_repr(self) -> str:
         # torch.nn.RNNCellBase's options first, printed as torch.nn prints them; then seqtorch's own.
@@ -68,7 +86,7 @@ class RecurrentCell(nn.Module):
         if self.mode == "rnn" and self.activation != "tanh":
             s += f", nonlinearity={self.activation}"
         extras = {"activation": "tanh", "reset_after": True, "recurrent_activation": "sigmoid", "init": "torch",
-                  "single_bias": False}
+                  "single_bias": False, "zoneout": 0.0}
         if self.mode == "rnn":
             del extras["activation"]  # shown above, as nonlinearity
         for name, default in extras.items():
@@ -110,27 +128,25 @@ class RecurrentCell(nn.Module):
             out.append(state)
         return x, out, batched
 
-    def _input_projection(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight_ih, self.bias_ih)
-
 
 class SimpleRNNCell(RecurrentCell):
     """Elman RNN cell, ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``: torch.nn.RNNCell's API.
 
     Args: input_size, hidden_size, bias=True, nonlinearity="tanh" ("tanh" or "relu"; torch.nn.RNNCell
     builds with any value and so does this, forward then raises RuntimeError), device, dtype;
-    keyword-only ``init`` ("torch" or "keras"), ``single_bias``. Sizes may be 0, as in torch.nn.
+    keyword-only ``init`` ("torch" or "keras"), ``single_bias``, ``zoneout``. Sizes may be 0, as in torch.nn.
     forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h' (B, H) or (H,).
     """
 
     mode = "rnn"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 device=None, dtype=None, *, init: str = "torch", single_bias: bool = False) -> None:
+                 device=None, dtype=None, *, init: str = "torch", single_bias: bool = False,
+                 zoneout: float = 0.0) -> None:
         # Any nonlinearity builds; forward raises RuntimeError for one other than "tanh" or "relu", as
         # torch.nn.RNNCell does.
-        super().__init__(input_size, hidden_size, bias, device, dtype, activation=nonlinearity, init=init,
-                         single_bias=single_bias)
+        super().__init__(input_size, hidden_size, bias, device, dtype, cell="rnn", activation=nonlinearity, init=init,
+                         single_bias=single_bias, zoneout=zoneout)
 
     @property
     def nonlinearity(self) -> str:
@@ -138,7 +154,7 @@ class SimpleRNNCell(RecurrentCell):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, (h,), batched = self._prepare(input, None if hx is None else [hx])
-        h_new = rnn_step(self._input_projection(x), h, self.weight_hh, self.bias_hh, activation=self.activation)
+        (h_new,) = self._step(x, [h])
         return h_new if batched else h_new.squeeze(0)
 
 
@@ -146,18 +162,24 @@ class LSTMCell(RecurrentCell):
     """LSTM cell (gates i, f, g, o): torch.nn.LSTMCell's API.
 
     Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``activation``,
-    ``recurrent_activation``, ``init``, ``single_bias``.
+    ``recurrent_activation``, ``init``, ``single_bias``, ``zoneout``.
     forward(input (B, I) or (I,), hx (h, c) each (B, H) or (H,), or None) -> (h', c').
     """
 
     mode = "lstm"
 
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
+                 activation: str = "tanh", recurrent_activation: str = "sigmoid", init: str = "torch",
+                 single_bias: bool = False, zoneout: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, bias, device, dtype, cell="lstm", activation=activation,
+                         recurrent_activation=recurrent_activation, init=init, single_bias=single_bias,
+                         zoneout=zoneout)
+
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         if hx is not None and (isinstance(hx, Tensor) or not isinstance(hx, (tuple, list))):
             raise TypeError(f"LSTMCell: hx must be a tuple (h, c) of two Tensors, got {type(hx).__name__}")
         x, (h, c), batched = self._prepare(input, None if hx is None else list(hx))
-        h_new, c_new = lstm_step(self._input_projection(x), h, c, self.weight_hh, self.bias_hh,
-                                 activation=self.activation, recurrent_activation=self.recurrent_activation)
+        h_new, c_new = self._step(x, [h, c])
         return (h_new, c_new) if batched else (h_new.squeeze(0), c_new.squeeze(0))
 
 
@@ -174,14 +196,71 @@ class GRUCell(RecurrentCell):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
                  reset_after: bool = True, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 init: str = "torch", single_bias: bool = False) -> None:
-        super().__init__(input_size, hidden_size, bias, device, dtype, activation=activation,
-                         recurrent_activation=recurrent_activation, init=init, single_bias=single_bias,
-                         reset_after=reset_after)
+                 init: str = "torch", single_bias: bool = False, zoneout: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, bias, device, dtype, cell=cell_name("gru", reset_after),
+                         activation=activation, recurrent_activation=recurrent_activation, init=init,
+                         single_bias=single_bias, reset_after=reset_after, zoneout=zoneout)
         self.reset_after = reset_after
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, (h,), batched = self._prepare(input, None if hx is None else [hx])
-        h_new = gru_step(self._input_projection(x), h, self.weight_hh, self.bias_hh, activation=self.activation,
-                         recurrent_activation=self.recurrent_activation, reset_after=self.reset_after)
+        (h_new,) = self._step(x, [h])
         return h_new if batched else h_new.squeeze(0)
+
+
+class LayerNormLSTMCell(LSTMCell):
+    """One step of :class:`seqtorch.LayerNormLSTM` (its equations; parameters ``weight_ih``, ``weight_hh``,
+    ``bias_ih``, ``bias_hh``, ``ln_ih_weight``, ``ln_hh_weight``, ``ln_cell_weight``, ``ln_cell_bias``).
+
+    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``eps`` (1e-5), ``activation``,
+    ``recurrent_activation``, ``init``, ``single_bias``, ``zoneout``.
+    forward(input (B, I) or (I,), hx (h, c) each (B, H) or (H,), or None) -> (h', c').
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
+                 eps: float = 1e-5, activation: str = "tanh", recurrent_activation: str = "sigmoid",
+                 init: str = "torch", single_bias: bool = False, zoneout: float = 0.0) -> None:
+        check_eps(type(self).__name__, eps)
+        RecurrentCell.__init__(self, input_size, hidden_size, bias, device, dtype, cell="layernorm_lstm",
+                               activation=activation, recurrent_activation=recurrent_activation, init=init,
+                               single_bias=single_bias, zoneout=zoneout, cell_args=(eps,))
+        self.eps = float(eps)
+
+
+class LayerNormGRUCell(GRUCell):
+    """One step of :class:`seqtorch.LayerNormGRU` (parameters: the GRU cell's, ``ln_ih_weight``,
+    ``ln_hh_weight``).
+
+    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``eps`` (1e-5), ``activation``,
+    ``recurrent_activation``, ``init``, ``zoneout``.
+    forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h'.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
+                 eps: float = 1e-5, activation: str = "tanh", recurrent_activation: str = "sigmoid",
+                 init: str = "torch", zoneout: float = 0.0) -> None:
+        check_eps(type(self).__name__, eps)
+        RecurrentCell.__init__(self, input_size, hidden_size, bias, device, dtype, cell="layernorm_gru",
+                               activation=activation, recurrent_activation=recurrent_activation, init=init,
+                               zoneout=zoneout, cell_args=(eps,))
+        self.reset_after = True
+        self.eps = float(eps)
+
+
+class IndRNNCell(SimpleRNNCell):
+    """One step of :class:`seqtorch.IndRNN`: ``h' = act(x W_ih^T + b_ih + w_hh * h + b_hh)``, w_hh (H,).
+
+    Args: input_size, hidden_size, bias=True, nonlinearity="relu" ("relu" or "tanh"), device, dtype;
+    keyword-only ``init``, ``single_bias``, ``zoneout``.
+    forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h'.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "relu",
+                 device=None, dtype=None, *, init: str = "torch", single_bias: bool = False,
+                 zoneout: float = 0.0) -> None:
+        RecurrentCell.__init__(self, input_size, hidden_size, bias, device, dtype, cell="indrnn",
+                               activation=nonlinearity, init=init, single_bias=single_bias, zoneout=zoneout)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr().replace(f", nonlinearity={self.nonlinearity}", "")
+        return s + (f", nonlinearity={self.nonlinearity}" if self.nonlinearity != "relu" else "")

@@ -47,10 +47,11 @@ def available_backends() -> list[str]:
     return ["reference"] + [name for name in ("cpu_fused", "triton") if name in _ops().BACKENDS]
 
 
-def _options(cell: str, activation: str, recurrent_activation: str, reverse: bool):
+def _options(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args=()):
     from .ops.contract import ScanOptions
 
-    return ScanOptions(cell, canonical(activation), canonical(recurrent_activation), bool(reverse))
+    return ScanOptions(cell, canonical(activation), canonical(recurrent_activation), bool(reverse),
+                       tuple(float(a) for a in cell_args))
 
 
 def resolve_backend(backend: str, gx: Tensor, hidden_size: int | None = None, *, cell: str = "lstm",
@@ -95,6 +96,7 @@ def resolve_backend(backend: str, gx: Tensor, hidden_size: int | None = None, *,
 def scan(cell: str, gx: Tensor, states: Sequence[Tensor], weights: Sequence[Tensor | None], *,
          lengths: Tensor | None = None, rec_mask: Tensor | None = None, reverse: bool = False,
          activation: str = "tanh", recurrent_activation: str = "sigmoid",
+         zoneout: Sequence[Tensor] | None = None, cell_args: Sequence[float] = (),
          backend: str = "auto") -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer, one direction of any registered cell over a sequence, on the chosen backend.
 
@@ -104,16 +106,20 @@ def scan(cell: str, gx: Tensor, states: Sequence[Tensor], weights: Sequence[Tens
         weights: the cell's recurrent weights, in its order (``(w_hh, b_hh)`` for the built-in cells;
             b_hh may be None). lengths: (B,) int64 on gx's device with 1 <= lengths <= T, or None.
         rec_mask: (B, P) recurrent-dropout mask, or None. reverse: run from t = T-1 down to 0.
+        zoneout: None, or per state the (T, B, width) coefficients k of ``state = k * previous +
+            (1 - k) * new`` (see :func:`zoneout_coefficients`). cell_args: the cell's numeric options.
 
     Returns:
         output (T, B, P) (zero past each length) and the final states (each sequence's last valid one).
     """
     name = resolve_backend(backend, gx, cell=cell, activation=activation, recurrent_activation=recurrent_activation)
+    zoneout = None if zoneout is None else tuple(zoneout)
     if name == "reference":
         return scan_reference(cell, gx, tuple(states), tuple(weights), lengths=lengths, rec_mask=rec_mask,
-                              reverse=reverse, acts=Acts.of(activation, recurrent_activation))
-    opts = _options(cell, activation, recurrent_activation, reverse)
-    return _ops().BACKENDS[name].scan(opts, gx, tuple(states), tuple(weights), lengths, rec_mask)
+                              reverse=reverse, acts=Acts.of(activation, recurrent_activation), zoneout=zoneout,
+                              cell_args=tuple(cell_args))
+    opts = _options(cell, activation, recurrent_activation, reverse, cell_args)
+    return _ops().BACKENDS[name].scan(opts, gx, tuple(states), tuple(weights), lengths, rec_mask, zoneout)
 
 
 def recurrent_scan(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Tensor,
@@ -151,57 +157,102 @@ def mask_padding(x: Tensor, lengths: Tensor | None) -> Tensor:
     return torch.where((t < lengths.unsqueeze(0)).unsqueeze(-1), x, 0.0)
 
 
+def stack(cell: str, input: Tensor, states0: Sequence[Tensor],
+          weights: Sequence[tuple[tuple[Tensor | None, ...], tuple[Tensor | None, ...]]], *, num_layers: int,
+          bidirectional: bool, dropout: float = 0.0, training: bool = False, lengths: Tensor | None = None,
+          input_dropout: float = 0.0, recurrent_dropout: float = 0.0, zoneout: float = 0.0,
+          activation: str = "tanh", recurrent_activation: str = "sigmoid", cell_args: Sequence[float] = (),
+          backend: str = "auto") -> tuple[Tensor, tuple[Tensor, ...]]:
+    """A stacked, optionally bidirectional network of any registered cell over a padded, time-major batch.
+
+    Args:
+        cell: a name in :data:`seqtorch.recurrent_cells.CELLS`.
+        input: (T, B, I).
+        states0: the initial states, one (L*D, B, width) tensor per state of the cell (h first; row
+            ``l*D + d`` for layer l, direction d).
+        weights: per layer and direction in the same order, ``(input weights, recurrent weights)`` in the
+            cell's :attr:`~seqtorch.recurrent_cells.base.Cell.input_weights` and ``weights`` orders.
+        dropout: torch.nn's dropout on each layer's output except the last (training only).
+        lengths: (B,) int64 on input's device, or None.
+        input_dropout / recurrent_dropout: variational dropout on each layer's input / recurrent state:
+            one mask per sequence, layer and direction, constant over time (training only).
+        zoneout: each state keeps its previous value with this probability, a fresh mask per step, state,
+            layer and direction in training (Krueger et al. 2017); in evaluation the expectation,
+            ``state = zoneout * previous + (1 - zoneout) * new``.
+        cell_args: the cell's numeric options (its ``cell_args``, e.g. LayerNorm's eps).
+
+    Returns:
+        output (T, B, D*P) of the last layer (zero past each length) and the final states, each
+        (L*D, B, width).
+    """
+    spec = get_cell(cell)
+    num_directions = 2 if bidirectional else 1
+    steps, batch = input.shape[0], input.shape[1]
+    layer_input = mask_padding(input, lengths)  # the next layers' inputs are zero there already
+    finals: list[list[Tensor]] = [[] for _ in spec.states]
+    for layer in range(num_layers):
+        direction_outputs = []
+        for direction in range(num_directions):
+            index = layer * num_directions + direction
+            input_weights, recurrent_weights = weights[index]
+            states = tuple(s[index] for s in states0)
+            x = layer_input
+            if training and input_dropout > 0:
+                x = x * dropout_mask(batch, x.shape[-1], input_dropout, x)
+            rec_mask = None
+            if training and recurrent_dropout > 0:
+                rec_mask = dropout_mask(batch, states[0].shape[-1], recurrent_dropout, x)
+            keep = None
+            if zoneout > 0:
+                keep = tuple(zoneout_coefficients(steps, batch, s.shape[-1], zoneout, training, x) for s in states)
+            gx = spec.input_projection(x, input_weights, tuple(cell_args))  # (T, B, G*H), all steps at once
+            out, last = scan(cell, gx, states, recurrent_weights, lengths=lengths, rec_mask=rec_mask,
+                             reverse=direction == 1, activation=activation,
+                             recurrent_activation=recurrent_activation, zoneout=keep, cell_args=cell_args,
+                             backend=backend)
+            direction_outputs.append(out)
+            for k, state in enumerate(last):
+                finals[k].append(state)
+        layer_input = direction_outputs[0] if num_directions == 1 else torch.cat(direction_outputs, dim=-1)
+        if training and dropout > 0 and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, p=dropout, training=True)
+    return layer_input, tuple(torch.stack(states) for states in finals)
+
+
+def zoneout_coefficients(steps: int, batch: int, width: int, p: float, training: bool, like: Tensor) -> Tensor:
+    """(T, B, width) coefficients k of ``state = k * previous + (1 - k) * new``: a fresh 0/1 mask per step
+    (1 with probability p) in training, p itself in evaluation."""
+    if training:
+        return torch.bernoulli(torch.full((steps, batch, width), p, dtype=like.dtype, device=like.device))
+    return torch.full((1, 1, 1), p, dtype=like.dtype, device=like.device).expand(steps, batch, width)
+
+
 def rnn(mode: str, input: Tensor, h0: Tensor, c0: Tensor | None,
         weights: Sequence[tuple[Tensor, Tensor, Tensor | None, Tensor | None]], *, num_layers: int,
         bidirectional: bool, dropout: float = 0.0, training: bool = False, lengths: Tensor | None = None,
         input_dropout: float = 0.0, recurrent_dropout: float = 0.0, activation: str = "tanh",
         recurrent_activation: str = "sigmoid", reset_after: bool = True,
         backend: str = "auto") -> tuple[Tensor, Tensor, Tensor | None]:
-    """A stacked, optionally bidirectional recurrent network over a padded, time-major batch.
+    """:func:`stack` for the three layer families, in torch.nn's terms.
 
     Args:
-        mode: "rnn", "lstm" or "gru".
-        input: (T, B, I).
-        h0: (L*D, B, H), row ``l*D + d`` for layer l, direction d. c0: the same for "lstm", else None.
+        mode: "rnn", "lstm" or "gru" (``reset_after`` picks the GRU).
+        input: (T, B, I). h0: (L*D, B, H), row ``l*D + d`` for layer l, direction d. c0: the same for
+            "lstm", else None.
         weights: ``(w_ih, w_hh, b_ih, b_hh)`` per layer and direction in the same order; w_ih (G*H, I_l),
             w_hh (G*H, H), biases (G*H,) or None.
-        dropout: torch.nn's dropout on each layer's output except the last (training only).
-        lengths: (B,) int64 on input's device, or None.
-        input_dropout / recurrent_dropout: variational dropout on each layer's input / recurrent state:
-            one mask per sequence, layer and direction, constant over time (training only).
+        the rest: as :func:`stack`.
 
     Returns:
         output (T, B, D*H) of the last layer (zero past each length), h_n (L*D, B, H), c_n or None.
     """
-    cell = cell_name(mode, reset_after)
-    num_directions = 2 if bidirectional else 1
-    batch = input.shape[1]
-    hidden = h0.shape[-1]
-    layer_input = mask_padding(input, lengths)  # the next layers' inputs are zero there already
-    h_n, c_n = [], []
-    for layer in range(num_layers):
-        direction_outputs = []
-        for direction in range(num_directions):
-            index = layer * num_directions + direction
-            w_ih, w_hh, b_ih, b_hh = weights[index]
-            x = layer_input
-            if training and input_dropout > 0:
-                x = x * dropout_mask(batch, x.shape[-1], input_dropout, x)
-            rec_mask = None
-            if training and recurrent_dropout > 0:
-                rec_mask = dropout_mask(batch, hidden, recurrent_dropout, x)
-            gx = F.linear(x, w_ih, b_ih)  # (T, B, G*H): the input projection, one GEMM for all steps
-            states = (h0[index],) if mode != "lstm" else (h0[index], c0[index])
-            out, finals = scan(cell, gx, states, (w_hh, b_hh), lengths=lengths, rec_mask=rec_mask,
-                               reverse=direction == 1, activation=activation,
-                               recurrent_activation=recurrent_activation, backend=backend)
-            direction_outputs.append(out)
-            h_n.append(finals[0])
-            c_n.append(finals[1] if mode == "lstm" else None)
-        layer_input = direction_outputs[0] if num_directions == 1 else torch.cat(direction_outputs, dim=-1)
-        if training and dropout > 0 and layer < num_layers - 1:
-            layer_input = F.dropout(layer_input, p=dropout, training=True)
-    return layer_input, torch.stack(h_n), (torch.stack(c_n) if mode == "lstm" else None)
+    states0 = (h0,) if mode != "lstm" else (h0, c0)
+    out, finals = stack(cell_name(mode, reset_after), input, states0,
+                        [((w_ih, b_ih), (w_hh, b_hh)) for w_ih, w_hh, b_ih, b_hh in weights], num_layers=num_layers,
+                        bidirectional=bidirectional, dropout=dropout, training=training, lengths=lengths,
+                        input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, activation=activation,
+                        recurrent_activation=recurrent_activation, backend=backend)
+    return out, finals[0], (finals[1] if mode == "lstm" else None)
 
 
 def gate_count(mode: str) -> int:

@@ -34,7 +34,8 @@ def keras_(mode: str, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Ten
       one bias where torch has two; the 1 goes in ``b_ih`` and ``b_hh`` stays zero, so the sum matches.
     """
     nn.init.xavier_uniform_(w_ih)
-    nn.init.orthogonal_(w_hh)
+    if w_hh.dim() == 2:  # a weight vector (IndRNN) has its own initialization (the cell's init_)
+        nn.init.orthogonal_(w_hh)
     for b in (b_ih, b_hh):
         if b is not None:
             b.zero_()

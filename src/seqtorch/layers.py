@@ -17,15 +17,16 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import functional as SF
 from . import init as sinit
-from ._validation import (check_device, check_layer_args, check_layer_input, check_lengths, check_like,
+from ._validation import (check_device, check_eps, check_layer_args, check_layer_input, check_lengths, check_like,
                           check_no_proj_size, check_options, check_rank, check_runnable, check_single_bias,
                           check_state_shape, check_steps, check_tensor)
-from .reference import GATES
+from .recurrent_cells import get_cell
+from .reference import cell_name
 
 
 class RecurrentLayer(nn.Module):
-    """Shared machinery of :class:`SimpleRNN`, :class:`LSTM` and :class:`GRU`: parameters, checks,
-    the input/output layouts (batch_first, unbatched, PackedSequence, lengths).
+    """Shared machinery of every recurrent layer: parameters (from the cell's spec, in torch.nn's names and
+    order), checks, the input/output layouts (batch_first, unbatched, PackedSequence, lengths).
 
     ``single_bias=True`` trains one bias per gate, as Keras does: each ``bias_hh_*`` is a zero buffer
     instead of a parameter (the state_dict keeps torch.nn's keys, so it still loads into torch.nn).
@@ -35,25 +36,22 @@ class RecurrentLayer(nn.Module):
     (with True, ``b_hn`` is multiplied by the reset gate: a bias of its own, in Keras too).
     """
 
-    mode = "rnn"
+    mode = "rnn"  # the layer family: "rnn", "lstm" (two states, hx = (h_0, c_0)) or "gru"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, proj_size: int = 0, activation: str = "tanh",
+                 device=None, dtype=None, *, cell: str, proj_size: int = 0, activation: str = "tanh",
                  recurrent_activation: str = "sigmoid", reset_after: bool = True, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, init: str = "torch", single_bias: bool = False,
-                 backend: str = "auto") -> None:
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, init: str = "torch",
+                 single_bias: bool = False, cell_args: tuple[float, ...] = (), backend: str = "auto") -> None:
         super().__init__()
         dropout, num_layers = check_layer_args(input_size=input_size, hidden_size=hidden_size,
                                                num_layers=num_layers, bias=bias, batch_first=batch_first,
                                                dropout=dropout, proj_size=proj_size)
-        if proj_size > 0:
-            raise NotImplementedError(f"seqtorch.LSTM does not support proj_size yet (got "
-                                      f"proj_size={proj_size}); use torch.nn.LSTM for projections")
         check_single_bias(single_bias, bias=bias, mode=self.mode, reset_after=reset_after)
         check_options(activation=activation, recurrent_activation=recurrent_activation, init=init,
                       backend=backend, dropouts={"input_dropout": input_dropout,
-                                                 "recurrent_dropout": recurrent_dropout})
+                                                 "recurrent_dropout": recurrent_dropout, "zoneout": zoneout})
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -62,32 +60,34 @@ class RecurrentLayer(nn.Module):
         self.dropout = dropout
         # Kept as given, as torch.nn does (any value builds; forward wants a bool: check_runnable).
         self.bidirectional = bidirectional
-        self.proj_size = 0
+        self.proj_size = int(proj_size)
         self.activation = activation
         self.recurrent_activation = recurrent_activation
         self.reset_after = reset_after
         self.input_dropout = float(input_dropout)
         self.recurrent_dropout = float(recurrent_dropout)
+        self.zoneout = float(zoneout)
         self.init = init
         self.single_bias = single_bias
         self.backend = backend
+        self.cell = cell
+        self.cell_args = tuple(float(a) for a in cell_args)
 
+        spec = get_cell(cell)
         factory = {"device": device, "dtype": dtype}
-        gate_size = GATES[self.mode] * hidden_size
         num_directions = 2 if bidirectional else 1
+        P = self.proj_size or hidden_size
         self._flat_weights_names: list[str] = []
         # Same creation and registration order as torch.nn.RNNBase, so the same seed gives the same weights.
         for layer in range(num_layers):
-            layer_input_size = input_size if layer == 0 else hidden_size * num_directions
+            layer_input_size = input_size if layer == 0 else P * num_directions
             for direction in range(num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                params = {f"weight_ih{suffix}": torch.empty(gate_size, layer_input_size, **factory),
-                          f"weight_hh{suffix}": torch.empty(gate_size, hidden_size, **factory)}
-                if bias:
-                    params[f"bias_ih{suffix}"] = torch.empty(gate_size, **factory)
-                    params[f"bias_hh{suffix}"] = torch.empty(gate_size, **factory)
-                for name, value in params.items():
-                    if single_bias and name.startswith("bias_hh"):
+                for base, shape in spec.parameters(layer_input_size, hidden_size, P):
+                    if base.startswith("bias_") and not bias:
+                        continue
+                    name, value = base + suffix, torch.empty(shape, **factory)
+                    if single_bias and base == "bias_hh":
                         # A buffer keeps torch.nn's state_dict key and layout but is never trained.
                         self.register_buffer(name, value.zero_())
                     else:
@@ -99,36 +99,55 @@ class RecurrentLayer(nn.Module):
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    def _suffixes(self) -> list[str]:
+        return [f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                for layer in range(self.num_layers) for direction in range(self.num_directions)]
+
     def layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         """``(w_ih, w_hh, b_ih, b_hh)`` for each layer and direction, row ``layer * D + direction``."""
-        weights = []
-        for layer in range(self.num_layers):
-            for direction in range(self.num_directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                weights.append((getattr(self, f"weight_ih{suffix}"), getattr(self, f"weight_hh{suffix}"),
-                                getattr(self, f"bias_ih{suffix}", None), getattr(self, f"bias_hh{suffix}", None)))
-        return weights
+        return [tuple(getattr(self, name + suffix, None) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                for suffix in self._suffixes()]
+
+    def scan_weights(self) -> list[tuple[tuple[Tensor | None, ...], tuple[Tensor | None, ...]]]:
+        """Per layer and direction (row ``layer * D + direction``): the cell's input weights and its
+        recurrent weights, in the orders of its spec (``(w_ih, b_ih)``, ``(w_hh, b_hh)`` for the LSTM);
+        None for an absent bias."""
+        spec = get_cell(self.cell)
+        return [(tuple(getattr(self, name + suffix, None) for name in spec.input_weights),
+                 tuple(getattr(self, name + suffix, None) for name in spec.weights)) for suffix in self._suffixes()]
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
         """Like torch.nn's: the parameters of each layer and direction, in registration order."""
-        return [[w for w in ws if w is not None] for ws in self.layer_weights()]
+        spec = get_cell(self.cell)
+        layers = []
+        for suffix in self._suffixes():
+            names = [base + suffix for base, _ in spec.parameters(1, 1, 1)]
+            layers.append([p for name in names if isinstance(p := getattr(self, name, None), nn.Parameter)])
+        return layers
 
     def flatten_parameters(self) -> None:
         """No-op kept for torch.nn compatibility (there is no cuDNN weight buffer to compact)."""
 
     def reset_parameters(self) -> None:
-        """Re-draw the parameters with the scheme named by ``init`` ("torch" or "keras")."""
+        """Re-draw the parameters with the scheme named by ``init`` ("torch" or "keras"), then the cell's own
+        initial values (LayerNorm gains 1, ...)."""
+        spec = get_cell(self.cell)
         if self.init == "torch":
             sinit.torch_default_(self.parameters(), self.hidden_size)
-        else:
-            for weights in self.layer_weights():
-                sinit.keras_(self.mode, *weights)
+        for suffix in self._suffixes():
+            params = {base: getattr(self, base + suffix, None) for base, _ in spec.parameters(1, 1, 1)}
+            if self.init == "keras":
+                sinit.keras_(spec.family, params["weight_ih"], params["weight_hh"], params.get("bias_ih"),
+                             params.get("bias_hh"))
+            spec.init_({k: v for k, v in params.items() if v is not None}, self.init)
 
     def extra_repr(self) -> str:
         # torch.nn.RNNBase's options first, printed as torch.nn prints them (str(), each when it is not
         # the default), so a model's repr reads the same with either; then seqtorch's own non-defaults.
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.bias is not True:
@@ -139,22 +158,29 @@ class RecurrentLayer(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
-        extras = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True,
-                  "input_dropout": 0.0, "recurrent_dropout": 0.0, "init": "torch", "single_bias": False,
-                  "backend": "auto"}
-        if self.mode == "rnn":
-            del extras["activation"]  # torch.nn.RNN's nonlinearity, which its repr does not show
-        if self.mode != "gru":
-            del extras["reset_after"]
-        for name, default in extras.items():
+        for name, default in self._extra_defaults().items():
             value = getattr(self, name)
             if value != default:
                 s += f", {name}={value!r}"
         return s
 
+    def _extra_defaults(self) -> dict:
+        """seqtorch's own options and their defaults, in repr order (a subclass drops what it lacks)."""
+        extras = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True,
+                  "input_dropout": 0.0, "recurrent_dropout": 0.0, "zoneout": 0.0, "init": "torch",
+                  "single_bias": False, "backend": "auto"}
+        if self.mode == "rnn":
+            del extras["activation"]  # torch.nn.RNN's nonlinearity, which its repr does not show
+            del extras["recurrent_activation"]
+        if self.mode != "gru":
+            del extras["reset_after"]
+        return extras
+
     # ----------------------------------------------------------------------------------------------
-    def _expected_state_shape(self, batch: int) -> tuple[int, ...]:
-        return (self.num_layers * self.num_directions, batch, self.hidden_size)
+    def _expected_state_shapes(self, batch: int) -> list[tuple[int, ...]]:
+        """(L*D, B, width) for each state: h (width P: proj_size, else H), then c for the LSTM (H)."""
+        widths = get_cell(self.cell).state_sizes(self.hidden_size, self.proj_size or self.hidden_size)
+        return [(self.num_layers * self.num_directions, batch, w) for w in widths]
 
     def _given_states(self, hx, batched: bool, packed: bool) -> list[Tensor]:
         """The user's ``hx`` as a list of state tensors ([h_0], or [h_0, c_0, ...] for LSTM), with the
@@ -183,19 +209,17 @@ class RecurrentLayer(nn.Module):
                                    f"{tuple(state.shape)}")
         return states
 
-    def _initial_states(self, states: list[Tensor], batch: int, batched: bool,
-                        like: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(h0, c0) as (L*D, B, H) tensors from the given states (zeros when there are none)."""
+    def _initial_states(self, states: list[Tensor], batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
+        """Every state as an (L*D, B, width) tensor from the given ones (zeros when there are none)."""
         name = type(self).__name__
-        shape = self._expected_state_shape(batch)
+        shapes = self._expected_state_shapes(batch)
         if not states:
-            zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
-            return zeros, (zeros if self.mode == "lstm" else None)
+            return tuple(torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes)
         labels = ("hx[0]", "hx[1]") if self.mode == "lstm" else ("hx",)
         states = states[:2] if batched else [s.unsqueeze(1) for s in states[:2]]
-        for label, state in zip(labels, states):
+        for label, state, shape in zip(labels, states, shapes):
             check_state_shape(name, label, state, shape)
-        return states[0], (states[1] if self.mode == "lstm" else None)
+        return tuple(states)
 
     def _check_run(self, x: Tensor, states: list[Tensor], input_shape: tuple[int, ...]) -> None:
         """What torch.nn's ATen op checks after its Python checks: the argument types it takes, the
@@ -216,7 +240,7 @@ class RecurrentLayer(nn.Module):
         Args:
             input: (T, B, I), or (B, T, I) with ``batch_first``, or unbatched (T, I), or a PackedSequence.
             hx: initial state(s), (L*D, B, H) each ((L*D, H) for unbatched input); zeros when None.
-                LSTM takes ``(h_0, c_0)``.
+                LSTM takes ``(h_0, c_0)``; with ``proj_size`` P, h_0 is (L*D, B, P).
             lengths: optional (B,) ints (tensor on any device, or a list), 1 <= lengths <= T: the valid
                 length of each padded sequence. Outputs past a length are 0, h_n/c_n are each sequence's
                 state at its last valid step and the reverse direction starts there (as torch.nn with
@@ -253,27 +277,26 @@ class RecurrentLayer(nn.Module):
             x = input.unsqueeze(1)
         else:
             x = input.transpose(0, 1) if self.batch_first else input
-        h0, c0 = self._initial_states(states, x.shape[1], batched, x)
+        states0 = self._initial_states(states, x.shape[1], batched, x)
         self._check_run(x, states, tuple(data.shape))
         if lengths is not None and not packed:
             lengths = check_lengths(name, lengths, batch=x.shape[1], steps=x.shape[0], device=x.device,
                                     batch_first=self.batch_first, input_shape=tuple(input.shape))
 
-        output, h_n, c_n = SF.rnn(
-            self.mode, x, h0, c0, self.layer_weights(), num_layers=self.num_layers,
+        output, finals = SF.stack(
+            self.cell, x, states0, self.scan_weights(), num_layers=self.num_layers,
             bidirectional=self.bidirectional, dropout=self.dropout, training=self.training, lengths=lengths,
-            input_dropout=self.input_dropout, recurrent_dropout=self.recurrent_dropout,
+            input_dropout=self.input_dropout, recurrent_dropout=self.recurrent_dropout, zoneout=self.zoneout,
             activation=self.activation, recurrent_activation=self.recurrent_activation,
-            reset_after=self.reset_after, backend=self.backend)
+            cell_args=self.cell_args, backend=self.backend)
 
         if packed:
             output = _repack(output, lengths_cpu, input)
         elif not batched:
-            output, h_n = output.squeeze(1), h_n.squeeze(1)
-            c_n = None if c_n is None else c_n.squeeze(1)
+            output, finals = output.squeeze(1), tuple(f.squeeze(1) for f in finals)
         elif self.batch_first:
             output = output.transpose(0, 1)
-        return output, ((h_n, c_n) if self.mode == "lstm" else h_n)
+        return output, (finals if len(finals) == 2 else finals[0])
 
 
 def _repack(output: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
@@ -291,7 +314,7 @@ class SimpleRNN(RecurrentLayer):
     Args (torch.nn.RNN's, in its order): input_size, hidden_size, num_layers=1, nonlinearity="tanh"
     ("tanh" or "relu"), bias=True, batch_first=False, dropout=0.0 (between layers), bidirectional=False,
     device=None, dtype=None. Keyword-only extras: input_dropout, recurrent_dropout (variational, one mask
-    per sequence and layer), init ("torch" or "keras"), single_bias, backend.
+    per sequence and layer), zoneout, init ("torch" or "keras"), single_bias, backend.
 
     Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
     """
@@ -301,14 +324,14 @@ class SimpleRNN(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, device=None, dtype=None, *, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, init: str = "torch", single_bias: bool = False,
-                 backend: str = "auto", proj_size: None = None) -> None:
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, init: str = "torch",
+                 single_bias: bool = False, backend: str = "auto", proj_size: None = None) -> None:
         check_no_proj_size(type(self).__name__, proj_size)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, activation=nonlinearity, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, init=init, single_bias=single_bias,
+                         device, dtype, cell="rnn", activation=nonlinearity, input_dropout=input_dropout,
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init, single_bias=single_bias,
                          backend=backend)
 
     @property
@@ -317,15 +340,17 @@ class SimpleRNN(RecurrentLayer):
 
 
 class LSTM(RecurrentLayer):
-    r"""Long short-term memory: torch.nn.LSTM's API (gate order i, f, g, o).
+    r"""Long short-term memory: torch.nn.LSTM's API (gate order i, f, g, o), projections included.
 
     Args (torch.nn.LSTM's, in its order): input_size, hidden_size, num_layers=1, bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0 (checked as torch.nn does; a
-    positive one raises NotImplementedError: not supported yet), device=None, dtype=None. Keyword-only
-    extras: input_dropout, recurrent_dropout, activation ("tanh" or "relu"), recurrent_activation
-    ("sigmoid" or "hard_sigmoid"), init ("torch" or "keras"), single_bias, backend.
+    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0 (> 0: ``h_t = W_hr (o * act(c_t))``
+    of size proj_size, with ``weight_hr_l{k}`` (proj_size, hidden_size), as torch.nn), device=None,
+    dtype=None. Keyword-only extras: input_dropout, recurrent_dropout, zoneout, activation ("tanh" or
+    "relu"), recurrent_activation ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2", "hardsigmoid"),
+    init ("torch" or "keras"), single_bias, backend.
 
-    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n, c_n (L*D, B, H).
+    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*P) with P = proj_size or H;
+    h_n (L*D, B, P); c_n (L*D, B, H).
     """
 
     mode = "lstm"
@@ -333,14 +358,15 @@ class LSTM(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device=None, dtype=None, *, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, activation: str = "tanh",
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, activation: str = "tanh",
                  recurrent_activation: str = "sigmoid", init: str = "torch", single_bias: bool = False,
                  backend: str = "auto") -> None:
+        projected = not isinstance(proj_size, bool) and isinstance(proj_size, (int, float)) and proj_size > 0
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, proj_size=proj_size, activation=activation,
-                         recurrent_activation=recurrent_activation, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, init=init, single_bias=single_bias,
-                         backend=backend)
+                         device, dtype, cell="lstm_proj" if projected else "lstm", proj_size=proj_size,
+                         activation=activation, recurrent_activation=recurrent_activation,
+                         input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                         init=init, single_bias=single_bias, backend=backend)
 
 
 class GRU(RecurrentLayer):
@@ -349,7 +375,7 @@ class GRU(RecurrentLayer):
     Args (torch.nn.GRU's, in its order): input_size, hidden_size, num_layers=1, bias=True,
     batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None. Keyword-only extras:
     reset_after (True: torch's and Keras >= 2.3's GRU; False: Keras 2.0's, the book's, with the
-    candidate computed from ``r * h``), input_dropout, recurrent_dropout, activation,
+    candidate computed from ``r * h``), input_dropout, recurrent_dropout, zoneout, activation,
     recurrent_activation, init, single_bias (needs reset_after=False), backend.
 
     Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
@@ -360,12 +386,117 @@ class GRU(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, reset_after: bool = True, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, activation: str = "tanh",
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, activation: str = "tanh",
                  recurrent_activation: str = "sigmoid", init: str = "torch", single_bias: bool = False,
                  backend: str = "auto", proj_size: None = None) -> None:
         check_no_proj_size(type(self).__name__, proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, activation=activation, recurrent_activation=recurrent_activation,
-                         reset_after=reset_after, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, init=init, single_bias=single_bias,
+                         device, dtype, cell=cell_name("gru", reset_after), activation=activation,
+                         recurrent_activation=recurrent_activation, reset_after=reset_after,
+                         input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                         init=init, single_bias=single_bias, backend=backend)
+
+
+class LayerNormLSTM(RecurrentLayer):
+    r"""LSTM with layer normalization inside the recurrence (Ba et al. 2016; haste's LayerNormLSTM)::
+
+        gates = LN(x W_ih^T) * g_ih + LN(h W_hh^T) * g_hh + b_ih + b_hh        (i, f, g, o)
+        c' = sig(f) * c + sig(i) * act(g);   h' = sig(o) * act(LN(c') * g_c + b_c)
+
+    ``LN`` normalizes over the last dimension (all 4H gate pre-activations; H for c') with the biased
+    variance and ``eps``, no affine part of its own. Args: as :class:`LSTM` (no proj_size), plus
+    keyword-only ``eps`` (1e-5). Parameters per layer and direction (suffix ``_l{k}{_reverse}``):
+    ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` as the LSTM's, ``ln_ih_weight`` (4H),
+    ``ln_hh_weight`` (4H), ``ln_cell_weight`` (H), ``ln_cell_bias`` (H); the gains start at 1, the bias at 0.
+
+    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n, c_n (L*D, B, H).
+    """
+
+    mode = "lstm"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,
+                 dtype=None, *, eps: float = 1e-5, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 zoneout: float = 0.0, activation: str = "tanh", recurrent_activation: str = "sigmoid",
+                 init: str = "torch", single_bias: bool = False, backend: str = "auto") -> None:
+        check_eps(type(self).__name__, eps)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype, cell="layernorm_lstm", activation=activation,
+                         recurrent_activation=recurrent_activation, input_dropout=input_dropout,
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init, single_bias=single_bias,
+                         cell_args=(eps,), backend=backend)
+        self.eps = float(eps)
+
+    def _extra_defaults(self) -> dict:
+        return {"eps": 1e-5, **super()._extra_defaults()}
+
+
+class LayerNormGRU(RecurrentLayer):
+    r"""GRU with layer normalization inside the recurrence (Ba et al. 2016; haste's LayerNormGRU)::
+
+        gx = LN(x W_ih^T) * g_ih + b_ih;   gh = LN(h W_hh^T) * g_hh + b_hh      (r, z, n)
+        r = sig(gx_r + gh_r);  z = sig(gx_z + gh_z);  n = act(gx_n + r * gh_n);  h' = (1 - z) * n + z * h
+
+    The reset gate acts after the product (torch's GRU form). Args: as :class:`GRU` without
+    ``reset_after`` and ``single_bias`` (b_hn is scaled by r: a bias of its own), plus keyword-only ``eps``
+    (1e-5). Parameters: the GRU's, plus ``ln_ih_weight`` and ``ln_hh_weight`` (3H each, starting at 1).
+
+    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
+    """
+
+    mode = "gru"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,
+                 dtype=None, *, eps: float = 1e-5, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 zoneout: float = 0.0, activation: str = "tanh", recurrent_activation: str = "sigmoid",
+                 init: str = "torch", backend: str = "auto") -> None:
+        check_eps(type(self).__name__, eps)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype, cell="layernorm_gru", activation=activation,
+                         recurrent_activation=recurrent_activation, input_dropout=input_dropout,
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init, cell_args=(eps,),
                          backend=backend)
+        self.eps = float(eps)
+
+    def _extra_defaults(self) -> dict:
+        extras = {"eps": 1e-5, **super()._extra_defaults()}
+        del extras["reset_after"], extras["single_bias"]
+        return extras
+
+
+class IndRNN(RecurrentLayer):
+    r"""Independently recurrent network (Li et al. 2018; haste's IndRNN)::
+
+        h_t = act(x_t W_ih^T + b_ih + w_hh * h_{t-1} + b_hh)        w_hh (H,): elementwise
+
+    Args: input_size, hidden_size, num_layers=1, nonlinearity="relu" ("relu" or "tanh"), bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None; keyword-only
+    input_dropout, recurrent_dropout, zoneout, init, single_bias, backend. Parameters per layer and
+    direction: ``weight_ih`` (H, I), ``weight_hh`` (H,) uniform in [0, 1] at first, ``bias_ih``,
+    ``bias_hh`` (H,). To keep |w_hh| under a bound during training (Li et al.'s constraint), clamp it
+    after each optimizer step or parametrize it (README).
+
+    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
+    """
+
+    mode = "rnn"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "relu",
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 zoneout: float = 0.0, init: str = "torch", single_bias: bool = False, backend: str = "auto") -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype, cell="indrnn", activation=nonlinearity, input_dropout=input_dropout,
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init, single_bias=single_bias,
+                         backend=backend)
+
+    @property
+    def nonlinearity(self) -> str:
+        return self.activation
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "relu" else "")

@@ -49,7 +49,8 @@ def activation_fn(name: str):
 
 def scan_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
                    *, lengths: Tensor | None = None, rec_mask: Tensor | None = None, reverse: bool = False,
-                   acts: Acts = Acts()) -> tuple[Tensor, tuple[Tensor, ...]]:
+                   acts: Acts = Acts(), zoneout: tuple[Tensor, ...] | None = None,
+                   cell_args: tuple[float, ...] = ()) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Run one layer, one direction, over a whole sequence: the plain loop every fast path must equal.
 
     Args:
@@ -58,29 +59,35 @@ def scan_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...], we
         lengths: (B,) int64 on gx's device, 1 <= lengths <= T, or None (every sequence is T long).
         rec_mask: (B, P) recurrent-dropout mask (already scaled by 1/(1-p)), or None.
         reverse: run from t = T-1 down to 0. acts: the activations.
+        zoneout: None, or per state (T, B, width) coefficients k: the state after step t is
+            ``k[t] * previous + (1 - k[t]) * new`` (Krueger et al. 2017's zoneout: 0/1 masks in training,
+            the probability p in evaluation), before ``lengths`` freezes it.
+        cell_args: the cell's numeric options (LayerNorm's eps).
 
     Returns:
         output (T, B, P) (zero past each length) and the final states (each sequence's last valid one).
     """
     out, history = _scan(cell, gx, states0, weights, lengths=lengths, rec_mask=rec_mask, reverse=reverse,
-                         acts=acts)
+                         acts=acts, zoneout=zoneout, cell_args=cell_args)
     return out, history[-1]
 
 
 def state_history_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...],
                             weights: tuple[Tensor | None, ...], *, lengths: Tensor | None = None,
-                            rec_mask: Tensor | None = None, reverse: bool = False,
-                            acts: Acts = Acts()) -> tuple[Tensor, ...]:
+                            rec_mask: Tensor | None = None, reverse: bool = False, acts: Acts = Acts(),
+                            zoneout: tuple[Tensor, ...] | None = None,
+                            cell_args: tuple[float, ...] = ()) -> tuple[Tensor, ...]:
     """Each state's history, as the fused scans keep it: (T+1, B, width) per state, the initial state in
     slot 0 (slot T when ``reverse``) and the state after step t in slot t+1 (slot t when ``reverse``);
     a sequence's state stays frozen past its length. Same arguments as :func:`scan_reference`."""
-    _, history = _scan(cell, gx, states0, weights, lengths=lengths, rec_mask=rec_mask, reverse=reverse, acts=acts)
+    _, history = _scan(cell, gx, states0, weights, lengths=lengths, rec_mask=rec_mask, reverse=reverse, acts=acts,
+                       zoneout=zoneout, cell_args=cell_args)
     if reverse:
         history = history[::-1]
     return tuple(torch.stack(per_state) for per_state in zip(*history))
 
 
-def _scan(cell, gx, states0, weights, *, lengths, rec_mask, reverse, acts):
+def _scan(cell, gx, states0, weights, *, lengths, rec_mask, reverse, acts, zoneout, cell_args):
     """The loop: output (T, B, P) and the states in the order they were visited (initial state first)."""
     cell = get_cell(cell) if isinstance(cell, str) else cell
     steps = range(gx.shape[0] - 1, -1, -1) if reverse else range(gx.shape[0])
@@ -93,7 +100,9 @@ def _scan(cell, gx, states0, weights, *, lengths, rec_mask, reverse, acts):
             valid = (lengths > t).unsqueeze(-1)  # (B, 1): is step t inside each sequence?
             gx_t = torch.where(valid, gx_t, 0.0)
         h_in = states[0] if rec_mask is None else states[0] * rec_mask
-        new = cell.step(gx_t, h_in, states, weights, acts)
+        new = cell.step(gx_t, h_in, states, weights, acts, cell_args)
+        if zoneout is not None:
+            new = tuple(k[t] * s + (1 - k[t]) * n for k, s, n in zip(zoneout, states, new))
         if lengths is None:
             states, outputs[t] = new, new[0]
         else:
@@ -129,7 +138,7 @@ def rnn_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None, *, rec_ma
              activation: str = "tanh") -> Tensor:
     """One SimpleRNN step. gx: (B, H) input projection; h: (B, H). Returns h': (B, H)."""
     h_in = h if rec_mask is None else h * rec_mask
-    return get_cell("rnn").step(gx, h_in, (h,), (w_hh, b_hh), Acts.of(activation, "sigmoid"))[0]
+    return get_cell("rnn").step(gx, h_in, (h,), (w_hh, b_hh), Acts.of(activation, "sigmoid"), ())[0]
 
 
 def lstm_step(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None, *,
@@ -137,7 +146,7 @@ def lstm_step(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | Non
               recurrent_activation: str = "sigmoid") -> tuple[Tensor, Tensor]:
     """One LSTM step. gx: (B, 4H); h, c: (B, H). Returns (h', c'), each (B, H)."""
     h_in = h if rec_mask is None else h * rec_mask
-    return get_cell("lstm").step(gx, h_in, (h, c), (w_hh, b_hh), Acts.of(activation, recurrent_activation))
+    return get_cell("lstm").step(gx, h_in, (h, c), (w_hh, b_hh), Acts.of(activation, recurrent_activation), ())
 
 
 def gru_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None, *, rec_mask: Tensor | None = None,
@@ -146,4 +155,4 @@ def gru_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None, *, rec_ma
     """One GRU step. gx: (B, 3H); h: (B, H). Returns h': (B, H)."""
     h_in = h if rec_mask is None else h * rec_mask
     cell = get_cell(cell_name("gru", reset_after))
-    return cell.step(gx, h_in, (h,), (w_hh, b_hh), Acts.of(activation, recurrent_activation))[0]
+    return cell.step(gx, h_in, (h,), (w_hh, b_hh), Acts.of(activation, recurrent_activation), ())[0]

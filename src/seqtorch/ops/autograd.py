@@ -48,22 +48,23 @@ class Kernel:
 
 
 def scan(kernel: Kernel, opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...],
-         weights: tuple[Tensor | None, ...], lengths: Tensor | None,
-         rec_mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, ...]]:
-    zoneout = [None] * len(states)
+         weights: tuple[Tensor | None, ...], lengths: Tensor | None, rec_mask: Tensor | None,
+         zoneout: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer, one direction on ``kernel``: output (T, B, P), zero past each length, and the final
-    states (each sequence's last valid one). Shapes as :func:`seqtorch.reference.scan_reference`."""
+    states (each sequence's last valid one). Shapes as :func:`seqtorch.reference.scan_reference`;
+    ``zoneout`` None or one (T, B, width) coefficient tensor per state (not differentiated)."""
+    keep = tuple(zoneout) if zoneout is not None else (None,) * len(states)
     tensors = [t for t in (gx, *states, *weights) if t is not None]
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if torch.compiler.is_compiling():
         save = needs_grad
-        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, zoneout)
+        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, list(keep))
     elif needs_grad or any(is_functorch_wrapped_tensor(t) for t in (*tensors, lengths, rec_mask) if t is not None):
         save = True
-        outputs = _Scan.apply(kernel, opts, lengths, rec_mask, len(states), gx, *states, *weights)
+        outputs = _Scan.apply(kernel, opts, lengths, rec_mask, keep, len(states), gx, *states, *weights)
     else:
         save = False
-        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, zoneout)
+        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, list(keep))
     layout = ForwardLayout.split(opts.spec, list(outputs), save)
     return finish(layout, opts, lengths, save)
 
@@ -85,31 +86,32 @@ def finish(layout: ForwardLayout, opts: ScanOptions, lengths: Tensor | None,
 # ---------------------------------------------------------------------------------------------------
 # the backward, shared by the eager Function and the op's registered formula
 
-def fused_backward(kernel: Kernel, opts: ScanOptions, grads, outputs, weights, lengths, rec_mask,
+def fused_backward(kernel: Kernel, opts: ScanOptions, grads, outputs, weights, lengths, rec_mask, keep,
                    needs_weights: tuple[bool, ...]) -> tuple[Tensor, list[Tensor], list[Tensor | None]]:
     """dgx, the initial states' gradients, and the weights' gradients, from the state outputs' gradients."""
     cell = opts.spec
     K = len(cell.states)
-    zoneout = [None] * K
-    results = kernel.backward(*opts.op_args(), list(grads), list(outputs), list(weights), lengths, rec_mask, zoneout)
+    results = kernel.backward(*opts.op_args(), list(grads), list(outputs), list(weights), lengths, rec_mask, list(keep))
     dgx, dstates, buffers = results[0], list(results[1:1 + K]), results[1 + K:]
     named = dict(zip(cell.grad_buffer_names(), buffers))
     layout = ForwardLayout.split(cell, list(outputs), save=True)
     h = layout.states[0]
     h_in = layout.hm if layout.hm is not None else (h[1:] if opts.reverse else h[:-1])
-    dweights = cell.weight_grads(named, dgx, h_in, layout.u, tuple(weights), needs_weights)
+    dweights = cell.weight_grads(named, dgx, h_in, layout.u, tuple(weights), needs_weights, layout.saved)
     return dgx, dstates, dweights
 
 
-def _reference_histories(opts: ScanOptions, lengths, rec_mask, n_states: int, none_weights: tuple[bool, ...]):
+def _reference_histories(opts: ScanOptions, lengths, rec_mask, keep, n_states: int, none_weights: tuple[bool, ...]):
     """The differentiable outputs of the forward op (the K state histories), computed by the reference,
     as a function of (gx, *states, *the weights that are not None)."""
 
     def histories(gx, *rest):
         states, present = rest[:n_states], iter(rest[n_states:])
         weights = tuple(None if none else next(present) for none in none_weights)
+        zoneout = None if all(k is None for k in keep) else keep
         return state_history_reference(opts.spec, gx, states, weights, lengths=lengths, rec_mask=rec_mask,
-                                       reverse=opts.reverse, acts=opts.acts)
+                                       reverse=opts.reverse, acts=opts.acts, zoneout=zoneout,
+                                       cell_args=opts.cell_args)
 
     return histories
 
@@ -124,19 +126,21 @@ def _needs_graph(tensors) -> bool:
 
 
 class _Scan(torch.autograd.Function):
-    """The eager scan: inputs (kernel, opts, lengths, rec_mask, n_states, gx, *states, *weights), outputs
-    the forward op's (the state histories, then saved buffers, which are not differentiable)."""
+    """The eager scan: inputs (kernel, opts, lengths, rec_mask, keep, n_states, gx, *states, *weights), outputs
+    the forward op's (the state histories, then saved buffers, which are not differentiable). ``keep``: the
+    zoneout coefficients, a tuple (one tensor or None per state), constants to autograd."""
 
     @staticmethod
-    def forward(kernel, opts, lengths, rec_mask, n_states, gx, *rest):
+    def forward(kernel, opts, lengths, rec_mask, keep, n_states, gx, *rest):
         states, weights = list(rest[:n_states]), list(rest[n_states:])
-        return tuple(kernel.forward(*opts.op_args(), True, gx, states, weights, lengths, rec_mask, [None] * n_states))
+        return tuple(kernel.forward(*opts.op_args(), True, gx, states, weights, lengths, rec_mask, list(keep)))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        kernel, opts, lengths, rec_mask, n_states, gx, *rest = inputs
+        kernel, opts, lengths, rec_mask, keep, n_states, gx, *rest = inputs
         K = len(opts.spec.states)
         ctx.kernel, ctx.opts, ctx.n_states, ctx.K, ctx.n_outputs = kernel, opts, n_states, K, len(output)
+        ctx.keep = keep
         ctx.none_weights = tuple(w is None for w in rest[n_states:])
         ctx.save_for_backward(gx, lengths, rec_mask, *rest, *output)
         ctx.save_for_forward(gx, lengths, rec_mask, *rest)
@@ -150,12 +154,12 @@ class _Scan(torch.autograd.Function):
         inputs, outputs = rest[:n_in], rest[n_in:]
         states, weights = inputs[:ctx.n_states], inputs[ctx.n_states:]
         grads = list(grads[:ctx.K])
-        head = (None,) * 5
+        head = (None,) * 6
         if all(g is None for g in grads):
             return head + (None,) * (1 + n_in)
         if _needs_graph([gx, *inputs, *grads]):
             present = [w for w in weights if w is not None]
-            fn = _reference_histories(ctx.opts, lengths, rec_mask, ctx.n_states, ctx.none_weights)
+            fn = _reference_histories(ctx.opts, lengths, rec_mask, ctx.keep, ctx.n_states, ctx.none_weights)
             primals, vjp = torch.func.vjp(fn, gx, *states, *present)
             cotangents = tuple(torch.zeros_like(p) if g is None else g for g, p in zip(grads, primals))
             result = iter(vjp(cotangents))
@@ -163,9 +167,9 @@ class _Scan(torch.autograd.Function):
             dstates = [next(result) for _ in states]
             dweights = [None if none else next(result) for none in ctx.none_weights]
             return head + (dgx, *dstates, *dweights)
-        needs = ctx.needs_input_grad[5:]
+        needs = ctx.needs_input_grad[6:]
         dgx, dstates, dweights = fused_backward(ctx.kernel, ctx.opts, grads, outputs, weights, lengths, rec_mask,
-                                                tuple(needs[1 + ctx.n_states:]))
+                                                ctx.keep, tuple(needs[1 + ctx.n_states:]))
         return head + (dgx, *dstates, *dweights)
 
     @staticmethod
@@ -174,11 +178,11 @@ class _Scan(torch.autograd.Function):
         states, weights = inputs[:ctx.n_states], inputs[ctx.n_states:]
         present = [w for w in weights if w is not None]
         primals_in = (gx, *states, *present)
-        tangents = tangents[5:]
+        tangents = tangents[6:]
         tangents_in = [tangents[0], *tangents[1:1 + ctx.n_states]]
         tangents_in += [t for t, none in zip(tangents[1 + ctx.n_states:], ctx.none_weights) if not none]
         tangents_in = tuple(torch.zeros_like(p) if t is None else t for t, p in zip(tangents_in, primals_in))
-        fn = _reference_histories(ctx.opts, lengths, rec_mask, ctx.n_states, ctx.none_weights)
+        fn = _reference_histories(ctx.opts, lengths, rec_mask, ctx.keep, ctx.n_states, ctx.none_weights)
         # J t as the vjp of the (linear) map u -> J^T u: reverse mode twice, no nested forward-AD level
         primals_out, vjp = torch.func.vjp(fn, *primals_in)
         zeros = tuple(torch.zeros_like(p) for p in primals_out)
@@ -187,9 +191,9 @@ class _Scan(torch.autograd.Function):
         return tuple(out_tangents) + (None,) * (ctx.n_outputs - ctx.K)
 
     @staticmethod
-    def vmap(info, in_dims, kernel, opts, lengths, rec_mask, n_states, gx, *rest):
+    def vmap(info, in_dims, kernel, opts, lengths, rec_mask, keep, n_states, gx, *rest):
         states, weights = rest[:n_states], rest[n_states:]
-        d_len, d_mask, _, d_gx, *d_rest = in_dims[2:]
+        d_len, d_mask, _, _, d_gx, *d_rest = in_dims[2:]
         d_states, d_weights = d_rest[:n_states], d_rest[n_states:]
         n = info.batch_size
         if all(d is None for w, d in zip(weights, d_weights) if w is not None):
@@ -200,8 +204,9 @@ class _Scan(torch.autograd.Function):
                 x = x.movedim(dim, 0) if dim is not None else x.unsqueeze(0).expand(n, *x.shape)
                 return x.movedim(0, batch_dim).flatten(batch_dim, batch_dim + 1)
 
-            outputs = _Scan.apply(kernel, opts, fold(lengths, d_len, 0), fold(rec_mask, d_mask, 0), n_states,
-                                  fold(gx, d_gx, 1), *[fold(s, d, 0) for s, d in zip(states, d_states)], *weights)
+            outputs = _Scan.apply(kernel, opts, fold(lengths, d_len, 0), fold(rec_mask, d_mask, 0),
+                                  tuple(fold(k, None, 1) for k in keep), n_states, fold(gx, d_gx, 1),
+                                  *[fold(s, d, 0) for s, d in zip(states, d_states)], *weights)
             batch = gx.shape[1 if d_gx is None or d_gx > 1 else 2]
             unfolded, out_dims = [], []
             for out in outputs:
@@ -218,7 +223,7 @@ class _Scan(torch.autograd.Function):
         per_member = []
         for i in range(n):
             picked = [None if a is None else (a.select(d, i) if d is not None else a) for a, d in zip(args, dims)]
-            per_member.append(_Scan.apply(kernel, opts, picked[0], picked[1], n_states, *picked[2:]))
+            per_member.append(_Scan.apply(kernel, opts, picked[0], picked[1], keep, n_states, *picked[2:]))
         return tuple(torch.stack(parts) for parts in zip(*per_member)), (0,) * len(per_member[0])
 
 
@@ -232,6 +237,7 @@ def register(kernel: Kernel) -> None:
         ctx.n_states, ctx.none_weights = len(states), tuple(w is None for w in weights)
         ctx.n_cell_args, ctx.n_zoneout = len(cell_args), len(zoneout)
         ctx.zoneout_is_none = all(z is None for z in zoneout)
+        ctx.keep = tuple(zoneout)
         ctx.save_for_backward(lengths, rec_mask, *[w for w in weights if w is not None], *output)
         ctx.set_materialize_grads(False)
 
@@ -248,7 +254,8 @@ def register(kernel: Kernel) -> None:
         if all(g is None for g in grads):
             return head + (None, [None] * ctx.n_states, [None] * len(weights)) + tail
         needs = tuple(w is not None for w in weights)
-        dgx, dstates, dweights = fused_backward(kernel, ctx.opts, grads, outputs, weights, lengths, rec_mask, needs)
+        dgx, dstates, dweights = fused_backward(kernel, ctx.opts, grads, outputs, weights, lengths, rec_mask, ctx.keep,
+                                                needs)
         return head + (dgx, dstates, dweights) + tail
 
     torch.library.register_autograd(kernel.forward, backward, setup_context=setup_context)

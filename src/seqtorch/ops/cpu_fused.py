@@ -62,8 +62,8 @@ def has_cell(cell: str) -> bool:
 
 
 def scan(opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
-                   lengths: Tensor | None = None,
-                   rec_mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+         lengths: Tensor | None = None, rec_mask: Tensor | None = None,
+         zoneout: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer, one direction: :func:`seqtorch.reference.scan_reference`'s semantics and shapes.
 
     Returns output (T, B, P) (zero past each length) and the final states, in gx's dtype.
@@ -74,11 +74,12 @@ def scan(opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...], weights: tup
     def cast(x: Tensor | None) -> Tensor | None:
         return None if x is None else x.to(dtype)
 
+    gx = cast(gx).contiguous()
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
-    out, finals = autograd.scan(implementation(opts, gx.to(dtype) if gx.dtype != dtype else gx), opts,
-                       cast(gx).contiguous(), tuple(cast(s).contiguous() for s in states),
-                       tuple(None if w is None else cast(w).contiguous() for w in weights), lengths,
-                       None if rec_mask is None else cast(rec_mask).contiguous())
+    out, finals = autograd.scan(implementation(opts, gx), opts, gx, tuple(cast(s).contiguous() for s in states),
+                                tuple(None if w is None else cast(w).contiguous() for w in weights), lengths,
+                                None if rec_mask is None else cast(rec_mask).contiguous(),
+                                None if zoneout is None else tuple(cast(z).contiguous() for z in zoneout))
     if out_dtype != dtype:
         out, finals = out.to(out_dtype), tuple(f.to(out_dtype) for f in finals)
     return out, finals

@@ -100,7 +100,9 @@ def kernel(cell: str):
 
         ops = torch.ops.seqtorch
         _state["kernel"] = Kernel("cpp", ops.scan_forward_cpp.default, ops.scan_backward_cpp.default)
-        _state["cells"] = frozenset(ops.cpp_cells())
+        # the cells the library was built with (its generated header's), read without calling an op: a
+        # tracer (torch.export) may be recording when this first runs
+        _state["cells"] = frozenset(cell_headers())
         register_fakes(_state["kernel"].forward, _state["kernel"].backward)
         register(_state["kernel"])
     return _state["kernel"] if cell in _state["cells"] else None
@@ -117,10 +119,13 @@ def _build():
                   f"version, about a minute)...", file=sys.stderr, flush=True)
         generated = build_dir / "generated"
         generated.mkdir(parents=True, exist_ok=True)
-        # written whole, then renamed: a process building at the same time never reads half of it
-        partial = generated / f"cells_generated.h.{os.getpid()}"
-        partial.write_text(generated_header())
-        os.replace(partial, generated / "cells_generated.h")
+        header, text = generated / "cells_generated.h", generated_header()
+        if not header.exists() or header.read_text() != text:  # an unchanged header must keep its mtime:
+            # ninja would rebuild the library otherwise. Written whole, then renamed: a process building at
+            # the same time never reads half of it.
+            partial = generated / f"cells_generated.h.{os.getpid()}"
+            partial.write_text(text)
+            os.replace(partial, header)
         cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=_flags(),
                            extra_include_paths=[str(CSRC), str(generated)], is_python_module=False, verbose=False)
         return torch.ops.seqtorch

@@ -79,9 +79,9 @@ def forward(cell_name: str, activation: str, recurrent_activation: str, reverse:
 
 
 def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
-    reverse = opts.reverse
-    check_no_zoneout(zoneout)
+    reverse, args = opts.reverse, opts.cell_args
     cell, acts = opts.spec, opts.acts
+    zoneout = [None if z is None else z.contiguous() for z in zoneout]
     sizes = sizes_of(cell, gx, states)
     T, B, H, P = sizes.T, sizes.B, sizes.H, sizes.P
     widths = cell.state_sizes(H, P)
@@ -112,12 +112,16 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
         h_in = prev[0] if rec_mask is None else torch.mul(prev[0], rec_mask, out=at(hm, t))
         step = ForwardStep(gx=gx[t], product=None, h_in=h_in, prev=tuple(prev), next=tuple(nxt),
                            u=None if u is None else at(u, t), weights=weights,
-                           saved={k: (at(v, t) if v.numel() else v) for k, v in saved.items()}, acts=acts)
+                           saved={k: (at(v, t) if v.numel() else v) for k, v in saved.items()}, acts=acts,
+                           args=args)
         for stage in range(cell.stages):
             if stage < len(cell.products):
                 x = h_in if cell.products[stage].input == "h_in" else step.u
                 step.product = torch.mm(x, mats[stage], out=products[stage])
             cell.loop_forward(stage, step)
+        for a, b, keep in zip(nxt, prev, zoneout):
+            if keep is not None:  # zoneout: k * previous + (1 - k) * new
+                torch.lerp(a, b, keep[t], out=a)
         if t >= steps.tail:
             valid = steps.valid[t]
             for a, b in zip(nxt, prev):
@@ -144,8 +148,7 @@ def backward(cell_name: str, activation: str, recurrent_activation: str, reverse
 
 
 def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
-    reverse = opts.reverse
-    check_no_zoneout(zoneout)
+    reverse, args = opts.reverse, opts.cell_args
     cell, acts = opts.spec, opts.acts
     layout = ForwardLayout.split(cell, list(saved_outputs), save=True)
     S = layout.states
@@ -158,6 +161,7 @@ def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
     grad_buffers = {name: new_buffer((T, B, w), like) for name, w in cell.grad_buffers(Sizes(T, B, H, P))}
     upstream = [None if g is None else g.contiguous() for g in grads]
 
+    zoneout = [None if z is None else z.contiguous() for z in zoneout]
     # D[k]: the gradient of state k as the step being processed wrote it
     D = [upstream[k][steps.last].clone() if upstream[k] is not None else like.new_zeros((B, s.shape[-1]))
          for k, s in enumerate(S)]
@@ -165,11 +169,13 @@ def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
     for t in reversed(steps.order):
         p, n = steps.prev(t), steps.next(t)
         h_in = layout.hm[t] if layout.hm is not None else S[0][p]
-        step = BackwardStep(d_next=tuple(D), prev=tuple(s[p] for s in S), h_in=h_in,
+        # zoneout: the new state got (1 - k) of D, the previous one k of it directly
+        d_new = tuple(d if keep is None else d * (1 - keep[t]) for d, keep in zip(D, zoneout))
+        step = BackwardStep(d_next=d_new, prev=tuple(s[p] for s in S), h_in=h_in,
                             u=None if layout.u is None else layout.u[t], weights=weights,
                             saved={k: (v[t] if v.numel() else v) for k, v in layout.saved.items()}, acts=acts,
-                            dgx=dgx[t], grads={k: v[t] for k, v in grad_buffers.items()},
-                            next=tuple(s[n] for s in S), d_prev=[None] * len(S))
+                            dgx=dgx[t], grads={k: v[t] for k, v in grad_buffers.items()}, args=args,
+                            d_prev=[None] * len(S))
         for stage in reversed(range(cell.stages)):
             if stage == 0 and cell.stages == 2:  # the second product's input u got this gradient
                 step.du = torch.mm(_rows(step.grads, step.dgx, cell, 1), mats[1])
@@ -182,6 +188,9 @@ def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
         new = list(step.d_prev)
         new[0] = d_h if new[0] is None else (new[0] if d_h is None else d_h.add_(new[0]))
         new = [like.new_zeros(D[k].shape) if v is None else v for k, v in enumerate(new)]
+        for k, keep in enumerate(zoneout):
+            if keep is not None:
+                new[k] = new[k].addcmul_(keep[t], D[k])
         if t >= steps.tail:  # an ended sequence: no gate gradient, the state gradient passes through
             valid = steps.valid[t]
             for buffer in (step.dgx, *step.grads.values()):
@@ -192,11 +201,6 @@ def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
                 new[k] = new[k].add_(upstream[k][p])
         D = new
     return [dgx, *D, *grad_buffers.values()]
-
-
-def check_no_zoneout(zoneout) -> None:
-    if any(z is not None for z in zoneout):
-        raise NotImplementedError("zoneout is not implemented by this scan yet")
 
 
 FORWARD, BACKWARD = define("loop", forward, backward)

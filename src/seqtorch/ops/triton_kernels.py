@@ -54,8 +54,11 @@ def _load_w(w, k, H, o_h, m_hh, TRANSPOSE: tl.constexpr):
     return tl.load(p_w, mask=m_hh, other=0.0)
 
 
-def _load_ws(w, H, o_h, m_hh, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr):
-    """W_hh's gate tiles 0..3; a cell with fewer gates gets tile 0 in the unused places (never read)."""
+def _load_ws(w, H, o_h, m_hh, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr, W_VECTOR: tl.constexpr,
+             ACC: tl.constexpr):
+    """W_hh's gate tiles 0..3; a cell with fewer gates gets tile 0 in the unused places (never read).
+    W_VECTOR: a cell without recurrent products (IndRNN) has a weight vector (H,), loaded as a (1, BLOCK_H)
+    row by :func:`_load_wv` instead (a Triton function returns one type, whatever its constexpr branches)."""
     b_w0 = _load_w(w, 0, H, o_h, m_hh, TRANSPOSE)
     b_w1 = b_w0
     b_w2 = b_w0
@@ -66,6 +69,12 @@ def _load_ws(w, H, o_h, m_hh, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr):
     if NUM_GATES > 3:
         b_w3 = _load_w(w, 3, H, o_h, m_hh, TRANSPOSE)
     return b_w0, b_w1, b_w2, b_w3
+
+
+def _load_wv(w, H, o_h, ACC: tl.constexpr):
+    """A weight vector (H,) as a (1, BLOCK_H) row, in the four places of W_hh's tiles."""
+    b_v = tl.load(w + o_h, mask=o_h < H, other=0.0).to(ACC)[None, :]
+    return b_v, b_v, b_v, b_v
 
 
 def _load_b(bias, k, H, o_h, m_h, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr):
@@ -84,10 +93,11 @@ def _row_ptr(base, t, B, width, o_b, o_h):
 # ----------------------------------------------------------------------------------------------------
 # forward
 
-def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask,           # inputs
+def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask, ZH, ZC,   # inputs
                      S_h, S_c, c_out, HM, U, SV0, SV1, SV2, SV3,       # outputs (op contract)
                      T, B, H, SW0, SW1, SW2, SW3,
                      CELL_FWD: tl.constexpr, NUM_GATES: tl.constexpr, HAS_C: tl.constexpr, ACC: tl.constexpr,
+                     ZONEOUT_H: tl.constexpr, ZONEOUT_C: tl.constexpr, W_VECTOR: tl.constexpr,
                      REVERSE: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, W_ON_CHIP: tl.constexpr, RELU: tl.constexpr,
                      GATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
@@ -96,6 +106,8 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask,           # inputs
     Writes the h history S_h (T+1, B, H) (initial state in slot 0, slot T when REVERSE; frozen past a
     sequence's length). With HAS_C: the c history S_c when SAVE, else the final c in c_out. With SAVE:
     HM = h * rmask per step (HAS_MASK), U, and the cell's saved buffers SV0..SV3 (widths SW0..SW3).
+    ZONEOUT_H / ZONEOUT_C: ZH / ZC (T, B, H) hold the zoneout coefficients k of each state,
+    ``state = k * previous + (1 - k) * new``.
     """
     i_b = tl.program_id(0)
     o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -116,7 +128,10 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask,           # inputs
     if HAS_LENGTHS:
         b_len = tl.load(lengths + o_b, mask=m_b, other=0)
     if W_ON_CHIP:
-        b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, True)
+        if W_VECTOR:
+            b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+        else:
+            b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, True, W_VECTOR, ACC)
     b_b0 = _load_b(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
     b_b1 = b_b0
     b_b2 = b_b0
@@ -143,7 +158,10 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask,           # inputs
             t = s
             n = t + 1
         if not W_ON_CHIP:
-            b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, True)
+            if W_VECTOR:
+                b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+            else:
+                b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, True, W_VECTOR, ACC)
         if HAS_MASK:
             b_hin = b_h * b_m
             if SAVE:
@@ -160,6 +178,10 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask,           # inputs
             _row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
             _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
             _row_ptr(U, t, B, H, o_b, o_h), m_bh, b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
+        if ZONEOUT_H:
+            b_h_new = b_h_new + load_tile(ZH + t * B * H + o_bh, m_bh, ACC) * (b_h - b_h_new)
+        if ZONEOUT_C:
+            b_c_new = b_c_new + load_tile(ZC + t * B * H + o_bh, m_bh, ACC) * (b_c - b_c_new)
         # past a sequence's length the state is frozen
         if HAS_LENGTHS:
             b_h = tl.where(b_valid, b_h_new, b_h)
@@ -181,11 +203,12 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask,           # inputs
 # ----------------------------------------------------------------------------------------------------
 # backward
 
-def _scan_bwd_kernel(w, lengths, rmask, S_h, S_c, HM, U, SV0, SV1, SV2, SV3,   # forward inputs and outputs
+def _scan_bwd_kernel(w, lengths, rmask, ZH, ZC, S_h, S_c, HM, U, SV0, SV1, SV2, SV3,   # forward inputs, outputs
                      dS_h, dS_c,                                              # upstream gradients
                      dgx, G0, dh0, dc0,                                       # gradients written here
                      T, B, H, SW0, SW1, SW2, SW3, GW0,
                      CELL_BWD: tl.constexpr, NUM_GATES: tl.constexpr, HAS_C: tl.constexpr,
+                     ZONEOUT_H: tl.constexpr, ZONEOUT_C: tl.constexpr, W_VECTOR: tl.constexpr,
                      HAS_DH: tl.constexpr, HAS_DC: tl.constexpr, ACC: tl.constexpr, REVERSE: tl.constexpr,
                      HAS_LENGTHS: tl.constexpr, HAS_MASK: tl.constexpr, W_ON_CHIP: tl.constexpr,
                      RELU: tl.constexpr, GATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
@@ -220,7 +243,10 @@ def _scan_bwd_kernel(w, lengths, rmask, S_h, S_c, HM, U, SV0, SV1, SV2, SV3,   #
     if HAS_LENGTHS:
         b_len = tl.load(lengths + o_b, mask=m_b, other=0)
     if W_ON_CHIP:
-        b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, False)
+        if W_VECTOR:
+            b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+        else:
+            b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, False, W_VECTOR, ACC)
 
     for s in range(0, T):
         if REVERSE:
@@ -232,7 +258,10 @@ def _scan_bwd_kernel(w, lengths, rmask, S_h, S_c, HM, U, SV0, SV1, SV2, SV3,   #
             p = t
             n = t + 1
         if not W_ON_CHIP:
-            b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, False)
+            if W_VECTOR:
+                b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+            else:
+                b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, o_h, m_hh, NUM_GATES, False, W_VECTOR, ACC)
         if HAS_LENGTHS:
             b_valid = (b_len > t)[:, None]
         else:
@@ -246,8 +275,17 @@ def _scan_bwd_kernel(w, lengths, rmask, S_h, S_c, HM, U, SV0, SV1, SV2, SV3,   #
             b_hin = load_tile(HM + t * B * H + o_bh, m_bh, ACC)
         else:
             b_hin = b_hp
+        # zoneout: the new state got (1 - k) of each state's gradient, the previous one k of it
+        b_dh_new = b_dh
+        b_dc_new = b_dc
+        if ZONEOUT_H:
+            b_kh = load_tile(ZH + t * B * H + o_bh, m_bh, ACC)
+            b_dh_new = b_dh - b_kh * b_dh
+        if ZONEOUT_C:
+            b_kc = load_tile(ZC + t * B * H + o_bh, m_bh, ACC)
+            b_dc_new = b_dc - b_kc * b_dc
         b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(
-            b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, _row_ptr(dgx, t, B, NUM_GATES * H, o_b, o_h),
+            b_dh_new, b_dc_new, b_hp, b_cp, b_hin, b_hnext, _row_ptr(dgx, t, B, NUM_GATES * H, o_b, o_h),
             _row_ptr(G0, t, B, GW0, o_b, o_h), H, b_w0, b_w1, b_w2, b_w3,
             _row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
             _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
@@ -255,6 +293,10 @@ def _scan_bwd_kernel(w, lengths, rmask, S_h, S_c, HM, U, SV0, SV1, SV2, SV3,   #
         if HAS_MASK:
             b_dhin = b_dhin * b_m
         b_dh_prev = b_dhin + b_dh_direct
+        if ZONEOUT_H:
+            b_dh_prev += b_kh * b_dh
+        if ZONEOUT_C:
+            b_dc_prev += b_kc * b_dc
         # a step past the length passed the state through unchanged, so does its gradient
         if HAS_LENGTHS:
             b_dh = tl.where(b_valid, b_dh_prev, b_dh)
@@ -277,7 +319,7 @@ def _scan_bwd_kernel(w, lengths, rmask, S_h, S_c, HM, U, SV0, SV1, SV2, SV3,   #
 # ----------------------------------------------------------------------------------------------------
 # lazy decoration
 
-_KERNEL_HELPERS = (_load_w, _load_ws, _load_b, _row_ptr)
+_KERNEL_HELPERS = (_load_w, _load_ws, _load_wv, _load_b, _row_ptr)
 _KERNELS = (_scan_fwd_kernel, _scan_bwd_kernel)
 _BUILT: dict = {}
 

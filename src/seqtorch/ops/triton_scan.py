@@ -91,7 +91,8 @@ def _new(shape, dtype: torch.dtype, device) -> Tensor:
 
 def _launch_config(cell: str, hidden: int, dtype: torch.dtype, backward: bool = False) -> dict:
     block_h = max(16, triton.next_power_of_2(hidden))
-    w_bytes = get_cell(cell).gates * block_h * block_h * (8 if dtype == torch.float64 else 4)
+    spec = get_cell(cell)
+    w_bytes = (spec.gates * block_h if spec.products else 1) * block_h * (8 if dtype == torch.float64 else 4)
     budget = W_ON_CHIP_BYTES_BACKWARD if backward else W_ON_CHIP_BYTES
     return dict(BLOCK_B=BLOCK_B, BLOCK_H=block_h, W_ON_CHIP=w_bytes <= budget,
                 num_warps=4 if block_h <= 32 else 8)
@@ -99,28 +100,28 @@ def _launch_config(cell: str, hidden: int, dtype: torch.dtype, backward: bool = 
 
 def _flags(opts: ScanOptions, dtype: torch.dtype) -> dict:
     spec = opts.spec
-    return dict(NUM_GATES=spec.gates, HAS_C=len(spec.states) == 2,
+    return dict(NUM_GATES=spec.gates, HAS_C=len(spec.states) == 2, W_VECTOR=len(spec.products) == 0,
                 ACC=triton.language.float64 if dtype == torch.float64 else triton.language.float32,
                 REVERSE=opts.reverse, RELU=opts.activation == "relu", GATE=GATE_IDS[opts.recurrent_activation])
 
 
 def forward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, lengths: bool, mask: bool,
-                       bias: bool, save: bool) -> tuple[dict, int]:
+                       bias: bool, save: bool, zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
     """The forward kernel's constexpr arguments and warp count for a launch with these options (also what
     ``tests/test_triton_compile.py`` compiles for the GPU)."""
     config = _launch_config(opts.cell, hidden, dtype)
     num_warps = config.pop("num_warps")
     return dict(CELL_FWD=kernels().cells[opts.cell][0], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_BIAS=bias,
-                SAVE=save, **_flags(opts, dtype), **config), num_warps
+                SAVE=save, ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], **_flags(opts, dtype), **config), num_warps
 
 
 def backward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, lengths: bool, mask: bool,
-                        dh: bool, dc: bool) -> tuple[dict, int]:
+                        dh: bool, dc: bool, zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
     """The backward kernel's constexpr arguments and warp count (as :func:`forward_constexprs`)."""
     config = _launch_config(opts.cell, hidden, dtype, backward=True)
     num_warps = config.pop("num_warps")
     return dict(CELL_BWD=kernels().cells[opts.cell][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh, HAS_DC=dc,
-                **_flags(opts, dtype), **config), num_warps
+                ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], **_flags(opts, dtype), **config), num_warps
 
 
 def _saved_args(buffers: list[Tensor], dummy: Tensor) -> tuple[list[Tensor], list[int]]:
@@ -135,10 +136,10 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
             rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The forward op: launch the forward kernel; outputs as :mod:`.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
-    _check_no_zoneout(zoneout)
     spec = opts.spec
     K = len(spec.states)
     w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights)
+    zh, zc = _zoneout_args(zoneout, K)
     gx, states = gx.contiguous(), [s.contiguous() for s in states]
     outputs = [_new(shape, gx.dtype, gx.device)
                for shape in contract.forward_shapes(spec, opts, gx, states, rec_mask is not None, save)]
@@ -147,12 +148,13 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     hm, u, saved = (outputs[K], outputs[K + 1], outputs[K + 2:]) if save else (gx, gx, [])
     pointers, widths = _saved_args(list(saved), gx)
     constexprs, num_warps = forward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
-                                               mask=rec_mask is not None, bias=b_hh is not None, save=save)
+                                               mask=rec_mask is not None, bias=b_hh is not None, save=save,
+                                               zoneout=(zh is not None, zc is not None))
     grid = (triton.cdiv(batch, BLOCK_B),)
     kernels().fwd[grid](
         gx, states[0], states[1] if has_c else None, w_hh, b_hh,
         None if lengths is None else lengths.to(torch.int64).contiguous(),
-        None if rec_mask is None else rec_mask.contiguous(),
+        None if rec_mask is None else rec_mask.contiguous(), zh, zc,
         outputs[0], outputs[1] if has_c and save else None, outputs[1] if has_c and not save else None,
         hm if hm.numel() else gx, u if u.numel() else gx, *pointers,
         steps, batch, hidden, *widths, **constexprs, num_warps=num_warps)
@@ -164,10 +166,10 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
              rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The backward op: launch the backward kernel; outputs as :mod:`.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
-    _check_no_zoneout(zoneout)
     spec = opts.spec
     K = len(spec.states)
     has_c = K == 2
+    zh, zc = _zoneout_args(zoneout, K)
     saved = [s.contiguous() for s in saved]
     w_hh = weights[0].contiguous()
     S_h = saved[0]
@@ -181,11 +183,12 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     d_h = None if grads[0] is None else grads[0].contiguous()
     d_c = None if not has_c or grads[1] is None else grads[1].contiguous()
     constexprs, num_warps = backward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
-                                                mask=rec_mask is not None, dh=d_h is not None, dc=d_c is not None)
+                                                mask=rec_mask is not None, dh=d_h is not None, dc=d_c is not None,
+                                                zoneout=(zh is not None, zc is not None))
     grid = (triton.cdiv(batch, BLOCK_B),)
     kernels().bwd[grid](
         w_hh, None if lengths is None else lengths.to(torch.int64).contiguous(),
-        None if rec_mask is None else rec_mask.contiguous(),
+        None if rec_mask is None else rec_mask.contiguous(), zh, zc,
         S_h, saved[1] if has_c else None, hm if hm.numel() else S_h, u if u.numel() else S_h, *pointers,
         d_h, d_c, dgx, grad_buffer, dh0, dc0,
         steps, batch, hidden, *widths, grad_buffer.shape[-1] if grad_buffer is not S_h else 0, **constexprs,
@@ -193,9 +196,10 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     return outputs
 
 
-def _check_no_zoneout(zoneout) -> None:
-    if any(z is not None for z in zoneout):
-        raise NotImplementedError("zoneout is not implemented by the Triton kernels yet")
+def _zoneout_args(zoneout: list[Tensor | None], states: int) -> tuple[Tensor | None, Tensor | None]:
+    """The zoneout coefficients of h and (LSTM) c, contiguous, or None."""
+    zoneout = list(zoneout) + [None] * (2 - len(zoneout))
+    return tuple(None if z is None or k >= states else z.contiguous() for k, z in enumerate(zoneout[:2]))
 
 
 FORWARD, BACKWARD = contract.define("triton", forward, backward)
@@ -207,7 +211,8 @@ autograd.register(KERNEL)
 # entries
 
 def scan(opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
-         lengths: Tensor | None = None, rec_mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+         lengths: Tensor | None = None, rec_mask: Tensor | None = None,
+         zoneout: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer, one direction: :func:`seqtorch.reference.scan_reference`'s semantics and shapes.
 
     The math runs in w_hh's dtype; a float16/bfloat16 gx (autocast) is cast to it first and the output is
@@ -217,7 +222,8 @@ def scan(opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...], weights: tup
     out, finals = autograd.scan(KERNEL, opts, gx.to(dtype).contiguous(), tuple(s.contiguous() for s in states),
                                 tuple(None if w is None else w.contiguous() for w in weights),
                                 None if lengths is None else lengths.to(torch.int64).contiguous(),
-                                None if rec_mask is None else rec_mask.contiguous())
+                                None if rec_mask is None else rec_mask.contiguous(),
+                                None if zoneout is None else tuple(z.to(dtype).contiguous() for z in zoneout))
     return out.to(gx.dtype), finals
 
 

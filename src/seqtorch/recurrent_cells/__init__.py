@@ -10,10 +10,15 @@ from __future__ import annotations
 from .base import Acts, Cell, Product, Sizes
 from .gru import CELL as _GRU
 from .gru_reset_before import CELL as _GRU_RESET_BEFORE
+from .indrnn import CELL as _INDRNN
+from .layernorm_gru import CELL as _LAYERNORM_GRU
+from .layernorm_lstm import CELL as _LAYERNORM_LSTM
 from .lstm import CELL as _LSTM
+from .lstm_proj import CELL as _LSTM_PROJ
 from .rnn import CELL as _RNN
 
-CELLS: dict[str, Cell] = {cell.name: cell for cell in (_RNN, _LSTM, _GRU, _GRU_RESET_BEFORE)}
+CELLS: dict[str, Cell] = {cell.name: cell for cell in (_RNN, _LSTM, _GRU, _GRU_RESET_BEFORE, _LSTM_PROJ, _INDRNN,
+                                                      _LAYERNORM_LSTM, _LAYERNORM_GRU)}
 
 
 def get_cell(name: str) -> Cell:

@@ -58,12 +58,14 @@ class Product:
 
     ``rows``: gate blocks ``[start, stop)`` of that weight in units of H (None: all of it). ``input``:
     ``"h_in"``, the state as it enters the product (``h * rec_mask``), or ``"u"``, the vector the cell's
-    first pointwise stage wrote (for a second product).
+    first pointwise stage wrote (for a second product). ``bias``: the weight (its same rows) that is added
+    to the product's output before anything else, or None (for :meth:`Cell.weight_grads`).
     """
 
     weight: int = 0
     rows: tuple[int, int] | None = None
     input: str = "h_in"
+    bias: int | None = 1
 
 
 @dataclass
@@ -79,6 +81,7 @@ class ForwardStep:
     weights: tuple[Tensor | None, ...]
     saved: dict[str, Tensor]        # this step's rows of the saved buffers, to write
     acts: Acts
+    args: tuple[float, ...] = ()    # the cell's numeric options (cell_args)
 
 
 @dataclass
@@ -100,7 +103,7 @@ class BackwardStep:
     acts: Acts
     dgx: Tensor
     grads: dict[str, Tensor]
-    next: tuple[Tensor, ...] = ()   # the state rows this step wrote (read-only)
+    args: tuple[float, ...] = ()
     du: Tensor | None = None
     d_prev: list[Tensor | None] = field(default_factory=list)
     d_h_in: Tensor | None = None
@@ -110,10 +113,29 @@ class Cell:
     """Base of every cell spec; a cell subclasses it and fills in the class attributes and methods."""
 
     name: str = ""
+    family: str = "rnn"  # "rnn", "lstm" or "gru": the gate layout Keras' initializers follow
     gates: int = 1
     states: tuple[str, ...] = ("h",)
-    weights: tuple[str, ...] = ("weight_hh", "bias_hh")
+    weights: tuple[str, ...] = ("weight_hh", "bias_hh")  # the scan's recurrent weights, in order
+    input_weights: tuple[str, ...] = ("weight_ih", "bias_ih")  # the input projection's
     products: tuple[Product, ...] = (Product(),)
+    cell_args: tuple[str, ...] = ()  # names of the numeric options the scan passes on (LayerNorm's eps)
+    projected: bool = False  # whether h has a size P of its own (else P = H)
+
+    # ---- parameters ---------------------------------------------------------------------------------
+    def parameters(self, I: int, H: int, P: int) -> list[tuple[str, tuple[int, ...]]]:
+        """Every parameter of one layer and direction, (name, shape), in the order torch.nn registers
+        them (the same seed then draws the same values). A layer without bias leaves out the ``bias_*``."""
+        G = self.gates
+        return [("weight_ih", (G * H, I)), ("weight_hh", (G * H, P)), ("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
+
+    def input_projection(self, x: Tensor, weights: tuple[Tensor | None, ...], cell_args: tuple[float, ...]) -> Tensor:
+        """gx (T, B, G*H) from the layer input x (T, B, I) and :attr:`input_weights`: ``x W_ih^T + b_ih``."""
+        return torch.nn.functional.linear(x, weights[0], weights[1])
+
+    def init_(self, params: dict[str, Tensor], scheme: str) -> None:
+        """Initial values of this cell's own parameters, after the scheme's draw (``"torch"``: every
+        parameter uniform in +-1/sqrt(H); ``"keras"``: glorot, orthogonal, zeros). Nothing by default."""
 
     # ---- sizes --------------------------------------------------------------------------------------
     def state_sizes(self, H: int, P: int) -> tuple[int, ...]:
@@ -121,17 +143,21 @@ class Cell:
         return (P,) + (H,) * (len(self.states) - 1)
 
     def weight_shapes(self, H: int, P: int) -> list[tuple[int, ...]]:
-        """The shape of each recurrent weight, in :attr:`weights`' order (by default W_hh (G*H, P) and
-        b_hh (G*H,)); a weight named ``bias_*`` may be None (a layer without bias)."""
-        return [(self.gates * H, P), (self.gates * H,)]
+        """The shape of each recurrent weight, in :attr:`weights`' order (from :meth:`parameters`); a
+        weight named ``bias_*`` may be None (a layer without bias)."""
+        shapes = dict(self.parameters(1, H, P))
+        return [shapes[name] for name in self.weights]
 
     def hidden_size(self, weights: tuple[Tensor | None, ...] | list) -> int:
         """H from the weights: the first one's rows are the G gate blocks."""
         return weights[0].shape[0] // self.gates
 
     def product_width(self, index: int, H: int, P: int) -> int:
-        rows = self.products[index].rows
-        return self.gates * H if rows is None else (rows[1] - rows[0]) * H
+        """The width of product ``index``'s output: its gate rows, or all of its weight's rows."""
+        product = self.products[index]
+        if product.rows is not None:
+            return (product.rows[1] - product.rows[0]) * H
+        return self.weight_shapes(H, P)[product.weight][0]
 
     def u_width(self, H: int, P: int) -> int:
         """Width of the vector the first stage hands to the second product (0: one product)."""
@@ -162,9 +188,9 @@ class Cell:
 
     # ---- the reference ------------------------------------------------------------------------------
     def step(self, gx: Tensor, h_in: Tensor, states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
-             acts: Acts) -> tuple[Tensor, ...]:
+             acts: Acts, args: tuple[float, ...] = ()) -> tuple[Tensor, ...]:
         """One step in differentiable PyTorch: gx (B, G*H), h_in = h * rec_mask (B, P), states as
-        :attr:`states`. Returns the new states."""
+        :attr:`states`, args the cell's numeric options. Returns the new states."""
         raise NotImplementedError
 
     # ---- the Python loop ----------------------------------------------------------------------------
@@ -176,28 +202,28 @@ class Cell:
 
     # ---- gradients of the recurrent weights, after the loop (every backend) -------------------------
     def weight_grads(self, grads: dict[str, Tensor], dgx: Tensor, h_in: Tensor, u: Tensor | None,
-                     weights: tuple[Tensor | None, ...], needs: tuple[bool, ...]) -> list[Tensor | None]:
+                     weights: tuple[Tensor | None, ...], needs: tuple[bool, ...],
+                     saved: dict[str, Tensor]) -> list[Tensor | None]:
         """``d weights`` from the per-step gradients, as one GEMM over all ``T*B`` rows per product.
 
-        The default serves cells whose weights are ``(weight_hh, bias_hh)`` and whose bias adds to the
-        products' outputs (``d bias = sum of dP``). grads: :meth:`grad_buffers` (T, B, width); h_in
-        (T, B, P); u (T, B, U) or None; needs: which weights want a gradient.
+        The default serves cells whose recurrent weights enter only through their products, with a bias
+        added to a product's output (``d bias = sum of dP``, :attr:`Product.bias`). grads:
+        :meth:`grad_buffers` (T, B, width); h_in (T, B, P); u (T, B, U) or None; needs: which weights want a
+        gradient; saved: the forward's saved buffers (T, B, width). A cell with other weights overrides this.
         """
-        w, b = weights[0], weights[1]
-        dw = db = None
-        if needs[0]:
-            dw = torch.empty_like(w)
-        if b is not None and needs[1]:
-            db = torch.empty_like(b)
+        out: list[Tensor | None] = [torch.empty_like(w) if w is not None and need else None
+                                    for w, need in zip(weights, needs)]
         H = dgx.shape[-1] // self.gates
         for index, product in enumerate(self.products):
             rows = slice(None) if product.rows is None else slice(product.rows[0] * H, product.rows[1] * H)
             d = grads[f"dP{index}"] if f"dP{index}" in grads else dgx[..., rows]
             d = d.reshape(-1, d.shape[-1])
+            dw = out[product.weight]
             if dw is not None:
                 x = h_in if product.input == "h_in" else u
-                torch.mm(d.t(), x.reshape(-1, x.shape[-1]), out=dw[rows])
-            if db is not None:
-                torch.sum(d, dim=0, out=db[rows])
-        return [dw, db]
+                torch.mm(d.t(), x.reshape(-1, x.shape[-1]), out=dw if product.rows is None else dw[rows])
+            if product.bias is not None and out[product.bias] is not None:
+                db = out[product.bias]
+                torch.sum(d, dim=0, out=db if product.rows is None else db[rows])
+        return out
 

@@ -37,6 +37,8 @@ struct Args {
   std::optional<at::Tensor> lengths;
   std::optional<at::Tensor> rec_mask;
   std::vector<at::Tensor> weights;  // undefined where absent
+  std::vector<at::Tensor> zoneout;  // per state: (T, B, width) coefficients, undefined where absent
+  std::vector<double> cell_args;
 };
 
 int gate_of(const std::string& name) {
@@ -52,10 +54,16 @@ bool relu_of(const std::string& name) {
 }
 
 Args make_args(const std::string& cell, const std::string& activation, const std::string& recurrent_activation,
-               bool reverse, const OptionalTensors& weights, const std::optional<at::Tensor>& lengths,
-               const std::optional<at::Tensor>& rec_mask) {
+               bool reverse, c10::ArrayRef<double> cell_args, const OptionalTensors& weights,
+               const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& rec_mask,
+               const OptionalTensors& zoneout) {
   // any layout in (the vmap rule folds batches with views); the loops read contiguous memory
-  Args a{cell, relu_of(activation), gate_of(recurrent_activation), reverse, std::nullopt, std::nullopt, {}};
+  Args a{cell, relu_of(activation), gate_of(recurrent_activation), reverse, std::nullopt, std::nullopt, {}, {},
+         std::vector<double>(cell_args.begin(), cell_args.end())};
+  for (size_t i = 0; i < zoneout.size(); ++i) {
+    const std::optional<at::Tensor> z = zoneout.get(i);
+    a.zoneout.push_back(z.has_value() ? z->contiguous() : at::Tensor());
+  }
   if (lengths.has_value()) a.lengths = lengths->contiguous();
   if (rec_mask.has_value()) a.rec_mask = rec_mask->contiguous();
   for (size_t i = 0; i < weights.size(); ++i) {
@@ -74,6 +82,31 @@ void weights_or_zeros(const std::vector<at::Tensor>& weights, const at::Tensor& 
     const at::Tensor& w = weights[i];
     data[i] = w.defined() ? w.data_ptr<T>() : zeros.data_ptr<T>();
   }
+}
+
+// Per state, the zoneout coefficients' data, or null.
+template <typename T>
+void zoneout_data(const Args& a, int states, const T** zone) {
+  for (int k = 0; k < states && k < int(a.zoneout.size()); ++k) {
+    zone[k] = a.zoneout[k].defined() ? a.zoneout[k].data_ptr<T>() : nullptr;
+  }
+}
+
+// next = keep * prev + (1 - keep) * next, for one row of a state (zoneout).
+template <typename T>
+void zone_mix(int64_t n, const T* __restrict keep, const T* __restrict prev, T* __restrict next) {
+  for (int64_t j = 0; j < n; ++j) next[j] = next[j] + keep[j] * (prev[j] - next[j]);
+}
+
+// zoneout's backward: the new state's share (1 - keep) * d, and the previous state's keep * d.
+template <typename T>
+void zone_grad(int64_t n, const T* __restrict keep, const T* __restrict d, T* __restrict d_new) {
+  for (int64_t j = 0; j < n; ++j) d_new[j] = d[j] - keep[j] * d[j];
+}
+
+template <typename T>
+void zone_pass(int64_t n, const T* __restrict keep, const T* __restrict d, T* __restrict d_prev) {
+  for (int64_t j = 0; j < n; ++j) d_prev[j] += keep[j] * d[j];
 }
 
 // The weight block a product multiplies by: rows [row_start, row_stop) * H of its weight.
@@ -134,6 +167,8 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   const T* weight_data[kMaxWeights] = {nullptr};
   weights_or_zeros(a.weights, zeros, weight_data);
   const T* gx_ = gx.data_ptr<T>();
+  const T* zone[kMaxStates] = {nullptr};
+  zoneout_data(a, K, zone);
 
   for (int64_t step = 0; step < T_; ++step) {
     const int64_t t = steps.at(step), p = steps.prev(t), n = steps.next(t);
@@ -182,7 +217,13 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
             r.saved[j] = saved_width[j] ? saved[j].data_ptr<T>() + (row_step * B + b) * saved_width[j] : nullptr;
           }
           for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
+          r.args = a.cell_args.data();
           Cell::template forward<T, A>(stage, r);
+          if (stage == STAGES - 1) {
+            for (int k = 0; k < K; ++k) {  // zoneout: k * previous + (1 - k) * new
+              if (zone[k]) zone_mix(width[k], zone[k] + (t * B + b) * width[k], r.prev[k], r.next[k]);
+            }
+          }
           if (stage == STAGES - 1 && len != nullptr && t >= len[b]) {
             // an ended sequence keeps its state; its saved rows are zeroed so that nothing computed from
             // its padding (NaN included) can reach a gradient
@@ -293,6 +334,12 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
   const at::Tensor zeros = at::zeros({G}, opt);
   const T* weight_data[kMaxWeights] = {nullptr};
   weights_or_zeros(a.weights, zeros, weight_data);
+  const T* zone[kMaxStates] = {nullptr};
+  zoneout_data(a, K, zone);
+  at::Tensor d_cand[kMaxStates];  // zoneout: the gradient the new state got, (1 - k) * D
+  for (int k = 0; k < K; ++k) {
+    if (zone[k]) d_cand[k] = at::empty({B, width[k]}, opt);
+  }
 
   // the gradient of product i's output at step t: its own buffer, or dgx at its gate rows
   auto product_grad = [&](int i, int64_t t) {
@@ -330,7 +377,13 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
           BackwardRow<T> r{};
           r.d = d;
           for (int k = 0; k < K; ++k) {
-            r.d_next[k] = D[k].data_ptr<T>() + b * width[k];
+            const T* dk = D[k].data_ptr<T>() + b * width[k];
+            if (zone[k]) {
+              T* dc = d_cand[k].data_ptr<T>() + b * width[k];
+              if (stage == STAGES - 1) zone_grad(width[k], zone[k] + (t * B + b) * width[k], dk, dc);
+              dk = dc;
+            }
+            r.d_next[k] = dk;
             r.prev[k] = hist[k] + (p * B + b) * width[k];
             r.next[k] = hist[k] + (n * B + b) * width[k];
             r.d_prev[k] = d_prev[k].data_ptr<T>() + b * width[k];
@@ -347,7 +400,16 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
             r.grads[j] = grad_buffers[j].data_ptr<T>() + (t * B + b) * grad_width[j];
           }
           r.d_h_in = d_h_in.defined() ? d_h_in.data_ptr<T>() + b * P : nullptr;
+          r.args = a.cell_args.data();
           Cell::template backward<T, A>(stage, r);
+          if (stage == 0) {
+            for (int k = 0; k < K; ++k) {  // zoneout: the previous state got k * D directly
+              if (zone[k]) {
+                zone_pass(width[k], zone[k] + (t * B + b) * width[k], D[k].data_ptr<T>() + b * width[k],
+                          r.d_prev[k]);
+              }
+            }
+          }
         }
       });
     }
@@ -412,25 +474,22 @@ void check_inputs(const at::Tensor& like, const std::vector<at::Tensor>& tensors
   }
 }
 
-void check_no_zoneout(const OptionalTensors& zoneout) {
-  for (size_t i = 0; i < zoneout.size(); ++i) {
-    TORCH_CHECK(!zoneout.get(i).has_value(), "seqtorch C++ scan: zoneout is not implemented yet");
-  }
-}
-
 std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activation, std::string recurrent_activation,
                                          bool reverse, c10::ArrayRef<double> cell_args, bool save, const at::Tensor& gx,
                                          std::vector<at::Tensor> states, const OptionalTensors& weights,
                                          const std::optional<at::Tensor>& lengths,
                                          const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
-  check_no_zoneout(zoneout);
-  const Args a = make_args(cell, activation, recurrent_activation, reverse, weights, lengths, rec_mask);
+  const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, rec_mask,
+                           zoneout);
   for (at::Tensor& s : states) s = s.contiguous();
   check_inputs(gx, states);
   for (const at::Tensor& w : a.weights) {
     if (w.defined()) check_inputs(gx, {w});
   }
   if (a.rec_mask.has_value()) check_inputs(gx, {*a.rec_mask});
+  for (const at::Tensor& z : a.zoneout) {
+    if (z.defined()) check_inputs(gx, {z});
+  }
 #define SEQTORCH_CELL(name) \
   if (cell == #name) return forward_for<cells::name>(a, save, gx.contiguous(), states);
   SEQTORCH_FOR_EACH_CELL(SEQTORCH_CELL)
@@ -443,8 +502,8 @@ std::vector<at::Tensor> scan_backward_cpp(std::string cell, std::string activati
                                           std::vector<at::Tensor> saved, const OptionalTensors& weights,
                                           const std::optional<at::Tensor>& lengths,
                                           const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
-  check_no_zoneout(zoneout);
-  const Args a = make_args(cell, activation, recurrent_activation, reverse, weights, lengths, rec_mask);
+  const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, rec_mask,
+                           zoneout);
   for (at::Tensor& s : saved) s = s.contiguous();
 #define SEQTORCH_CELL(name) \
   if (cell == #name) return backward_for<cells::name>(a, grads, saved);

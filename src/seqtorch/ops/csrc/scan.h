@@ -57,13 +57,14 @@ struct ForwardRow {
   T* next[kMaxStates];               // the states it writes
   T* u;                              // (U) stage 0 of a two-product cell writes it
   T* saved[kMaxSaved];               // this step's saved rows (nullptr where a buffer is unused)
-  const T* weights[kMaxWeights];     // each recurrent weight's data (nullptr when absent, e.g. no bias)
+  const T* weights[kMaxWeights];     // each recurrent weight's data (G*H zeros when absent, e.g. no bias)
+  const double* args;                // the cell's numeric options (cell_args), e.g. LayerNorm's eps
 };
 
 template <typename T>
 struct BackwardRow {
   Dims d;
-  const T* d_next[kMaxStates];       // gradient of each state the step wrote
+  const T* d_next[kMaxStates];       // gradient of each state the step wrote (its new value's, under zoneout)
   const T* prev[kMaxStates];
   const T* next[kMaxStates];
   const T* h_in;
@@ -75,6 +76,7 @@ struct BackwardRow {
   T* grads[kMaxGradBuffers];         // this step's gradient rows
   T* d_prev[kMaxStates];             // direct gradient of each state read (not through the products)
   T* d_h_in;                         // direct gradient of h_in (cells with kWritesDHIn)
+  const double* args;
 };
 
 // Step order and history slots of one direction (as Steps in seqtorch/ops/python_loop.py).

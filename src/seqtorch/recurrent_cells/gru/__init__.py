@@ -21,10 +21,11 @@ from ..base import Acts, BackwardStep, Cell, ForwardStep, Sizes
 
 class GRUCell(Cell):
     name = "gru"
+    family = "gru"
     gates = 3
     states = ("h",)
 
-    def step(self, gx, h_in, states, weights, acts: Acts):
+    def step(self, gx, h_in, states, weights, acts: Acts, args=()):
         (h,) = states
         w_hh, b_hh = weights
         sig = lambda x: A.apply(acts.recurrent, x)  # noqa: E731

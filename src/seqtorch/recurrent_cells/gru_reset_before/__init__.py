@@ -21,6 +21,7 @@ from ..base import Acts, BackwardStep, Cell, ForwardStep, Product, Sizes
 
 class GRUResetBeforeCell(Cell):
     name = "gru_reset_before"
+    family = "gru"
     gates = 3
     states = ("h",)
     products = (Product(rows=(0, 2)), Product(rows=(2, 3), input="u"))
@@ -28,7 +29,7 @@ class GRUResetBeforeCell(Cell):
     def u_width(self, H: int, P: int) -> int:
         return H
 
-    def step(self, gx, h_in, states, weights, acts: Acts):
+    def step(self, gx, h_in, states, weights, acts: Acts, args=()):
         (h,) = states
         w_hh, b_hh = weights
         H = h.shape[-1]

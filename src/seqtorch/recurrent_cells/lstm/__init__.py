@@ -20,10 +20,11 @@ from ..base import Acts, BackwardStep, Cell, ForwardStep, Sizes
 
 class LSTMCell(Cell):
     name = "lstm"
+    family = "lstm"
     gates = 4
     states = ("h", "c")
 
-    def step(self, gx, h_in, states, weights, acts: Acts):
+    def step(self, gx, h_in, states, weights, acts: Acts, args=()):
         h, c = states
         w_hh, b_hh = weights
         sig = lambda x: A.apply(acts.recurrent, x)  # noqa: E731

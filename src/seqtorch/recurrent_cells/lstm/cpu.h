@@ -3,6 +3,8 @@
 // TC = act(c') (H), PRE = the gate pre-activations (4H) for the hard sigmoids.
 #pragma once
 
+#include <algorithm>
+
 #include "scan.h"
 
 namespace seqtorch_cpu::cells {
@@ -72,8 +74,8 @@ struct lstm {
       dg[2 * H + j] = dc * (i * A::act_grad(g));
       dg[3 * H + j] = dhj * (y * A::gate_grad(o, po));
       dc_prev[j] = dc * f;
-      dh_prev[j] = T(0);
     }
+    if (dh_prev != nullptr) std::fill(dh_prev, dh_prev + H, T(0));  // h enters only through the product
   }
 };
 

@@ -1,6 +1,5 @@
 // SimpleRNN's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell
-// provides). The equation is that of this folder's __init__.py; no saved buffers: the derivative comes
-// from the new state.
+// provides). The equation is that of this folder's __init__.py; saved Y = h' (its derivative's input).
 #pragma once
 
 #include "scan.h"
@@ -8,31 +7,35 @@
 namespace seqtorch_cpu::cells {
 
 struct rnn {
-  static constexpr int kGates = 1, kStates = 1, kSaved = 0, kGradBuffers = 0;
+  static constexpr int kGates = 1, kStates = 1, kSaved = 1, kGradBuffers = 0;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
   static constexpr std::array<int, 1> kProductGrad{{-1}};
   static constexpr bool kWritesDHIn = false, kUsesGate = false;
 
   static int64_t state_width(int, Dims d) { return d.P; }
   static int64_t u_width(Dims) { return 0; }
-  static int64_t saved_width(int, Dims, bool) { return 0; }
+  static int64_t saved_width(int, Dims d, bool) { return d.H; }
   static int64_t grad_width(int, Dims) { return 0; }
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.next[0]);
+    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.next[0], r.saved[0]);
   }
 
   template <typename T, class A>
   static void backward(int, const BackwardRow<T>& r) {
-    backward_row<T, A>(r.d.H, r.next[0], r.d_next[0], r.dgx, r.d_prev[0]);
+    backward_row<T, A>(r.d.H, r.saved[0], r.d_next[0], r.dgx, r.d_prev[0]);
   }
 
   // __restrict parameters, so GCC vectorizes (see lstm/cpu.h)
   template <typename T, class A>
   static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
-                          T* __restrict h) {
-    for (int64_t j = 0; j < H; ++j) h[j] = A::act(gx[j] + bias[j] + gh[j]);
+                          T* __restrict h, T* __restrict y) {
+    for (int64_t j = 0; j < H; ++j) {
+      const T v = A::act(gx[j] + bias[j] + gh[j]);
+      y[j] = v;
+      h[j] = v;
+    }
   }
 
   template <typename T, class A>

@@ -1,5 +1,5 @@
 """SimpleRNN's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`; the LSTM's
-``triton.py`` describes the arguments). No saved buffers: the derivative comes from the new state."""
+``triton.py`` describes the arguments). Saved Y = h', the activation's output its derivative reads."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ def forward(b_hin, b_h, b_c, p_gx, H, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, 
             p_s0, p_s1, p_s2, p_s3, p_u, m_bh, b_valid,
             ACC: tl.constexpr, SAVE: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr,
             GATE: tl.constexpr):
-    return act(load_tile(p_gx, m_bh, ACC) + dot(b_hin, b_w0) + b_b0, RELU), b_c
+    b_y = act(load_tile(p_gx, m_bh, ACC) + dot(b_hin, b_w0) + b_b0, RELU)
+    if SAVE:
+        store_tile(p_s0, keep_valid(b_y, b_valid, HAS_LENGTHS), m_bh)
+    return b_y, b_c
 
 
 def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, p_g0, H, b_w0, b_w1, b_w2, b_w3,
              p_s0, p_s1, p_s2, p_s3, p_u, m_bh, b_valid,
              ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
-    b_da = keep_valid(b_dh * act_grad(b_hnext, RELU), b_valid, HAS_LENGTHS)
+    b_da = keep_valid(b_dh * act_grad(load_tile(p_s0, m_bh, ACC), RELU), b_valid, HAS_LENGTHS)
     store_tile(p_dgx, b_da, m_bh)
     return dot(b_da, b_w0), b_dh * 0.0, b_dc
