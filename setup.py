@@ -17,7 +17,9 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
-PREBUILD_SKIPPED = "seqtorch: the C++ library is not prebuilt ({}); it is compiled on first use instead"
+PREBUILD_SKIPPED = (
+    "seqtorch: the C++ library is not prebuilt ({}); its first use compiles it where a C++ compiler is found, "
+    "else the Python loops serve")
 
 
 def _say(message: str) -> None:
@@ -36,6 +38,9 @@ def _native_build():
     sys.path.insert(0, str(HERE / "src"))
     from seqtorch.ops import native  # the one description of the library, shared with the JIT build
 
+    if native.compiler() is None:
+        _say(PREBUILD_SKIPPED.format("no C++ compiler: $CXX, else c++, is not on PATH"))
+        return [], {}
     extension = CppExtension(
         name=f"seqtorch.ops.{native.build_name()}",
         sources=[str(path.relative_to(HERE)) for path in native.SOURCES],
