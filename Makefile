@@ -14,11 +14,15 @@ TRAIN_ARGS ?=
 install: $(VENV)/.installed
 
 # torch==2.13.0 first: on a CPU-only machine here it is the CPU build on disk; a bare `torch` requirement
-# would pull a multi-GB CUDA build. Then the project with its test, plot and kernel extras.
-$(VENV)/.installed: pyproject.toml
+# would pull a multi-GB CUDA build. Then the project with its test, plot and kernel extras, built against
+# that torch (--no-build-isolation: pip's isolated build would fetch a torch of its own), which compiles
+# the C++ library when a compiler is there (setup.py); ninja and setuptools first, for that build.
+# The last line reports whether it did (`python -m seqtorch.ops.build`).
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,plot,triton]"
+	$(BIN)/pip install -q torch==2.13.0 "setuptools>=64" "ninja>=1.11"
+	$(BIN)/pip install -q --no-build-isolation -e ".[dev,plot,triton]"
+	$(BIN)/python -m seqtorch.ops.build --no-build || true
 	touch $@
 
 test: install

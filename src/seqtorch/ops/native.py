@@ -1,37 +1,51 @@
-"""The C++ library of the ``cpu_fused`` backend, compiled on first use, and its op pair.
+"""The C++ library of the ``cpu_fused`` backend: what it is built from, where it is found, and its op pair.
 
 * ``csrc/scan.cpp``: the scan loop, forward and BPTT, written once for every cell that has a ``cpu.h``
   in its folder (ops ``seqtorch::scan_forward_cpp`` / ``scan_backward_cpp``, the schema of
-  :mod:`.contract`). The build writes ``cells_generated.h``, which includes those headers and lists the
-  cells, so adding a cell's C++ code needs no edit here.
+  :mod:`.contract`, defined in C++ so that a process without seqtorch's Python can load the library and
+  run an exported model). The build writes ``cells_generated.h`` (:func:`generated_header`), which
+  includes those headers and lists the cells, so adding a cell's C++ code needs no edit here.
 * ``csrc/buffer_pool.cpp``: a pool of large CPU buffers (``seqtorch::pooled_empty``) that the scans
   allocate from, so that a training step reuses the last step's memory instead of page-faulting fresh
   memory in.
 
-:func:`load` returns ``torch.ops.seqtorch`` once the library is built and loaded, or None when it cannot
-be (no C++ compiler, a failed build, or ``SEQTORCH_NATIVE=0`` in the environment). The build runs once
-per machine, torch version and source version (torch's JIT extension builder, about a minute, cached
-under ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); a failure is reported once, as a
-warning, and the Python loop serves instead: same numbers, slower.
+Where the library comes from (:func:`load`, once per process), first that exists:
+
+1. **prebuilt**: ``seqtorch/ops/<build name><EXT_SUFFIX>``, compiled by ``pip install`` (``setup.py``,
+   torch's ``BuildExtension``). The build name carries a hash of every source (:func:`build_name`), so a
+   prebuilt binary whose sources have changed since (an editable install after an edit) is not loaded.
+2. **JIT**: compiled on first use by torch's JIT extension builder (needs a C++ compiler and ninja, about
+   a minute, once per machine, torch version and source version), cached under ``TORCH_EXTENSIONS_DIR``
+   or ``~/.cache/torch_extensions``.
+
+:func:`load` returns ``torch.ops.seqtorch`` once the library is loaded, or None when it cannot be (no
+prebuilt library and no compiler, a failed build, or ``SEQTORCH_NATIVE=0`` in the environment); a
+failure is reported once, as a warning, and the Python loop serves instead: same numbers, slower.
+:func:`library_path` says which file was loaded; ``python -m seqtorch.ops.build`` reports it all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
+import sysconfig
 import warnings
 from pathlib import Path
 
 import torch
 
-CSRC = Path(__file__).with_name("csrc")
-CELLS_DIR = Path(__file__).resolve().parent.parent / "recurrent_cells"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CSRC = PACKAGE_DIR / "csrc"
+CELLS_DIR = PACKAGE_DIR.parent / "recurrent_cells"
 SOURCES = [CSRC / name for name in ("scan.cpp", "buffer_pool.cpp")]
+GENERATED_HEADER = "cells_generated.h"
 _state: dict = {}
 
 
-def _flags() -> list[str]:
+def compile_flags() -> list[str]:
+    """The compiler flags of both builds (install time and JIT)."""
     # -ffp-contract=off: no fused multiply-adds the reference does not do (hard_sigmoid's 0.2 x + 0.5 must
     # round exactly as torch's). -fno-trapping-math lets the exp polynomial vectorize. The ISA flags
     # follow what torch itself detected on this CPU, so the build runs wherever it was built.
@@ -42,6 +56,11 @@ def _flags() -> list[str]:
     return flags
 
 
+def include_dirs(generated_dir: Path) -> list[Path]:
+    """The include path of both builds: csrc's headers, the cells' folders, the generated header's folder."""
+    return [CSRC, CELLS_DIR, generated_dir]
+
+
 def cell_headers() -> dict[str, Path]:
     """Each registered cell's ``cpu.h``, for the cells that have one."""
     from ..recurrent_cells import CELLS
@@ -50,22 +69,60 @@ def cell_headers() -> dict[str, Path]:
 
 
 def generated_header() -> str:
-    """``cells_generated.h``: includes every cell's cpu.h and lists the cells for scan.cpp's dispatch."""
+    """``cells_generated.h``: includes every cell's cpu.h and lists the cells for scan.cpp's dispatch.
+
+    The includes are relative to :data:`CELLS_DIR` (on the include path), so the text, and with it
+    :func:`build_name`, is the same in the source tree that ``pip install`` builds from and in the
+    installed package."""
     headers = cell_headers()
     lines = ["// Written by seqtorch/ops/native.py from the cell registry: do not edit.", "#pragma once", ""]
-    lines += [f'#include "{path.as_posix()}"' for path in headers.values()]
+    lines += [f'#include "{name}/cpu.h"' for name in headers]
     lines += ["", "#define SEQTORCH_FOR_EACH_CELL(X) " + " ".join(f"X({name})" for name in headers), ""]
     return "\n".join(lines)
+
+
+def write_generated_header(directory: Path) -> Path:
+    """Write :func:`generated_header` to ``directory`` and return its path. Written whole, then renamed:
+    a process building at the same time never reads half of it. Left as it is when it already says the
+    same: a newer header would make ninja recompile scan.cpp (a minute) in every fresh process."""
+    path, text = directory / GENERATED_HEADER, generated_header()
+    if path.exists() and path.read_text() == text:
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f"{GENERATED_HEADER}.{os.getpid()}"
+    partial.write_text(text)
+    os.replace(partial, path)
+    return path
 
 
 def build_name() -> str:
     """The library's name: it carries what the binary depends on (every source, header and cell header,
     torch's version, the CPU's ISA), so any change builds afresh instead of loading a stale binary."""
     version = "".join(ch if ch.isalnum() else "_" for ch in torch.__version__)
-    parts = [path.read_bytes() for path in sorted(CSRC.iterdir()) if path.is_file()]
+    sources = sorted(CSRC.glob("*.cpp")) + sorted(CSRC.glob("*.h"))
+    parts = [path.read_bytes() for path in sources]
     parts += [path.read_bytes() for path in cell_headers().values()] + [generated_header().encode()]
     digest = hashlib.sha256(b"".join(parts)).hexdigest()[:10]
     return f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}_{digest}"
+
+
+def prebuilt_path() -> Path:
+    """Where ``pip install`` puts the library built from these sources (it may not exist)."""
+    return PACKAGE_DIR / f"{build_name()}{sysconfig.get_config_var('EXT_SUFFIX')}"
+
+
+def jit_dir() -> Path:
+    """The folder torch's JIT extension builder builds this library in (created if absent)."""
+    from torch.utils import cpp_extension
+
+    return Path(cpp_extension._get_build_directory(build_name(), verbose=False))  # private, but stable
+
+
+def compiler() -> str | None:
+    """The C++ compiler torch's extension builders run (``$CXX``, else ``c++``), if it is on PATH."""
+    from torch.utils import cpp_extension
+
+    return shutil.which(cpp_extension.get_cxx_compiler())
 
 
 def enabled() -> bool:
@@ -78,8 +135,27 @@ def load():
     if not enabled():
         return None
     if "ops" not in _state:
-        _state["ops"] = _build()
+        _state["ops"] = _load_library()
+        if _state["ops"] is not None:
+            _register()
     return _state["ops"]
+
+
+def library_path() -> Path | None:
+    """The shared library that holds the C++ ops, loading (and if need be building) it first; None if
+    there is none (see :func:`failure`). A process that only needs to run an exported model loads it
+    with ``torch.ops.load_library(path)``, without importing seqtorch."""
+    return _state.get("path") if load() is not None else None
+
+
+def origin() -> str | None:
+    """``"prebuilt"`` or ``"jit"``: where the loaded library came from (None before :func:`load`)."""
+    return _state.get("origin")
+
+
+def failure() -> str | None:
+    """Why the library could not be loaded in this process (None if it was, or was not tried)."""
+    return _state.get("error")
 
 
 @torch.compiler.assume_constant_result
@@ -94,43 +170,65 @@ def kernel(cell: str):
     """The C++ loop's op pair (a :class:`~.autograd.Kernel`) if the library is loaded and has ``cell``."""
     if load() is None:
         return None
-    if "kernel" not in _state:
-        from .autograd import Kernel, register
-        from .contract import register_fakes
-
-        ops = torch.ops.seqtorch
-        _state["kernel"] = Kernel("cpp", ops.scan_forward_cpp.default, ops.scan_backward_cpp.default)
-        # the cells the library was built with (its generated header's), read without calling an op: a
-        # tracer (torch.export) may be recording when this first runs
-        _state["cells"] = frozenset(cell_headers())
-        register_fakes(_state["kernel"].forward, _state["kernel"].backward)
-        register(_state["kernel"])
     return _state["kernel"] if cell in _state["cells"] else None
 
 
-def _build():
-    try:
-        from torch.utils import cpp_extension
+def _register() -> None:
+    """What Python adds to the library's ops: their fake kernels (for torch.compile, torch.export and
+    AOTInductor) and their autograd formula. A process that only runs an exported program needs neither."""
+    from .autograd import Kernel, register
+    from .contract import register_fakes
 
-        name = build_name()
-        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))  # private, but stable
-        if not (build_dir / f"{name}.so").exists():
-            print(f"seqtorch: building the C++ CPU loops ({name}; once per machine, torch version and source "
-                  f"version, about a minute)...", file=sys.stderr, flush=True)
-        generated = build_dir / "generated"
-        generated.mkdir(parents=True, exist_ok=True)
-        header, text = generated / "cells_generated.h", generated_header()
-        if not header.exists() or header.read_text() != text:  # an unchanged header must keep its mtime:
-            # ninja would rebuild the library otherwise. Written whole, then renamed: a process building at
-            # the same time never reads half of it.
-            partial = generated / f"cells_generated.h.{os.getpid()}"
-            partial.write_text(text)
-            os.replace(partial, header)
-        cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=_flags(),
-                           extra_include_paths=[str(CSRC), str(generated)], is_python_module=False, verbose=False)
+    ops = torch.ops.seqtorch
+    _state["kernel"] = Kernel("cpp", ops.scan_forward_cpp.default, ops.scan_backward_cpp.default)
+    _state["cells"] = _query_cells()
+    register_fakes(_state["kernel"].forward, _state["kernel"].backward)
+    register(_state["kernel"])
+
+
+def cpp_cells() -> frozenset[str]:
+    """The cells the C++ library has kernels for (loading it first; empty without a library)."""
+    return _state["cells"] if load() is not None else frozenset()
+
+
+def _query_cells() -> frozenset[str]:
+    # The cells the library was built with: those of its generated header, which its name hashes (so a
+    # loaded library has exactly these). Read without calling an op: the first load may come from inside
+    # a trace (torch.export's non-strict mode runs this Python), which would record the call.
+    return frozenset(cell_headers())
+
+
+def _load_library():
+    prebuilt = prebuilt_path()
+    try:
+        if prebuilt.exists():
+            torch.ops.load_library(str(prebuilt))
+            _state.update(path=prebuilt, origin="prebuilt")
+        else:
+            _state.update(path=_build_jit(), origin="jit")
         return torch.ops.seqtorch
-    except Exception as error:  # noqa: BLE001 - any build failure means: use the Python loops, and say so
-        warnings.warn(f"seqtorch: the C++ CPU loops could not be built ({type(error).__name__}: {error}); "
+    except Exception as error:  # noqa: BLE001 - any load or build failure means: use the Python loops, and say so
+        _state["error"] = f"{type(error).__name__}: {error}"
+        warnings.warn(f"seqtorch: the C++ CPU loops could not be loaded or built ({_state['error']}); "
                       f"the cpu_fused backend uses its Python loop (same results, slower). "
                       f"Set SEQTORCH_NATIVE=0 to skip the build.", RuntimeWarning, stacklevel=3)
         return None
+
+
+def _build_jit() -> Path:
+    """Build the library with torch's JIT extension builder (or find it in its cache); its path."""
+    from torch.utils import cpp_extension
+
+    name = build_name()
+    library = jit_dir() / f"{name}.so"
+    if not library.exists():
+        if compiler() is None:
+            raise RuntimeError(f"no C++ compiler: {cpp_extension.get_cxx_compiler()!r} ($CXX, else c++) is not "
+                               f"on PATH, and there is no prebuilt library at {prebuilt_path()}")
+        print(f"seqtorch: building the C++ CPU loops ({name}; once per machine, torch version and source "
+              f"version, about a minute)...", file=sys.stderr, flush=True)
+    generated = write_generated_header(jit_dir() / "generated").parent
+    cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=compile_flags(),
+                       extra_include_paths=[str(path) for path in include_dirs(generated)],
+                       is_python_module=False, verbose=False)
+    return library

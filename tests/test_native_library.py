@@ -1,0 +1,210 @@
+"""The C++ library on its own: found, kept fresh, and enough to run an exported model without seqtorch.
+
+A model holding seqtorch layers is exported (``torch.export`` and an AOTInductor package) in this
+process; a fresh Python process that loads only the library (``torch.ops.load_library``, seqtorch's
+Python blocked from import) then runs it at another batch size and sequence length, and its outputs must
+be this process's. The rest checks how :mod:`seqtorch.ops.native` finds a prebuilt library and that a
+binary built from other sources is never loaded.
+"""
+
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import seqtorch
+from seqtorch.ops import native
+
+from conftest import assert_close
+
+# the fresh process: seqtorch's Python cannot be imported there at all, only the library is loaded
+RUNNER = textwrap.dedent("""
+    import sys, importlib.abc
+
+    class NoSeqtorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "seqtorch":
+                raise ImportError(f"{name} must not be imported here")
+
+    sys.meta_path.insert(0, NoSeqtorch())
+    import torch
+
+    library, kind, program, inputs, outputs = sys.argv[1:]
+    torch.ops.load_library(library)
+    if kind == "export":
+        model = torch.export.load(program).module()
+    else:
+        model = torch._inductor.aoti_load_package(program)
+    with torch.no_grad():
+        result = model(*torch.load(inputs))
+    torch.save(result, outputs)
+""")
+
+
+class Stack(nn.Module):
+    """Every cell with a C++ kernel, stacked, bidirectional, batch-first, with initial states."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = seqtorch.SimpleRNN(5, 6, batch_first=True)
+        self.lstm = seqtorch.LSTM(6, 7, num_layers=2, bidirectional=True, batch_first=True)
+        self.gru = seqtorch.GRU(14, 4, batch_first=True)
+        self.gru_before = seqtorch.GRU(4, 3, reset_after=False, batch_first=True)
+
+    def forward(self, x, h0):
+        y, _ = self.rnn(x, h0)
+        y, (h, c) = self.lstm(y)
+        y, _ = self.gru(y)
+        y, h_n = self.gru_before(y)
+        return y, h_n, c
+
+
+def example(batch, steps, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, steps, 5, generator=generator), torch.randn(1, batch, 6, generator=generator)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Stack().eval()
+
+
+@pytest.fixture(scope="module")
+def exported(model):
+    assert native.load() is not None, "the C++ library did not load; see the RuntimeWarning above"
+    batch, steps = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("steps", min=2, max=4096)
+    with torch.no_grad():
+        return torch.export.export(model, example(3, 6, seed=1),
+                                   dynamic_shapes=({0: batch, 1: steps}, {1: batch}))
+
+
+def run_fresh(tmp_path, kind, program, inputs):
+    """Run ``program`` on ``inputs`` in a process that has only the library; its outputs."""
+    torch.save(inputs, tmp_path / "inputs.pt")
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(native.library_path()), kind, str(program),
+                           str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return torch.load(tmp_path / "outputs.pt")
+
+
+def assert_same_outputs(model, got, inputs):
+    with torch.no_grad():
+        want = model(*inputs)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        assert_close(a, b)
+
+
+def test_exported_program_holds_the_cpp_op(exported):
+    targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+    assert "seqtorch.scan_forward_cpp.default" in targets, targets
+
+
+def test_exported_program_runs_with_only_the_library(tmp_path, model, exported):
+    torch.export.save(exported, tmp_path / "model.pt2")
+    inputs = example(5, 11, seed=2)  # neither the example's batch size nor its sequence length
+    assert_same_outputs(model, run_fresh(tmp_path, "export", tmp_path / "model.pt2", inputs), inputs)
+
+
+@pytest.mark.slow
+def test_aoti_package_runs_with_only_the_library(tmp_path, model, exported):
+    """AOTInductor compiles the graph around the op into C++ (a minute on 2 cores); the op itself is
+    called through the dispatcher, so the package needs the library loaded and nothing of seqtorch."""
+    package = torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp_path / "model_aoti.pt2"))
+    inputs = example(4, 9, seed=3)
+    assert_same_outputs(model, run_fresh(tmp_path, "aoti", package, inputs), inputs)
+
+
+def test_build_command_prints_the_loaded_library():
+    done = subprocess.run([sys.executable, "-m", "seqtorch.ops.build", "--print-path"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(native.library_path())
+    report = subprocess.run([sys.executable, "-m", "seqtorch.ops.build"], capture_output=True, text=True,
+                            timeout=600)
+    assert report.returncode == 0, report.stderr
+    assert f"loaded ({native.origin()}) from {native.library_path()}" in report.stdout
+    # the library's own list of cells (cpp_cells) is every registered cell with a cpu.h
+    assert f"C++ kernels: {', '.join(native.cell_headers())}\n" in report.stdout
+
+
+def test_build_command_says_why_there_is_no_library(monkeypatch):
+    monkeypatch.setenv("SEQTORCH_NATIVE", "0")
+    done = subprocess.run([sys.executable, "-m", "seqtorch.ops.build"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 1
+    assert "turned off (SEQTORCH_NATIVE=0)" in done.stdout
+
+
+def copy_sources(tmp_path, monkeypatch):
+    """Point native at a copy of csrc/ and the cells' folders in another place."""
+    csrc, cells = tmp_path / "ops" / "csrc", tmp_path / "recurrent_cells"
+    shutil.copytree(native.CSRC, csrc)
+    shutil.copytree(native.CELLS_DIR, cells, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(native, "CSRC", csrc)
+    monkeypatch.setattr(native, "CELLS_DIR", cells)
+    return csrc, cells
+
+
+def test_build_name_is_the_same_wherever_the_sources_lie(tmp_path, monkeypatch):
+    """pip builds in the source tree and the package runs from site-packages: one name for both."""
+    name, header = native.build_name(), native.generated_header()
+    copy_sources(tmp_path, monkeypatch)
+    assert native.generated_header() == header
+    assert native.build_name() == name
+
+
+@pytest.mark.parametrize("edited", ["ops/csrc/scan.cpp", "ops/csrc/scan.h", "recurrent_cells/lstm/cpu.h"])
+def test_build_name_changes_with_any_source(tmp_path, monkeypatch, edited):
+    """A prebuilt or cached binary of other sources has another name, so it is never loaded."""
+    name, prebuilt = native.build_name(), native.prebuilt_path()
+    copy_sources(tmp_path, monkeypatch)
+    path = tmp_path / edited
+    path.write_text(path.read_text() + "\n// edited\n")
+    assert native.build_name() != name
+    assert native.prebuilt_path() != prebuilt
+
+
+# a process whose package folder is another one; the JIT build is replaced by a marker, so a run shows
+# whether the library came from that folder or would have been compiled
+LOADER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from seqtorch.ops import native
+
+    def no_jit():
+        raise RuntimeError("JIT build asked for")
+
+    native.PACKAGE_DIR, native._build_jit = Path(sys.argv[1]), no_jit
+    native.load()
+    print(native.origin(), native.library_path(), native.failure())
+""")
+
+
+def load_from(folder):
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", LOADER, str(folder)], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_prebuilt_library_is_loaded_without_a_build(tmp_path):
+    """What ``pip install`` left next to the package is loaded; no JIT build is asked for."""
+    prebuilt = tmp_path / native.prebuilt_path().name
+    shutil.copy(native.library_path(), prebuilt)
+    assert load_from(tmp_path) == f"prebuilt {prebuilt} None"
+
+
+def test_a_stale_prebuilt_library_is_not_loaded(tmp_path):
+    """A binary built from other sources (another hash in its name) next to the package is left alone
+    (here it is not even a library: loading it would fail) and the JIT build is asked for instead."""
+    stale = native.prebuilt_path().name.replace(native.build_name(), native.build_name()[:-10] + "0" * 10)
+    (tmp_path / stale).write_bytes(b"not a library")
+    assert load_from(tmp_path) == "None None RuntimeError: JIT build asked for"
