@@ -231,8 +231,11 @@ def _rows(order: tuple[int, ...], H: int) -> list[int]:
 def _numpy_dtype(value):
     import onnx_ir as ir
 
-    return {ir.DataType.FLOAT: np.float32, ir.DataType.DOUBLE: np.float64,
-            ir.DataType.FLOAT16: np.float16}[value.dtype]
+    types = {ir.DataType.FLOAT: np.float32, ir.DataType.DOUBLE: np.float64, ir.DataType.FLOAT16: np.float16}
+    if value.dtype not in types:
+        raise OnnxExportError(f"a scan in {value.dtype}: ONNX's recurrent operators take float16, float32 or "
+                              f"float64 (export the model in float32)")
+    return types[value.dtype]
 
 
 def _ir_tensor(array: np.ndarray):
