@@ -86,3 +86,22 @@ def test_cells_trace_and_run_at_another_batch_size(cls):
     got, want = loaded(x), cell(x)
     for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
         assert_close(g, w)
+
+
+@pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)
+def test_cells_export_with_the_legacy_onnx_exporter(cls):
+    """The cells trace, so the TorchScript-based exporter serves them (dynamic batch)."""
+    import onnxruntime
+
+    torch.manual_seed(0)
+    cell = cls(I, H)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(cell, (torch.randn(3, I),), buffer, dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "B"}})
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    x = torch.randn(6, I)
+    want = cell(x)
+    for g, w in zip(session.run(None, {"x": x.numpy()}), want if isinstance(want, tuple) else (want,)):
+        assert_close(torch.from_numpy(g), w.detach())
