@@ -79,8 +79,8 @@ def main() -> None:
         name = session.get_inputs()[0].name
         got = session.run(None, {name: feeds["input"]})
         error = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, (want[0], *want[1])))
-        rows.append((f"{label} -> ONNX -> onnxruntime", median_ms(lambda s=session, n=name: s.run(None, {n: feeds["input"]}),
-                                                                  args.repeats), error, ", ".join(ops)))
+        run = lambda s=session, n=name: s.run(None, {n: feeds["input"]})  # noqa: E731
+        rows.append((f"{label} -> ONNX -> onnxruntime", median_ms(run, args.repeats), error, ", ".join(ops)))
     # exported with autograd on, the graph holds the op's training form (c's history, NaN where ONNX's
     # LSTM gives no value): the cost of not exporting under torch.no_grad()
     session, ops = onnx_session(layer, example, args.threads, dynamic=True, grad=True)

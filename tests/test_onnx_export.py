@@ -136,7 +136,8 @@ def test_export_matches_pytorch(case):
     print(f"{case}: max abs error {error:.3g}")
 
 
-@pytest.mark.parametrize("case", ["lstm_bi_lengths", "gru_reset_before_hard_sigmoid_bi_lengths", "rnn_relu_bi_stacked_lengths"])
+@pytest.mark.parametrize("case", ["lstm_bi_lengths", "gru_reset_before_hard_sigmoid_bi_lengths",
+                                  "rnn_relu_bi_stacked_lengths"])
 def test_export_without_grad(case):
     """Under no_grad the graph holds the inference form of the op (save=False: fewer outputs)."""
     layer, call = build(case)

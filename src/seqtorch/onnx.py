@@ -113,8 +113,8 @@ def check_exportable(cell: str, activation: str, recurrent_activation: str, cell
         raise OnnxExportError(f"seqtorch cell {cell!r} has no ONNX operator: ONNX has RNN, LSTM and GRU, "
                               f"which express the cells {sorted(ONNX_CELLS)}")
     if len(cell_args):
-        raise OnnxExportError(f"seqtorch cell {cell!r} with cell_args={list(cell_args)}: ONNX's {ONNX_CELLS[cell].op_type} "
-                              f"has no attribute for them")
+        raise OnnxExportError(f"seqtorch cell {cell!r} with cell_args={list(cell_args)}: ONNX's "
+                              f"{ONNX_CELLS[cell].op_type} has no attribute for them")
     if rec_mask is not None:
         raise OnnxExportError("recurrent_dropout in training mode has no ONNX equivalent (ONNX's recurrent "
                               "operators take no mask on the state); export the model in eval mode: model.eval()")
