@@ -12,6 +12,7 @@ modules.
 """
 
 from . import functional
+from . import onnx  # registers the ONNX translation of the scan op with torch.onnx's exporter
 from ._validation import NotATensorError
 from .cells import (GRUCell, IndRNNCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell, RecurrentCell,
                     SimpleRNNCell)

@@ -254,8 +254,9 @@ def check_lengths(name: str, lengths: Tensor | Sequence[int], *, batch: int, ste
         raise ValueError(f"{name}: expected {batch} lengths (one per sequence), got {values.numel()}{hint}")
     values = values.to(device=device, dtype=torch.int64)
     # Under vmap (per-sample gradients over padded batches) the values are per sample and cannot be read
-    # here; the scans treat them as they would any lengths.
-    if batch > 0 and not is_functorch_wrapped_tensor(values):
+    # here; the scans treat them as they would any lengths. Under torch.export (and so ONNX export) they
+    # are an input of the graph, unknown when it is traced: the exported graph does not check them.
+    if batch > 0 and not is_functorch_wrapped_tensor(values) and not torch.compiler.is_exporting():
         low, high = int(values.min()), int(values.max())
         if low < 1 or high > steps:
             raise ValueError(f"{name}: lengths must be in [1, {steps}] (the input's time dimension), "

@@ -128,6 +128,26 @@ class RecurrentCell(nn.Module):
             out.append(state)
         return x, out, batched
 
+    # ---- export and conversion: each delegates to its module ---------------------------------------
+    def to_torch_nn(self) -> nn.Module:
+        """The torch.nn.RNNCell/LSTMCell/GRUCell with this cell's weights (:func:`seqtorch.convert.to_torch_nn`)."""
+        from .convert import to_torch_nn
+
+        return to_torch_nn(self)
+
+    @classmethod
+    def from_torch_nn(cls, module: nn.Module) -> "RecurrentCell":
+        """This class with a torch.nn cell's weights (:func:`seqtorch.convert.from_torch_nn`)."""
+        from .convert import from_torch_nn
+
+        return from_torch_nn(cls, module)
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this on every submodule first (seqtorch.torchscript says why it refuses)
+        from .torchscript import refuse_script
+
+        refuse_script(self)
+
 
 class SimpleRNNCell(RecurrentCell):
     """Elman RNN cell, ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``: torch.nn.RNNCell's API.

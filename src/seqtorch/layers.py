@@ -298,6 +298,32 @@ class RecurrentLayer(nn.Module):
             output = output.transpose(0, 1)
         return output, (finals if len(finals) == 2 else finals[0])
 
+    # ---- export and conversion: each delegates to its module ---------------------------------------
+    def to_torch_nn(self) -> nn.Module:
+        """The torch.nn.RNN/LSTM/GRU with this layer's weights (:func:`seqtorch.convert.to_torch_nn`)."""
+        from .convert import to_torch_nn
+
+        return to_torch_nn(self)
+
+    @classmethod
+    def from_torch_nn(cls, module: nn.Module, *, backend: str = "auto") -> "RecurrentLayer":
+        """This class with a torch.nn.RNN/LSTM/GRU's weights (:func:`seqtorch.convert.from_torch_nn`)."""
+        from .convert import from_torch_nn
+
+        return from_torch_nn(cls, module, backend=backend)
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this on every submodule first (seqtorch.torchscript says why it refuses)
+        from .torchscript import refuse_script
+
+        refuse_script(self)
+
+    def _slow_forward(self, *args, **kwargs):
+        # nn.Module runs this instead of forward only under torch.jit.trace (also the legacy ONNX exporter)
+        from .torchscript import refuse_trace
+
+        refuse_trace(self)
+
 
 def _repack(output: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
     """Pack a padded (T, B, F) output, in original batch order, exactly as ``like`` is packed."""

@@ -215,6 +215,25 @@ def _load_library():
         return None
 
 
+#: A build takes about a minute; a lock older than this was left by a build that was killed.
+STALE_LOCK_SECONDS = 15 * 60
+
+
+def _clear_stale_lock(lock: Path) -> None:
+    """torch's builder waits, without end, for the lock file of a build in progress; a build that was
+    killed leaves its lock behind, and every later process would hang on it. An old one is removed, saying so."""
+    import time
+
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_SECONDS:
+        warnings.warn(f"seqtorch: removing {lock}, left {age / 60:.0f} minutes ago by a C++ build that did not "
+                      f"finish", RuntimeWarning, stacklevel=4)
+        lock.unlink(missing_ok=True)
+
+
 def _build_jit() -> Path:
     """Build the library with torch's JIT extension builder (or find it in its cache); its path."""
     from torch.utils import cpp_extension
@@ -228,6 +247,7 @@ def _build_jit() -> Path:
         print(f"seqtorch: building the C++ CPU loops ({name}; once per machine, torch version and source "
               f"version, about a minute)...", file=sys.stderr, flush=True)
     generated = write_generated_header(jit_dir() / "generated").parent
+    _clear_stale_lock(jit_dir() / "lock")
     cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=compile_flags(),
                        extra_include_paths=[str(path) for path in include_dirs(generated)],
                        is_python_module=False, verbose=False)

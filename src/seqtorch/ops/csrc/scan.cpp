@@ -479,6 +479,9 @@ std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activatio
                                          std::vector<at::Tensor> states, const OptionalTensors& weights,
                                          const std::optional<at::Tensor>& lengths,
                                          const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
+  // The loops compute no autograd graph: in a process without seqtorch's Python (a loaded export), the op
+  // may be called with parameters that require grad, and ATen's out= GEMMs refuse those under grad mode.
+  at::NoGradGuard no_grad;
   const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, rec_mask,
                            zoneout);
   for (at::Tensor& s : states) s = s.contiguous();
@@ -502,6 +505,7 @@ std::vector<at::Tensor> scan_backward_cpp(std::string cell, std::string activati
                                           std::vector<at::Tensor> saved, const OptionalTensors& weights,
                                           const std::optional<at::Tensor>& lengths,
                                           const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
+  at::NoGradGuard no_grad;
   const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, rec_mask,
                            zoneout);
   for (at::Tensor& s : saved) s = s.contiguous();

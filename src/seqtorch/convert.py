@@ -1,0 +1,122 @@
+"""Conversion between seqtorch's modules and torch.nn's: the same weights, the same function.
+
+``seqtorch.LSTM(...).to_torch_nn()`` returns the ``torch.nn.LSTM`` that computes what the layer
+computes, and ``seqtorch.LSTM.from_torch_nn(nn_lstm)`` the other way; likewise SimpleRNN <-> nn.RNN,
+GRU <-> nn.GRU and the three cells <-> nn.RNNCell / LSTMCell / GRUCell. Parameter names and layouts
+are torch.nn's in seqtorch (gate order LSTM i, f, g, o; GRU r, z, n), so a conversion is a strict
+``load_state_dict``; ``requires_grad``, the training flag, device and dtype are kept.
+
+What the torch.nn module gives: cuDNN on a GPU, ``torch.ao.quantization.quantize_dynamic``,
+``torch.jit.script``, and every tool that knows torch.nn's classes. seqtorch's ``lengths=`` has its
+torch.nn counterpart in a ``PackedSequence`` (``pack_padded_sequence(x, lengths, enforce_sorted=False)``).
+
+Refused, with the option named (torch.nn has no equivalent, so the converted module would compute
+another function or train differently): ``recurrent_dropout``, ``input_dropout``, ``reset_after=False``,
+``zoneout``, a ``recurrent_activation`` other than ``"sigmoid"``, an ``activation`` other than ``"tanh"``
+for the LSTM and the GRU (torch.nn.RNN's ``nonlinearity`` takes ``"relu"``); the cells torch.nn lacks
+(LayerNorm LSTM/GRU, IndRNN) have no counterpart (TypeError). ``single_bias=True`` converts to
+torch.nn's two biases with ``bias_hh = 0``: the same function, but torch.nn then trains both biases.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .cells import GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell
+from .layers import GRU, LSTM, RecurrentLayer, SimpleRNN
+
+# seqtorch class -> torch.nn class, and back
+TORCH_NN = {SimpleRNN: nn.RNN, LSTM: nn.LSTM, GRU: nn.GRU,
+            SimpleRNNCell: nn.RNNCell, LSTMCell: nn.LSTMCell, GRUCell: nn.GRUCell}
+SEQTORCH = {nn_class: cls for cls, nn_class in TORCH_NN.items()}
+
+
+def unconvertible_options(module: RecurrentLayer | RecurrentCell) -> list[str]:
+    """The options of a seqtorch module that torch.nn lacks, each as ``name=value`` (empty: convertible)."""
+    found = []
+    for name in ("recurrent_dropout", "input_dropout", "zoneout"):
+        if getattr(module, name, 0.0) > 0:
+            found.append(f"{name}={getattr(module, name)!r}")
+    if module.mode == "gru" and not module.reset_after:
+        found.append("reset_after=False")
+    if module.mode != "rnn" and module.recurrent_activation != "sigmoid":
+        found.append(f"recurrent_activation={module.recurrent_activation!r}")
+    if module.mode != "rnn" and module.activation != "tanh":
+        found.append(f"activation={module.activation!r}")
+    return found
+
+
+def to_torch_nn(module: RecurrentLayer | RecurrentCell) -> nn.Module:
+    """The torch.nn module (nn.RNN/LSTM/GRU or nn.RNNCell/LSTMCell/GRUCell) with ``module``'s weights.
+
+    Raises ValueError naming every option torch.nn lacks (see the module docstring), TypeError for a
+    class that has no torch.nn counterpart.
+    """
+    nn_class = _torch_nn_class(type(module))
+    name = type(module).__name__
+    options = unconvertible_options(module)
+    if options:
+        raise ValueError(f"{name} cannot be converted to torch.nn.{nn_class.__name__}: torch.nn has no "
+                         f"{', '.join(options)}")
+    param = module.weight_ih_l0 if isinstance(module, RecurrentLayer) else module.weight_ih
+    factory = dict(device=param.device, dtype=param.dtype)
+    if isinstance(module, RecurrentLayer):
+        kwargs = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
+                      dropout=module.dropout, bidirectional=module.bidirectional, **factory)
+    else:
+        kwargs = dict(bias=bool(module.bias), **factory)
+    if module.mode == "rnn":
+        kwargs["nonlinearity"] = module.activation
+    if getattr(module, "proj_size", 0):
+        kwargs["proj_size"] = module.proj_size
+    converted = nn_class(module.input_size, module.hidden_size, **kwargs)
+    _copy_weights(module, converted)
+    return converted
+
+
+def from_torch_nn(cls: type, module: nn.Module, *, backend: str = "auto") -> RecurrentLayer | RecurrentCell:
+    """The seqtorch module of class ``cls`` with ``module``'s weights (``module`` a torch.nn.RNN, LSTM,
+    GRU or one of their cells). ``cls`` may be a base class (``RecurrentLayer``, ``RecurrentCell``): the
+    class then follows from ``module``'s. ``backend`` is the layer's (cells have none).
+
+    Raises TypeError when ``module`` is not the torch.nn counterpart of ``cls``, NotImplementedError for
+    an LSTM with ``proj_size > 0`` converts with its projection.
+    """
+    target = SEQTORCH.get(type(module))
+    if target is None or not issubclass(target, cls):
+        expected = ", ".join(f"torch.nn.{c.__name__}" for k, c in TORCH_NN.items() if issubclass(k, cls))
+        raise TypeError(f"{cls.__name__}.from_torch_nn expects {expected}, got {type(module).__module__}."
+                        f"{type(module).__name__}")
+    param = module.weight_ih_l0 if issubclass(target, RecurrentLayer) else module.weight_ih
+    factory = dict(device=param.device, dtype=param.dtype)
+    if issubclass(target, RecurrentLayer):
+        kwargs = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
+                      dropout=module.dropout, bidirectional=module.bidirectional, backend=backend, **factory)
+        if getattr(module, "proj_size", 0) > 0:
+            kwargs["proj_size"] = module.proj_size
+    else:
+        kwargs = dict(bias=module.bias, **factory)
+    if target.mode == "rnn":
+        kwargs["nonlinearity"] = module.nonlinearity
+    converted = target(module.input_size, module.hidden_size, **kwargs)
+    _copy_weights(module, converted)
+    return converted
+
+
+def _torch_nn_class(cls: type) -> type:
+    # the class itself, not a subclass: LayerNormLSTMCell is an LSTMCell to Python, not to torch.nn
+    if cls in TORCH_NN:
+        return TORCH_NN[cls]
+    raise TypeError(f"{cls.__name__} has no torch.nn counterpart (convertible: "
+                    f"{', '.join(c.__name__ for c in TORCH_NN)})")
+
+
+def _copy_weights(source: nn.Module, target: nn.Module) -> None:
+    """Weights by name (a strict load: the layouts are the same), then requires_grad and the training flag.
+    seqtorch's single_bias buffers (bias_hh = 0) land in torch.nn's bias_hh parameters."""
+    target.load_state_dict(source.state_dict(), strict=True)
+    params = dict(source.named_parameters())
+    for name, param in target.named_parameters():
+        if name in params:
+            param.requires_grad_(params[name].requires_grad)
+    target.train(source.training)
