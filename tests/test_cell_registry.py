@@ -99,3 +99,27 @@ def test_every_cell_has_a_reference_and_a_python_loop(cell):
     for method in ("step", "loop_forward", "loop_backward", "saved"):
         assert getattr(spec, method) is not getattr(Cell, method), method
     assert len(CELLS[cell].weights) == len(CELLS[cell].weight_shapes(H, H))
+
+
+@pytest.mark.parametrize("kind", ["masks", "evaluation"])
+@pytest.mark.parametrize("cell, backend, loop", CASES)
+def test_cell_with_zoneout_matches_its_reference(cell, backend, loop, kind, monkeypatch):
+    """Zoneout (written once per scan, for every cell): per-step 0/1 masks per state, or the evaluation's
+    constant p, with lengths, the recurrent-dropout mask and reverse."""
+    monkeypatch.setattr(cpu_fused, "USE_NATIVE", loop == "native")
+    if backend == "triton":
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    gx, states, weights, L, M = make(cell, mask=True, lengths=True, seed=3)
+    g = torch.Generator().manual_seed(4)
+    if kind == "masks":
+        keep = tuple(torch.bernoulli(torch.full((T, B, s.shape[-1]), 0.3, dtype=torch.float64), generator=g)
+                     for s in states)
+    else:
+        keep = tuple(torch.full((1, 1, 1), 0.3, dtype=torch.float64).expand(T, B, s.shape[-1]) for s in states)
+    options = dict(lengths=L, rec_mask=M, reverse=True, zoneout=keep, cell_args=cell_args(cell))
+    got = outputs_and_grads(lambda: scan(cell, gx, states, weights, backend=backend, **options), gx, states, weights)
+    want = outputs_and_grads(lambda: scan_reference(cell, gx, states, weights, lengths=L, rec_mask=M, reverse=True,
+                                                    zoneout=keep, cell_args=cell_args(cell)), gx, states, weights)
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        assert_close(a, b)

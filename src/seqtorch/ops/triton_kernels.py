@@ -178,10 +178,13 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, lengths, rmask, ZH, ZC,   # inputs
             _row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
             _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
             _row_ptr(U, t, B, H, o_b, o_h), m_bh, b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
+        # zoneout as the reference writes it: a 0/1 coefficient keeps or replaces a value exactly
         if ZONEOUT_H:
-            b_h_new = b_h_new + load_tile(ZH + t * B * H + o_bh, m_bh, ACC) * (b_h - b_h_new)
+            b_kh = load_tile(ZH + t * B * H + o_bh, m_bh, ACC)
+            b_h_new = b_kh * b_h + (1.0 - b_kh) * b_h_new
         if ZONEOUT_C:
-            b_c_new = b_c_new + load_tile(ZC + t * B * H + o_bh, m_bh, ACC) * (b_c - b_c_new)
+            b_kc = load_tile(ZC + t * B * H + o_bh, m_bh, ACC)
+            b_c_new = b_kc * b_c + (1.0 - b_kc) * b_c_new
         # past a sequence's length the state is frozen
         if HAS_LENGTHS:
             b_h = tl.where(b_valid, b_h_new, b_h)

@@ -92,10 +92,11 @@ void zoneout_data(const Args& a, int states, const T** zone) {
   }
 }
 
-// next = keep * prev + (1 - keep) * next, for one row of a state (zoneout).
+// next = keep * prev + (1 - keep) * next, for one row of a state (zoneout); written as the reference
+// writes it, so that a 0/1 mask keeps or replaces a value exactly.
 template <typename T>
 void zone_mix(int64_t n, const T* __restrict keep, const T* __restrict prev, T* __restrict next) {
-  for (int64_t j = 0; j < n; ++j) next[j] = next[j] + keep[j] * (prev[j] - next[j]);
+  for (int64_t j = 0; j < n; ++j) next[j] = keep[j] * prev[j] + (T(1) - keep[j]) * next[j];
 }
 
 // zoneout's backward: the new state's share (1 - keep) * d, and the previous state's keep * d.
