@@ -12,6 +12,7 @@ first use stays the fallback.
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 from setuptools import setup
@@ -35,7 +36,11 @@ def _native_build():
         _say(PREBUILD_SKIPPED.format(f"torch is not importable in the build environment: {error}; "
                                      f"install torch first, then `pip install --no-build-isolation .`"))
         return [], {}
-    sys.path.insert(0, str(HERE / "src"))
+    # seqtorch.ops without seqtorch/__init__.py: the package's own imports (numpy, onnx's registration)
+    # need dependencies that pip installs only after this build.
+    package = types.ModuleType("seqtorch")
+    package.__path__ = [str(HERE / "src" / "seqtorch")]
+    sys.modules["seqtorch"] = package
     from seqtorch.ops import native  # the one description of the library, shared with the JIT build
 
     if native.compiler() is None:

@@ -97,11 +97,13 @@ def write_generated_header(directory: Path) -> Path:
 
 def build_name() -> str:
     """The library's name: it carries what the binary depends on (every source, header and cell header,
-    torch's version, the CPU's ISA), so any change builds afresh instead of loading a stale binary."""
+    the compiler flags, torch's version, the CPU's ISA), so any change builds afresh instead of loading a
+    stale binary."""
     version = "".join(ch if ch.isalnum() else "_" for ch in torch.__version__)
     sources = sorted(CSRC.glob("*.cpp")) + sorted(CSRC.glob("*.h"))
     parts = [path.read_bytes() for path in sources]
     parts += [path.read_bytes() for path in cell_headers().values()] + [generated_header().encode()]
+    parts.append(" ".join(compile_flags()).encode())  # other flags, another binary
     digest = hashlib.sha256(b"".join(parts)).hexdigest()[:10]
     return f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}_{digest}"
 
