@@ -1,0 +1,117 @@
+// The LayerNorm LSTM's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell
+// provides). Equations and layout as this folder's __init__.py: weights (W_hh, b_hh, g_hh (4H), g_c (H),
+// b_c (H)); saved A = i, f, g, o (4H), XH = LN(product) (4H), RS = the two rstd (product's, c''s), CH = LN(c')
+// (H), Y = act(CH * g_c + b_c) (H), PRE (4H) for the hard sigmoids; gradient buffers dP0 (4H) of the product
+// and DLC (H) of CH * g_c + b_c. The LN reductions run over the row's 4H product and its H-wide c'
+// (csrc/layernorm.h); eps is the cell's one argument.
+#pragma once
+
+#include "layernorm.h"
+#include "scan.h"
+
+namespace seqtorch_cpu::cells {
+
+struct layernorm_lstm {
+  static constexpr int kGates = 4, kStates = 2, kSaved = 6, kGradBuffers = 2;
+  static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
+  static constexpr std::array<int, 1> kProductGrad{{0}};  // d(product) is gradient buffer 0 (dP0)
+  static constexpr bool kWritesDHIn = false, kUsesGate = true;
+
+  static int64_t state_width(int k, Dims d) { return k == 0 ? d.P : d.H; }
+  static int64_t u_width(Dims) { return 0; }
+  static int64_t saved_width(int j, Dims d, bool needs_pre) {
+    switch (j) {
+      case 0: case 1: return 4 * d.H;  // A, XH
+      case 2: return 2;                // RS
+      case 3: case 4: return d.H;      // CH, Y
+      default: return needs_pre ? 4 * d.H : 0;
+    }
+  }
+  static int64_t grad_width(int j, Dims d) { return j == 0 ? 4 * d.H : d.H; }
+
+  template <typename T, class A>
+  static void forward(int, const ForwardRow<T>& r) {
+    forward_row<T, A>(r.d.H, T(r.args[0]), r.gx, r.product, r.weights[1], r.weights[2], r.weights[3],
+                      r.weights[4], r.prev[1], r.next[0], r.next[1], r.saved[0], r.saved[1], r.saved[2],
+                      r.saved[3], r.saved[4], r.saved[5]);
+  }
+
+  template <typename T, class A>
+  static void backward(int, const BackwardRow<T>& r) {
+    backward_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.saved[2], r.saved[3], r.saved[4], r.saved[5], r.weights[2],
+                       r.weights[3], r.prev[1], r.d_next[0], r.d_next[1], r.dgx, r.grads[0], r.grads[1],
+                       r.d_prev[0], r.d_prev[1]);
+  }
+
+  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h). Three passes: the product's statistics, the
+  // gates and c', then (with c''s statistics) LN(c') and h.
+  template <typename T, class A>
+  static void forward_row(int64_t H, T eps, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
+                          const T* __restrict g_hh, const T* __restrict g_c, const T* __restrict b_c,
+                          const T* __restrict c_prev, T* __restrict h, T* __restrict c, T* __restrict a,
+                          T* __restrict xh, T* __restrict rs, T* __restrict ch, T* __restrict y, T* __restrict pre) {
+    T rstd_h, rstd_c;
+    const T mean_h = layer_norm_stats(4 * H, gh, eps, &rstd_h);
+    for (int64_t j = 0; j < H; ++j) {
+      const T xi = (gh[j] - mean_h) * rstd_h, xf = (gh[H + j] - mean_h) * rstd_h;
+      const T xg = (gh[2 * H + j] - mean_h) * rstd_h, xo = (gh[3 * H + j] - mean_h) * rstd_h;
+      const T zi = gx[j] + xi * g_hh[j] + bias[j];
+      const T zf = gx[H + j] + xf * g_hh[H + j] + bias[H + j];
+      const T zg = gx[2 * H + j] + xg * g_hh[2 * H + j] + bias[2 * H + j];
+      const T zo = gx[3 * H + j] + xo * g_hh[3 * H + j] + bias[3 * H + j];
+      if constexpr (A::kNeedsPre) {
+        pre[j] = zi, pre[H + j] = zf, pre[2 * H + j] = zg, pre[3 * H + j] = zo;
+      }
+      const T i = A::gate(zi), f = A::gate(zf), g = A::act(zg), o = A::gate(zo);
+      xh[j] = xi, xh[H + j] = xf, xh[2 * H + j] = xg, xh[3 * H + j] = xo;
+      a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
+      c[j] = f * c_prev[j] + i * g;
+    }
+    const T mean_c = layer_norm_stats(H, c, eps, &rstd_c);
+    for (int64_t j = 0; j < H; ++j) {
+      const T x = (c[j] - mean_c) * rstd_c;
+      const T v = A::act(b_c[j] + x * g_c[j]);
+      ch[j] = x;
+      y[j] = v;
+      h[j] = a[3 * H + j] * v;
+    }
+    rs[0] = rstd_h, rs[1] = rstd_c;
+  }
+
+  // Writes dgx, dP0 = d product (4H), DLC (H), and the direct gradients of h (none: zeros) and c. dP0 and
+  // d_prev's c row serve as scratch for the LN backward's inputs before they get their values.
+  template <typename T, class A>
+  static void backward_row(int64_t H, const T* __restrict a, const T* __restrict xh, const T* __restrict rs,
+                           const T* __restrict ch, const T* __restrict y, const T* __restrict pre,
+                           const T* __restrict g_hh, const T* __restrict g_c, const T* __restrict c_prev,
+                           const T* __restrict dh, const T* __restrict dc_next, T* __restrict dg, T* __restrict dp,
+                           T* __restrict dlc, T* __restrict dh_prev, T* __restrict dc_prev) {
+    for (int64_t j = 0; j < H; ++j) {
+      const T o = a[3 * H + j], v = y[j];
+      T po = T(0);
+      if constexpr (A::kNeedsPre) po = pre[3 * H + j];
+      const T d = dh[j] * o * A::act_grad(v);
+      dlc[j] = d;
+      dc_prev[j] = d * g_c[j];  // d LN(c'), normalized below
+      dg[3 * H + j] = dh[j] * v * A::gate_grad(o, po);
+    }
+    layer_norm_backward(H, dc_prev, ch, rs[1]);
+    for (int64_t j = 0; j < H; ++j) {
+      const T i = a[j], f = a[H + j], g = a[2 * H + j];
+      T pi = T(0), pf = T(0);
+      if constexpr (A::kNeedsPre) {
+        pi = pre[j], pf = pre[H + j];
+      }
+      const T dc = dc_next[j] + dc_prev[j];
+      dg[j] = dc * g * A::gate_grad(i, pi);
+      dg[H + j] = dc * c_prev[j] * A::gate_grad(f, pf);
+      dg[2 * H + j] = dc * i * A::act_grad(g);
+      dc_prev[j] = dc * f;
+    }
+    for (int64_t j = 0; j < 4 * H; ++j) dp[j] = dg[j] * g_hh[j];
+    layer_norm_backward(4 * H, dp, xh, rs[0]);
+    std::fill(dh_prev, dh_prev + H, T(0));  // h enters only through the product
+  }
+};
+
+}  // namespace seqtorch_cpu::cells
