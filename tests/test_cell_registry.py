@@ -2,7 +2,9 @@
 
 This runs whatever is in ``seqtorch.recurrent_cells.CELLS``, from the shapes its spec declares: a new cell
 is tested here as soon as it has its registry line. Random upstream gradients for every output and final
-state, NaN-poisoned buffers, lengths of 1 and of T in one batch, the recurrent-dropout mask, reverse.
+state, NaN-poisoned buffers, lengths of 1 and of T in one batch, the recurrent-dropout mask, reverse; in
+float64 and, against the float64 reference, in float32. The C++ case runs only for a cell with a ``cpu.h``
+and checks that the C++ loop (not the Python one) served it.
 """
 
 import pytest
@@ -10,7 +12,8 @@ import torch
 
 from conftest import assert_close
 from seqtorch.functional import scan
-from seqtorch.ops import buffers, cpu_fused
+from seqtorch.ops import buffers, cpu_fused, native
+from seqtorch.ops.contract import ScanOptions
 from seqtorch.recurrent_cells import CELLS, Acts, Cell
 from seqtorch.reference import scan_reference
 
@@ -24,20 +27,20 @@ def _poison():
     buffers.set_poison(False)
 
 
-def make(cell, *, bias=True, mask=False, lengths=False, seed=0):
+def make(cell, *, bias=True, mask=False, lengths=False, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     spec = CELLS[cell]
     P = H - 1 if spec.projected else H
 
     def rand(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).requires_grad_()
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype).requires_grad_()
 
     gx = rand(T, B, spec.gates * H)
     states = tuple(rand(B, w, scale=0.5) for w in spec.state_sizes(H, P))
     weights = tuple(None if (name.startswith("bias") and not bias) else rand(*shape, scale=0.5)
                     for name, shape in zip(spec.weights, spec.weight_shapes(H, P)))
     L = torch.tensor([T, 1] + [3] * (B - 2)) if lengths else None
-    M = (torch.bernoulli(torch.full((B, P), 0.7, dtype=torch.float64), generator=g) / 0.7) if mask else None
+    M = (torch.bernoulli(torch.full((B, P), 0.7, dtype=torch.float64), generator=g) / 0.7).to(dtype) if mask else None
     return gx, states, weights, L, M
 
 
@@ -48,18 +51,20 @@ def cell_args(cell):
 def outputs_and_grads(run, gx, states, weights):
     out, finals = run()
     g = torch.Generator().manual_seed(1)
-    loss = sum((t * torch.randn(t.shape, generator=g, dtype=t.dtype)).sum() for t in (out, *finals))
+    loss = sum((t * torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype)).sum() for t in (out, *finals))
     leaves = [t for t in (gx, *states, *weights) if t is not None]
     return [out, *finals, *torch.autograd.grad(loss, leaves)]
 
 
 def backends_for(cell):
-    """The fused backends that have ``cell``: the C++ and the Python loop, the Triton kernels."""
+    """The fused backends that have ``cell``: the C++ loop (a cell with a ``cpu.h``) and the Python loop, the
+    Triton kernels."""
     from seqtorch.ops import BACKENDS
 
     cases = []
     if "cpu_fused" in BACKENDS:
-        cases += [("cpu_fused", "native"), ("cpu_fused", "python")]
+        cases += [("cpu_fused", "native")] if cell in native.cell_headers() else []
+        cases += [("cpu_fused", "python")]
     if "triton" in BACKENDS and BACKENDS["triton"].has_cell(cell):
         cases.append(("triton", "interpreter"))
     return cases
@@ -69,6 +74,35 @@ CASES = [pytest.param(cell, backend, loop, id=f"{cell}-{backend}-{loop}")
          for cell in CELLS for backend, loop in backends_for(cell)]
 
 
+def use(cell, backend, loop, monkeypatch, like):
+    """Set up the case's backend; for the C++ case, check that the C++ loop is what serves ``cell``."""
+    monkeypatch.setattr(cpu_fused, "USE_NATIVE", loop == "native")
+    if backend == "triton":
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    if loop == "native":
+        assert native.kernel(cell) is not None, native.failure()
+        assert cpu_fused.implementation(ScanOptions(cell), like) is native.kernel(cell)
+
+
+# The cells with a kernel of their own on every backend: C++ (cpu.h) and Triton (triton.py).
+KERNEL_CELLS = ["rnn", "lstm", "gru", "gru_reset_before", "lstm_proj", "indrnn", "layernorm_lstm", "layernorm_gru"]
+
+
+@pytest.mark.parametrize("cell", KERNEL_CELLS)
+def test_cell_has_its_cpp_kernel(cell):
+    assert native.load() is not None, native.failure()
+    assert cell in native.cpp_cells()
+
+
+@pytest.mark.parametrize("cell", KERNEL_CELLS)
+def test_cell_has_its_triton_kernels(cell):
+    pytest.importorskip("triton")
+    from seqtorch.ops import BACKENDS
+
+    assert BACKENDS["triton"].has_cell(cell)
+    assert ("triton", "interpreter") in backends_for(cell)
+
+
 @pytest.mark.parametrize("reverse, lengths, mask, bias", [(False, False, False, True), (True, True, True, True),
                                                           (False, True, False, False)],
                          ids=["plain", "rev-len-mask", "len-nobias"])
@@ -76,10 +110,8 @@ CASES = [pytest.param(cell, backend, loop, id=f"{cell}-{backend}-{loop}")
 @pytest.mark.parametrize("cell, backend, loop", CASES)
 def test_cell_matches_its_reference(cell, backend, loop, recurrent_activation, reverse, lengths, mask, bias,
                                     monkeypatch):
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", loop == "native")
-    if backend == "triton":
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
     gx, states, weights, L, M = make(cell, bias=bias, mask=mask, lengths=lengths)
+    use(cell, backend, loop, monkeypatch, gx)
     options = dict(lengths=L, rec_mask=M, reverse=reverse, recurrent_activation=recurrent_activation,
                    cell_args=cell_args(cell))
     got = outputs_and_grads(lambda: scan(cell, gx, states, weights, backend=backend, **options), gx, states, weights)
@@ -106,10 +138,8 @@ def test_every_cell_has_a_reference_and_a_python_loop(cell):
 def test_cell_with_zoneout_matches_its_reference(cell, backend, loop, kind, monkeypatch):
     """Zoneout (written once per scan, for every cell): per-step 0/1 masks per state, or the evaluation's
     constant p, with lengths, the recurrent-dropout mask and reverse."""
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", loop == "native")
-    if backend == "triton":
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
     gx, states, weights, L, M = make(cell, mask=True, lengths=True, seed=3)
+    use(cell, backend, loop, monkeypatch, gx)
     g = torch.Generator().manual_seed(4)
     if kind == "masks":
         keep = tuple(torch.bernoulli(torch.full((T, B, s.shape[-1]), 0.3, dtype=torch.float64), generator=g)
@@ -123,3 +153,29 @@ def test_cell_with_zoneout_matches_its_reference(cell, backend, loop, kind, monk
     for a, b in zip(got, want):
         assert torch.isfinite(a).all()
         assert_close(a, b)
+
+
+@pytest.mark.parametrize("recurrent_activation, reverse, bias", [("sigmoid", True, True), ("hardsigmoid", False, False)],
+                         ids=["sigmoid-rev", "hardsigmoid-nobias"])
+@pytest.mark.parametrize("cell, backend, loop", CASES)
+def test_cell_in_float32_matches_the_float64_reference(cell, backend, loop, recurrent_activation, reverse, bias,
+                                                       monkeypatch):
+    """float32 kernels against the float64 reference on the same values: lengths, the recurrent-dropout mask,
+    zoneout masks on every state, random upstream gradients for every output."""
+    gx, states, weights, L, M = make(cell, bias=bias, mask=True, lengths=True, seed=5, dtype=torch.float32)
+    use(cell, backend, loop, monkeypatch, gx)
+    g = torch.Generator().manual_seed(6)
+    keep = tuple(torch.bernoulli(torch.full((T, B, s.shape[-1]), 0.3, dtype=torch.float64), generator=g)
+                 for s in states)
+    options = dict(lengths=L, reverse=reverse, recurrent_activation=recurrent_activation, cell_args=cell_args(cell))
+    got = outputs_and_grads(lambda: scan(cell, gx, states, weights, backend=backend, rec_mask=M,
+                                         zoneout=tuple(k.float() for k in keep), **options), gx, states, weights)
+    as64 = [None if t is None else t.detach().double().requires_grad_() for t in (gx, *states, *weights)]
+    gx64, states64, weights64 = as64[0], tuple(as64[1:1 + len(states)]), tuple(as64[1 + len(states):])
+    want = outputs_and_grads(lambda: scan_reference(cell, gx64, states64, weights64, lengths=L, rec_mask=M.double(),
+                                                    reverse=reverse, acts=Acts.of("tanh", recurrent_activation),
+                                                    zoneout=keep, cell_args=cell_args(cell)), gx64, states64, weights64)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.dtype == torch.float32 and torch.isfinite(a).all()
+        assert_close(a, b.float())

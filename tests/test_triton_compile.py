@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - an older triton
 
 pytestmark = pytest.mark.skipif(GPUTarget is None, reason="this triton has no GPUTarget for ahead-of-time builds")
 
-INTEGER_ARGS = {"T", "B", "H", "SW0", "SW1", "SW2", "SW3", "GW0"}
+INTEGER_ARGS = {"T", "B", "H", "P", "SW0", "SW1", "SW2", "SW3", "SW4", "SW5", "GW0", "GW1"}
 
 OPTION_SETS = [  # (id, hidden, dtype, lengths, mask, recurrent_activation, activation)
     ("H32-lengths-mask-keras2", 32, torch.float32, True, True, "hard_sigmoid_keras2", "tanh"),
@@ -56,7 +56,8 @@ def _compile(kernel, constexprs, num_warps, dtype):
 
 
 def test_the_triton_cells_are_found():
-    assert {"rnn", "lstm", "gru", "gru_reset_before", "indrnn"} <= set(cell_names())
+    assert {"rnn", "lstm", "gru", "gru_reset_before", "indrnn", "lstm_proj", "layernorm_lstm",
+            "layernorm_gru"} <= set(cell_names())
 
 
 @pytest.mark.parametrize("hidden, dtype, lengths, mask, recurrent_activation, activation",

@@ -124,11 +124,26 @@ def backward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, l
                 ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], **_flags(opts, dtype), **config), num_warps
 
 
-def _saved_args(buffers: list[Tensor], dummy: Tensor) -> tuple[list[Tensor], list[int]]:
-    """Up to four per-step buffers and their widths; unused slots point at ``dummy`` (never read)."""
-    pointers = [b if b.numel() else dummy for b in buffers] + [dummy] * (4 - len(buffers))
-    widths = [b.shape[-1] if b.numel() else 0 for b in buffers] + [0] * (4 - len(buffers))
+MAX_SAVED = 6          # per-step buffers a cell may save (the kernels' SV0..SV5)
+MAX_GRAD_BUFFERS = 2   # per-step gradient buffers it may write (G0, G1)
+MAX_EXTRA_WEIGHTS = 3  # recurrent weights after W_hh and b_hh (W2..W4)
+
+
+def _buffer_args(buffers: list[Tensor], dummy: Tensor, slots: int) -> tuple[list[Tensor], list[int]]:
+    """Per-step buffers in ``slots`` kernel arguments, and their widths; unused slots point at ``dummy``
+    (never read or written: a cell touches only the buffers it declares)."""
+    pointers = [b if b.numel() else dummy for b in buffers] + [dummy] * (slots - len(buffers))
+    widths = [b.shape[-1] if b.numel() else 0 for b in buffers] + [0] * (slots - len(buffers))
     return pointers, widths
+
+
+def _cell_weights(weights: list[Tensor | None], cell_args: list[float]) -> tuple[list[Tensor | None], Tensor]:
+    """The weights after W_hh and b_hh in the kernels' W2..W4 (None where a cell has fewer), and the
+    cell's numeric options as a tensor in W_hh's dtype (the kernels' CARGS; one 0 when it has none)."""
+    extra = [None if w is None else w.contiguous() for w in weights[2:]]
+    extra += [None] * (MAX_EXTRA_WEIGHTS - len(extra))
+    w_hh = weights[0]
+    return extra, torch.tensor(list(cell_args) or [0.0], dtype=w_hh.dtype, device=w_hh.device)
 
 
 def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
@@ -138,26 +153,27 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     spec = opts.spec
     K = len(spec.states)
-    w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights)
+    w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights[:2])
+    extra, cargs = _cell_weights(list(weights), cell_args)
     zh, zc = _zoneout_args(zoneout, K)
     gx, states = gx.contiguous(), [s.contiguous() for s in states]
     outputs = [_new(shape, gx.dtype, gx.device)
                for shape in contract.forward_shapes(spec, opts, gx, states, rec_mask is not None, save)]
-    steps, batch, hidden = gx.shape[0], gx.shape[1], states[0].shape[-1]
+    steps, batch, hidden, proj = gx.shape[0], gx.shape[1], spec.hidden_size(weights), states[0].shape[-1]
     has_c = K == 2
     hm, u, saved = (outputs[K], outputs[K + 1], outputs[K + 2:]) if save else (gx, gx, [])
-    pointers, widths = _saved_args(list(saved), gx)
+    pointers, widths = _buffer_args(list(saved), gx, MAX_SAVED)
     constexprs, num_warps = forward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
                                                mask=rec_mask is not None, bias=b_hh is not None, save=save,
                                                zoneout=(zh is not None, zc is not None))
     grid = (triton.cdiv(batch, BLOCK_B),)
     kernels().fwd[grid](
-        gx, states[0], states[1] if has_c else None, w_hh, b_hh,
+        gx, states[0], states[1] if has_c else None, w_hh, b_hh, *extra, cargs,
         None if lengths is None else lengths.to(torch.int64).contiguous(),
         None if rec_mask is None else rec_mask.contiguous(), zh, zc,
         outputs[0], outputs[1] if has_c and save else None, outputs[1] if has_c and not save else None,
         hm if hm.numel() else gx, u if u.numel() else gx, *pointers,
-        steps, batch, hidden, *widths, **constexprs, num_warps=num_warps)
+        steps, batch, hidden, proj, *widths, **constexprs, num_warps=num_warps)
     return outputs
 
 
@@ -172,14 +188,15 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     zh, zc = _zoneout_args(zoneout, K)
     saved = [s.contiguous() for s in saved]
     w_hh = weights[0].contiguous()
+    extra, cargs = _cell_weights(list(weights), cell_args)
     S_h = saved[0]
-    steps, batch, hidden = S_h.shape[0] - 1, S_h.shape[1], S_h.shape[2]
+    steps, batch, hidden, proj = S_h.shape[0] - 1, S_h.shape[1], spec.hidden_size(weights), S_h.shape[2]
     outputs = [_new(shape, S_h.dtype, S_h.device) for shape in contract.backward_shapes(spec, saved, list(weights))]
     dgx, dh0 = outputs[0], outputs[1]
     dc0 = outputs[2] if has_c else None
-    grad_buffer = outputs[1 + K] if len(outputs) > 1 + K else S_h
+    grad_pointers, grad_widths = _buffer_args(outputs[1 + K:], S_h, MAX_GRAD_BUFFERS)
     hm, u = saved[K], saved[K + 1]
-    pointers, widths = _saved_args(saved[K + 2:], S_h)
+    pointers, widths = _buffer_args(saved[K + 2:], S_h, MAX_SAVED)
     d_h = None if grads[0] is None else grads[0].contiguous()
     d_c = None if not has_c or grads[1] is None else grads[1].contiguous()
     constexprs, num_warps = backward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
@@ -187,12 +204,11 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
                                                 zoneout=(zh is not None, zc is not None))
     grid = (triton.cdiv(batch, BLOCK_B),)
     kernels().bwd[grid](
-        w_hh, None if lengths is None else lengths.to(torch.int64).contiguous(),
+        w_hh, *extra, cargs, None if lengths is None else lengths.to(torch.int64).contiguous(),
         None if rec_mask is None else rec_mask.contiguous(), zh, zc,
         S_h, saved[1] if has_c else None, hm if hm.numel() else S_h, u if u.numel() else S_h, *pointers,
-        d_h, d_c, dgx, grad_buffer, dh0, dc0,
-        steps, batch, hidden, *widths, grad_buffer.shape[-1] if grad_buffer is not S_h else 0, **constexprs,
-        num_warps=num_warps)
+        d_h, d_c, dgx, *grad_pointers, dh0, dc0,
+        steps, batch, hidden, proj, *widths, *grad_widths, **constexprs, num_warps=num_warps)
     return outputs
 
 

@@ -82,4 +82,43 @@ def dot(a, b):
     return tl.dot(a, b, input_precision="ieee")
 
 
-HELPERS = (act, act_grad, gate, gate_grad, keep_valid, load_tile, store_tile, dot)
+def _add(a, b):
+    return a + b
+
+
+def row_sum(x):
+    """The sum of each row of a (BLOCK_B, BLOCK_H) tile, as a (BLOCK_B, 1) column. ``tl.reduce`` with a
+    combine function of our own: ``tl.sum`` is one of ``triton.language.standard``'s jit functions (see
+    above), which the interpreter cannot call when it was switched on after triton's import."""
+    return tl.reduce(x, 1, _add, keep_dims=True)
+
+
+def load_row(p, k, H, o_h, ACC: tl.constexpr):
+    """Block k (columns k*H .. k*H + H) of a weight vector at ``p`` as a (1, BLOCK_H) row, 0 past H."""
+    return tl.load(p + k * H + o_h, mask=o_h < H, other=0.0).to(ACC)[None, :]
+
+
+def store_column(p, x, m_bh, o_h):
+    """A per-row value x (BLOCK_B, 1) into the first column of the rows of tile pointer ``p``."""
+    tl.store(p, x.to(p.dtype.element_ty), mask=m_bh & (o_h == 0)[None, :])
+
+
+def load_column(p, m_bh, o_h, ACC: tl.constexpr):
+    """The first column of the rows of tile pointer ``p``, repeated across the tile (reads every column
+    from the row's first, so no reduction is needed to get it back)."""
+    return tl.load(p - o_h[None, :], mask=m_bh, other=0.0).to(ACC)
+
+
+def ln_center(x, mean, m_row):
+    """x - mean on the row's real columns, 0 on the padding (so the variance's sum does not see it)."""
+    return tl.where(m_row, x - mean, 0.0)
+
+
+def ln_grad(d, xhat, mean_d, mean_dx, rstd, m_row):
+    """One tile of LayerNorm's backward (seqtorch/recurrent_cells/layernorm.py's formula), from the row
+    means of dxhat and of dxhat * xhat over all of the row's tiles: rstd * (d - mean_d - xhat * mean_dx)."""
+    return tl.where(m_row, rstd * (d - mean_d - xhat * mean_dx), 0.0)
+
+
+HELPERS = (act, act_grad, gate, gate_grad, keep_valid, load_tile, store_tile, dot, _add, row_sum, load_row,
+           store_column, load_column, ln_center, ln_grad)

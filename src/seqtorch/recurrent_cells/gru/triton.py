@@ -9,8 +9,8 @@ import triton.language as tl
 from ..triton_math import act, act_grad, dot, gate, gate_grad, keep_valid, load_tile, store_tile
 
 
-def forward(b_hin, b_h, b_c, p_gx, H, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
-            p_s0, p_s1, p_s2, p_s3, p_u, m_bh, b_valid,
+def forward(b_hin, b_h, b_c, p_gx, H, P, o_h, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
+            p_s0, p_s1, p_s2, p_s3, p_s4, p_s5, p_u, p_w2, p_w3, p_w4, p_args, m_bh, b_valid,
             ACC: tl.constexpr, SAVE: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr,
             GATE: tl.constexpr):
     a_r = load_tile(p_gx, m_bh, ACC) + dot(b_hin, b_w0) + b_b0
@@ -30,8 +30,8 @@ def forward(b_hin, b_h, b_c, p_gx, H, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, 
     return b_n + b_z * (b_h - b_n), b_c
 
 
-def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, p_g0, H, b_w0, b_w1, b_w2, b_w3,
-             p_s0, p_s1, p_s2, p_s3, p_u, m_bh, b_valid,
+def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, p_g0, p_g1, H, P, o_h, b_w0, b_w1, b_w2, b_w3,
+             p_s0, p_s1, p_s2, p_s3, p_s4, p_s5, p_u, p_w2, p_w3, p_w4, p_args, m_bh, b_valid,
              ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
     b_r = load_tile(p_s0, m_bh, ACC)
     b_z = load_tile(p_s0 + H, m_bh, ACC)

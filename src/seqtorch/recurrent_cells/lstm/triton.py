@@ -2,8 +2,11 @@
 block of batch rows, on register tiles. Equations and saved layout as this folder's ``__init__.py``:
 A = i, f, g, o at columns 0, H, 2H, 3H; TC = act(c'); PRE = the pre-activations (hard sigmoids only).
 
-The kernel hands over the state tiles, gx's and the saved buffers' pointers at this step's rows (gate k
-at ``+ k * H``), W_hh's gate tiles (transposed for the forward) and the bias rows.
+The kernel hands over the state tiles (h's masked to its P columns), gx's and the saved buffers' pointers
+(``p_s0..p_s5``) and the gradient buffers' (``p_g0``, ``p_g1``) at this step's rows (gate k at ``+ k * H``),
+the column offsets ``o_h``, W_hh's gate tiles (transposed for the forward) and the bias rows, and the
+pointers to the cell's further recurrent weights (``p_w2..p_w4``, in its spec's order) and numeric options
+(``p_args``), which a cell that has them loads itself.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import triton.language as tl
 from ..triton_math import act, act_grad, dot, gate, gate_grad, keep_valid, load_tile, store_tile
 
 
-def forward(b_hin, b_h, b_c, p_gx, H, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
-            p_s0, p_s1, p_s2, p_s3, p_u, m_bh, b_valid,
+def forward(b_hin, b_h, b_c, p_gx, H, P, o_h, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
+            p_s0, p_s1, p_s2, p_s3, p_s4, p_s5, p_u, p_w2, p_w3, p_w4, p_args, m_bh, b_valid,
             ACC: tl.constexpr, SAVE: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr,
             GATE: tl.constexpr):
     a_i = load_tile(p_gx, m_bh, ACC) + dot(b_hin, b_w0) + b_b0
@@ -42,8 +45,8 @@ def forward(b_hin, b_h, b_c, p_gx, H, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, 
     return b_o * b_y, b_c_new
 
 
-def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, p_g0, H, b_w0, b_w1, b_w2, b_w3,
-             p_s0, p_s1, p_s2, p_s3, p_u, m_bh, b_valid,
+def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, p_g0, p_g1, H, P, o_h, b_w0, b_w1, b_w2, b_w3,
+             p_s0, p_s1, p_s2, p_s3, p_s4, p_s5, p_u, p_w2, p_w3, p_w4, p_args, m_bh, b_valid,
              ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
     """Returns (d h_in through the product, d h direct, d c of the state read); stores dgx."""
     b_i = load_tile(p_s0, m_bh, ACC)
