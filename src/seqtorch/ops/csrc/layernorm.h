@@ -41,14 +41,19 @@ inline T row_dot(int64_t n, const T* __restrict x, const T* __restrict y) {
   return lane_sum<T>(n, [x, y](int64_t j) { return x[j] * y[j]; });
 }
 
-// The statistics of LN over x[0..n): returns the mean and writes rstd = 1 / sqrt(var + eps), the variance
-// from the centered values (two passes, as torch.var_mean: no cancellation of sum(x^2) - n mean^2).
 template <typename T>
-inline T layer_norm_stats(int64_t n, const T* __restrict x, T eps, T* rstd) {
+struct RowStats {
+  T mean;
+  T rstd;  // 1 / sqrt(var + eps)
+};
+
+// The statistics of LN over x[0..n), the variance from the centered values (two passes, as torch.var_mean:
+// no cancellation of sum(x^2) - n mean^2).
+template <typename T>
+inline RowStats<T> layer_norm_stats(int64_t n, const T* __restrict x, T eps) {
   const T mean = row_sum(n, x) / T(n);
   const T var = lane_sum<T>(n, [x, mean](int64_t j) { return (x[j] - mean) * (x[j] - mean); }) / T(n);
-  *rstd = T(1) / std::sqrt(var + eps);
-  return mean;
+  return {mean, T(1) / std::sqrt(var + eps)};
 }
 
 // The backward of LN over a row of n, in place: d holds dxhat on entry and dv on return.

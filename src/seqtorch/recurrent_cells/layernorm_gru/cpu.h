@@ -48,8 +48,8 @@ struct layernorm_gru {
                           const T* __restrict g_hh, const T* __restrict h_prev, T* __restrict h, T* __restrict rz,
                           T* __restrict n_out, T* __restrict ghn_out, T* __restrict xh, T* __restrict rs,
                           T* __restrict pre) {
-    T rstd;
-    const T mean = layer_norm_stats(3 * H, gh, eps, &rstd);
+    const RowStats<T> st = layer_norm_stats(3 * H, gh, eps);
+    const T mean = st.mean, rstd = st.rstd;
     for (int64_t j = 0; j < H; ++j) {
       const T xr = (gh[j] - mean) * rstd, xz = (gh[H + j] - mean) * rstd, xn = (gh[2 * H + j] - mean) * rstd;
       const T zr = gx[j] + (xr * g_hh[j] + bias[j]);

@@ -43,31 +43,32 @@ struct layernorm_lstm {
                        r.d_prev[0], r.d_prev[1]);
   }
 
-  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h). Three passes: the product's statistics, the
+  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h). Passes: the product's statistics and LN, the
   // gates and c', then (with c''s statistics) LN(c') and h.
   template <typename T, class A>
   static void forward_row(int64_t H, T eps, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
                           const T* __restrict g_hh, const T* __restrict g_c, const T* __restrict b_c,
                           const T* __restrict c_prev, T* __restrict h, T* __restrict c, T* __restrict a,
                           T* __restrict xh, T* __restrict rs, T* __restrict ch, T* __restrict y, T* __restrict pre) {
-    T rstd_h, rstd_c;
-    const T mean_h = layer_norm_stats(4 * H, gh, eps, &rstd_h);
+    const RowStats<T> sh = layer_norm_stats(4 * H, gh, eps);
+    const T mean_h = sh.mean, rstd_h = sh.rstd;
+    // LN(product) in a loop of its own: written in the gate loop, its four blocks' stores plus a's would need
+    // more runtime overlap checks than GCC makes (10), and that loop would stay scalar
+    for (int64_t j = 0; j < 4 * H; ++j) xh[j] = (gh[j] - mean_h) * rstd_h;
     for (int64_t j = 0; j < H; ++j) {
-      const T xi = (gh[j] - mean_h) * rstd_h, xf = (gh[H + j] - mean_h) * rstd_h;
-      const T xg = (gh[2 * H + j] - mean_h) * rstd_h, xo = (gh[3 * H + j] - mean_h) * rstd_h;
-      const T zi = gx[j] + xi * g_hh[j] + bias[j];
-      const T zf = gx[H + j] + xf * g_hh[H + j] + bias[H + j];
-      const T zg = gx[2 * H + j] + xg * g_hh[2 * H + j] + bias[2 * H + j];
-      const T zo = gx[3 * H + j] + xo * g_hh[3 * H + j] + bias[3 * H + j];
+      const T zi = gx[j] + xh[j] * g_hh[j] + bias[j];
+      const T zf = gx[H + j] + xh[H + j] * g_hh[H + j] + bias[H + j];
+      const T zg = gx[2 * H + j] + xh[2 * H + j] * g_hh[2 * H + j] + bias[2 * H + j];
+      const T zo = gx[3 * H + j] + xh[3 * H + j] * g_hh[3 * H + j] + bias[3 * H + j];
       if constexpr (A::kNeedsPre) {
         pre[j] = zi, pre[H + j] = zf, pre[2 * H + j] = zg, pre[3 * H + j] = zo;
       }
       const T i = A::gate(zi), f = A::gate(zf), g = A::act(zg), o = A::gate(zo);
-      xh[j] = xi, xh[H + j] = xf, xh[2 * H + j] = xg, xh[3 * H + j] = xo;
       a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
       c[j] = f * c_prev[j] + i * g;
     }
-    const T mean_c = layer_norm_stats(H, c, eps, &rstd_c);
+    const RowStats<T> sc = layer_norm_stats(H, c, eps);
+    const T mean_c = sc.mean, rstd_c = sc.rstd;
     for (int64_t j = 0; j < H; ++j) {
       const T x = (c[j] - mean_c) * rstd_c;
       const T v = A::act(b_c[j] + x * g_c[j]);
