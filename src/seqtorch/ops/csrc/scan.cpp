@@ -18,10 +18,12 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "buffer_pool.h"
 #include "cells_generated.h"
+#include "gemm.h"
 #include "scan.h"
 
 namespace seqtorch_cpu {
@@ -110,10 +112,14 @@ void zone_pass(int64_t n, const T* __restrict keep, const T* __restrict d, T* __
   for (int64_t j = 0; j < n; ++j) d_prev[j] += keep[j] * d[j];
 }
 
-// The weight block a product multiplies by: rows [row_start, row_stop) * H of its weight.
-at::Tensor product_weight(const Product& product, const std::vector<at::Tensor>& weights, int64_t H) {
-  const at::Tensor& w = weights.at(product.weight);
-  return product.row_stop < 0 ? w : w.narrow(0, product.row_start * H, (product.row_stop - product.row_start) * H);
+// The weight block a product multiplies by, rows [row_start, row_stop) * H of its weight, as a StepGemm:
+// by its transpose in the forward (product = x @ W^T), by itself in the backward (dx = d(product) @ W).
+template <typename T>
+StepGemm<T> product_gemm(const Product& product, const std::vector<at::Tensor>& weights, int64_t H, WeightOp op,
+                         int64_t M, bool pack) {
+  at::Tensor w = weights.at(product.weight);  // contiguous (make_args)
+  if (product.row_stop >= 0) w = w.narrow(0, product.row_start * H, (product.row_stop - product.row_start) * H);
+  return StepGemm<T>(w.data_ptr<T>(), w.size(0), w.size(1), w.stride(0), op, M, pack, w.options());
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -156,11 +162,13 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
     saved_width[j] = Cell::saved_width(j, d, A::kNeedsPre);
     saved[j] = saved_width[j] ? per_step(saved_width[j]) : at::empty({0}, opt);
   }
-  at::Tensor wt[kMaxProducts], product[kMaxProducts];
+  std::vector<StepGemm<T>> gemm;
+  at::Tensor product[kMaxProducts];
   int64_t product_width[kMaxProducts] = {0};
   for (int i = 0; i < NP; ++i) {
-    wt[i] = product_weight(Cell::kProducts[i], a.weights, H).t().contiguous();
-    product_width[i] = wt[i].size(1);
+    const bool pack = T_ >= kPackMinSteps;
+    gemm.push_back(product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kTransposed, B, pack));
+    product_width[i] = gemm[i].n();
     product[i] = at::empty({B, product_width[i]}, opt);
   }
   const int64_t G = gx.size(2);
@@ -185,20 +193,17 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
       }
     }
     const int64_t row_step = save ? t : 0;  // per-step buffers: this step's (B, w) block
-    at::Tensor h_in = history[0].select(0, p);
+    const T* h_in_ = prev[0];
     if (mask) {
-      at::Tensor hm_t = save ? hm.select(0, t) : hm;
-      T* out = hm_t.data_ptr<T>();
+      T* out = hm.data_ptr<T>() + row_step * B * P;
       for (int64_t e = 0; e < B * P; ++e) out[e] = prev[0][e] * mask[e];
-      h_in = hm_t;
+      h_in_ = out;
     }
-    const T* h_in_ = h_in.data_ptr<T>();
     T* u_ = U ? u.data_ptr<T>() + row_step * B * U : nullptr;
     for (int stage = 0; stage < STAGES; ++stage) {
       if (stage < NP) {
-        const Product& spec = Cell::kProducts[stage];
-        at::Tensor x = spec.input == ProductInput::kHIn ? h_in : (save ? u.select(0, t) : u);
-        at::mm_out(product[stage], x, wt[stage]);
+        const bool from_h = Cell::kProducts[stage].input == ProductInput::kHIn;
+        gemm[stage].run(from_h ? h_in_ : u_, from_h ? P : U, product[stage].data_ptr<T>(), product_width[stage]);
       }
       const T* product_ = stage < NP ? product[stage].data_ptr<T>() : nullptr;
       const int64_t pw = stage < NP ? product_width[stage] : 0;
@@ -327,8 +332,10 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     grad_width[j] = Cell::grad_width(j, d);
     grad_buffers[j] = new_buffer({T_, B, grad_width[j]}, opt);
   }
-  at::Tensor w[kMaxProducts];
-  for (int i = 0; i < NP; ++i) w[i] = product_weight(Cell::kProducts[i], a.weights, H).contiguous();
+  std::vector<StepGemm<T>> gemm;
+  for (int i = 0; i < NP; ++i) {
+    gemm.push_back(product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kPlain, B, false));
+  }
   at::Tensor dh = at::empty({B, P}, opt);
   at::Tensor d_h_in = Cell::kWritesDHIn ? at::empty({B, P}, opt) : at::Tensor();
   at::Tensor du = U ? at::empty({B, U}, opt) : at::Tensor();
@@ -342,12 +349,21 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     if (zone[k]) d_cand[k] = at::empty({B, width[k]}, opt);
   }
 
-  // the gradient of product i's output at step t: its own buffer, or dgx at its gate rows
-  auto product_grad = [&](int i, int64_t t) {
+  // the gradient of product i's output at step t, (B, width) from the returned pointer with the returned
+  // row stride: its own buffer, or dgx at its gate rows
+  auto product_grad = [&](int i, int64_t t) -> std::pair<const T*, int64_t> {
     const Product& spec = Cell::kProducts[i];
-    if (Cell::kProductGrad[i] >= 0) return grad_buffers[Cell::kProductGrad[i]].select(0, t);
-    at::Tensor rows = dgx.select(0, t);
-    return spec.row_stop < 0 ? rows : rows.narrow(1, spec.row_start * H, (spec.row_stop - spec.row_start) * H);
+    if (Cell::kProductGrad[i] >= 0) {
+      const int j = Cell::kProductGrad[i];
+      return {grad_buffers[j].data_ptr<T>() + t * B * grad_width[j], grad_width[j]};
+    }
+    const int64_t first = spec.row_stop < 0 ? 0 : spec.row_start * H;
+    return {dgx.data_ptr<T>() + t * B * G + first, G};
+  };
+  // d(input of product i) = d(product i) @ W_i, into out (B, its width)
+  auto product_input_grad = [&](int i, int64_t t, at::Tensor& out) {
+    const auto [grad, ld] = product_grad(i, t);
+    gemm[i].run(grad, ld, out.data_ptr<T>(), out.size(1));
   };
 
   for (int64_t step = T_ - 1; step >= 0; --step) {
@@ -356,7 +372,7 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     const T* u_ = U ? u.data_ptr<T>() + t * B * U : nullptr;
     T* dgx_ = dgx.data_ptr<T>() + t * B * G;
     for (int stage = STAGES - 1; stage >= 0; --stage) {
-      if (stage == 0 && STAGES == 2) at::mm_out(du, product_grad(1, t), w[1]);
+      if (stage == 0 && STAGES == 2) product_input_grad(1, t, du);
       const T* du_ = (stage == 0 && STAGES == 2) ? du.data_ptr<T>() : nullptr;
       at::parallel_for(0, B, grain(G), [&](int64_t lo, int64_t hi) {
         for (int64_t b = lo; b < hi; ++b) {
@@ -417,7 +433,7 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     // the state read gets the products' gradient (times the dropout mask), its direct gradient, and its
     // own upstream gradient (the output at the step before); an ended row passed D through above
     if (NP > 0) {
-      at::mm_out(dh, product_grad(0, t), w[0]);
+      product_input_grad(0, t, dh);
     } else {
       dh.zero_();
     }

@@ -1,0 +1,129 @@
+// The scan loops' per-step recurrent products on raw pointers: C (M x N) = A (M x K) @ op(W), where the
+// weight W is the same at every step of a scan.
+//
+// Why not at::mm_out per step: at the book's sizes (B=128, H=32) a call's dispatch and tensor bookkeeping
+// cost about as much as the product itself, 500 times per scan; at language-model sizes (B=20, H=650)
+// MKL re-packs all of W (6.8 MB) on every call, longer than the product. So W is packed once per scan:
+//
+// * float with MKL (inside libtorch_cpu on x86-64), when the caller asks (the forward, over kPackMinSteps
+//   steps or more: for a step or two packing costs more than it saves): cblas_sgemm_pack once,
+//   cblas_sgemm_compute per step. The backward's product reads W as stored, untransposed, which MKL
+//   serves as fast unpacked (measured at the language-model and book sizes);
+// * otherwise, with a Fortran BLAS in libtorch (MKL or OpenBLAS): sgemm_/dgemm_ per step, no dispatch;
+// * otherwise (a torch without those symbols: they are weak references, null when absent): at::mm_out
+//   on views of the same memory.
+// MKL runs on torch's intra-op threads (torch.set_num_threads sets MKL's count too).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+extern "C" {
+// MKL's CBLAS packed GEMM (LP64: int sizes) and the Fortran BLAS GEMMs, resolved from libtorch_cpu.
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                      int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc) __attribute__((weak));
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc) __attribute__((weak));
+}
+
+namespace seqtorch_cpu {
+
+// CBLAS's enum values (cblas.h), passed as ints.
+constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112, kCblasPacked = 151, kCblasBMatrix = 162;
+
+// Which of W's layouts a product multiplies by: W^T (forward: W is N x K, the gate rows) or W itself
+// (backward: W is K x N).
+enum class WeightOp { kTransposed, kPlain };
+
+constexpr int64_t kPackMinSteps = 4;
+
+// The Fortran BLAS GEMM of T, or null.
+template <typename T>
+auto fortran_gemm() {
+  if constexpr (std::is_same_v<T, float>) {
+    return &sgemm_;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return &dgemm_;
+  } else {
+    return static_cast<void (*)()>(nullptr);
+  }
+}
+
+template <typename T>
+class StepGemm {
+ public:
+  // w: the weight's first element; rows x cols and row stride ld as stored (row-major). M: A's rows,
+  // the same at every call; pack: whether to pack W once for all calls (float with MKL only).
+  StepGemm(const T* w, int64_t rows, int64_t cols, int64_t ld, WeightOp op, int64_t M, bool pack,
+           const at::TensorOptions& opt)
+      : w_(w), ld_w_(ld), op_(op), M_(M), opt_(opt) {
+    N_ = op == WeightOp::kTransposed ? rows : cols;
+    K_ = op == WeightOp::kTransposed ? cols : rows;
+    view_ = at::from_blob(const_cast<T*>(w), {rows, cols}, {ld, 1}, opt);
+    if (op == WeightOp::kTransposed) view_ = view_.t();  // K x N either way
+    fits_int_ = std::max({M_, N_, K_, ld_w_}) < INT_MAX;
+    if constexpr (std::is_same_v<T, float>) {
+      const bool mkl = cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr &&
+                       cblas_sgemm_pack_get_size != nullptr;
+      if (mkl && pack && fits_int_ && M_ > 0 && N_ > 0 && K_ > 0) {
+        const size_t bytes = cblas_sgemm_pack_get_size(kCblasBMatrix, int(M_), int(N_), int(K_));
+        packed_ = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))}, opt.dtype(at::kFloat));
+        cblas_sgemm_pack(kCblasRowMajor, kCblasBMatrix, op == WeightOp::kTransposed ? kCblasTrans : kCblasNoTrans,
+                         int(M_), int(N_), int(K_), 1.0f, w, int(ld_w_), packed_.data_ptr<float>());
+      }
+    }
+  }
+
+  int64_t n() const { return N_; }
+
+  // C (M x N, row stride ldc) = A (M x K, row stride lda) @ op(W).
+  void run(const T* a, int64_t lda, T* c, int64_t ldc) const {
+    if (M_ == 0 || N_ == 0) return;
+    if (K_ == 0) {
+      for (int64_t m = 0; m < M_; ++m) std::fill(c + m * ldc, c + m * ldc + N_, T(0));
+      return;
+    }
+    const bool ok = fits_int_ && std::max(lda, ldc) < INT_MAX;
+    if constexpr (std::is_same_v<T, float>) {
+      if (ok && packed_.defined()) {
+        cblas_sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, int(M_), int(N_), int(K_), a, int(lda),
+                            packed_.data_ptr<float>(), int(N_), 0.0f, c, int(ldc));
+        return;
+      }
+    }
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      const auto gemm = fortran_gemm<T>();
+      if (ok && gemm != nullptr) {
+        // Column-major BLAS sees each row-major matrix transposed: C^T = op(W)^T A^T.
+        const char op_w = op_ == WeightOp::kTransposed ? 'T' : 'N', op_a = 'N';
+        const int m = int(N_), n = int(M_), k = int(K_), lw = int(ld_w_), la = int(lda), lc = int(ldc);
+        const T one = 1, zero = 0;
+        gemm(&op_w, &op_a, &m, &n, &k, &one, w_, &lw, a, &la, &zero, c, &lc);
+        return;
+      }
+    }
+    at::Tensor out = at::from_blob(c, {M_, N_}, {ldc, 1}, opt_);
+    at::mm_out(out, at::from_blob(const_cast<T*>(a), {M_, K_}, {lda, 1}, opt_), view_);
+  }
+
+ private:
+  const T* w_;
+  int64_t ld_w_;
+  WeightOp op_;
+  int64_t M_, N_ = 0, K_ = 0;
+  at::TensorOptions opt_;
+  at::Tensor view_, packed_;
+  bool fits_int_ = false;
+};
+
+}  // namespace seqtorch_cpu
