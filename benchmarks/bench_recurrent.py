@@ -368,7 +368,7 @@ def time_row(row: Row, passes: tuple[str, ...], timer: harness.Timer, budget: ha
     return records
 
 
-TABLE_HEADER = ["row", "pass", "seqtorch", "torch", "seqtorch time", "torch time", "ratio"]
+TABLE_HEADER = ["row (T, B, I, H[, layers])", "pass", "seqtorch", "torch", "seqtorch time", "torch time", "ratio"]
 
 
 def table(records: list[dict]) -> str:

@@ -121,7 +121,7 @@ def test_gpu_check_cpu_path(tmp_path):
                            "--results", str(results)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_rows(json.loads((results / "bench.json").read_text()), {**REQUIRED_CPU, **REQUIRED_GPU_EXTRA})
-    assert "| row | pass |" in (results / "bench.md").read_text()
+    assert "| row (T, B, I, H[, layers]) | pass |" in (results / "bench.md").read_text()
     assert "torch" in (results / "environment.txt").read_text()
     again = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--quick", "--no-tests",
                             "--results", str(results)], env=env, capture_output=True, text=True, timeout=60)
