@@ -21,8 +21,8 @@ Three groups of rows:
   zoneout; and ``LSTM(proj_size)`` against ``torch.nn.LSTM(proj_size)``.
 
 seqtorch's layers run on ``--backends`` (default ``auto``, shown with what it resolved to; add
-``cpu_fused``, ``reference`` or ``triton`` to time them too). Candidates that compute the same numbers
-(same weights, eval mode) are checked to do so, in float64, before they are timed. The table gives each
+``cpu_fused``, ``reference`` or ``triton`` to time them too). All candidates of a row compute the same numbers
+in eval mode (same weights, masks off), which is checked in float64 before they are timed. The table gives each
 seqtorch candidate's median time, its torch counterpart's, and their ratio (under 1: seqtorch is
 faster); the JSON (``--out``) has every repetition. On CPU absolute times depend on load and threads:
 read the ratios. On GPU the times are CUDA events, TF32 off unless ``--tf32``.
@@ -126,8 +126,8 @@ def row_id(group: str, name: str, cell: str) -> str:
 class Candidate:
     """One way of doing a row's work. A seqtorch candidate names the torch candidate it is compared to
     (``versus``); ``training_only`` ones (random masks) are left out of the inference pass, where eval
-    mode switches their option off; ``same``: in eval mode it computes the row's first candidate's
-    numbers (deterministic, same weights)."""
+    mode switches their option off. In eval mode every candidate of a row computes the same numbers
+    (deterministic, same weights), which :func:`check_row` checks."""
 
     name: str
     module: nn.Module
@@ -135,7 +135,6 @@ class Candidate:
     versus: str | None = None
     backend: str = ""
     training_only: bool = False
-    same: bool = True
 
 
 @dataclass
@@ -329,7 +328,7 @@ def jobs_for(row: Row, pass_name: str) -> list[harness.Job]:
 
 
 def check_row(row: Row) -> None:
-    """Every candidate meant to compute the first one's numbers does, in eval mode and float64 over the
+    """Every candidate computes the first one's numbers, in eval mode and float64 over the
     first :data:`CHECK_STEPS` steps. (Not in float32 over the whole sequence: some of these recurrences
     amplify rounding, the LayerNorm LSTM's at the book's shape to 1e-2 in 500 steps between float32 and
     float64, so two correct float32 programs can end far apart.) The modules go back to float32 unchanged
@@ -347,8 +346,7 @@ def check_row(row: Row) -> None:
         first = row.candidates[0]
         want = run(first)
         for candidate in row.candidates[1:]:
-            if candidate.same:
-                harness.check_same(candidate.name, run(candidate), first.name, want, CHECK_ATOL)
+            harness.check_same(candidate.name, run(candidate), first.name, want, CHECK_ATOL)
 
 
 def time_row(row: Row, passes: tuple[str, ...], timer: harness.Timer, budget: harness.Budget) -> list[dict]:
@@ -376,9 +374,8 @@ def table(records: list[dict]) -> str:
     lines = []
     for r in records:
         for p in r["pairs"]:
-            lines.append([r["label"], r["pass"], p["backend"], p["versus"],
-                          harness.time_text(p["candidate_ms"], r["calls"]), harness.time_text(p["versus_ms"], r["calls"]),
-                          f"{p['ratio']:.2f}x"])
+            times = [harness.time_text(p[key], r["calls"]) for key in ("candidate_ms", "versus_ms")]
+            lines.append([r["label"], r["pass"], p["backend"], p["versus"], *times, f"{p['ratio']:.2f}x"])
     return harness.markdown_table(TABLE_HEADER, lines)
 
 
