@@ -8,6 +8,10 @@ BIN    := $(VENV)/bin
 IMDB_DATA ?= $(firstword $(wildcard ../shared/datasets/imdb))
 # Extra flags for the training run, e.g. TRAIN_ARGS=--overwrite to train again into the same --out.
 TRAIN_ARGS ?=
+# Extra flags for the benchmark, e.g. BENCH_ARGS="--threads 1 --only layers/book".
+BENCH_ARGS ?=
+# Each benchmark run gets its own files (the script refuses to overwrite a previous run's).
+BENCH_OUT := runs/bench-$(shell date -u +%Y%m%dT%H%M%SZ)
 
 .PHONY: install test train bench
 
@@ -32,4 +36,4 @@ train: install
 	$(BIN)/python scripts/train_imdb.py --model lstm $(if $(IMDB_DATA),--data $(IMDB_DATA)) --out runs/imdb-lstm $(TRAIN_ARGS)
 
 bench: install
-	$(BIN)/python benchmarks/bench_recurrent.py --out runs/bench.json
+	$(BIN)/python benchmarks/bench_recurrent.py --out $(BENCH_OUT).json --markdown $(BENCH_OUT).md $(BENCH_ARGS)

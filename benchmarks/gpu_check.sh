@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The GPU check: the CUDA tests, then the GPU benchmark grid against cuDNN, in under 8 minutes.
+#
+#   benchmarks/gpu_check.sh [--results DIR] [--device cuda|cpu] [--quick] [--no-tests]
+#
+# Into DIR (default runs/gpu_check-<UTC time>; an existing DIR is refused, never overwritten):
+#   environment.txt        nvidia-smi, and the torch, CUDA, cuDNN and Triton versions
+#   tests.txt              pytest's output: tests/test_ops_triton.py (on a GPU it runs the Triton kernels
+#                          compiled, not in the interpreter) and every other test marked `cuda`
+#   bench.json, bench.md   benchmarks/bench_recurrent.py --grid gpu: book, word LM small/medium, Jena,
+#                          fastrnns (T100 B64 I=H=512), H in 32/128/256/512/1024, the cell steps and the
+#                          new cells; inference and forward+backward, against cuDNN (TF32 off)
+# Each step has a time limit (TESTS_LIMIT, BENCH_LIMIT seconds, 270 and 180 by default), so the whole
+# fits in 8 minutes; the benchmark rewrites bench.json and bench.md after each row, so a run cut short
+# keeps what it measured (bench.json then says "complete": false). Exit status: 0 when the tests passed
+# and the benchmark completed, else the first failure's.
+#
+# --device cpu --quick --no-tests runs the same benchmark path on CPU at tiny shapes, in seconds: the
+# CPU-side check of this script (tests/test_benchmarks.py runs it).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python}"
+TESTS_LIMIT="${TESTS_LIMIT:-270}"
+BENCH_LIMIT="${BENCH_LIMIT:-180}"
+RESULTS="" DEVICE=cuda QUICK=() RUN_TESTS=1
+
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --results) RESULTS="$2"; shift 2 ;;
+        --device) DEVICE="$2"; shift 2 ;;
+        --quick) QUICK=(--quick); shift ;;
+        --no-tests) RUN_TESTS=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "gpu_check.sh: unknown argument '$1' (expected --results DIR, --device cuda|cpu, --quick, --no-tests)" >&2
+           exit 2 ;;
+    esac
+done
+case "$DEVICE" in cuda|cpu) ;; *) echo "gpu_check.sh: --device must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;; esac
+
+cd "$ROOT"
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's seqtorch, installed or not
+RESULTS="${RESULTS:-runs/gpu_check-$(date -u +%Y%m%dT%H%M%SZ)}"
+if [ -e "$RESULTS" ]; then
+    echo "gpu_check.sh: $RESULTS exists (a previous check's results); name another --results" >&2
+    exit 2
+fi
+if [ "$DEVICE" = cuda ] && ! "$PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+    echo "gpu_check.sh: torch sees no CUDA GPU here (torch.cuda.is_available() is False); --device cpu runs the CPU path" >&2
+    exit 2
+fi
+mkdir -p "$RESULTS"
+echo "gpu_check.sh: results in $RESULTS"
+
+{
+    date -u
+    command -v nvidia-smi >/dev/null && nvidia-smi || echo "(no nvidia-smi)"
+    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn",
+torch.backends.cudnn.version(), "device", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")'
+    "$PYTHON" -c 'import triton; print("triton", triton.__version__)' 2>/dev/null || echo "triton: not installed"
+} > "$RESULTS/environment.txt" 2>&1
+
+# The CUDA tests: tests/test_ops_triton.py whole (on a GPU its kernels run compiled), and the tests marked
+# `cuda` in any other file (grep finds the files, so the rest of the suite is not even collected).
+run_tests() {
+    timeout "$TESTS_LIMIT" "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_ops_triton.py || return $?
+    local others
+    others=$(grep -l 'mark\.cuda' tests/test_*.py | grep -v '^tests/test_ops_triton\.py$' || true)
+    [ -z "$others" ] || timeout "$TESTS_LIMIT" "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda $others
+}
+
+status=0
+if [ "$RUN_TESTS" = 1 ]; then
+    echo "gpu_check.sh: CUDA tests (limit ${TESTS_LIMIT}s) -> $RESULTS/tests.txt"
+    run_tests > "$RESULTS/tests.txt" 2>&1 || status=$?
+    tail -n 3 "$RESULTS/tests.txt"
+    [ "$status" = 0 ] || echo "gpu_check.sh: the CUDA tests failed or ran out of time (status $status)" >&2
+fi
+
+echo "gpu_check.sh: benchmark grid (limit ${BENCH_LIMIT}s) -> $RESULTS/bench.json, bench.md"
+bench_status=0
+timeout "$BENCH_LIMIT" "$PYTHON" benchmarks/bench_recurrent.py --device "$DEVICE" --grid gpu --budget 1 \
+    "${QUICK[@]}" --out "$RESULTS/bench.json" --markdown "$RESULTS/bench.md" \
+    > "$RESULTS/bench.log" 2>&1 || bench_status=$?
+if [ "$bench_status" != 0 ]; then
+    echo "gpu_check.sh: the benchmark failed or ran out of time (status $bench_status); see $RESULTS/bench.log" >&2
+    [ "$status" != 0 ] || status=$bench_status
+fi
+[ -f "$RESULTS/bench.md" ] && cat "$RESULTS/bench.md"
+exit "$status"
