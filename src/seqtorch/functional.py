@@ -205,7 +205,8 @@ def stack(cell: str, input: Tensor, states0: Sequence[Tensor],
             keep = None
             if zoneout > 0:
                 keep = tuple(zoneout_coefficients(steps, batch, s.shape[-1], zoneout, training, x) for s in states)
-            gx = spec.input_projection(x, input_weights, tuple(cell_args))  # (T, B, G*H), all steps at once
+            # gx (T, B, G*H), all steps at once
+            gx, recurrent_weights = spec.scan_inputs(x, input_weights, recurrent_weights, tuple(cell_args))
             out, last = scan(cell, gx, states, recurrent_weights, lengths=lengths, rec_mask=rec_mask,
                              reverse=direction == 1, activation=activation,
                              recurrent_activation=recurrent_activation, zoneout=keep, cell_args=cell_args,

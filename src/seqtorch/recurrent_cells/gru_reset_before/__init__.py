@@ -23,6 +23,7 @@ class GRUResetBeforeCell(Cell):
     name = "gru_reset_before"
     family = "gru"
     gates = 3
+    folds_input_bias = True
     states = ("h",)
     products = (Product(rows=(0, 2)), Product(rows=(2, 3), input="u"))
 

@@ -20,6 +20,7 @@ class IndRNNCell(Cell):
     name = "indrnn"
     family = "rnn"
     gates = 1
+    folds_input_bias = True
     states = ("h",)
     products = ()
 

@@ -22,6 +22,7 @@ class LSTMCell(Cell):
     name = "lstm"
     family = "lstm"
     gates = 4
+    folds_input_bias = True
     states = ("h", "c")
 
     def step(self, gx, h_in, states, weights, acts: Acts, args=()):

@@ -24,6 +24,7 @@ class LSTMProjectionCell(Cell):
     name = "lstm_proj"
     family = "lstm"
     gates = 4
+    folds_input_bias = True
     states = ("h", "c")
     projected = True
     weights = ("weight_hh", "bias_hh", "weight_hr")

@@ -18,6 +18,7 @@ class SimpleRNNCell(Cell):
     name = "rnn"
     family = "rnn"
     gates = 1
+    folds_input_bias = True
     states = ("h",)
 
     def step(self, gx, h_in, states, weights, acts: Acts, args=()):
