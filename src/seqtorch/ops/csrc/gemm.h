@@ -12,7 +12,9 @@
 // * otherwise, with a Fortran BLAS in libtorch (MKL or OpenBLAS): sgemm_/dgemm_ per step, no dispatch;
 // * otherwise (a torch without those symbols: they are weak references, null when absent): at::mm_out
 //   on views of the same memory.
-// MKL runs on torch's intra-op threads (torch.set_num_threads sets MKL's count too).
+// MKL runs on torch's intra-op threads (torch.set_num_threads sets MKL's count too), except for a product
+// under kThreadedFlops: on one thread, as its own (at the book's sizes a 2-thread GEMM per step spends
+// more on waking and joining the second thread than the product takes: 1.5x slower scans measured).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -31,6 +33,7 @@ void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
             const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
             const int* ldc) __attribute__((weak));
+int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));
 void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc) __attribute__((weak));
@@ -46,6 +49,24 @@ constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112, kCbl
 enum class WeightOp { kTransposed, kPlain };
 
 constexpr int64_t kPackMinSteps = 4;
+constexpr double kThreadedFlops = 4e6;
+
+// MKL's thread count for this thread while in scope (one thread for a small product), restored after.
+class MklThreads {
+ public:
+  explicit MklThreads(bool single) : active_(single && MKL_Set_Num_Threads_Local != nullptr) {
+    if (active_) previous_ = MKL_Set_Num_Threads_Local(1);
+  }
+  ~MklThreads() {
+    if (active_) MKL_Set_Num_Threads_Local(previous_);
+  }
+  MklThreads(const MklThreads&) = delete;
+  MklThreads& operator=(const MklThreads&) = delete;
+
+ private:
+  bool active_;
+  int previous_ = 0;
+};
 
 // The Fortran BLAS GEMM of T, or null.
 template <typename T>
@@ -94,6 +115,7 @@ class StepGemm {
       return;
     }
     const bool ok = fits_int_ && std::max(lda, ldc) < INT_MAX;
+    const MklThreads threads(2.0 * double(M_) * double(N_) * double(K_) < kThreadedFlops);
     if constexpr (std::is_same_v<T, float>) {
       if (ok && packed_.defined()) {
         cblas_sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, int(M_), int(N_), int(K_), a, int(lda),
