@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 import seqtorch
-from seqtorch.ops import native
+from seqtorch.ops import cpu_fused, native
+from seqtorch.ops.contract import ScanOptions
 
 from conftest import assert_close
 
@@ -208,3 +209,50 @@ def test_a_stale_prebuilt_library_is_not_loaded(tmp_path):
     stale = native.prebuilt_path().name.replace(native.build_name(), native.build_name()[:-10] + "0" * 10)
     (tmp_path / stale).write_bytes(b"not a library")
     assert load_from(tmp_path) == "None None RuntimeError: JIT build asked for"
+
+
+# Every kind of recurrent product, through the layers: one product of all rows (LSTM, GRU, SimpleRNN),
+# row blocks and a second product from u (reset-before GRU), the projection (proj_size). T=1 makes
+# unpacked BLAS calls, T=6 packed ones. (The LayerNorm cells' products are the LSTM's and GRU's.)
+GEMM_LAYERS = [("LSTM", {}), ("LSTM", {"proj_size": 3}), ("GRU", {}), ("GRU", {"reset_after": False}),
+               ("SimpleRNN", {})]
+
+
+@pytest.mark.parametrize("gemm", ["blas", "aten"])
+@pytest.mark.parametrize("steps", [1, 6])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name, options", GEMM_LAYERS, ids=[f"{n}{o}" for n, o in GEMM_LAYERS])
+def test_each_product_path_matches_reference(monkeypatch, name, options, dtype, steps, gemm):
+    """The C++ loop's recurrent products take MKL's packed GEMM (float32, T >= 4), the Fortran BLAS GEMM
+    (float64, T < 4, the backward) or, where libtorch has no BLAS symbols, at::mm_out:
+    SEQTORCH_CPU_GEMM=aten sends every product there. Each gives the float64 reference's values and
+    gradients."""
+    if gemm == "aten":
+        monkeypatch.setenv("SEQTORCH_CPU_GEMM", "aten")
+    torch.manual_seed(0)
+    kwargs = dict(options, bidirectional=True)  # one layer: the products are what is under test
+    fused = getattr(seqtorch, name)(4, 5, backend="cpu_fused", dtype=dtype, **kwargs)
+    reference = getattr(seqtorch, name)(4, 5, backend="reference", dtype=torch.float64, **kwargs)
+    reference.load_state_dict(fused.state_dict())
+    assert cpu_fused.implementation(ScanOptions(fused.cell), torch.empty(0, dtype=dtype)) is not cpu_fused.PYTHON_LOOP
+    x = torch.randn(steps, 3, 4, dtype=torch.float64)
+    _, state = reference(x)
+    # random initial states, so that even a one-step scan's products (and their gradients) are not zero
+    hx0 = [torch.randn(s.shape, dtype=torch.float64) for s in (state if isinstance(state, tuple) else (state,))]
+
+    def run(layer):
+        dt = next(layer.parameters()).dtype
+        xi = x.to(dt).requires_grad_()
+        hx = [h.to(dt).requires_grad_() for h in hx0]
+        out, state = layer(xi, tuple(hx) if len(hx) > 1 else hx[0])
+        states = state if isinstance(state, tuple) else (state,)
+        g = torch.Generator().manual_seed(1)
+        # the same upstream gradients in both dtypes: drawn in float64
+        loss = sum((t * torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype)).sum()
+                   for t in (out, *states))
+        layer.zero_grad()
+        loss.backward()
+        return [out, *states, xi.grad, *(h.grad for h in hx)] + [p.grad for p in layer.parameters()]
+
+    for a, b in zip(run(fused), run(reference)):
+        assert_close(a.double(), b, dtype=dtype)

@@ -10,8 +10,9 @@
 //   cblas_sgemm_compute per step. The backward's product reads W as stored, untransposed, which MKL
 //   serves as fast unpacked (measured at the language-model and book sizes);
 // * otherwise, with a Fortran BLAS in libtorch (MKL or OpenBLAS): sgemm_/dgemm_ per step, no dispatch;
-// * otherwise (a torch without those symbols: they are weak references, null when absent): at::mm_out
-//   on views of the same memory.
+// * otherwise (a torch without those symbols: they are weak references, null when absent), or with
+//   SEQTORCH_CPU_GEMM=aten in the environment (how the tests run this path where MKL is present):
+//   at::mm_out on views of the same memory.
 // MKL runs on torch's intra-op threads (torch.set_num_threads sets MKL's count too), except for a product
 // under kThreadedFlops: on one thread, as its own (at the book's sizes a 2-thread GEMM per step spends
 // more on waking and joining the second thread than the product takes: 1.5x slower scans measured).
@@ -22,6 +23,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 extern "C" {
 // MKL's CBLAS packed GEMM (LP64: int sizes) and the Fortran BLAS GEMMs, resolved from libtorch_cpu.
@@ -80,6 +83,12 @@ auto fortran_gemm() {
   }
 }
 
+// SEQTORCH_CPU_GEMM=aten: every product through at::mm_out, as where libtorch has no BLAS symbols.
+inline bool aten_only() {
+  const char* value = std::getenv("SEQTORCH_CPU_GEMM");
+  return value != nullptr && std::strcmp(value, "aten") == 0;
+}
+
 template <typename T>
 class StepGemm {
  public:
@@ -92,11 +101,11 @@ class StepGemm {
     K_ = op == WeightOp::kTransposed ? cols : rows;
     view_ = at::from_blob(const_cast<T*>(w), {rows, cols}, {ld, 1}, opt);
     if (op == WeightOp::kTransposed) view_ = view_.t();  // K x N either way
-    fits_int_ = std::max({M_, N_, K_, ld_w_}) < INT_MAX;
+    blas_ok_ = std::max({M_, N_, K_, ld_w_}) < INT_MAX && !aten_only();  // else at::mm_out serves
     if constexpr (std::is_same_v<T, float>) {
       const bool mkl = cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr &&
                        cblas_sgemm_pack_get_size != nullptr;
-      if (mkl && pack && fits_int_ && M_ > 0 && N_ > 0 && K_ > 0) {
+      if (mkl && pack && blas_ok_ && M_ > 0 && N_ > 0 && K_ > 0) {
         const size_t bytes = cblas_sgemm_pack_get_size(kCblasBMatrix, int(M_), int(N_), int(K_));
         packed_ = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))}, opt.dtype(at::kFloat));
         cblas_sgemm_pack(kCblasRowMajor, kCblasBMatrix, op == WeightOp::kTransposed ? kCblasTrans : kCblasNoTrans,
@@ -114,7 +123,7 @@ class StepGemm {
       for (int64_t m = 0; m < M_; ++m) std::fill(c + m * ldc, c + m * ldc + N_, T(0));
       return;
     }
-    const bool ok = fits_int_ && std::max(lda, ldc) < INT_MAX;
+    const bool ok = blas_ok_ && std::max(lda, ldc) < INT_MAX;
     const MklThreads threads(2.0 * double(M_) * double(N_) * double(K_) < kThreadedFlops);
     if constexpr (std::is_same_v<T, float>) {
       if (ok && packed_.defined()) {
@@ -145,7 +154,7 @@ class StepGemm {
   int64_t M_, N_ = 0, K_ = 0;
   at::TensorOptions opt_;
   at::Tensor view_, packed_;
-  bool fits_int_ = false;
+  bool blas_ok_ = false;
 };
 
 }  // namespace seqtorch_cpu
