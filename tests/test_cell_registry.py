@@ -66,7 +66,7 @@ def outputs_and_grads(run, gx, states, weights):
 
 def backends_for(cell):
     """The fused backends that have ``cell``: the C++ loop (a cell with a ``cpu.h``) and the Python loop, the
-    Triton kernels."""
+    Triton kernels: the persistent ones and, for a cell it takes, the alternating loop (GEMM + launch per step)."""
     from seqtorch.ops import BACKENDS
 
     cases = []
@@ -74,7 +74,10 @@ def backends_for(cell):
         cases += [("cpu_fused", "native")] if cell in native.cell_headers() else []
         cases += [("cpu_fused", "python")]
     if "triton" in BACKENDS and BACKENDS["triton"].has_cell(cell):
+        from seqtorch.ops import triton_alternating
+
         cases.append(("triton", "interpreter"))
+        cases += [("triton", "alternating")] if triton_alternating.supports_cell(cell) is None else []
     return cases
 
 
@@ -86,7 +89,13 @@ def use(cell, backend, loop, monkeypatch, like):
     """Set up the case's backend; for the C++ case, check that the C++ loop is what serves ``cell``."""
     monkeypatch.setattr(cpu_fused, "USE_NATIVE", loop == "native")
     if backend == "triton":
+        from seqtorch.ops import triton_alternating, triton_scan
+
         monkeypatch.setenv("TRITON_INTERPRET", "1")
+        # the alternating loop serves above the persistent kernels' largest H: lowered, it serves every size
+        monkeypatch.setattr(triton_scan, "MAX_HIDDEN", 0 if loop == "alternating" else triton_scan.MAX_HIDDEN)
+        want = triton_alternating.KERNEL if loop == "alternating" else triton_scan.KERNEL
+        assert triton_scan.implementation(ScanOptions(cell), H) is want
     if loop == "native":
         assert native.kernel(cell) is not None, native.failure()
         assert cpu_fused.implementation(ScanOptions(cell), like) is native.kernel(cell)

@@ -16,7 +16,8 @@ pytest.importorskip("triton")
 
 from conftest import assert_close  # noqa: E402
 from seqtorch import functional  # noqa: E402
-from seqtorch.ops import triton_scan  # noqa: E402
+from seqtorch.ops import triton_alternating, triton_scan  # noqa: E402
+from seqtorch.ops.contract import ScanOptions  # noqa: E402
 from seqtorch.reference import GATES, recurrent_scan_reference  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
@@ -138,6 +139,58 @@ def test_larger_hidden_sizes(mode, H):
     check_against_reference(mode, 3, 2, H, lengths=[3, 2], mask=True)
 
 
+@pytest.fixture
+def alternating(monkeypatch):
+    """The alternating loop (a GEMM and a launch per step) for every hidden size: the persistent kernels' limit
+    lowered to 0."""
+    monkeypatch.setattr(triton_scan, "MAX_HIDDEN", 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("T,B,H,opts", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_alternating_loop_matches_reference_float32(mode, T, B, H, opts, alternating):
+    assert triton_scan.implementation(ScanOptions(mode), H) is triton_alternating.KERNEL
+    check_against_reference(mode, T, B, H, **opts)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_alternating_loop_matches_reference_float64(mode, alternating):
+    check_against_reference(mode, 4, 4, 6, dtype=torch.float64, lengths=[4, 1, 2, 4], mask=True, reverse=True,
+                            recurrent_activation="hard_sigmoid")
+
+
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+def test_alternating_loop_takes_the_reset_after_gru_only(reset_after, alternating):
+    """The reset-before GRU's second product needs r inside the step: the alternating loop refuses it, with
+    the reason (auto then falls back), and the persistent kernels keep it up to their limit."""
+    gx = torch.zeros(2, 3, 3 * 6, device=DEVICE)
+    reason = triton_scan.supports_triton(gx, 6, "gru" if reset_after else "gru_reset_before")
+    assert (reason is None) == reset_after
+    if not reset_after:
+        assert "2 recurrent products" in reason
+
+
+@pytest.mark.parametrize("mode,H,opts", [
+    ("lstm", 130, dict(lengths=[3, 1, 2], mask=True)),
+    ("gru", 200, dict(lengths=[3, 3, 1], reverse=True)),
+    ("rnn", 256, dict(mask=True, activation="relu")),
+], ids=["lstm-H130", "gru-H200-reverse", "rnn-H256-relu"])
+def test_hidden_sizes_above_the_persistent_kernels(mode, H, opts):
+    """H > MAX_HIDDEN runs (the alternating loop, H split over column blocks of 128), against the reference."""
+    assert triton_scan.implementation(ScanOptions(mode), H) is triton_alternating.KERNEL
+    check_against_reference(mode, 3, 3, H, **opts)
+
+
+def test_alternating_inference_path_matches_without_grad(alternating):
+    inputs, options = make_inputs("lstm", 4, 3, 5, lengths=[4, 2, 1], mask=True)
+    with torch.no_grad():
+        got = triton_scan.recurrent_scan_triton("lstm", *inputs.values(), **options, reverse=True)
+        want = recurrent_scan_reference("lstm", *inputs.values(), **options, reverse=True)
+    for a, b in zip(got, want):
+        assert not a.requires_grad
+        assert_close(a, b)
+
+
 def test_inference_path_matches_without_grad():
     """Under no_grad the forward runs without saving the backward's buffers; same numbers."""
     inputs, options = make_inputs("lstm", 4, 3, 5, lengths=[4, 2, 1], mask=True)
@@ -154,11 +207,13 @@ def test_poisoned_buffers_start_as_nan():
     assert torch.isnan(buffer).all()
 
 
-def test_layer_stack_through_functional_matches_reference():
+@pytest.mark.parametrize("H", [6, 130], ids=["persistent-H6", "alternating-H130"])
+def test_layer_stack_through_functional_matches_reference(H):
     """The dispatcher end to end: 2 layers, bidirectional, lengths, recurrent dropout masks."""
     gen = torch.Generator().manual_seed(2)
-    T, B, I, H = 4, 3, 5, 6
-    weights = [tuple(torch.randn(*shape, generator=gen).mul_(0.4).to(DEVICE).requires_grad_(True)
+    T, B, I = 4, 3, 5
+    # scaled as torch initializes them (1/sqrt(H)), so that gradients stay of order 1 at any H
+    weights = [tuple(torch.randn(*shape, generator=gen).mul_(min(0.4, H ** -0.5)).to(DEVICE).requires_grad_(True)
                      for shape in [(4 * H, I if layer == 0 else 2 * H), (4 * H, H), (4 * H,), (4 * H,)])
                for layer in range(2) for _ in range(2)]
     x = torch.randn(T, B, I, generator=gen).to(DEVICE)
@@ -181,7 +236,9 @@ def test_layer_stack_through_functional_matches_reference():
 def test_supports_triton_rules(monkeypatch):
     gx = torch.zeros(3, 2, 8, device=DEVICE)
     assert triton_scan.supports_triton(gx, 8) is None
-    assert "hidden_size 129" in triton_scan.supports_triton(torch.zeros(3, 2, 129, device=DEVICE), 129)
+    assert triton_scan.supports_triton(torch.zeros(3, 2, 4 * 129, device=DEVICE), 129) is None  # alternating
+    reason = triton_scan.supports_triton(torch.zeros(3, 2, 3 * 129, device=DEVICE), 129, "gru_reset_before")
+    assert "hidden_size 129 is above what the persistent kernel covers (128)" in reason
     assert "dtype torch.int32" in triton_scan.supports_triton(gx.int(), 8)
     assert "non-empty" in triton_scan.supports_triton(torch.zeros(0, 2, 8, device=DEVICE), 8)
     if not HAS_CUDA:
@@ -198,11 +255,11 @@ def test_auto_never_picks_triton_for_cpu_tensors():
 def test_forced_triton_on_unsupported_input_raises_with_reason():
     gx = torch.zeros(2, 2, 3 * 129, device=DEVICE)
     with pytest.raises(RuntimeError, match=r"backend 'triton' cannot run this input: hidden_size 129"):
-        functional.resolve_backend("triton", gx, 129)
+        functional.resolve_backend("triton", gx, 129, cell="gru_reset_before")
     h0 = torch.zeros(2, 129, device=DEVICE)
     w = torch.zeros(3 * 129, 129, device=DEVICE)
-    with pytest.raises(RuntimeError, match=r"hidden_size 129 is outside .* <= 128"):
-        triton_scan.recurrent_scan_triton("gru", gx, h0, None, w, None)
+    with pytest.raises(RuntimeError, match=r"hidden_size 129 is above .* \(128\), and the alternating loop cannot"):
+        triton_scan.recurrent_scan_triton("gru", gx, h0, None, w, None, reset_after=False)
 
 
 @pytest.mark.parametrize("bad,match", [

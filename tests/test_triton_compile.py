@@ -13,9 +13,10 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from seqtorch.ops import triton_scan  # noqa: E402
+from seqtorch.ops import triton_alternating, triton_scan  # noqa: E402
 from seqtorch.ops.contract import ScanOptions  # noqa: E402
 from seqtorch.ops.triton_kernels import cell_names, kernels  # noqa: E402
+from seqtorch.ops.triton_step_kernels import step_kernels  # noqa: E402
 from seqtorch.recurrent_cells import get_cell  # noqa: E402
 
 try:
@@ -25,7 +26,7 @@ except ImportError:  # pragma: no cover - an older triton
 
 pytestmark = pytest.mark.skipif(GPUTarget is None, reason="this triton has no GPUTarget for ahead-of-time builds")
 
-INTEGER_ARGS = {"T", "B", "H", "P", "SW0", "SW1", "SW2", "SW3", "SW4", "SW5", "GW0", "GW1"}
+INTEGER_ARGS = {"T", "B", "H", "P", "t", "t_done", "SW0", "SW1", "SW2", "SW3", "SW4", "SW5", "GW0", "GW1"}
 
 OPTION_SETS = [  # (id, hidden, dtype, lengths, mask, recurrent_activation, activation)
     ("H32-lengths-mask-keras2", 32, torch.float32, True, True, "hard_sigmoid_keras2", "tanh"),
@@ -74,3 +75,30 @@ def test_kernels_compile_for_sm90(cell, hidden, dtype, lengths, mask, recurrent_
     constexprs, warps = triton_scan.backward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, dh=True,
                                                         dc=two_states, zoneout=zoneout)
     assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]
+
+
+ALTERNATING_SETS = [  # (id, batch, hidden, dtype, lengths, mask, recurrent_activation, activation)
+    ("B20-H650-lengths-mask-keras2", 20, 650, torch.float32, True, True, "hard_sigmoid_keras2", "tanh"),
+    ("B64-H1024-sigmoid-relu", 64, 1024, torch.float32, False, False, "sigmoid", "relu"),
+    ("B3-H256-float64-lengths-hardsigmoid", 3, 256, torch.float64, True, False, "hardsigmoid", "tanh"),
+]
+
+
+@pytest.mark.parametrize("batch, hidden, dtype, lengths, mask, recurrent_activation, activation",
+                         [case[1:] for case in ALTERNATING_SETS], ids=[case[0] for case in ALTERNATING_SETS])
+@pytest.mark.parametrize("cell", [c for c in cell_names() if triton_alternating.supports_cell(c) is None])
+def test_step_kernels_compile_for_sm90(cell, batch, hidden, dtype, lengths, mask, recurrent_activation, activation):
+    """The alternating loop's per-step kernels: the forward, and the backward as its first, middle and last
+    launches (step only, finish + step, finish only)."""
+    opts = ScanOptions(cell, activation, recurrent_activation, cell_args=(1e-5,) * len(get_cell(cell).cell_args))
+    two_states = len(get_cell(cell).states) == 2
+    zoneout = (mask, mask and two_states)
+    built = step_kernels()
+    constexprs, warps = triton_alternating.forward_constexprs(opts, batch, hidden, dtype, lengths=lengths, bias=True,
+                                                              save=True, zoneout=zoneout)
+    assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
+    for finish, step in [(False, True), (True, True), (True, False)]:
+        constexprs, warps = triton_alternating.backward_constexprs(
+            opts, batch, hidden, dtype, lengths=lengths, mask=mask, dh=True, dc=two_states, finish=finish, step=step,
+            zoneout=zoneout)
+        assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]

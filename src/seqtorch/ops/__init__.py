@@ -5,9 +5,10 @@ Each backend is a module with ``supports(opts, gx, hidden_size) -> reason | None
 names to them and :func:`seqtorch.functional.resolve_backend` reads it (nothing else should).
 
 * ``cpu_fused`` (:mod:`.cpu_fused`): the C++ loop on CPU, the Python loop elsewhere; any device.
-* ``triton`` (:mod:`.triton_scan`): one persistent Triton kernel per layer and direction for the forward
-  and one for the backward. CUDA tensors (CPU under ``TRITON_INTERPRET=1`` for tests); offered only when
-  triton is importable.
+* ``triton`` (:mod:`.triton_scan`): up to H=128 one persistent Triton kernel per layer and direction for
+  the forward and one for the backward; above, the alternating loop (:mod:`.triton_alternating`: per step
+  a cuBLAS GEMM and one Triton launch). CUDA tensors (CPU under ``TRITON_INTERPRET=1`` for tests); offered
+  only when triton is importable.
 
 Both run through :mod:`.autograd`, which gives every one the same autograd semantics, and keep the op
 contract of :mod:`.contract`.

@@ -366,24 +366,30 @@ def kernels() -> types.SimpleNamespace:
         namespace = dict(globals())
         namespace.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
         _jit_all(_KERNEL_HELPERS + _KERNELS, namespace)
-        cells, namespaces, decorated = {}, [], {}
-        for name in cell_names():
-            module = importlib.import_module(f"seqtorch.recurrent_cells.{name}.triton")
-            cell_ns = dict(vars(module))
-            cell_ns.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
-            _jit_all((module.forward, module.backward), cell_ns)
-            cells[name] = (cell_ns["forward"], cell_ns["backward"])
-            decorated.update({module.forward: cell_ns["forward"], module.backward: cell_ns["backward"]})
-            namespaces.append(cell_ns)
-        # a cell may build on another's step (lstm_proj on lstm's): it imported that cell's plain functions,
-        # which are swapped here for their decorated versions (Triton reads globals when it compiles)
-        for cell_ns in namespaces:
-            for key, value in list(cell_ns.items()):
-                if isinstance(value, types.FunctionType) and value in decorated:
-                    cell_ns[key] = decorated[value]
         _BUILT[mode] = types.SimpleNamespace(fwd=namespace["_scan_fwd_kernel"], bwd=namespace["_scan_bwd_kernel"],
-                                             cells=cells)
+                                             cells=decorate_cells(helpers), helpers=helpers, namespace=namespace)
     return _BUILT[mode]
+
+
+def decorate_cells(helpers: dict) -> dict:
+    """Each cell's (forward, backward) step functions decorated by ``triton.jit``, calling ``helpers``
+    (the decorated :mod:`~seqtorch.recurrent_cells.triton_math` functions, by name)."""
+    cells, namespaces, decorated = {}, [], {}
+    for name in cell_names():
+        module = importlib.import_module(f"seqtorch.recurrent_cells.{name}.triton")
+        cell_ns = dict(vars(module))
+        cell_ns.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
+        _jit_all((module.forward, module.backward), cell_ns)
+        cells[name] = (cell_ns["forward"], cell_ns["backward"])
+        decorated.update({module.forward: cell_ns["forward"], module.backward: cell_ns["backward"]})
+        namespaces.append(cell_ns)
+    # a cell may build on another's step (lstm_proj on lstm's): it imported that cell's plain functions,
+    # which are swapped here for their decorated versions (Triton reads globals when it compiles)
+    for cell_ns in namespaces:
+        for key, value in list(cell_ns.items()):
+            if isinstance(value, types.FunctionType) and value in decorated:
+                cell_ns[key] = decorated[value]
+    return cells
 
 
 def cell_names() -> list[str]:

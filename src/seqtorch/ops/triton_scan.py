@@ -10,10 +10,13 @@ What it covers (:func:`supports` says why not, and ``backend="auto"`` then falls
 
 * every registered cell with a ``triton.py`` (:func:`has_cell`), every option of the reference
   (lengths, reverse, rec_mask, activation tanh/relu, every recurrent_activation, no bias);
-* hidden sizes 1 to :data:`MAX_HIDDEN` (128): a program holds a (16, H) state block and the G tiles of
-  W_hh (H padded to a power of two, at least 16); W_hh stays on chip for the whole sequence when its
-  tiles fit :data:`W_ON_CHIP_BYTES` (:data:`W_ON_CHIP_BYTES_BACKWARD` in the backward), else it is
-  re-read from L2 each step;
+* hidden sizes 1 to :data:`MAX_HIDDEN` (128) on the persistent kernels: a program holds a (16, H) state
+  block and the G tiles of W_hh (H padded to a power of two, at least 16); W_hh stays on chip for the whole
+  sequence when its tiles fit :data:`W_ON_CHIP_BYTES` (:data:`W_ON_CHIP_BYTES_BACKWARD` in the backward),
+  else it is re-read from L2 each step;
+* any larger hidden size on the alternating loop (:mod:`.triton_alternating`: per step a cuBLAS GEMM and one
+  Triton launch for the gate math), for every cell with at most one product (all but the reset-before GRU
+  and the projected LSTM); :func:`implementation` is the rule;
 * state, weights and math in float32 or float64 (w_hh's dtype); gx in that dtype, or float16/bfloat16
   under autocast (cast to the math dtype first; the output is returned in gx's dtype, the final states
   in the math dtype); matrix products in full precision (no TF32);
@@ -31,6 +34,7 @@ from ..recurrent_cells.activations import ACTIVATIONS, RECURRENT_ACTIVATIONS
 from ..recurrent_cells.triton_math import GATE_IDS
 from ..reference import GATES, MODES, cell_name
 from . import autograd, contract
+from . import triton_alternating
 from .autograd import Kernel
 from .contract import ScanOptions
 from .triton_kernels import cell_names, interpreting, kernels
@@ -54,19 +58,24 @@ def has_cell(cell: str) -> bool:
     return cell in cell_names()
 
 
-def supports_triton(gx: Tensor, hidden_size: int) -> str | None:
-    """Why the Triton kernels cannot run a scan on ``gx`` (T, B, G*H) with ``hidden_size``, or None if
-    they can. The rules: CUDA tensors (CPU only under ``TRITON_INTERPRET=1``), gx dtype in
-    float32/float64/float16/bfloat16, 1 <= hidden_size <= MAX_HIDDEN, T >= 1, B >= 1, and fewer than
-    2**31 elements per tensor (the kernels use 32-bit offsets)."""
+def supports_triton(gx: Tensor, hidden_size: int, cell: str = "lstm") -> str | None:
+    """Why the Triton kernels cannot run a scan of ``cell`` on ``gx`` (T, B, G*H) with ``hidden_size``, or
+    None if they can. The rules: CUDA tensors (CPU only under ``TRITON_INTERPRET=1``), gx dtype in
+    float32/float64/float16/bfloat16, hidden_size >= 1 (above :data:`MAX_HIDDEN` only for a cell the
+    alternating loop takes, :func:`seqtorch.ops.triton_alternating.supports_cell`), T >= 1, B >= 1, and fewer
+    than 2**31 elements per tensor (the kernels use 32-bit offsets)."""
     if gx.device.type != "cuda" and not (gx.device.type == "cpu" and interpreting()):
         return (f"Triton kernels need CUDA tensors, got device {gx.device.type!r} "
                 f"(CPU tensors run only in Triton's interpreter, TRITON_INTERPRET=1)")
     if gx.dtype not in GX_DTYPES:
         return f"dtype {gx.dtype} is not supported (supported: {', '.join(map(str, GX_DTYPES))})"
-    if not 1 <= hidden_size <= MAX_HIDDEN:
-        return (f"hidden_size {hidden_size} is outside what the persistent kernel covers "
-                f"(1 <= hidden_size <= {MAX_HIDDEN})")
+    if hidden_size < 1:
+        return f"hidden_size must be at least 1, got {hidden_size}"
+    if hidden_size > MAX_HIDDEN:
+        reason = triton_alternating.supports_cell(cell)
+        if reason is not None:
+            return (f"hidden_size {hidden_size} is above what the persistent kernel covers ({MAX_HIDDEN}), and "
+                    f"the alternating loop cannot run it: {reason}")
     if gx.dim() != 3 or gx.shape[0] == 0 or gx.shape[1] == 0:
         return f"needs a non-empty (T, B, G*H) input projection, got shape {tuple(gx.shape)}"
     if gx.numel() >= 2**31:
@@ -76,7 +85,13 @@ def supports_triton(gx: Tensor, hidden_size: int) -> str | None:
 
 def supports(opts: ScanOptions, gx: Tensor, hidden_size: int) -> str | None:
     """:func:`supports_triton` for a scan with ``opts`` (the backend interface of :mod:`seqtorch.ops`)."""
-    return supports_triton(gx, hidden_size)
+    return supports_triton(gx, hidden_size, opts.cell)
+
+
+def implementation(opts: ScanOptions, hidden_size: int) -> Kernel:
+    """The rule: the persistent kernels up to :data:`MAX_HIDDEN`, the alternating loop above (tests lower
+    :data:`MAX_HIDDEN` to run the alternating loop on small sizes)."""
+    return KERNEL if hidden_size <= MAX_HIDDEN else triton_alternating.KERNEL
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -235,7 +250,8 @@ def scan(opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...], weights: tup
     returned in gx's dtype, the final states in the math dtype.
     """
     dtype = weights[0].dtype
-    out, finals = autograd.scan(KERNEL, opts, gx.to(dtype).contiguous(), tuple(s.contiguous() for s in states),
+    kernel = implementation(opts, opts.spec.hidden_size(weights))
+    out, finals = autograd.scan(kernel, opts, gx.to(dtype).contiguous(), tuple(s.contiguous() for s in states),
                                 tuple(None if w is None else w.contiguous() for w in weights),
                                 None if lengths is None else lengths.to(torch.int64).contiguous(),
                                 None if rec_mask is None else rec_mask.contiguous(),
@@ -304,7 +320,7 @@ def recurrent_scan_triton(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, 
     inputs the kernels do not cover.
     """
     _check_inputs(mode, gx, h0, c0, w_hh, b_hh, lengths, rec_mask, activation, recurrent_activation)
-    reason = supports_triton(gx, h0.shape[-1])
+    reason = supports_triton(gx, h0.shape[-1], cell_name(mode, reset_after))
     if reason is not None:
         raise RuntimeError(f"the Triton scan cannot run this input: {reason}")
     opts = ScanOptions(cell_name(mode, reset_after), activation, recurrent_activation, bool(reverse))

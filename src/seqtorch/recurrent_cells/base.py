@@ -124,6 +124,9 @@ class Cell:
     # whether b_ih and b_hh add to the same pre-activations (x W_ih^T + b_ih + product + b_hh), before any
     # nonlinearity or normalization: then the scan takes b_ih + b_hh as its bias (see scan_inputs)
     folds_input_bias: bool = False
+    # whether the step's pointwise code reduces over all H columns of a row (LayerNorm's statistics): a kernel
+    # that splits a row's columns across programs cannot run it, and gives each program whole rows instead
+    reduces_over_hidden: bool = False
 
     # ---- parameters ---------------------------------------------------------------------------------
     def parameters(self, I: int, H: int, P: int) -> list[tuple[str, tuple[int, ...]]]:

@@ -26,6 +26,7 @@ class LayerNormGRUCell(Cell):
     name = "layernorm_gru"
     family = "gru"
     gates = 3
+    reduces_over_hidden = True
     states = ("h",)
     weights = ("weight_hh", "bias_hh", "ln_hh_weight")
     input_weights = ("weight_ih", "bias_ih", "ln_ih_weight")

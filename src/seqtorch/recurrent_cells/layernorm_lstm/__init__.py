@@ -30,6 +30,7 @@ class LayerNormLSTMCell(Cell):
     name = "layernorm_lstm"
     family = "lstm"
     gates = 4
+    reduces_over_hidden = True
     states = ("h", "c")
     weights = ("weight_hh", "bias_hh", "ln_hh_weight", "ln_cell_weight", "ln_cell_bias")
     input_weights = ("weight_ih", "bias_ih", "ln_ih_weight")

@@ -1,0 +1,243 @@
+"""The ``triton`` backend's scan for large hidden sizes: per step one cuBLAS GEMM, then one Triton launch.
+
+Where the persistent kernels (:mod:`.triton_kernels`) would have to hold a (16, H) state block and W_hh's
+tiles in one program (H > :data:`seqtorch.ops.triton_scan.MAX_HIDDEN`), this loop alternates, as haste
+and FlashRNN do: ``torch.mm`` computes the step's recurrent product for all rows at once (cuBLAS on CUDA;
+``torch.mm``'s precision, so TF32 only where ``torch.backends.cuda.matmul.allow_tf32`` allows it), then
+one launch of :mod:`.triton_step_kernels` does the cell's pointwise math and the state update over
+(batch, hidden) blocks. The backward mirrors it: per step one launch (finishing the previous step's
+gradient, then this step's cell backward) and one GEMM ``dP @ W_hh``. The weights' gradients are one GEMM
+over all steps afterwards (:mod:`.autograd`), as on every backend. Buffers as :mod:`.contract`, so it is
+interchangeable with the persistent kernels and tested against the same reference (in Triton's
+interpreter on CPU, with the rule of :func:`seqtorch.ops.triton_scan.implementation` lowered).
+
+A cell runs here when :func:`supports_cell` says so: at most one recurrent product, of ``h~`` and all of
+W_hh (every built-in cell but the reset-before GRU and the projected LSTM, whose second product needs the
+first stage's result inside the step).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+from torch import Tensor
+
+from ..recurrent_cells import get_cell
+from . import autograd, contract, triton_scan
+from .autograd import Kernel
+from .contract import ScanOptions
+from .triton_step_kernels import step_kernels
+
+BLOCK_H = 128          # columns per program for a cell whose step is separable by column
+BLOCK_B = 16           # rows per program (at most; fewer when a program holds whole rows)
+ROW_ELEMENTS = 4096    # a whole-row program's (BLOCK_B, BLOCK_H) tile holds at most this many
+
+
+def supports_cell(cell: str) -> str | None:
+    """Why ``cell`` cannot run in the alternating loop, or None if it can."""
+    spec = get_cell(cell)
+    if len(spec.products) > 1:
+        return (f"cell {cell!r} has {len(spec.products)} recurrent products per step (the second needs the "
+                f"first stage's result inside the step); the per-step kernels take one")
+    if spec.products and (spec.products[0].input != "h_in" or spec.products[0].rows is not None):
+        return f"cell {cell!r}'s product is not h~ @ W_hh^T over all of W_hh's rows"
+    return None
+
+
+def _blocks(cell: str, batch: int, hidden: int) -> tuple[int, int]:
+    """(BLOCK_B, BLOCK_H): column blocks of :data:`BLOCK_H`, or whole rows for a cell that reduces over them."""
+    if get_cell(cell).reduces_over_hidden:
+        block_h = triton.next_power_of_2(hidden)
+        return max(1, min(BLOCK_B, ROW_ELEMENTS // block_h)), block_h
+    return BLOCK_B, min(BLOCK_H, triton.next_power_of_2(hidden))
+
+
+def _slots(t: int, reverse: bool) -> tuple[int, int]:
+    """The history slots step t reads and writes."""
+    return (t + 1, t) if reverse else (t, t + 1)
+
+
+def _flags(opts: ScanOptions, dtype: torch.dtype) -> dict:
+    spec = opts.spec
+    return dict(NUM_GATES=spec.gates, HAS_C=len(spec.states) == 2, W_VECTOR=len(spec.products) == 0,
+                ACC=triton.language.float64 if dtype == torch.float64 else triton.language.float32,
+                RELU=opts.activation == "relu", GATE=triton_scan.GATE_IDS[opts.recurrent_activation])
+
+
+def forward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch.dtype, *, lengths: bool, bias: bool,
+                       save: bool, zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
+    """The forward step kernel's constexpr arguments and warp count for a launch with these options (also
+    what ``tests/test_triton_compile.py`` compiles for the GPU)."""
+    block_b, block_h = _blocks(opts.cell, batch, hidden)
+    return dict(CELL_FWD=step_kernels().cells[opts.cell][0], HAS_LENGTHS=lengths, HAS_BIAS=bias, SAVE=save,
+                ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], BLOCK_B=block_b, BLOCK_H=block_h,
+                **_flags(opts, dtype)), _warps(block_b, block_h)
+
+
+def backward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch.dtype, *, lengths: bool,
+                        mask: bool, dh: bool, dc: bool, finish: bool, step: bool,
+                        zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
+    """The backward step kernel's constexpr arguments and warp count (as :func:`forward_constexprs`)."""
+    block_b, block_h = _blocks(opts.cell, batch, hidden)
+    return dict(CELL_BWD=step_kernels().cells[opts.cell][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh,
+                HAS_DC=dc, ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], FINISH=finish, STEP=step,
+                BLOCK_B=block_b, BLOCK_H=block_h, **_flags(opts, dtype)), _warps(block_b, block_h)
+
+
+def _warps(block_b: int, block_h: int) -> int:
+    return 4 if block_b * block_h <= 2048 else 8
+
+
+def _rows(buffers: list[Tensor], t: int, dummy: Tensor, slots: int) -> list[Tensor]:
+    """Step t's rows of per-step buffers (T, B, width) in ``slots`` kernel arguments (``dummy`` elsewhere)."""
+    rows = [b[t] if b.numel() else dummy for b in buffers]
+    return rows + [dummy] * (slots - len(rows))
+
+
+def _widths(buffers: list[Tensor], slots: int) -> list[int]:
+    return [b.shape[-1] if b.numel() else 0 for b in buffers] + [0] * (slots - len(buffers))
+
+
+def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
+            save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+            rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+    """The forward op: T steps of (GEMM, launch); outputs as :mod:`.contract` says."""
+    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
+    # the caller chose the dtype: autocast must not turn the products into bf16 ones
+    with torch.autocast(device_type=gx.device.type, enabled=False):
+        return _forward(opts, save, gx.contiguous(), [s.contiguous() for s in states], list(weights), lengths,
+                        rec_mask, zoneout)
+
+
+def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
+    spec = opts.spec
+    K = len(spec.states)
+    has_c = K == 2
+    T, B = gx.shape[0], gx.shape[1]
+    H = spec.hidden_size(weights)
+    w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights[:2])
+    extra, cargs = triton_scan._cell_weights(weights, opts.cell_args)
+    zh, zc = triton_scan._zoneout_args(zoneout, K)
+    new = lambda shape: triton_scan._new(shape, gx.dtype, gx.device)  # noqa: E731
+    outputs = [new(shape) for shape in contract.forward_shapes(spec, opts, gx, states, rec_mask is not None, save)]
+    S_h = outputs[0]
+    saved = outputs[K + 2:] if save else []
+    hm = (outputs[K] if save else new((B, H))) if rec_mask is not None else None
+    product = new((B, spec.gates * H)) if spec.products else gx
+    w_t = w_hh.t()  # a transposed view: cuBLAS reads it as it is
+    # without save, c takes turns between the output and a scratch buffer, so that the last step writes the output
+    c_turns = None if save or not has_c else (outputs[1], new((B, H)))
+    flags, num_warps = forward_constexprs(opts, B, H, w_hh.dtype, lengths=lengths is not None, bias=b_hh is not None,
+                                          save=save, zoneout=(zh is not None, zc is not None))
+    grid = (triton.cdiv(B, flags["BLOCK_B"]), triton.cdiv(H, flags["BLOCK_H"]))
+    widths = _widths(saved, triton_scan.MAX_SAVED)
+    lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
+    rec_mask = None if rec_mask is None else rec_mask.contiguous()
+
+    first = T if opts.reverse else 0
+    S_h[first].copy_(states[0])
+    c_prev = None
+    if has_c:
+        c_prev = states[1]
+        if save:
+            outputs[1][first].copy_(states[1])
+    order = range(T - 1, -1, -1) if opts.reverse else range(T)
+    kernel = step_kernels().fwd
+    for i, t in enumerate(order):
+        p, n = _slots(t, opts.reverse)
+        h_in = S_h[p]
+        if rec_mask is not None:
+            h_in = torch.mul(S_h[p], rec_mask, out=hm[t] if save else hm)
+        if spec.products:
+            torch.mm(h_in, w_t, out=product)
+        c_next = None
+        if has_c:
+            c_next = outputs[1][n] if save else c_turns[(T - 1 - i) % 2]
+        kernel[grid](gx[t], product, w_hh, b_hh, *extra, cargs, lengths, t,
+                     None if zh is None else zh[t], None if zc is None else zc[t],
+                     h_in, S_h[p], c_prev, S_h[n], c_next, *_rows(saved, t, gx, triton_scan.MAX_SAVED),
+                     B, H, *widths, **flags, num_warps=num_warps)
+        c_prev = c_next
+    return outputs
+
+
+def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
+             grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
+             rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+    """The backward op: T steps of (launch, GEMM) and a last launch; outputs as :mod:`.contract` says."""
+    opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
+    with torch.autocast(device_type=saved[0].device.type, enabled=False):
+        return _backward(opts, grads, [s.contiguous() for s in saved], list(weights), lengths, rec_mask, zoneout)
+
+
+def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):
+    spec = opts.spec
+    K = len(spec.states)
+    has_c = K == 2
+    zh, zc = triton_scan._zoneout_args(zoneout, K)
+    w_hh = weights[0].contiguous()
+    extra, cargs = triton_scan._cell_weights(weights, opts.cell_args)
+    S_h = saved[0]
+    S_c = saved[1] if has_c else None
+    T, B = S_h.shape[0] - 1, S_h.shape[1]
+    H = spec.hidden_size(weights)
+    like = S_h
+    outputs = [triton_scan._new(shape, like.dtype, like.device)
+               for shape in contract.backward_shapes(spec, saved, weights)]
+    dgx, D_h = outputs[0], outputs[1]
+    D_c = outputs[2] if has_c else None
+    grad_buffers = outputs[1 + K:]
+    named = dict(zip(spec.grad_buffer_names(), grad_buffers))
+    hm, cell_saved = saved[K], saved[K + 2:]
+    d_h = None if grads[0] is None else grads[0].contiguous()
+    d_c = None if not has_c or grads[1] is None else grads[1].contiguous()
+    last = 0 if opts.reverse else T
+    # the carried gradients live in the outputs dh0, dc0 from the start
+    D_h.copy_(d_h[last]) if d_h is not None else D_h.zero_()
+    if has_c:
+        D_c.copy_(d_c[last]) if d_c is not None else D_c.zero_()
+    product = triton_scan._new((B, H), like.dtype, like.device) if spec.products else like
+    options = dict(lengths=lengths is not None, mask=rec_mask is not None, dh=d_h is not None, dc=d_c is not None,
+                   zoneout=(zh is not None, zc is not None))
+    widths = _widths(cell_saved, triton_scan.MAX_SAVED) + _widths(grad_buffers, triton_scan.MAX_GRAD_BUFFERS)
+    lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
+    rec_mask = None if rec_mask is None else rec_mask.contiguous()
+    kernel = step_kernels().bwd
+
+    def launch(t: int | None, t_done: int | None) -> None:
+        """Finish step t_done (None: nothing to finish), then run step t (None: none left)."""
+        if t is None:
+            rows = dict(h_prev=like, c_prev=None, h_in=like, h_next=like, dS_h=None, dS_c=None, dgx=like)
+            per_step, grad_rows, zone = [like] * triton_scan.MAX_SAVED, [like] * triton_scan.MAX_GRAD_BUFFERS, (None,) * 2
+        else:
+            p, n = _slots(t, opts.reverse)
+            rows = dict(h_prev=S_h[p], c_prev=None if S_c is None else S_c[p],
+                        h_in=hm[t] if hm.numel() else S_h[p], h_next=S_h[n],
+                        dS_h=None if d_h is None else d_h[p], dS_c=None if d_c is None else d_c[p], dgx=dgx[t])
+            per_step = _rows(cell_saved, t, like, triton_scan.MAX_SAVED)
+            grad_rows = _rows(grad_buffers, t, like, triton_scan.MAX_GRAD_BUFFERS)
+            zone = (None if zh is None else zh[t], None if zc is None else zc[t])
+        flags, num_warps = backward_constexprs(opts, B, H, w_hh.dtype, finish=t_done is not None, step=t is not None,
+                                               **options)
+        grid = (triton.cdiv(B, flags["BLOCK_B"]), triton.cdiv(H, flags["BLOCK_H"]))
+        kernel[grid](w_hh, *extra, cargs, lengths, rec_mask, 0 if t is None else t,
+                     0 if t_done is None else t_done, *zone, rows["h_prev"], rows["c_prev"], rows["h_in"],
+                     rows["h_next"], *per_step, rows["dS_h"], rows["dS_c"], product, D_h, D_c, rows["dgx"],
+                     *grad_rows, B, H, *widths, **flags, num_warps=num_warps)
+
+    order = list(range(T)) if opts.reverse else list(range(T - 1, -1, -1))
+    t_done = None
+    for t in order:
+        launch(t, t_done)
+        if spec.products:  # the product's share of the gradient of the state step t read
+            d_product = named["dP0"][t] if "dP0" in named else dgx[t]
+            torch.mm(d_product, w_hh, out=product)
+            t_done = t
+    if t_done is not None:
+        launch(None, t_done)
+    return outputs
+
+
+FORWARD, BACKWARD = contract.define("triton_alternating", forward, backward)
+KERNEL = Kernel("triton_alternating", FORWARD, BACKWARD)
+autograd.register(KERNEL)

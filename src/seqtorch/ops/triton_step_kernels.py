@@ -1,0 +1,244 @@
+"""Triton kernels for the alternating scan: one launch per step for the gate math, the products in cuBLAS.
+
+Haste's and FlashRNN's "alternating" design, for hidden sizes the persistent kernels of
+:mod:`.triton_kernels` cannot hold on chip (H > 128). The host loop (:mod:`.triton_alternating`) runs,
+per step, one GEMM for the recurrent product (``h~ @ W_hh^T`` forward, ``dP @ W_hh`` backward, cuBLAS via
+``torch.mm``) and one launch of a kernel here for everything else: the cell's pointwise math, the state
+update, ``lengths``, zoneout, the saved buffers. A program owns a (BLOCK_B, BLOCK_H) block of one step's
+rows and columns, so large H spreads over many programs; a cell whose step reduces over a whole row
+(LayerNorm, :attr:`~seqtorch.recurrent_cells.base.Cell.reduces_over_hidden`) gets blocks of whole rows.
+
+The cell's code is the same ``triton.py`` the persistent kernels call: there each ``dot(h~, W_k)``
+multiplies the state by W_hh's gate tile k; here the kernels hand the cell the product's gate tiles
+(computed by cuBLAS) in place of W's, and the cells are decorated with a ``dot`` that returns its second
+argument (:func:`computed_product`). In the backward the cell's ``dot(dgate, W_k)`` terms so return zero
+tiles; their sum, ``dP @ W_hh``, is the next GEMM, added at the start of the next launch (``FINISH``).
+Cells that qualify (:func:`seqtorch.ops.triton_alternating.supports_cell`): at most one product, read
+from ``h~``, over all of W_hh's rows.
+
+Names as :mod:`.triton_kernels`: ``b_`` register blocks, ``p_``/``o_`` pointers and offsets, ``m_`` masks,
+``i_`` program ids. Every row pointer points at one step's (B, width) rows (a view of a (T, B, width)
+buffer); the launcher passes the step ``t`` only where ``lengths`` need it.
+"""
+
+from __future__ import annotations
+
+import types
+
+import triton
+import triton.language as tl
+
+from ..recurrent_cells.triton_math import load_tile, store_tile
+from . import triton_kernels
+from .triton_kernels import _jit_all, _load_b, _load_wv, _rebind, interpreting
+
+
+def computed_product(a, b):
+    """The ``dot`` the cells see in these kernels: ``b`` is already the product's tile (module docstring)."""
+    return b
+
+
+def _tile(p, width, o_b, o_h):
+    """Pointers to columns o_h of rows o_b of a (B, width) step row block."""
+    return p + o_b[:, None] * width + o_h[None, :]
+
+
+def _step_fwd_kernel(gx, Q, w, bias, W2, W3, W4, CARGS, lengths, t, ZH, ZC,   # inputs, this step's rows
+                     h_in, h_prev, c_prev, h_next, c_next,                     # states, this step's rows
+                     SV0, SV1, SV2, SV3, SV4, SV5,                             # saved buffers, this step's rows
+                     B, H, SW0, SW1, SW2, SW3, SW4, SW5,
+                     CELL_FWD: tl.constexpr, NUM_GATES: tl.constexpr, HAS_C: tl.constexpr, ACC: tl.constexpr,
+                     ZONEOUT_H: tl.constexpr, ZONEOUT_C: tl.constexpr, W_VECTOR: tl.constexpr,
+                     HAS_LENGTHS: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE: tl.constexpr, RELU: tl.constexpr,
+                     GATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """Step t for a (BLOCK_B, BLOCK_H) block: h_next, c_next from gx (B, G*H), the product Q = h_in W_hh^T
+    (B, G*H) (unused with W_VECTOR: W_hh is then the vector ``w``), the previous states, and, with SAVE, the
+    cell's saved rows. ZH, ZC: this step's zoneout coefficients (B, H). Past a sequence's length
+    (``lengths[b] <= t``) the previous state is kept."""
+    i_b = tl.program_id(0)
+    i_h = tl.program_id(1)
+    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    o_h = i_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_b = o_b < B
+    m_h = o_h < H
+    m_bh = m_b[:, None] & m_h[None, :]
+    o_bh = o_b[:, None] * H + o_h[None, :]
+    b_h = load_tile(h_prev + o_bh, m_bh, ACC)
+    b_hin = load_tile(h_in + o_bh, m_bh, ACC)
+    b_c = b_h
+    if HAS_C:
+        b_c = load_tile(c_prev + o_bh, m_bh, ACC)
+    if W_VECTOR:
+        b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+    else:  # the product's gate tiles, where the persistent kernel hands over W_hh's
+        p_q = Q + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
+        b_w0 = load_tile(p_q, m_bh, ACC)
+        b_w1 = b_w0
+        b_w2 = b_w0
+        b_w3 = b_w0
+        if NUM_GATES > 1:
+            b_w1 = load_tile(p_q + H, m_bh, ACC)
+            b_w2 = load_tile(p_q + 2 * H, m_bh, ACC)
+        if NUM_GATES > 3:
+            b_w3 = load_tile(p_q + 3 * H, m_bh, ACC)
+    b_b0 = _load_b(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    b_b1 = b_b0
+    b_b2 = b_b0
+    b_b3 = b_b0
+    if NUM_GATES > 1:
+        b_b1 = _load_b(bias, 1, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+        b_b2 = _load_b(bias, 2, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    if NUM_GATES > 3:
+        b_b3 = _load_b(bias, 3, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    if HAS_LENGTHS:
+        b_valid = (tl.load(lengths + o_b, mask=m_b, other=0) > t)[:, None]
+    else:
+        b_valid = None
+    p_gx = gx + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
+    b_h_new, b_c_new = CELL_FWD(
+        b_hin, b_h, b_c, p_gx, H, H, o_h, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
+        _tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
+        _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h),
+        p_gx, W2, W3, W4, CARGS, m_bh, b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
+    if ZONEOUT_H:
+        b_kh = load_tile(ZH + o_bh, m_bh, ACC)
+        b_h_new = b_kh * b_h + (1.0 - b_kh) * b_h_new
+    if ZONEOUT_C:
+        b_kc = load_tile(ZC + o_bh, m_bh, ACC)
+        b_c_new = b_kc * b_c + (1.0 - b_kc) * b_c_new
+    if HAS_LENGTHS:
+        b_h_new = tl.where(b_valid, b_h_new, b_h)
+        b_c_new = tl.where(b_valid, b_c_new, b_c)
+    store_tile(h_next + o_bh, b_h_new, m_bh)
+    if HAS_C:
+        store_tile(c_next + o_bh, b_c_new, m_bh)
+
+
+def _step_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, t, t_done, ZH, ZC,   # inputs, this step's rows
+                     h_prev, c_prev, h_in, h_next, SV0, SV1, SV2, SV3, SV4, SV5,  # forward outputs, step t
+                     dS_h, dS_c,                                   # upstream gradients of step t's read slot
+                     Q, D_h, D_c,                                  # dP @ W_hh of step t_done; carried gradients
+                     dgx, G0, G1,                                  # step t's gradients, written here
+                     B, H, SW0, SW1, SW2, SW3, SW4, SW5, GW0, GW1,
+                     CELL_BWD: tl.constexpr, NUM_GATES: tl.constexpr, HAS_C: tl.constexpr,
+                     ZONEOUT_H: tl.constexpr, ZONEOUT_C: tl.constexpr, W_VECTOR: tl.constexpr,
+                     HAS_DH: tl.constexpr, HAS_DC: tl.constexpr, ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr,
+                     HAS_MASK: tl.constexpr, FINISH: tl.constexpr, STEP: tl.constexpr,
+                     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
+    """One step of BPTT for a (BLOCK_B, BLOCK_H) block, in place on the carried gradients D_h (B, H) and D_c.
+
+    FINISH: first add the product's part of the gradient of the state step ``t_done`` (the one processed by
+    the previous launch) read: Q = dP_{t_done} @ W_hh (B, H), times the recurrent-dropout mask, zero where
+    that step was past a sequence's length. STEP: then step t, as the persistent backward does it, writing
+    dgx (B, G*H) and the cell's gradient rows G0, G1 (widths GW0, GW1); its own ``dot`` terms are zero
+    here (module docstring). The last launch (FINISH only) leaves dh0, dc0 in D_h, D_c.
+    """
+    i_b = tl.program_id(0)
+    i_h = tl.program_id(1)
+    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    o_h = i_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_b = o_b < B
+    m_h = o_h < H
+    m_bh = m_b[:, None] & m_h[None, :]
+    o_bh = o_b[:, None] * H + o_h[None, :]
+    b_dh = load_tile(D_h + o_bh, m_bh, ACC)
+    b_dc = b_dh
+    if HAS_C:
+        b_dc = load_tile(D_c + o_bh, m_bh, ACC)
+    if HAS_MASK:
+        b_m = load_tile(rmask + o_bh, m_bh, ACC)
+    if HAS_LENGTHS:
+        b_len = tl.load(lengths + o_b, mask=m_b, other=0)
+    if FINISH:
+        b_q = load_tile(Q + o_bh, m_bh, ACC)
+        if HAS_MASK:
+            b_q = b_q * b_m
+        if HAS_LENGTHS:
+            b_q = tl.where((b_len > t_done)[:, None], b_q, 0.0)
+        b_dh += b_q
+    if STEP:
+        if W_VECTOR:
+            b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+        else:  # the cell's dot(dgate, W_k) terms: zero tiles (their sum is the next GEMM)
+            b_w0 = tl.full((BLOCK_B, BLOCK_H), 0.0, ACC)
+            b_w1 = b_w0
+            b_w2 = b_w0
+            b_w3 = b_w0
+        if HAS_LENGTHS:
+            b_valid = (b_len > t)[:, None]
+        else:
+            b_valid = None
+        b_hp = load_tile(h_prev + o_bh, m_bh, ACC)
+        b_hnext = load_tile(h_next + o_bh, m_bh, ACC)
+        b_hin = load_tile(h_in + o_bh, m_bh, ACC)
+        b_cp = b_hp
+        if HAS_C:
+            b_cp = load_tile(c_prev + o_bh, m_bh, ACC)
+        b_dh_new = b_dh
+        b_dc_new = b_dc
+        if ZONEOUT_H:
+            b_kh = load_tile(ZH + o_bh, m_bh, ACC)
+            b_dh_new = b_dh - b_kh * b_dh
+        if ZONEOUT_C:
+            b_kc = load_tile(ZC + o_bh, m_bh, ACC)
+            b_dc_new = b_dc - b_kc * b_dc
+        p_dgx = dgx + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
+        b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(
+            b_dh_new, b_dc_new, b_hp, b_cp, b_hin, b_hnext, p_dgx, _tile(G0, GW0, o_b, o_h),
+            _tile(G1, GW1, o_b, o_h), H, H, o_h, b_w0, b_w1, b_w2, b_w3,
+            _tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
+            _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h),
+            p_dgx, W2, W3, W4, CARGS, m_bh, b_valid, ACC, HAS_LENGTHS, RELU, GATE)
+        if HAS_MASK:
+            b_dhin = b_dhin * b_m
+        b_dh_prev = b_dhin + b_dh_direct
+        if ZONEOUT_H:
+            b_dh_prev += b_kh * b_dh
+        if ZONEOUT_C:
+            b_dc_prev += b_kc * b_dc
+        if HAS_LENGTHS:
+            b_dh = tl.where(b_valid, b_dh_prev, b_dh)
+            b_dc = tl.where(b_valid, b_dc_prev, b_dc)
+        else:
+            b_dh = b_dh_prev
+            b_dc = b_dc_prev
+        if HAS_DH:
+            b_dh += load_tile(dS_h + o_bh, m_bh, ACC)
+        if HAS_DC:
+            b_dc += load_tile(dS_c + o_bh, m_bh, ACC)
+    store_tile(D_h + o_bh, b_dh, m_bh)
+    if HAS_C:
+        store_tile(D_c + o_bh, b_dc, m_bh)
+
+
+# ----------------------------------------------------------------------------------------------------
+# lazy decoration (as triton_kernels.kernels, with the cells' dot swapped)
+
+_KERNELS = (
+    (_step_fwd_kernel, ("t",), ("gx", "ZH", "ZC", "h_in", "h_prev", "c_prev", "h_next", "c_next",
+                                "SV0", "SV1", "SV2", "SV3", "SV4", "SV5")),
+    (_step_bwd_kernel, ("t", "t_done"), ("ZH", "ZC", "h_prev", "c_prev", "h_in", "h_next", "SV0", "SV1", "SV2",
+                                         "SV3", "SV4", "SV5", "dS_h", "dS_c", "dgx", "G0", "G1")),
+)
+_BUILT: dict = {}
+
+
+def step_kernels() -> types.SimpleNamespace:
+    """``fwd`` and ``bwd`` decorated for the current mode, and ``cells``: each cell's (forward, backward)
+    step functions decorated with :func:`computed_product` as their ``dot``. Built once per mode."""
+    mode = interpreting()
+    if mode not in _BUILT:
+        persistent = triton_kernels.kernels()
+        helpers = dict(persistent.helpers)
+        helpers["dot"] = triton.jit(computed_product)
+        namespace = dict(globals())
+        namespace.update(persistent.helpers)
+        namespace.update({name: persistent.namespace[name] for name in ("_load_b", "_load_wv")})
+        _jit_all((_tile,), namespace)
+        # the step and the per-step row pointers change every launch: no recompilation for their values
+        for fn, steps, rows in _KERNELS:
+            namespace[fn.__name__] = triton.jit(_rebind(fn, namespace), do_not_specialize=steps,
+                                                do_not_specialize_on_alignment=rows)
+        _BUILT[mode] = types.SimpleNamespace(fwd=namespace["_step_fwd_kernel"], bwd=namespace["_step_bwd_kernel"],
+                                             cells=triton_kernels.decorate_cells(helpers))
+    return _BUILT[mode]
