@@ -50,7 +50,7 @@ def _native_build():
         name=f"seqtorch.ops.{native.build_name()}",
         sources=[str(path.relative_to(HERE)) for path in native.SOURCES],
         # -g0: Python's own build flags (sysconfig) ask for debug info, 13x the library's size
-        extra_compile_args=native.compile_flags() + ["-g0"])
+        extra_compile_args=native.compile_flags() + ["-g0"], extra_link_args=native.openmp_flags())
     # The library calls no Python API: without libtorch_python it loads in a libtorch-only program too.
     extension.libraries = [name for name in extension.libraries if name != "torch_python"]
 

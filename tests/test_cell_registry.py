@@ -196,3 +196,65 @@ def test_cell_in_float32_matches_the_float64_reference(cell, backend, loop, recu
     for a, b in zip(got, want):
         assert a.dtype == torch.float32 and torch.isfinite(a).all()
         assert_close(a, b.float())
+
+
+def row_chunk_case(cell, batch=19):
+    """Inputs for a C++ scan in row chunks: lengths of 1 and of T in both chunks of 9 and 10 rows, the
+    recurrent-dropout mask, zoneout masks on every state (float64)."""
+    g = torch.Generator().manual_seed(7)
+    spec = CELLS[cell]
+    P = H - 1 if spec.projected else H
+
+    def rand(*shape, scale=1.0):
+        return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
+
+    gx = rand(T, batch, spec.gates * H)
+    states = tuple(rand(batch, w, scale=0.5) for w in spec.state_sizes(H, P))
+    weights = tuple(rand(*shape, scale=0.5) for shape in spec.weight_shapes(H, P))
+    L = torch.tensor([T, 1, 3, 2, T, 4, 1, T, 2] + [T, 1, 2, 3, T, 4, 1, 3, T, 2])
+    M = torch.bernoulli(torch.full((batch, P), 0.7, dtype=torch.float64), generator=g) / 0.7
+    keep = tuple(torch.bernoulli(torch.full((T, batch, s.shape[-1]), 0.3, dtype=torch.float64), generator=g)
+                 for s in states)
+    return gx, states, weights, L, M, keep
+
+
+def run_cpp_in_chunks(cell, dtype, threads):
+    """Outputs and gradients of the C++ loop on :func:`row_chunk_case` with ``threads`` threads."""
+    gx, states, weights, L, M, keep = row_chunk_case(cell)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert native.load().scan_row_chunks(gx.shape[1], 1.0) == threads
+        leaves = [t.to(dtype).requires_grad_() for t in (gx, *states, *weights)]
+        gx_c, states_c, weights_c = leaves[0], tuple(leaves[1:1 + len(states)]), tuple(leaves[1 + len(states):])
+        return outputs_and_grads(lambda: scan(cell, gx_c, states_c, weights_c, backend="cpu_fused", lengths=L,
+                                              rec_mask=M.to(dtype), zoneout=tuple(k.to(dtype) for k in keep),
+                                              reverse=True, cell_args=cell_args(cell)), gx_c, states_c, weights_c)
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("cell", sorted(native.cell_headers()))
+def test_cpp_loop_in_row_chunks_matches_its_reference(cell, monkeypatch):
+    """With two threads and small products the C++ loop splits the batch into row chunks, each running the
+    whole time loop on its own thread (scan.cpp's row_chunks); float64 against the reference."""
+    monkeypatch.setattr(cpu_fused, "USE_NATIVE", True)
+    got = run_cpp_in_chunks(cell, torch.float64, threads=2)
+    gx, states, weights, L, M, keep = row_chunk_case(cell)
+    leaves = [t.requires_grad_() for t in (gx, *states, *weights)]
+    gx, states, weights = leaves[0], tuple(leaves[1:1 + len(states)]), tuple(leaves[1 + len(states):])
+    want = outputs_and_grads(lambda: scan_reference(cell, gx, states, weights, lengths=L, rec_mask=M, zoneout=keep,
+                                                    reverse=True, cell_args=cell_args(cell)), gx, states, weights)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", sorted(native.cell_headers()))
+def test_cpp_loop_in_row_chunks_float32_matches_one_thread(cell, monkeypatch):
+    """float32 in two row chunks against the same scan on one thread (whole rows)."""
+    monkeypatch.setattr(cpu_fused, "USE_NATIVE", True)
+    for a, b in zip(run_cpp_in_chunks(cell, torch.float32, threads=2), run_cpp_in_chunks(cell, torch.float32, 1)):
+        assert a.dtype == torch.float32 and torch.isfinite(a).all()
+        assert_close(a, b)

@@ -55,7 +55,15 @@ def compile_flags() -> list[str]:
         flags += ["-mavx2", "-mfma"]
     if capability == "AVX512":  # torch's AVX512 level: F, BW, DQ and VL, all four
         flags += ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mprefer-vector-width=512"]
-    return flags
+    return flags + openmp_flags()
+
+
+def openmp_flags() -> list[str]:
+    """``-fopenmp`` where torch runs its intra-op threads on OpenMP (Linux wheels: GNU OpenMP), for compiling
+    and linking. ATen's ``at::parallel_for`` is a header template: compiled without it, every parallel loop
+    of the library runs on the calling thread alone (``_OPENMP`` undefined). The library then shares
+    torch's OpenMP runtime (the same ``libgomp.so.1``, already loaded by libtorch_cpu)."""
+    return ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
 
 
 def include_dirs(generated_dir: Path) -> list[Path]:
@@ -253,6 +261,7 @@ def _build_jit() -> Path:
     generated = write_generated_header(jit_dir() / "generated").parent
     _clear_stale_lock(jit_dir() / "lock")
     cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=compile_flags(),
+                       extra_ldflags=openmp_flags(),
                        extra_include_paths=[str(path) for path in include_dirs(generated)],
                        is_python_module=False, verbose=False)
     return library

@@ -122,8 +122,52 @@ StepGemm<T> product_gemm(const Product& product, const std::vector<at::Tensor>& 
   return StepGemm<T>(w.data_ptr<T>(), w.size(0), w.size(1), w.stride(0), op, M, pack, w.options());
 }
 
+// The multiply-adds of one step's recurrent products for B rows, times 2 (FLOPs).
+template <class Cell>
+double step_flops(const std::vector<at::Tensor>& weights, int64_t H, int64_t B) {
+  double flops = 0;
+  for (const Product& product : Cell::kProducts) {
+    const at::Tensor& w = weights.at(product.weight);
+    const int64_t rows = product.row_stop < 0 ? w.size(0) : (product.row_stop - product.row_start) * H;
+    flops += 2.0 * double(B) * double(rows) * double(w.size(1));
+  }
+  return flops;
+}
+
+// Into how many chunks of rows, one per thread, a scan of B rows whose per-step products take `flops`
+// splits. The rows of a recurrence never meet, so each chunk runs the whole time loop on its own rows,
+// with no synchronization per step: torch's threads otherwise sat idle, as the products under
+// kThreadedFlops run on one thread and one step's gate math is too little to split. Above it, MKL threads
+// each product instead (a chunk would stream all of W_hh through each core) and the rows stay whole.
+constexpr int64_t kMinChunkRows = 8;  // the fewest rows a thread takes on its own
+
+int64_t row_chunks(int64_t B, double flops) {
+  if (at::in_parallel_region() || flops >= kThreadedFlops) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinChunkRows));
+}
+
+// f(r0, r1) over the rows [0, B), in row_chunks(B, flops) chunks on torch's threads.
+template <class F>
+void run_row_chunks(int64_t B, double flops, const F& f) {
+  const int64_t chunks = row_chunks(B, flops);
+  if (chunks <= 1) {
+    f(int64_t(0), B);
+    return;
+  }
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) f(c * B / chunks, (c + 1) * B / chunks);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------------
 // forward
+
+// Asks for the next step's gx row while this step computes: the rows of a long sequence's gx (32 MB at
+// the book's sizes) come from memory, and the gate math waited on them.
+template <typename T>
+inline void prefetch_row(const T* row, int64_t n) {
+  for (int64_t e = 0; e < n; e += 64 / sizeof(T)) __builtin_prefetch(row + e, 0, 3);
+}
 
 template <typename T, class Cell, class A>
 std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor& gx,
@@ -162,15 +206,6 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
     saved_width[j] = Cell::saved_width(j, d, A::kNeedsPre);
     saved[j] = saved_width[j] ? per_step(saved_width[j]) : at::empty({0}, opt);
   }
-  std::vector<StepGemm<T>> gemm;
-  at::Tensor product[kMaxProducts];
-  int64_t product_width[kMaxProducts] = {0};
-  for (int i = 0; i < NP; ++i) {
-    const bool pack = T_ >= kPackMinSteps;
-    gemm.push_back(product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kTransposed, B, pack));
-    product_width[i] = gemm[i].n();
-    product[i] = at::empty({B, product_width[i]}, opt);
-  }
   const int64_t G = gx.size(2);
   const at::Tensor zeros = at::zeros({G}, opt);
   const T* weight_data[kMaxWeights] = {nullptr};
@@ -179,70 +214,86 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   const T* zone[kMaxStates] = {nullptr};
   zoneout_data(a, K, zone);
 
-  for (int64_t step = 0; step < T_; ++step) {
-    const int64_t t = steps.at(step), p = steps.prev(t), n = steps.next(t);
-    T* prev[kMaxStates];
-    T* next[kMaxStates];
-    for (int k = 0; k < K; ++k) {
-      if (history[k].defined()) {
-        prev[k] = history[k].data_ptr<T>() + p * B * width[k];
-        next[k] = history[k].data_ptr<T>() + n * B * width[k];
-      } else {
-        prev[k] = turns[k][step % 2].data_ptr<T>();
-        next[k] = turns[k][(step + 1) % 2].data_ptr<T>();
-      }
+  // All T steps for rows [r0, r1): the rows' own products (W packed once per call) and gate math.
+  auto scan_rows = [&](int64_t r0, int64_t r1) {
+    const int64_t rows = r1 - r0;
+    std::vector<StepGemm<T>> gemm;
+    at::Tensor product[kMaxProducts];
+    int64_t product_width[kMaxProducts] = {0};
+    for (int i = 0; i < NP; ++i) {
+      const bool pack = T_ >= kPackMinSteps;
+      gemm.push_back(product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kTransposed, rows, pack));
+      product_width[i] = gemm[i].n();
+      product[i] = at::empty({rows, product_width[i]}, opt);
     }
-    const int64_t row_step = save ? t : 0;  // per-step buffers: this step's (B, w) block
-    const T* h_in_ = prev[0];
-    if (mask) {
-      T* out = hm.data_ptr<T>() + row_step * B * P;
-      for (int64_t e = 0; e < B * P; ++e) out[e] = prev[0][e] * mask[e];
-      h_in_ = out;
-    }
-    T* u_ = U ? u.data_ptr<T>() + row_step * B * U : nullptr;
-    for (int stage = 0; stage < STAGES; ++stage) {
-      if (stage < NP) {
-        const bool from_h = Cell::kProducts[stage].input == ProductInput::kHIn;
-        gemm[stage].run(from_h ? h_in_ : u_, from_h ? P : U, product[stage].data_ptr<T>(), product_width[stage]);
-      }
-      const T* product_ = stage < NP ? product[stage].data_ptr<T>() : nullptr;
-      const int64_t pw = stage < NP ? product_width[stage] : 0;
-      at::parallel_for(0, B, grain(G), [&](int64_t lo, int64_t hi) {
-        for (int64_t b = lo; b < hi; ++b) {
-          ForwardRow<T> r{};
-          r.d = d;
-          r.gx = gx_ + (t * B + b) * G;
-          r.product = product_ ? product_ + b * pw : nullptr;
-          r.h_in = h_in_ + b * P;
-          for (int k = 0; k < K; ++k) {
-            r.prev[k] = prev[k] + b * width[k];
-            r.next[k] = next[k] + b * width[k];
-          }
-          r.u = u_ ? u_ + b * U : nullptr;
-          for (int j = 0; j < Cell::kSaved; ++j) {
-            r.saved[j] = saved_width[j] ? saved[j].data_ptr<T>() + (row_step * B + b) * saved_width[j] : nullptr;
-          }
-          for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
-          r.args = a.cell_args.data();
-          Cell::template forward<T, A>(stage, r);
-          if (stage == STAGES - 1) {
-            for (int k = 0; k < K; ++k) {  // zoneout: k * previous + (1 - k) * new
-              if (zone[k]) zone_mix(width[k], zone[k] + (t * B + b) * width[k], r.prev[k], r.next[k]);
-            }
-          }
-          if (stage == STAGES - 1 && len != nullptr && t >= len[b]) {
-            // an ended sequence keeps its state; its saved rows are zeroed so that nothing computed from
-            // its padding (NaN included) can reach a gradient
-            for (int k = 0; k < K; ++k) std::memcpy(r.next[k], r.prev[k], sizeof(T) * width[k]);
-            if (r.u) std::fill(r.u, r.u + U, T(0));
-            for (int j = 0; j < Cell::kSaved; ++j) {
-              if (r.saved[j]) std::fill(r.saved[j], r.saved[j] + saved_width[j], T(0));
-            }
-          }
+    for (int64_t step = 0; step < T_; ++step) {
+      const int64_t t = steps.at(step), p = steps.prev(t), n = steps.next(t);
+      T* prev[kMaxStates];
+      T* next[kMaxStates];
+      for (int k = 0; k < K; ++k) {
+        if (history[k].defined()) {
+          prev[k] = history[k].data_ptr<T>() + p * B * width[k];
+          next[k] = history[k].data_ptr<T>() + n * B * width[k];
+        } else {
+          prev[k] = turns[k][step % 2].data_ptr<T>();
+          next[k] = turns[k][(step + 1) % 2].data_ptr<T>();
         }
-      });
+      }
+      const int64_t row_step = save ? t : 0;  // per-step buffers: this step's (B, w) block
+      const T* h_in_ = prev[0];
+      if (mask) {
+        T* out = hm.data_ptr<T>() + row_step * B * P;
+        for (int64_t e = r0 * P; e < r1 * P; ++e) out[e] = prev[0][e] * mask[e];
+        h_in_ = out;
+      }
+      T* u_ = U ? u.data_ptr<T>() + row_step * B * U : nullptr;
+      for (int stage = 0; stage < STAGES; ++stage) {
+        if (stage < NP) {
+          const bool from_h = Cell::kProducts[stage].input == ProductInput::kHIn;
+          const T* x = from_h ? h_in_ + r0 * P : u_ + r0 * U;
+          gemm[stage].run(x, from_h ? P : U, product[stage].data_ptr<T>(), product_width[stage]);
+        }
+        const T* product_ = stage < NP ? product[stage].data_ptr<T>() : nullptr;
+        const int64_t pw = stage < NP ? product_width[stage] : 0;
+        at::parallel_for(r0, r1, grain(G), [&](int64_t lo, int64_t hi) {
+          for (int64_t b = lo; b < hi; ++b) {
+            ForwardRow<T> r{};
+            r.d = d;
+            r.gx = gx_ + (t * B + b) * G;
+            r.product = product_ ? product_ + (b - r0) * pw : nullptr;
+            r.h_in = h_in_ + b * P;
+            for (int k = 0; k < K; ++k) {
+              r.prev[k] = prev[k] + b * width[k];
+              r.next[k] = next[k] + b * width[k];
+            }
+            r.u = u_ ? u_ + b * U : nullptr;
+            for (int j = 0; j < Cell::kSaved; ++j) {
+              r.saved[j] = saved_width[j] ? saved[j].data_ptr<T>() + (row_step * B + b) * saved_width[j] : nullptr;
+            }
+            for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
+            r.args = a.cell_args.data();
+            if (step + 1 < T_) prefetch_row(gx_ + (steps.at(step + 1) * B + b) * G, G);
+            Cell::template forward<T, A>(stage, r);
+            if (stage == STAGES - 1) {
+              for (int k = 0; k < K; ++k) {  // zoneout: k * previous + (1 - k) * new
+                if (zone[k]) zone_mix(width[k], zone[k] + (t * B + b) * width[k], r.prev[k], r.next[k]);
+              }
+            }
+            if (stage == STAGES - 1 && len != nullptr && t >= len[b]) {
+              // an ended sequence keeps its state; its saved rows are zeroed so that nothing computed from
+              // its padding (NaN included) can reach a gradient
+              for (int k = 0; k < K; ++k) std::memcpy(r.next[k], r.prev[k], sizeof(T) * width[k]);
+              if (r.u) std::fill(r.u, r.u + U, T(0));
+              for (int j = 0; j < Cell::kSaved; ++j) {
+                if (r.saved[j]) std::fill(r.saved[j], r.saved[j] + saved_width[j], T(0));
+              }
+            }
+          }
+        });
+      }
     }
-  }
+  };
+  run_row_chunks(B, step_flops<Cell>(a.weights, H, B), scan_rows);
 
   std::vector<at::Tensor> outputs{history[0]};
   for (int k = 1; k < K; ++k) outputs.push_back(save ? history[k] : turns[k][T_ % 2]);
@@ -332,10 +383,6 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     grad_width[j] = Cell::grad_width(j, d);
     grad_buffers[j] = new_buffer({T_, B, grad_width[j]}, opt);
   }
-  std::vector<StepGemm<T>> gemm;
-  for (int i = 0; i < NP; ++i) {
-    gemm.push_back(product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kPlain, B, false));
-  }
   at::Tensor dh = at::empty({B, P}, opt);
   at::Tensor d_h_in = Cell::kWritesDHIn ? at::empty({B, P}, opt) : at::Tensor();
   at::Tensor du = U ? at::empty({B, U}, opt) : at::Tensor();
@@ -360,92 +407,107 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     const int64_t first = spec.row_stop < 0 ? 0 : spec.row_start * H;
     return {dgx.data_ptr<T>() + t * B * G + first, G};
   };
-  // d(input of product i) = d(product i) @ W_i, into out (B, its width)
-  auto product_input_grad = [&](int i, int64_t t, at::Tensor& out) {
-    const auto [grad, ld] = product_grad(i, t);
-    gemm[i].run(grad, ld, out.data_ptr<T>(), out.size(1));
-  };
 
-  for (int64_t step = T_ - 1; step >= 0; --step) {
-    const int64_t t = steps.at(step), p = steps.prev(t), n = steps.next(t);
-    const T* h_in_ = mask ? hm.data_ptr<T>() + t * B * P : hist[0] + p * B * P;
-    const T* u_ = U ? u.data_ptr<T>() + t * B * U : nullptr;
-    T* dgx_ = dgx.data_ptr<T>() + t * B * G;
-    for (int stage = STAGES - 1; stage >= 0; --stage) {
-      if (stage == 0 && STAGES == 2) product_input_grad(1, t, du);
-      const T* du_ = (stage == 0 && STAGES == 2) ? du.data_ptr<T>() : nullptr;
-      at::parallel_for(0, B, grain(G), [&](int64_t lo, int64_t hi) {
-        for (int64_t b = lo; b < hi; ++b) {
-          if (len != nullptr && t >= len[b]) {  // an ended sequence: no gate gradient, its state's passes through
-            if (stage == STAGES - 1) {
-              std::fill(dgx_ + b * G, dgx_ + (b + 1) * G, T(0));
-              for (int j = 0; j < Cell::kGradBuffers; ++j) {
-                T* g = grad_buffers[j].data_ptr<T>() + (t * B + b) * grad_width[j];
-                std::fill(g, g + grad_width[j], T(0));
+  // All T steps, last first, for rows [r0, r1) (see run_row_chunks): D holds the gradient of each state as
+  // the step being processed wrote it, Dn receives the next; the two swap roles every step.
+  auto scan_rows = [&](int64_t r0, int64_t r1) {
+    const int64_t rows = r1 - r0;
+    std::vector<StepGemm<T>> gemm;
+    for (int i = 0; i < NP; ++i) {
+      gemm.push_back(product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kPlain, rows, false));
+    }
+    // d(input of product i) = d(product i) @ W_i, into the rows' part of out (B, its width)
+    auto product_input_grad = [&](int i, int64_t t, at::Tensor& out) {
+      const auto [grad, ld] = product_grad(i, t);
+      gemm[i].run(grad + r0 * ld, ld, out.data_ptr<T>() + r0 * out.size(1), out.size(1));
+    };
+    T* Dp[kMaxStates];
+    T* Dnp[kMaxStates];
+    for (int k = 0; k < K; ++k) Dp[k] = D[k].data_ptr<T>(), Dnp[k] = Dn[k].data_ptr<T>();
+    for (int64_t step = T_ - 1; step >= 0; --step) {
+      const int64_t t = steps.at(step), p = steps.prev(t), n = steps.next(t);
+      const T* h_in_ = mask ? hm.data_ptr<T>() + t * B * P : hist[0] + p * B * P;
+      const T* u_ = U ? u.data_ptr<T>() + t * B * U : nullptr;
+      T* dgx_ = dgx.data_ptr<T>() + t * B * G;
+      for (int stage = STAGES - 1; stage >= 0; --stage) {
+        if (stage == 0 && STAGES == 2) product_input_grad(1, t, du);
+        const T* du_ = (stage == 0 && STAGES == 2) ? du.data_ptr<T>() : nullptr;
+        at::parallel_for(r0, r1, grain(G), [&](int64_t lo, int64_t hi) {
+          for (int64_t b = lo; b < hi; ++b) {
+            if (len != nullptr && t >= len[b]) {  // an ended sequence: no gate gradient, its state's passes through
+              if (stage == STAGES - 1) {
+                std::fill(dgx_ + b * G, dgx_ + (b + 1) * G, T(0));
+                for (int j = 0; j < Cell::kGradBuffers; ++j) {
+                  T* g = grad_buffers[j].data_ptr<T>() + (t * B + b) * grad_width[j];
+                  std::fill(g, g + grad_width[j], T(0));
+                }
+                for (int k = 0; k < K; ++k) {
+                  std::memcpy(d_prev[k].data_ptr<T>() + b * width[k], Dp[k] + b * width[k], sizeof(T) * width[k]);
+                }
+                if (d_h_in.defined()) {
+                  std::fill(d_h_in.data_ptr<T>() + b * P, d_h_in.data_ptr<T>() + (b + 1) * P, T(0));
+                }
               }
-              for (int k = 0; k < K; ++k) {
-                std::memcpy(d_prev[k].data_ptr<T>() + b * width[k], D[k].data_ptr<T>() + b * width[k],
-                            sizeof(T) * width[k]);
-              }
-              if (d_h_in.defined()) std::fill(d_h_in.data_ptr<T>() + b * P, d_h_in.data_ptr<T>() + (b + 1) * P, T(0));
+              continue;
             }
-            continue;
-          }
-          BackwardRow<T> r{};
-          r.d = d;
-          for (int k = 0; k < K; ++k) {
-            const T* dk = D[k].data_ptr<T>() + b * width[k];
-            if (zone[k]) {
-              T* dc = d_cand[k].data_ptr<T>() + b * width[k];
-              if (stage == STAGES - 1) zone_grad(width[k], zone[k] + (t * B + b) * width[k], dk, dc);
-              dk = dc;
-            }
-            r.d_next[k] = dk;
-            r.prev[k] = hist[k] + (p * B + b) * width[k];
-            r.next[k] = hist[k] + (n * B + b) * width[k];
-            r.d_prev[k] = d_prev[k].data_ptr<T>() + b * width[k];
-          }
-          r.h_in = h_in_ + b * P;
-          r.u = u_ ? u_ + b * U : nullptr;
-          for (int j = 0; j < Cell::kSaved; ++j) {
-            r.saved[j] = saved_data[j] ? saved_data[j] + (t * B + b) * saved_width[j] : nullptr;
-          }
-          for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
-          r.du = du_ ? du_ + b * U : nullptr;
-          r.dgx = dgx_ + b * G;
-          for (int j = 0; j < Cell::kGradBuffers; ++j) {
-            r.grads[j] = grad_buffers[j].data_ptr<T>() + (t * B + b) * grad_width[j];
-          }
-          r.d_h_in = d_h_in.defined() ? d_h_in.data_ptr<T>() + b * P : nullptr;
-          r.args = a.cell_args.data();
-          Cell::template backward<T, A>(stage, r);
-          if (stage == 0) {
-            for (int k = 0; k < K; ++k) {  // zoneout: the previous state got k * D directly
+            BackwardRow<T> r{};
+            r.d = d;
+            for (int k = 0; k < K; ++k) {
+              const T* dk = Dp[k] + b * width[k];
               if (zone[k]) {
-                zone_pass(width[k], zone[k] + (t * B + b) * width[k], D[k].data_ptr<T>() + b * width[k],
-                          r.d_prev[k]);
+                T* dc = d_cand[k].data_ptr<T>() + b * width[k];
+                if (stage == STAGES - 1) zone_grad(width[k], zone[k] + (t * B + b) * width[k], dk, dc);
+                dk = dc;
+              }
+              r.d_next[k] = dk;
+              r.prev[k] = hist[k] + (p * B + b) * width[k];
+              r.next[k] = hist[k] + (n * B + b) * width[k];
+              r.d_prev[k] = d_prev[k].data_ptr<T>() + b * width[k];
+            }
+            r.h_in = h_in_ + b * P;
+            r.u = u_ ? u_ + b * U : nullptr;
+            for (int j = 0; j < Cell::kSaved; ++j) {
+              r.saved[j] = saved_data[j] ? saved_data[j] + (t * B + b) * saved_width[j] : nullptr;
+            }
+            for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
+            r.du = du_ ? du_ + b * U : nullptr;
+            r.dgx = dgx_ + b * G;
+            for (int j = 0; j < Cell::kGradBuffers; ++j) {
+              r.grads[j] = grad_buffers[j].data_ptr<T>() + (t * B + b) * grad_width[j];
+            }
+            r.d_h_in = d_h_in.defined() ? d_h_in.data_ptr<T>() + b * P : nullptr;
+            r.args = a.cell_args.data();
+            Cell::template backward<T, A>(stage, r);
+            if (stage == 0) {
+              for (int k = 0; k < K; ++k) {  // zoneout: the previous state got k * D directly
+                if (zone[k]) zone_pass(width[k], zone[k] + (t * B + b) * width[k], Dp[k] + b * width[k], r.d_prev[k]);
               }
             }
           }
-        }
-      });
+        });
+      }
+      // the state read gets the products' gradient (times the dropout mask), its direct gradient, and its
+      // own upstream gradient (the output at the step before); an ended row passed D through above
+      if (NP > 0) {
+        product_input_grad(0, t, dh);
+      } else {
+        std::fill(dh.data_ptr<T>() + r0 * P, dh.data_ptr<T>() + r1 * P, T(0));
+      }
+      const T* dhi_ = d_h_in.defined() ? d_h_in.data_ptr<T>() + r0 * P : nullptr;
+      for (int k = 0; k < K; ++k) {
+        const int64_t w = width[k], off = r0 * w;
+        const T* up = upstream[k] ? upstream[k] + p * B * w + off : nullptr;
+        combine(rows * w, k == 0 ? dh.data_ptr<T>() + off : nullptr, k == 0 ? dhi_ : nullptr,
+                k == 0 && mask ? mask + off : nullptr, d_prev[k].data_ptr<T>() + off, up, Dnp[k] + off);
+        std::swap(Dp[k], Dnp[k]);
+      }
     }
-    // the state read gets the products' gradient (times the dropout mask), its direct gradient, and its
-    // own upstream gradient (the output at the step before); an ended row passed D through above
-    if (NP > 0) {
-      product_input_grad(0, t, dh);
-    } else {
-      dh.zero_();
-    }
-    const T* dh_ = dh.data_ptr<T>();
-    const T* dhi_ = d_h_in.defined() ? d_h_in.data_ptr<T>() : nullptr;
-    for (int k = 0; k < K; ++k) {
-      const T* up = upstream[k] ? upstream[k] + p * B * width[k] : nullptr;
-      combine(B * width[k], k == 0 ? dh_ : nullptr, k == 0 ? dhi_ : nullptr, k == 0 ? mask : nullptr,
-              d_prev[k].data_ptr<T>(), up, Dn[k].data_ptr<T>());
-      std::swap(D[k], Dn[k]);
-    }
+  };
+  run_row_chunks(B, step_flops<Cell>(a.weights, H, B), scan_rows);
+  if (T_ % 2 == 1) {
+    for (int k = 0; k < K; ++k) std::swap(D[k], Dn[k]);  // where every chunk's last step wrote
   }
+
   std::vector<at::Tensor> outputs{dgx};
   for (int k = 0; k < K; ++k) outputs.push_back(D[k]);
   for (int j = 0; j < Cell::kGradBuffers; ++j) outputs.push_back(grad_buffers[j]);
@@ -553,6 +615,8 @@ TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
         "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
         "Tensor?[] zoneout) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
+  // how many row chunks a scan of `batch` rows with per-step products of `flops` runs (for the tests)
+  m.def("scan_row_chunks(int batch, float flops) -> int", &seqtorch_cpu::row_chunks);
 }
 
 TORCH_LIBRARY_IMPL(seqtorch, CPU, m) {
