@@ -75,36 +75,11 @@ inline T fast_exp(T x) {
   return p * scale;
 }
 
-// 1 / x for x >= 1 (the callers': 1 + exp(.)). Double divides. Float: a vector division costs 5 to 10 cycles of
-// throughput per 16 lanes on AVX-512 cores and the LSTM does five per unit, so the reciprocal is Newton's
-// iteration y <- y + y (1 - x y) from the bit-pattern guess 0x7EF311C3 - bits(x) (relative error <= 12.5%):
-// three iterations square it three times, to within ~1 ulp of the quotient, in six FMAs. x is capped at
-// 1e37 first (beyond, the guess's sign bit would flip); 1 / x is then 1e-37 where it was smaller, a
-// difference of < 1e-37. NaN stays NaN.
 template <typename T>
-inline T recip(T x) {
-  return T(1) / x;
-}
-
-template <>
-inline float recip<float>(float x) {
-  x = x > 1e37f ? 1e37f : x;
-  int32_t bits;
-  std::memcpy(&bits, &x, sizeof(float));
-  bits = 0x7EF311C3 - bits;
-  float y;
-  std::memcpy(&y, &bits, sizeof(float));
-  // written out: a loop here keeps GCC from vectorizing the callers' loops ("control flow in loop")
-  y = std::fma(y, std::fma(-x, y, 1.0f), y);
-  y = std::fma(y, std::fma(-x, y, 1.0f), y);
-  return std::fma(y, std::fma(-x, y, 1.0f), y);
-}
+inline T sigmoid(T x) { return T(1) / (T(1) + fast_exp(-x)); }
 
 template <typename T>
-inline T sigmoid(T x) { return recip(T(1) + fast_exp(-x)); }
-
-template <typename T>
-inline T tanh_(T x) { return T(1) - T(2) * recip(fast_exp(T(2) * x) + T(1)); }
+inline T tanh_(T x) { return T(1) - T(2) / (fast_exp(T(2) * x) + T(1)); }
 
 // The gates' squashing functions (recurrent_activation), by number as scan.h dispatches them:
 // 0 sigmoid, 1 Keras 2's hard sigmoid clip(0.2 x + 0.5, 0, 1), 2 torch's hardsigmoid clamp(x + 3, 0, 6) / 6.
