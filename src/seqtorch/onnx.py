@@ -62,7 +62,7 @@ import numpy as np
 from .recurrent_cells import Acts, Sizes, get_cell
 
 # Every implementation of the scan registers seqtorch::scan_forward_<name> (seqtorch.ops.contract).
-IMPLEMENTATIONS = ("cpp", "loop", "triton")
+IMPLEMENTATIONS = ("cpp", "loop", "triton", "triton_alternating")
 
 
 class OnnxExportError(ValueError):
