@@ -93,6 +93,21 @@ def _load_b(bias, k, H, o_h, m_h, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLO
         return tl.full((1, BLOCK_H), 0.0, ACC)
 
 
+def _load_bs(bias, H, o_h, m_h, NUM_GATES: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr,
+             BLOCK_H: tl.constexpr):
+    """b_hh's gate rows 0..3 (:func:`_load_b`); a cell with fewer gates gets row 0 in the unused places."""
+    b_b0 = _load_b(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    b_b1 = b_b0
+    b_b2 = b_b0
+    b_b3 = b_b0
+    if NUM_GATES > 1:
+        b_b1 = _load_b(bias, 1, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+        b_b2 = _load_b(bias, 2, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    if NUM_GATES > 3:
+        b_b3 = _load_b(bias, 3, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    return b_b0, b_b1, b_b2, b_b3
+
+
 def _row_ptr(base, t, B, width, o_b, o_h):
     """Pointers to columns o_h of rows o_b of step t in a (T, B, width) buffer."""
     return base + (t * B + o_b[:, None]) * width + o_h[None, :]
@@ -142,15 +157,7 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, W2, W3, W4, CARGS, lengths, rmask, ZH,
             b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
         else:
             b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, True, W_VECTOR, ACC)
-    b_b0 = _load_b(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-    b_b1 = b_b0
-    b_b2 = b_b0
-    b_b3 = b_b0
-    if NUM_GATES > 1:
-        b_b1 = _load_b(bias, 1, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-        b_b2 = _load_b(bias, 2, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-    if NUM_GATES > 3:
-        b_b3 = _load_b(bias, 3, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    b_b0, b_b1, b_b2, b_b3 = _load_bs(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
     if REVERSE:
         first = T
     else:
@@ -337,7 +344,7 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
 # ----------------------------------------------------------------------------------------------------
 # lazy decoration
 
-_KERNEL_HELPERS = (_load_w, _load_ws, _load_wv, _load_b, _row_ptr)
+_KERNEL_HELPERS = (_load_w, _load_ws, _load_wv, _load_b, _load_bs, _row_ptr)
 _KERNELS = (_scan_fwd_kernel, _scan_bwd_kernel)
 _BUILT: dict = {}
 

@@ -30,12 +30,21 @@ import triton.language as tl
 
 from ..recurrent_cells.triton_math import load_tile, store_tile
 from . import triton_kernels
-from .triton_kernels import _jit_all, _load_b, _load_wv, _rebind, interpreting
+from .triton_kernels import _jit_all, _load_bs, _load_wv, _rebind, interpreting
 
 
 def computed_product(a, b):
     """The ``dot`` the cells see in these kernels: ``b`` is already the product's tile (module docstring)."""
     return b
+
+
+def _block(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """This program's rows o_b and columns o_h of a step, their masks, and the offsets of a (B, H) tile."""
+    o_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    o_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    m_b = o_b < B
+    m_h = o_h < H
+    return o_b, o_h, m_b, m_h, m_b[:, None] & m_h[None, :], o_b[:, None] * H + o_h[None, :]
 
 
 def _tile(p, width, o_b, o_h):
@@ -55,14 +64,7 @@ def _step_fwd_kernel(gx, Q, w, bias, W2, W3, W4, CARGS, lengths, t, ZH, ZC,   # 
     (B, G*H) (unused with W_VECTOR: W_hh is then the vector ``w``), the previous states, and, with SAVE, the
     cell's saved rows. ZH, ZC: this step's zoneout coefficients (B, H). Past a sequence's length
     (``lengths[b] <= t``) the previous state is kept."""
-    i_b = tl.program_id(0)
-    i_h = tl.program_id(1)
-    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    o_h = i_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    m_b = o_b < B
-    m_h = o_h < H
-    m_bh = m_b[:, None] & m_h[None, :]
-    o_bh = o_b[:, None] * H + o_h[None, :]
+    o_b, o_h, m_b, m_h, m_bh, o_bh = _block(B, H, BLOCK_B, BLOCK_H)
     b_h = load_tile(h_prev + o_bh, m_bh, ACC)
     b_hin = load_tile(h_in + o_bh, m_bh, ACC)
     b_c = b_h
@@ -81,15 +83,7 @@ def _step_fwd_kernel(gx, Q, w, bias, W2, W3, W4, CARGS, lengths, t, ZH, ZC,   # 
             b_w2 = load_tile(p_q + 2 * H, m_bh, ACC)
         if NUM_GATES > 3:
             b_w3 = load_tile(p_q + 3 * H, m_bh, ACC)
-    b_b0 = _load_b(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-    b_b1 = b_b0
-    b_b2 = b_b0
-    b_b3 = b_b0
-    if NUM_GATES > 1:
-        b_b1 = _load_b(bias, 1, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-        b_b2 = _load_b(bias, 2, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-    if NUM_GATES > 3:
-        b_b3 = _load_b(bias, 3, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    b_b0, b_b1, b_b2, b_b3 = _load_bs(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
     if HAS_LENGTHS:
         b_valid = (tl.load(lengths + o_b, mask=m_b, other=0) > t)[:, None]
     else:
@@ -133,14 +127,7 @@ def _step_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, t, t_done, ZH, ZC,   
     dgx (B, G*H) and the cell's gradient rows G0, G1 (widths GW0, GW1); its own ``dot`` terms are zero
     here (module docstring). The last launch (FINISH only) leaves dh0, dc0 in D_h, D_c.
     """
-    i_b = tl.program_id(0)
-    i_h = tl.program_id(1)
-    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    o_h = i_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    m_b = o_b < B
-    m_h = o_h < H
-    m_bh = m_b[:, None] & m_h[None, :]
-    o_bh = o_b[:, None] * H + o_h[None, :]
+    o_b, o_h, m_b, m_h, m_bh, o_bh = _block(B, H, BLOCK_B, BLOCK_H)
     b_dh = load_tile(D_h + o_bh, m_bh, ACC)
     b_dc = b_dh
     if HAS_C:
@@ -233,8 +220,8 @@ def step_kernels() -> types.SimpleNamespace:
         helpers["dot"] = triton.jit(computed_product)
         namespace = dict(globals())
         namespace.update(persistent.helpers)
-        namespace.update({name: persistent.namespace[name] for name in ("_load_b", "_load_wv")})
-        _jit_all((_tile,), namespace)
+        namespace.update({name: persistent.namespace[name] for name in ("_load_bs", "_load_wv")})
+        _jit_all((_block, _tile), namespace)
         # the step and the per-step row pointers change every launch: no recompilation for their values
         for fn, steps, rows in _KERNELS:
             namespace[fn.__name__] = triton.jit(_rebind(fn, namespace), do_not_specialize=steps,
