@@ -19,7 +19,8 @@ What it covers (:func:`supports` says why not, and ``backend="auto"`` then falls
   and the projected LSTM); :func:`implementation` is the rule;
 * state, weights and math in float32 or float64 (w_hh's dtype); gx in that dtype, or float16/bfloat16
   under autocast (cast to the math dtype first; the output is returned in gx's dtype, the final states
-  in the math dtype); matrix products in full precision (no TF32);
+  in the math dtype); matrix products in full precision (no TF32; the alternating loop's cuBLAS products
+  follow ``torch.backends.cuda.matmul.allow_tf32``, off by default);
 * CUDA tensors, or CPU tensors while ``TRITON_INTERPRET=1`` (the interpreter; slow, for tests).
 """
 
