@@ -58,10 +58,11 @@ def _slots(t: int, reverse: bool) -> tuple[int, int]:
 
 
 def _flags(opts: ScanOptions, dtype: torch.dtype) -> dict:
-    spec = opts.spec
-    return dict(NUM_GATES=spec.gates, HAS_C=len(spec.states) == 2, W_VECTOR=len(spec.products) == 0,
-                ACC=triton.language.float64 if dtype == torch.float64 else triton.language.float32,
-                RELU=opts.activation == "relu", GATE=triton_scan.GATE_IDS[opts.recurrent_activation])
+    """The persistent kernels' cell flags (:func:`seqtorch.ops.triton_scan._flags`) but REVERSE: here the
+    host loop owns the step order."""
+    flags = triton_scan._flags(opts, dtype)
+    del flags["REVERSE"]
+    return flags
 
 
 def forward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch.dtype, *, lengths: bool, bias: bool,
