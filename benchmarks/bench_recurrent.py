@@ -46,7 +46,8 @@ from torch import nn
 import harness
 import seqtorch
 import torch_loops
-from seqtorch.functional import resolve_backend
+from seqtorch.ops import dispatch
+from seqtorch.ops.contract import ScanOptions
 from seqtorch.recurrent_cells import get_cell
 
 
@@ -184,7 +185,7 @@ def seqtorch_backends(requested: list[str], device: torch.device, cell: str, H: 
     usable = []
     for name in requested:
         try:
-            resolved = resolve_backend(name, probe, H, cell=cell)
+            resolved = dispatch.choose(name, ScanOptions(cell), probe, H).backend
         except (RuntimeError, ValueError) as error:
             print(f"# skipping backend {name!r} for {cell} at H={H}: {error}", file=sys.stderr)
             continue

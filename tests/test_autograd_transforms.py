@@ -17,7 +17,7 @@ from torch.func import functional_call, grad, jacfwd, jacrev, jvp, stack_module_
 
 import seqtorch
 from conftest import assert_close
-from seqtorch.ops import cpu_fused
+from seqtorch.ops import dispatch
 
 T, B, I, H = 4, 3, 3, 4
 
@@ -33,7 +33,7 @@ CONFIGS = {  # id: (class, constructor options, use lengths)
 @pytest.fixture(params=["native", "python"])
 def loops(request, monkeypatch):
     """The default backend with the C++ loop, and with the Python loop it falls back to."""
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", request.param == "native")
+    monkeypatch.setattr(dispatch, "USE_NATIVE", request.param == "native")
     return request.param
 
 

@@ -14,10 +14,11 @@ import torch
 
 from conftest import assert_close
 from seqtorch.functional import scan
-from seqtorch.ops import buffers, cpu_fused, native
+from seqtorch.ops import buffers, dispatch, native
+from support.dispatching import serving_kernel
 from seqtorch.ops.contract import ScanOptions
-from seqtorch.recurrent_cells import CELLS, Acts, Cell
-from seqtorch.reference import scan_reference
+from seqtorch.recurrent_cells import CELLS, Acts, Cell, get_cell
+from seqtorch.ops.reference import scan_reference
 
 T, B, H = 5, 4, 3
 
@@ -67,17 +68,14 @@ def outputs_and_grads(run, gx, states, weights):
 def backends_for(cell):
     """The fused backends that have ``cell``: the C++ loop (a cell with a ``cpu.h``) and the Python loop, the
     Triton kernels: the persistent ones and, for a cell it takes, the alternating loop (GEMM + launch per step)."""
-    from seqtorch.ops import BACKENDS
+    cases = [("cpu_fused", "native")] if cell in native.cell_headers() else []
+    cases += [("cpu_fused", "python")]
+    if "triton" in dispatch.available_backends():
+        from seqtorch.ops import triton_alternating, triton_scan
 
-    cases = []
-    if "cpu_fused" in BACKENDS:
-        cases += [("cpu_fused", "native")] if cell in native.cell_headers() else []
-        cases += [("cpu_fused", "python")]
-    if "triton" in BACKENDS and BACKENDS["triton"].has_cell(cell):
-        from seqtorch.ops import triton_alternating
-
-        cases.append(("triton", "interpreter"))
-        cases += [("triton", "alternating")] if triton_alternating.supports_cell(cell) is None else []
+        if triton_scan.has_cell(get_cell(cell)):
+            cases.append(("triton", "interpreter"))
+            cases += [("triton", "alternating")] if triton_alternating.supports_cell(get_cell(cell)) is None else []
     return cases
 
 
@@ -87,7 +85,7 @@ CASES = [pytest.param(cell, backend, loop, id=f"{cell}-{backend}-{loop}")
 
 def use(cell, backend, loop, monkeypatch, like):
     """Set up the case's backend; for the C++ case, check that the C++ loop is what serves ``cell``."""
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", loop == "native")
+    monkeypatch.setattr(dispatch, "USE_NATIVE", loop == "native")
     if backend == "triton":
         from seqtorch.ops import triton_alternating, triton_scan
 
@@ -95,10 +93,10 @@ def use(cell, backend, loop, monkeypatch, like):
         # the alternating loop serves above the persistent kernels' largest H: lowered, it serves every size
         monkeypatch.setattr(triton_scan, "MAX_HIDDEN", 0 if loop == "alternating" else triton_scan.MAX_HIDDEN)
         want = triton_alternating.KERNEL if loop == "alternating" else triton_scan.KERNEL
-        assert triton_scan.implementation(ScanOptions(cell), H) is want
+        assert serving_kernel("triton", cell, like, H) is want
     if loop == "native":
         assert native.kernel(cell) is not None, native.failure()
-        assert cpu_fused.implementation(ScanOptions(cell), like) is native.kernel(cell)
+        assert serving_kernel("cpu_fused", cell, like, H) is native.kernel(cell)
 
 
 # The cells with a kernel of their own on every backend: C++ (cpu.h) and Triton (triton.py).
@@ -114,9 +112,9 @@ def test_cell_has_its_cpp_kernel(cell):
 @pytest.mark.parametrize("cell", KERNEL_CELLS)
 def test_cell_has_its_triton_kernels(cell):
     pytest.importorskip("triton")
-    from seqtorch.ops import BACKENDS
+    from seqtorch.ops import triton_scan
 
-    assert BACKENDS["triton"].has_cell(cell)
+    assert triton_scan.has_cell(get_cell(cell))
     assert ("triton", "interpreter") in backends_for(cell)
 
 
@@ -238,7 +236,7 @@ def run_cpp_in_chunks(cell, dtype, threads):
 def test_cpp_loop_in_row_chunks_matches_its_reference(cell, monkeypatch):
     """With two threads and small products the C++ loop splits the batch into row chunks, each running the
     whole time loop on its own thread (scan.cpp's row_chunks); float64 against the reference."""
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", True)
+    monkeypatch.setattr(dispatch, "USE_NATIVE", True)
     got = run_cpp_in_chunks(cell, torch.float64, threads=2)
     gx, states, weights, L, M, keep = row_chunk_case(cell)
     leaves = [t.requires_grad_() for t in (gx, *states, *weights)]
@@ -254,7 +252,7 @@ def test_cpp_loop_in_row_chunks_matches_its_reference(cell, monkeypatch):
 @pytest.mark.parametrize("cell", sorted(native.cell_headers()))
 def test_cpp_loop_in_row_chunks_float32_matches_one_thread(cell, monkeypatch):
     """float32 in two row chunks against the same scan on one thread (whole rows)."""
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", True)
+    monkeypatch.setattr(dispatch, "USE_NATIVE", True)
     for a, b in zip(run_cpp_in_chunks(cell, torch.float32, threads=2), run_cpp_in_chunks(cell, torch.float32, 1)):
         assert a.dtype == torch.float32 and torch.isfinite(a).all()
         assert_close(a, b)

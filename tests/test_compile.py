@@ -4,12 +4,13 @@ recurrent core is no graph break (fullgraph raises on one). Two compiles in all,
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 import seqtorch
 from conftest import TOL
-from seqtorch.functional import recurrent_scan
+from support.layer_families import recurrent_scan
 
 
 class TinyModel(nn.Module):
@@ -68,3 +69,21 @@ def test_compiled_scan_with_lengths_matches_eager_fullgraph():
     got = _grads_after(torch.compile(scan, fullgraph=True, backend="aot_eager"), params, *params)
     for a, b in zip(got, eager):
         torch.testing.assert_close(a, b, **TOL[torch.float32])
+
+
+def test_lengths_compile_to_one_graph_and_are_still_checked():
+    """``lengths=`` under torch.compile(fullgraph=True): one graph, no break (torch._dynamo.explain), the
+    eager numbers, and lengths out of range refused by a runtime assertion inside the graph."""
+    torch.manual_seed(0)
+    layer = seqtorch.LSTM(4, 5, 2, batch_first=True, bidirectional=True)
+    x, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4])
+    explained = torch._dynamo.explain(layer)(x, lengths=lengths)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    got, (h_n, c_n) = compiled(x, lengths=lengths)
+    want, (want_h, want_c) = layer(x, lengths=lengths)
+    for a, b in ((got, want), (h_n, want_h), (c_n, want_c)):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    with pytest.raises(RuntimeError, match=r"lengths must be in \[1, 6\]"):
+        compiled(x, lengths=torch.tensor([7, 2, 4]))

@@ -34,7 +34,7 @@ def inputs(layer, T=5, B=3, seed=1):
     x = torch.randn((B, T, I) if layer.batch_first else (T, B, I), generator=gen)
     shape = (layer.num_layers * (2 if layer.bidirectional else 1), B, H)
     hx = torch.randn(shape, generator=gen)
-    hx = (hx, torch.randn(shape, generator=gen)) if layer.mode == "lstm" else hx
+    hx = (hx, torch.randn(shape, generator=gen)) if layer.cell.family == "lstm" else hx
     return x, hx
 
 
@@ -52,7 +52,7 @@ def assert_same_function(a, b, *args, **kwargs):
 def test_to_torch_nn(case):
     layer = make_layer(case).eval()
     converted = layer.to_torch_nn()
-    assert type(converted) is {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[layer.mode]
+    assert type(converted) is {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[layer.cell.family]
     assert not converted.training
     for (name, p), (name_nn, q) in zip(layer.state_dict().items(), converted.state_dict().items()):
         assert name == name_nn and torch.equal(p, q)

@@ -60,7 +60,7 @@ def test_load_model_builds_the_layers_models_json_lists(file_name):
     for layer in model.layers:
         if isinstance(layer, sk.KerasRecurrent):
             kinds.append("Bidirectional" if layer.rnn.bidirectional else
-                         {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}[layer.rnn.mode])
+                         {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}[layer.rnn.cell.family])
         else:
             kinds.append({torch.nn.Embedding: "Embedding", sk.Dense: "Dense"}[type(layer)])
     assert kinds == MODELS[name]

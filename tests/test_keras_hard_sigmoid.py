@@ -22,7 +22,7 @@ def _spelled_out(layer, x, gate):
     outputs = []
     for t in range(T):
         gx, gh = x[t] @ w_ih.T + b_ih, h @ w_hh.T + b_hh
-        if layer.mode == "lstm":
+        if layer.cell.family == "lstm":
             i, f, g, o = (gx + gh).chunk(4, dim=-1)
             c = gate(f) * c + gate(i) * torch.tanh(g)
             h = gate(o) * torch.tanh(c)

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 import seqtorch
+from seqtorch.ops import dispatch
 from conftest import assert_close, cpu_backends
-from seqtorch.reference import gru_step, hard_sigmoid
+from seqtorch.recurrent_cells import Acts, get_cell
+from seqtorch.recurrent_cells.activations import hard_sigmoid_keras2 as hard_sigmoid
 
 LAYERS = {"rnn": seqtorch.SimpleRNN, "lstm": seqtorch.LSTM, "gru": seqtorch.GRU}
 
@@ -89,18 +91,18 @@ def test_recurrent_dropout_mask_is_constant_over_time_and_differs_between_sequen
 
 def test_dropout_masks_are_per_layer_and_direction():
     calls = []
-    real = seqtorch.functional.scan
+    real = dispatch.scan
 
     def spy(*args, **kwargs):
         calls.append(kwargs["rec_mask"])
         return real(*args, **kwargs)
 
     layer = seqtorch.GRU(3, 4, num_layers=2, bidirectional=True, recurrent_dropout=0.5)
-    seqtorch.functional.scan = spy
+    dispatch.scan = spy
     try:
         layer(torch.randn(5, 6, 3))
     finally:
-        seqtorch.functional.scan = real
+        dispatch.scan = real
     assert len(calls) == 4 and all(m.shape == (6, 4) for m in calls)
     assert len({tuple(m.flatten().tolist()) for m in calls}) == 4
 
@@ -129,7 +131,8 @@ def test_reset_before_gru_matches_keras_equations_in_numpy():
     w_hh = torch.tensor(np.concatenate([U["r"].T, U["z"].T, U["h"].T]))
     b_ih = torch.tensor(np.concatenate([b["r"], b["z"], b["h"]]))
     gx = torch.tensor(x) @ w_ih.T + b_ih
-    got = gru_step(gx, torch.tensor(h), w_hh, None, recurrent_activation="hard_sigmoid", reset_after=False)
+    h0 = torch.tensor(h)
+    (got,) = get_cell("gru_reset_before").step(gx, h0, (h0,), (w_hh, None), Acts.of("tanh", "hard_sigmoid"))
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
     cell = seqtorch.GRUCell(I, H, bias=False, reset_after=False, recurrent_activation="hard_sigmoid",
                             dtype=torch.float64)

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import seqtorch
 from conftest import assert_close, cpu_backends
-from seqtorch.ops import cpu_fused
+from seqtorch.ops import dispatch
 
 T, B, I, H = 6, 3, 4, 5
 LENGTHS = torch.tensor([6, 2, 4])
@@ -20,7 +20,7 @@ LAYERS = {"rnn": (seqtorch.SimpleRNN, nn.RNN), "lstm": (seqtorch.LSTM, nn.LSTM),
 
 @pytest.fixture(params=["native", "python"])
 def loops(request, monkeypatch):
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", request.param == "native")
+    monkeypatch.setattr(dispatch, "USE_NATIVE", request.param == "native")
 
 
 def padded(fill: float) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 import seqtorch
-from seqtorch.ops import cpu_fused, native
+from seqtorch.ops import dispatch, native
+from support.dispatching import serving_kernel
 from seqtorch.ops.contract import ScanOptions
 
 from conftest import assert_close
@@ -234,7 +235,7 @@ def test_each_product_path_matches_reference(monkeypatch, name, options, dtype, 
     fused = getattr(seqtorch, name)(4, 5, backend="cpu_fused", dtype=dtype, **kwargs)
     reference = getattr(seqtorch, name)(4, 5, backend="reference", dtype=torch.float64, **kwargs)
     reference.load_state_dict(fused.state_dict())
-    assert cpu_fused.implementation(ScanOptions(fused.cell), torch.empty(0, dtype=dtype)) is not cpu_fused.PYTHON_LOOP
+    assert serving_kernel("cpu_fused", fused.cell.name, torch.empty(1, 1, fused.cell.gates, dtype=dtype), 1) is native.kernel(fused.cell.name)
     x = torch.randn(steps, 3, 4, dtype=torch.float64)
     _, state = reference(x)
     # random initial states, so that even a one-step scan's products (and their gradients) are not zero

@@ -13,7 +13,7 @@ from torch import nn
 
 import seqtorch
 import seqtorch.onnx as sonnx
-from seqtorch.ops import cpu_fused
+from seqtorch.ops import dispatch
 from conftest import assert_close
 
 ONNX_OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
@@ -34,7 +34,7 @@ class Model(nn.Module):
         lengths = extra.pop(0) if self.use_lengths else None
         hx = None
         if self.use_hx:
-            hx = tuple(extra) if self.rnn.mode == "lstm" else extra[0]
+            hx = tuple(extra) if self.rnn.cell.family == "lstm" else extra[0]
         output, state = self.rnn(x, hx, lengths=lengths)
         return (output, *state) if isinstance(state, tuple) else (output, state)
 
@@ -49,7 +49,7 @@ def make_inputs(layer, T: int, B: int, use_lengths: bool, use_hx: bool, gen) -> 
         inputs.append(lengths)
     if use_hx:
         shape = (layer.num_layers * layer.num_directions, B, H)
-        inputs += [torch.randn(shape, generator=gen) for _ in range(2 if layer.mode == "lstm" else 1)]
+        inputs += [torch.randn(shape, generator=gen) for _ in range(2 if layer.cell.family == "lstm" else 1)]
     return tuple(inputs)
 
 
@@ -70,7 +70,7 @@ def export_and_compare(layer, *, use_lengths=False, use_hx=False, grad=True):
         program = torch.onnx.export(model, example, dynamo=True, dynamic_shapes=dynamic_shapes(layer, example),
                                     verbose=False)
     ops = [node.op_type for node in program.model.graph]
-    expected_op = ONNX_OPS[layer.mode]
+    expected_op = ONNX_OPS[layer.cell.family]
     assert ops.count(expected_op) == layer.num_layers * layer.num_directions, ops
     assert not {"Loop", "Scan", "If"} & set(ops), ops   # no unrolled or looped fallback
     session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -147,7 +147,7 @@ def test_export_without_grad(case):
 @pytest.mark.parametrize("case", ["lstm_bi_lengths", "gru_reset_before_single_bias_hardsigmoid", "rnn_relu"])
 def test_export_python_loop_implementation(case, monkeypatch):
     """The Python loop's op (what serves without a C++ compiler) translates the same way."""
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", False)
+    monkeypatch.setattr(dispatch, "USE_NATIVE", False)
     layer, call = build(case)
     program, _ = export_and_compare(layer, **call)
     targets = {str(node.target) for node in program.exported_program.graph.nodes}

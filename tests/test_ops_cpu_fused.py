@@ -14,10 +14,13 @@ import pytest
 import torch
 
 import seqtorch
-from seqtorch.functional import available_backends, recurrent_scan, resolve_backend
-from seqtorch.ops import buffers, cpu_fused, native
+from seqtorch.functional import available_backends
+from support.dispatching import resolve_backend
+from support.layer_families import recurrent_scan
+from seqtorch.ops import buffers, dispatch, native
+from support.dispatching import implementation, serving_kernel
 from seqtorch.ops.contract import ScanOptions
-from seqtorch.reference import GATES, recurrent_scan_reference
+from support.layer_families import GATES, recurrent_scan_reference
 
 recurrent_scan_cpu_fused = functools.partial(recurrent_scan, backend="cpu_fused")
 
@@ -40,7 +43,7 @@ def _poison():
 def loops(request, monkeypatch):
     """Every test runs twice: with the C++ LSTM and GRU loops (csrc/) and with the Python loops they
     replace on CPU, so both stay equal to the reference (the Python ones serve where C++ cannot)."""
-    monkeypatch.setattr(cpu_fused, "USE_NATIVE", request.param == "native")
+    monkeypatch.setattr(dispatch, "USE_NATIVE", request.param == "native")
     return request.param
 
 
@@ -52,7 +55,7 @@ def test_native_loops_are_built():
 def test_native_loops_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("SEQTORCH_NATIVE", "0")
     assert native.load() is None
-    assert cpu_fused.implementation(ScanOptions("lstm"), torch.zeros(1)) is cpu_fused.PYTHON_LOOP
+    assert serving_kernel("cpu_fused", "lstm", torch.zeros(1, 1, 4), 1) is dispatch.PYTHON_LOOP
 
 
 def make_inputs(mode, T, B, H, *, dtype=torch.float64, lengths=False, mask=False, bias=True, c0=True, seed=0,
@@ -260,9 +263,9 @@ def test_auto_backend_on_cpu_is_cpu_fused():
 
 
 def test_unsupported_dtype_is_refused_with_reason():
-    reason = cpu_fused.supports(ScanOptions("lstm"), torch.zeros(3, 2, 8, dtype=torch.int64), 2)
+    reason = implementation("Python loop").supports(ScanOptions("lstm"), torch.zeros(3, 2, 8, dtype=torch.int64), 2)
     assert reason is not None and "int64" in reason
-    assert cpu_fused.supports(ScanOptions("lstm"), torch.zeros(3, 2, 8, dtype=torch.bfloat16), 2) is None
+    assert implementation("Python loop").supports(ScanOptions("lstm"), torch.zeros(3, 2, 8, dtype=torch.bfloat16), 2) is None
     with pytest.raises(RuntimeError, match="cpu_fused.*int64"):
         resolve_backend("cpu_fused", torch.zeros(3, 2, 8, dtype=torch.int64), 2)
 
@@ -315,7 +318,7 @@ def test_custom_op_registration_passes_opcheck():
     inputs, L, rec_mask = make_inputs("lstm", 3, 2, 4, lengths=True, mask=True)
     args = ("lstm", "tanh", "sigmoid", True, [], True, inputs["gx"], [inputs["h0"], inputs["c0"]],
             [inputs["w_hh"], inputs["b_hh"]], L, rec_mask, [None, None])
-    kernel = cpu_fused.implementation(ScanOptions("lstm"), inputs["gx"])
+    kernel = serving_kernel("cpu_fused", "lstm", inputs["gx"], 4)
     torch.library.opcheck(kernel.forward, args,
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
 

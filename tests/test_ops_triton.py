@@ -15,10 +15,10 @@ import torch
 pytest.importorskip("triton")
 
 from conftest import assert_close  # noqa: E402
-from seqtorch import functional  # noqa: E402
 from seqtorch.ops import triton_alternating, triton_scan  # noqa: E402
-from seqtorch.ops.contract import ScanOptions  # noqa: E402
-from seqtorch.reference import GATES, recurrent_scan_reference  # noqa: E402
+from seqtorch.recurrent_cells import get_cell  # noqa: E402
+from support.dispatching import resolve_backend, serving_kernel  # noqa: E402
+from support.layer_families import GATES, recurrent_scan_reference, recurrent_scan_triton, rnn  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
@@ -83,7 +83,7 @@ def check_against_reference(mode, T, B, H, *, dtype=torch.float32, lengths=None,
     upstream = [torch.randn(T, B, H, generator=gen, dtype=dtype).to(DEVICE)]
     upstream += [torch.randn(B, H, generator=gen, dtype=dtype).to(DEVICE)
                  for _ in range(2 if mode == "lstm" else 1)]
-    got, got_grads = run_scan(triton_scan.recurrent_scan_triton, mode, inputs, options, upstream, **kwargs)
+    got, got_grads = run_scan(recurrent_scan_triton, mode, inputs, options, upstream, **kwargs)
     want, want_grads = run_scan(recurrent_scan_reference, mode, inputs, options, upstream, **kwargs)
     for name, a, b in zip(["output", "h_n", "c_n"], got, want):
         assert a.dtype == b.dtype and a.shape == b.shape, name
@@ -134,7 +134,7 @@ def test_matches_reference_float64(mode):
                          ids=["lstm-H40-on-chip", "gru-H70-from-L2", "rnn-H128-max"])
 def test_larger_hidden_sizes(mode, H):
     """H up to MAX_HIDDEN; W_hh kept on chip or re-read each step depending on its size."""
-    config = triton_scan._launch_config(mode, H, torch.float32)
+    config = triton_scan._launch_config(get_cell(mode), H, torch.float32)
     assert config["W_ON_CHIP"] == (mode != "gru")
     check_against_reference(mode, 3, 2, H, lengths=[3, 2], mask=True)
 
@@ -149,7 +149,8 @@ def alternating(monkeypatch):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("T,B,H,opts", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_alternating_loop_matches_reference_float32(mode, T, B, H, opts, alternating):
-    assert triton_scan.implementation(ScanOptions(mode), H) is triton_alternating.KERNEL
+    assert serving_kernel("triton", mode, torch.zeros(1, 1, GATES[mode] * H, device=DEVICE), H) \
+        is triton_alternating.KERNEL
     check_against_reference(mode, T, B, H, **opts)
 
 
@@ -164,7 +165,7 @@ def test_alternating_loop_takes_the_reset_after_gru_only(reset_after, alternatin
     """The reset-before GRU's second product needs r inside the step: the alternating loop refuses it, with
     the reason (auto then falls back), and the persistent kernels keep it up to their limit."""
     gx = torch.zeros(2, 3, 3 * 6, device=DEVICE)
-    reason = triton_scan.supports_triton(gx, 6, "gru" if reset_after else "gru_reset_before")
+    reason = triton_alternating.supports_cell(get_cell("gru" if reset_after else "gru_reset_before"))
     assert (reason is None) == reset_after
     if not reset_after:
         assert "2 recurrent products" in reason
@@ -177,7 +178,8 @@ def test_alternating_loop_takes_the_reset_after_gru_only(reset_after, alternatin
 ], ids=["lstm-H130", "gru-H200-reverse", "rnn-H256-relu"])
 def test_hidden_sizes_above_the_persistent_kernels(mode, H, opts):
     """H > MAX_HIDDEN runs (the alternating loop, H split over column blocks of 128), against the reference."""
-    assert triton_scan.implementation(ScanOptions(mode), H) is triton_alternating.KERNEL
+    assert serving_kernel("triton", mode, torch.zeros(1, 1, GATES[mode] * H, device=DEVICE), H) \
+        is triton_alternating.KERNEL
     check_against_reference(mode, 3, 3, H, **opts)
 
 
@@ -188,7 +190,7 @@ def test_inference_path_matches_without_grad(loop, monkeypatch):
         monkeypatch.setattr(triton_scan, "MAX_HIDDEN", 0)
     inputs, options = make_inputs("lstm", 4, 3, 5, lengths=[4, 2, 1], mask=True)
     with torch.no_grad():
-        got = triton_scan.recurrent_scan_triton("lstm", *inputs.values(), **options, reverse=True)
+        got = recurrent_scan_triton("lstm", *inputs.values(), **options, reverse=True)
         want = recurrent_scan_reference("lstm", *inputs.values(), **options, reverse=True)
     for a, b in zip(got, want):
         assert not a.requires_grad
@@ -215,7 +217,7 @@ def test_layer_stack_through_functional_matches_reference(H):
     results = {}
     for backend in ["triton", "reference"]:
         torch.manual_seed(3)  # the same dropout masks for both backends
-        out, h_n, c_n = functional.rnn("lstm", x, h0, c0, weights, num_layers=2, bidirectional=True,
+        out, h_n, c_n = rnn("lstm", x, h0, c0, weights, num_layers=2, bidirectional=True,
                                        training=True, recurrent_dropout=0.3, lengths=lengths, backend=backend)
         grads = torch.autograd.grad((out.sum() + h_n.square().sum() + c_n.sum()), [w for ws in weights for w in ws])
         results[backend] = (out, h_n, c_n, *grads)
@@ -228,52 +230,34 @@ def test_layer_stack_through_functional_matches_reference(H):
 
 def test_supports_triton_rules(monkeypatch):
     gx = torch.zeros(3, 2, 8, device=DEVICE)
-    assert triton_scan.supports_triton(gx, 8) is None
-    assert triton_scan.supports_triton(torch.zeros(3, 2, 4 * 129, device=DEVICE), 129) is None  # alternating
-    reason = triton_scan.supports_triton(torch.zeros(3, 2, 3 * 129, device=DEVICE), 129, "gru_reset_before")
-    assert "hidden_size 129 is above what the persistent kernel covers (128)" in reason
-    assert "dtype torch.int32" in triton_scan.supports_triton(gx.int(), 8)
-    assert "non-empty" in triton_scan.supports_triton(torch.zeros(0, 2, 8, device=DEVICE), 8)
+    assert serving_kernel("triton", "lstm", gx, 8) is triton_scan.KERNEL
+    assert serving_kernel("triton", "lstm", torch.zeros(3, 2, 4 * 129, device=DEVICE), 129) \
+        is triton_alternating.KERNEL
+    with pytest.raises(RuntimeError) as info:
+        serving_kernel("triton", "gru_reset_before", torch.zeros(3, 2, 3 * 129, device=DEVICE), 129)
+    assert "hidden_size 129 is above what the persistent kernel covers (128)" in str(info.value)
+    assert "dtype torch.int32" in triton_scan.supports_device(gx.int())
+    assert "non-empty" in triton_scan.supports_device(torch.zeros(0, 2, 8, device=DEVICE))
     if not HAS_CUDA:
         monkeypatch.setenv("TRITON_INTERPRET", "0")
-        reason = triton_scan.supports_triton(gx, 8)
+        reason = triton_scan.supports_device(gx)
         assert "CUDA" in reason and "'cpu'" in reason
 
 
 def test_auto_never_picks_triton_for_cpu_tensors():
     gx = torch.zeros(3, 2, 8)  # even under the interpreter, auto leaves CPU tensors to cpu_fused/reference
-    assert functional.resolve_backend("auto", gx, 8) != "triton"
+    assert resolve_backend("auto", gx, 8) != "triton"
 
 
 def test_forced_triton_on_unsupported_input_raises_with_reason():
     gx = torch.zeros(2, 2, 3 * 129, device=DEVICE)
     with pytest.raises(RuntimeError, match=r"backend 'triton' cannot run this input: hidden_size 129"):
-        functional.resolve_backend("triton", gx, 129, cell="gru_reset_before")
+        resolve_backend("triton", gx, 129, cell="gru_reset_before")
     h0 = torch.zeros(2, 129, device=DEVICE)
     w = torch.zeros(3 * 129, 129, device=DEVICE)
-    with pytest.raises(RuntimeError, match=r"hidden_size 129 is above .* \(128\), and the alternating loop cannot"):
-        triton_scan.recurrent_scan_triton("gru", gx, h0, None, w, None, reset_after=False)
-
-
-@pytest.mark.parametrize("bad,match", [
-    (dict(mode="conv"), "mode must be one of"),
-    (dict(w_hh=torch.zeros(12, 4)), r"w_hh must have shape \(16, 4\)"),
-    (dict(c0=None), "needs c0"),
-    (dict(h0=torch.zeros(3, 4, dtype=torch.float64)), "h0 dtype must equal w_hh's"),
-    (dict(lengths=torch.ones(3)), "lengths must be an integer tensor"),
-    (dict(rec_mask=torch.ones(2, 4)), r"rec_mask must have shape \(3, 4\)"),
-    (dict(recurrent_activation="softsign"), "recurrent_activation must be one of"),
-], ids=["mode", "w_hh-shape", "no-c0", "h0-dtype", "float-lengths", "mask-shape", "activation"])
-def test_bad_inputs_raise_value_error(bad, match):
-    args = dict(mode="lstm", gx=torch.zeros(2, 3, 16), h0=torch.zeros(3, 4), c0=torch.zeros(3, 4),
-                w_hh=torch.zeros(16, 4), b_hh=None)
-    kwargs = dict(lengths=None, rec_mask=None, recurrent_activation="sigmoid")
-    for key, value in bad.items():
-        (args if key in args else kwargs)[key] = value
-    args = {k: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
-    kwargs = {k: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
-    with pytest.raises(ValueError, match=match):
-        triton_scan.recurrent_scan_triton(*args.values(), **kwargs)
+    with pytest.raises(RuntimeError, match=r"hidden_size 129 is above .* \(128\) \(triton persistent\); .*2 recurrent "
+                                           r"products .*\(triton alternating\)"):
+        recurrent_scan_triton("gru", gx, h0, None, w, None, reset_after=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -288,7 +272,7 @@ def test_cuda_bf16_autocast_matches_float32_math(mode):
     inputs, options = make_inputs(mode, 16, 32, 32, lengths=[16, 3] * 16)
     inputs["gx"] = inputs["gx"].bfloat16()
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        out, h_n, _ = triton_scan.recurrent_scan_triton(mode, *inputs.values(), **options)
+        out, h_n, _ = recurrent_scan_triton(mode, *inputs.values(), **options)
     inputs["gx"] = inputs["gx"].float()
     want, want_h, _ = recurrent_scan_reference(mode, *inputs.values(), **options)
     assert out.dtype == torch.bfloat16 and h_n.dtype == torch.float32
@@ -313,4 +297,4 @@ def test_cuda_faster_than_reference_loop():
         torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    assert timed(triton_scan.recurrent_scan_triton) < timed(recurrent_scan_reference)
+    assert timed(recurrent_scan_triton) < timed(recurrent_scan_reference)

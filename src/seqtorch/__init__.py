@@ -6,7 +6,8 @@
 
 Every torch.nn recurrent class name is here too (``getattr(seqtorch, name)`` works where a program
 does ``getattr(nn, name)``): ``seqtorch.RNN`` is :class:`SimpleRNN`, ``seqtorch.RNNCell`` is
-:class:`SimpleRNNCell`, ``RNNBase`` and ``RNNCellBase`` the shared bases. :func:`safe_globals` lists
+:class:`SimpleRNNCell`, ``RNNBase`` (:class:`Recurrent`, the layer over any cell) and ``RNNCellBase`` (:class:`RecurrentCell`)
+the shared bases; each is an instance of torch.nn's class of the same name. :func:`safe_globals` lists
 the classes ``torch.load(weights_only=True)`` needs to load a whole pickled model holding seqtorch
 modules.
 """
@@ -17,12 +18,13 @@ from ._validation import NotATensorError
 from .cells import (GRUCell, IndRNNCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell, RecurrentCell,
                     SimpleRNNCell)
 from .functional import available_backends
-from .layers import GRU, LSTM, IndRNN, LayerNormGRU, LayerNormLSTM, RecurrentLayer, SimpleRNN
+from .layers import GRU, LSTM, IndRNN, LayerNormGRU, LayerNormLSTM, Recurrent, SimpleRNN
+from .recurrent_cells import Cell
 
 # torch.nn's names: the same classes, so isinstance and pickles agree under either name.
 RNN = SimpleRNN
 RNNCell = SimpleRNNCell
-RNNBase = RecurrentLayer
+RNNBase = Recurrent
 RNNCellBase = RecurrentCell
 
 __version__ = "0.1.0"
@@ -42,7 +44,7 @@ def safe_globals() -> list[type]:
     from .keras import modules as keras  # imported here: the models and the importer sit above the layers
     from .models import imdb, jena
 
-    return [SimpleRNN, LSTM, GRU, SimpleRNNCell, LSTMCell, GRUCell, RecurrentLayer, RecurrentCell,
+    return [SimpleRNN, LSTM, GRU, SimpleRNNCell, LSTMCell, GRUCell, Recurrent, RecurrentCell,
             LayerNormLSTM, LayerNormGRU, IndRNN, LayerNormLSTMCell, LayerNormGRUCell, IndRNNCell,
             imdb.RNNClassifier, imdb.DenseClassifier, imdb.TorchNNTwin,
             jena.DenseRegressor, jena.RecurrentRegressor,
@@ -50,5 +52,6 @@ def safe_globals() -> list[type]:
 
 
 __all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "LayerNormLSTM", "LayerNormGRU",
-           "IndRNN", "LayerNormLSTMCell", "LayerNormGRUCell", "IndRNNCell", "RNN", "RNNCell", "RNNBase",
+           "IndRNN", "LayerNormLSTMCell", "LayerNormGRUCell", "IndRNNCell", "Recurrent", "RecurrentCell", "Cell",
+           "RNN", "RNNCell", "RNNBase",
            "RNNCellBase", "NotATensorError", "functional", "available_backends", "safe_globals", "__version__"]

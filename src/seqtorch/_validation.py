@@ -17,8 +17,7 @@ import torch
 from torch import Tensor
 from torch._C._functorch import is_functorch_wrapped_tensor
 
-from .init import INITS
-from .reference import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from .recurrent_cells import Cell
 
 
 class NotATensorError(TypeError, AttributeError):
@@ -120,42 +119,15 @@ def check_cell_sizes(input_size, hidden_size) -> tuple[int, int]:
     return sizes
 
 
-def check_options(*, activation: str | None, recurrent_activation: str, init: str, dropouts: dict[str, float],
-                  backend: str | None = None) -> None:
-    """seqtorch's own constructor options: names from the known sets, probabilities in [0, 1).
-    ``activation=None`` skips that check (SimpleRNNCell checks its nonlinearity in forward, as torch does)."""
-    from .functional import BACKENDS
-
-    if activation is not None and activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if recurrent_activation not in RECURRENT_ACTIVATIONS:
-        raise ValueError(f"recurrent_activation must be one of {RECURRENT_ACTIVATIONS}, "
-                         f"got {recurrent_activation!r}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    for name, p in dropouts.items():
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-            raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
-
-
-def check_eps(name: str, eps) -> None:
-    """LayerNorm's eps: a positive real number."""
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
-
-
-def check_single_bias(single_bias: bool, *, bias: bool, mode: str, reset_after: bool) -> None:
-    """``single_bias`` needs biases, and a GRU whose two biases are interchangeable (reset_after=False)."""
-    if not isinstance(single_bias, bool):
-        raise TypeError(f"single_bias must be a bool, got {type(single_bias).__name__}")
+def check_single_bias(owner: str, single_bias: bool, *, bias: bool, cell: Cell) -> None:
+    """``single_bias`` needs biases, and a cell whose two biases are interchangeable (not the reset-after
+    GRU's: :attr:`~seqtorch.recurrent_cells.Cell.single_bias_conflict`)."""
     if single_bias and not bias:
-        raise ValueError("single_bias=True needs bias=True (there is no bias to keep single)")
-    if single_bias and mode == "gru" and reset_after:
-        raise ValueError("single_bias=True needs reset_after=False for the GRU: with reset_after=True the "
-                         "recurrent candidate bias b_hn is scaled by the reset gate, so it is a separate "
-                         "bias (Keras' reset_after GRU has two biases too)")
+        raise ValueError(f"{owner}: single_bias=True needs bias=True (there is no bias to keep single)")
+    if single_bias and cell.single_bias_conflict:
+        hint = "; with reset_after=False the GRU's two biases add up" if cell.family == "gru" else ""
+        raise ValueError(f"{owner}: single_bias=True needs two interchangeable biases, but in cell {cell.name!r} "
+                         f"{cell.single_bias_conflict}{hint}")
 
 
 # --- forward arguments ---------------------------------------------------------------------------
@@ -255,10 +227,19 @@ def check_lengths(name: str, lengths: Tensor | Sequence[int], *, batch: int, ste
     values = values.to(device=device, dtype=torch.int64)
     # Under vmap (per-sample gradients over padded batches) the values are per sample and cannot be read
     # here; the scans treat them as they would any lengths. Under torch.export (and so ONNX export) they
-    # are an input of the graph, unknown when it is traced: the exported graph does not check them.
-    if batch > 0 and not is_functorch_wrapped_tensor(values) and not torch.compiler.is_exporting():
-        low, high = int(values.min()), int(values.max())
-        if low < 1 or high > steps:
-            raise ValueError(f"{name}: lengths must be in [1, {steps}] (the input's time dimension), "
-                             f"got min {low}, max {high}")
+    # are an input of the graph, unknown when it is traced: the exported graph does not check them. Under
+    # torch.compile a runtime assertion in the graph checks them (a RuntimeError when they are out of range).
+    if batch == 0 or torch.compiler.is_exporting():
+        return values
+    if torch.compiler.is_compiling():
+        # reading the values would break the graph: a runtime assertion inside it checks them instead
+        torch._assert_async(((values >= 1) & (values <= steps)).all(),
+                            f"{name}: lengths must be in [1, {steps}] (the input's time dimension)")
+        return values
+    if is_functorch_wrapped_tensor(values):
+        return values
+    low, high = int(values.min()), int(values.max())
+    if low < 1 or high > steps:
+        raise ValueError(f"{name}: lengths must be in [1, {steps}] (the input's time dimension), "
+                         f"got min {low}, max {high}")
     return values

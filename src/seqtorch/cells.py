@@ -1,80 +1,118 @@
-"""Single-step cells: torch.nn.RNNCell / LSTMCell / GRUCell's API, the equations of seqtorch.reference."""
+r"""Single-step cells: :class:`RecurrentCell` over any cell, and torch.nn.RNNCell/LSTMCell/GRUCell's API.
+
+:class:`RecurrentCell` holds a cell (:class:`~seqtorch.recurrent_cells.Cell`), builds its parameters in
+torch.nn's names (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` and the cell's own), checks its
+inputs as torch.nn's cells do and runs one step of the cell's equations. The public classes are a
+signature, a docstring and the choice of cell each; seqtorch's options are declared in
+:mod:`seqtorch.options`. They are instances of torch.nn's classes (``isinstance(seqtorch.LSTMCell(...),
+nn.LSTMCell)``, ``nn.RNNCellBase``).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from . import init as sinit
-from ._validation import (check_cell_input, check_cell_sizes, check_eps, check_like, check_options, check_rank,
-                          check_single_bias, check_state_shape)
-from .functional import zoneout_coefficients
-from .recurrent_cells import Acts, get_cell
-from .reference import ACTIVATIONS, cell_name
+from . import options as O
+from ._validation import (check_cell_input, check_cell_sizes, check_like, check_rank, check_single_bias,
+                          check_state_shape)
+from .functional import scan_options, zoneout_coefficients
+from .recurrent_cells import CELLS, Cell, get_cell
+from .recurrent_cells.activations import ACTIVATIONS
 
 
-class RecurrentCell(nn.Module):
-    """Parameters (from the cell's spec, in torch.nn's names and order), initialization, input handling
-    and the step shared by every cell Module.
+class RecurrentCell(nn.RNNCellBase):
+    r"""One step of any cell, with torch.nn.RNNCellBase's API: ``states' = cell.step(x W_ih^T + b_ih, states)``.
 
-    ``single_bias=True``: ``bias_hh`` is a zero buffer, one trained bias per gate as in Keras (see
-    :class:`seqtorch.layers.RecurrentLayer`). ``zoneout=p``: each unit of each state keeps its previous
-    value with probability p, a fresh mask per call in training; in evaluation the expectation,
-    ``p * previous + (1 - p) * new``.
+    Args:
+        cell: the step (:class:`~seqtorch.recurrent_cells.Cell`), built in or your own.
+        input_size, hidden_size, bias, device, dtype: torch.nn.RNNCellBase's. Sizes may be 0, as there.
+        **options: seqtorch's options every cell Module takes (``zoneout``, ``init``, ``single_bias``) and
+            those the cell lists (:attr:`~seqtorch.recurrent_cells.Cell.options`).
+
+    Inputs: ``input, hx=None``: input ``(B, I)`` or ``(I,)``; hx the state, or a tuple of the states for a
+    cell with more than one, each ``(B, H)`` or ``(H,)``; zeros when None.
+    Outputs: the new state, or the tuple of new states, shaped as hx.
+
+    ``zoneout=p``: each unit of each state keeps its previous value with probability p, a fresh mask per
+    call in training; in evaluation the expectation, ``p * previous + (1 - p) * new``.
     """
 
-    mode = "rnn"
+    _default_cell: Cell | None = None
+    _own_options: tuple[str, ...] = ()
+    _torch_named: tuple[str, ...] = ()
+    _options: tuple[O.Option, ...] = ()
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 cell: str = "rnn", activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 init: str = "torch", single_bias: bool = False, reset_after: bool = True, zoneout: float = 0.0,
-                 cell_args: tuple[float, ...] = ()) -> None:
-        super().__init__()
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls._default_cell is not None and "__init__" in cls.__dict__:
+            cls._options = tuple(o for o in O.applicable("cell", cls._default_cell.options, cls._own_options)
+                                 if o.name not in cls._torch_named)
+            cls.__init__.__signature__ = O.signature(cls.__init__, cls._options)
+            cls.__doc__ = (cls.__doc__ or "") + "\n" + O.docstring(cls._options)
+
+    def __init__(self, cell: Cell, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
+                 *, _fixed: dict[str, Any] | None = None, **options) -> None:
+        nn.Module.__init__(self)
+        name = type(self).__name__
         input_size, hidden_size = check_cell_sizes(input_size, hidden_size)
-        check_single_bias(single_bias, bias=bias, mode=self.mode, reset_after=reset_after)
-        # SimpleRNNCell's nonlinearity is checked in forward, where torch.nn.RNNCell checks it.
-        check_options(activation=None if self.mode == "rnn" else activation,
-                      recurrent_activation=recurrent_activation, init=init, dropouts={"zoneout": zoneout})
+        allowed = self._options if self._default_cell is not None else O.applicable("cell", cell.options)
+        values = O.resolve(name, allowed, options)
+        check_single_bias(name, values.get("single_bias", False), bias=bias, cell=cell)
+        self.cell = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
         # Any value, as torch.nn's cells take it: its truth says whether there are biases.
         self.bias = bias
-        self.activation = activation
-        self.recurrent_activation = recurrent_activation
-        self.init = init
-        self.single_bias = single_bias
-        self.zoneout = float(zoneout)
-        self.cell = cell
-        self.cell_args = tuple(float(a) for a in cell_args)
+        self._shown_options = tuple(o.name for o in allowed)  # names: a pickled cell holds no Option
+        for key, value in {**values, **(_fixed or {})}.items():
+            setattr(self, key, value)
         factory = {"device": device, "dtype": dtype}
-        for name, shape in get_cell(cell).parameters(input_size, hidden_size, hidden_size):
-            if name.startswith("bias_") and not bias:
-                self.register_parameter(name, None)
-            elif single_bias and name == "bias_hh":
-                self.register_buffer(name, torch.zeros(shape, **factory))
+        for param, shape in cell.parameters(input_size, hidden_size, hidden_size):
+            if param.startswith("bias_") and not bias:
+                self.register_parameter(param, None)
+            elif getattr(self, "single_bias", False) and param == "bias_hh":
+                self.register_buffer(param, torch.zeros(shape, **factory))
             else:
-                setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+                setattr(self, param, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
+
+    def __getstate__(self):
+        # the cell by its registered name: a pickled Module holds no class of the spec
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        return {**state, "cell": self.cell.name}
+
+    def __setstate__(self, state) -> None:
+        cell = state.get("cell")
+        super().__setstate__({**state, "cell": get_cell(cell) if isinstance(cell, str) else cell})
+
+    def option_values(self) -> dict[str, Any]:
+        """seqtorch's option values this cell holds, by name (as it holds them now)."""
+        return {o.name: getattr(self, o.name) for o in O.OPTIONS.values() if hasattr(self, o.name)}
 
     def reset_parameters(self) -> None:
         """Re-draw the parameters with the scheme named by ``init`` ("torch" or "keras"), then the cell's own
         initial values (LayerNorm gains 1, ...)."""
-        spec = get_cell(self.cell)
-        if self.init == "torch":
+        init = getattr(self, "init", "torch")
+        if init == "torch":
             sinit.torch_default_(self.parameters(), self.hidden_size)
         else:
-            sinit.keras_(spec.family, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        params = {name: getattr(self, name) for name, _ in spec.parameters(1, 1, 1)}
-        spec.init_({k: v for k, v in params.items() if v is not None}, self.init)
+            sinit.keras_(self.cell.family, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        params = {name: getattr(self, name) for name, _ in self.cell.parameters(1, 1, 1)}
+        self.cell.init_({k: v for k, v in params.items() if v is not None}, init)
 
     def _step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, ...]:
         """One step of the cell on x (B, I) from ``states`` (B, width) each: the spec's equations."""
-        spec = get_cell(self.cell)
-        gx = spec.input_projection(x, tuple(getattr(self, name) for name in spec.input_weights), self.cell_args)
-        new = spec.step(gx, states[0], tuple(states), tuple(getattr(self, name) for name in spec.weights),
-                        Acts.of(self.activation, self.recurrent_activation), self.cell_args)
-        if self.zoneout > 0:
-            keep = [zoneout_coefficients(1, *s.shape, self.zoneout, self.training, s)[0] for s in states]
+        cell, opts = self.cell, scan_options(self.cell, self.option_values())
+        gx = cell.input_projection(x, tuple(getattr(self, name) for name in cell.input_weights), opts.cell_args)
+        new = cell.step(gx, states[0], tuple(states), tuple(getattr(self, name) for name in cell.weights),
+                        opts.acts, opts.cell_args)
+        zoneout = getattr(self, "zoneout", 0.0)
+        if zoneout > 0:
+            keep = [zoneout_coefficients(1, *s.shape, zoneout, self.training, s)[0] for s in states]
             new = tuple(k * s + (1 - k) * n for k, s, n in zip(keep, states, new))
         return new
 
@@ -83,17 +121,9 @@ class RecurrentCell(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.bias is not True:
             s += f", bias={self.bias}"
-        if self.mode == "rnn" and self.activation != "tanh":
+        if "activation" in self._torch_named and self.activation != "tanh":
             s += f", nonlinearity={self.activation}"
-        extras = {"activation": "tanh", "reset_after": True, "recurrent_activation": "sigmoid", "init": "torch",
-                  "single_bias": False, "zoneout": 0.0}
-        if self.mode == "rnn":
-            del extras["activation"]  # shown above, as nonlinearity
-        for name, default in extras.items():
-            value = getattr(self, name, default)  # reset_after: GRUCell only
-            if value != default:
-                s += f", {name}={value!r}"
-        return s
+        return s + O.non_defaults(self._shown_options, self.option_values())
 
     def _prepare(self, input: Tensor, given: list[Tensor] | None) -> tuple[Tensor, list[Tensor], bool]:
         """Check ``input`` (B, I) or (I,) and the ``given`` states (B, H) or (H,) each, or None; return them
@@ -102,12 +132,12 @@ class RecurrentCell(nn.Module):
         Errors as torch.nn's cells raise them: a rank other than 1 or 2 is a ValueError, everything
         torch's cell op checks (number of states, sizes, batch, dtype, device) a RuntimeError."""
         name = type(self).__name__
-        count = 2 if self.mode == "lstm" else 1
-        labels = [f"hx[{i}]" for i in range(len(given))] if count == 2 and given else ["hx"]
+        count = len(self.cell.states)
+        labels = [f"hx[{i}]" for i in range(len(given))] if count > 1 and given else ["hx"]
         check_rank(name, "input", input, (1, 2))
         for label, state in zip(labels, given or []):
             check_rank(name, label, state, (1, 2))
-        if self.mode == "rnn" and self.activation not in ACTIVATIONS:
+        if "activation" in self._torch_named and self.activation not in ACTIVATIONS:
             raise RuntimeError(f"{name}: Unknown nonlinearity {self.activation!r}. Select from 'tanh' or 'relu'.")
         if given is not None and len(given) != count:
             raise RuntimeError(f"{name}: hx must be a tuple (h, c) of two Tensors, got {len(given)}")
@@ -127,6 +157,20 @@ class RecurrentCell(nn.Module):
             check_like(name, label, state, self.weight_hh)
             out.append(state)
         return x, out, batched
+
+    def forward(self, input: Tensor, hx=None):
+        """One step: ``input`` (B, I) or (I,), ``hx`` the state(s) or None; returns the new state(s)."""
+        if len(self.cell.states) == 1:
+            x, states, batched = self._prepare(input, None if hx is None else [hx])
+        else:
+            if hx is not None and (isinstance(hx, Tensor) or not isinstance(hx, (tuple, list))):
+                raise TypeError(f"{type(self).__name__}: hx must be a tuple (h, c) of two Tensors, got "
+                                f"{type(hx).__name__}")
+            x, states, batched = self._prepare(input, None if hx is None else list(hx))
+        new = self._step(x, states)
+        if not batched:
+            new = tuple(s.squeeze(0) for s in new)
+        return new[0] if len(new) == 1 else new
 
     # ---- export and conversion: each delegates to its module ---------------------------------------
     def to_torch_nn(self) -> nn.Module:
@@ -149,137 +193,197 @@ class RecurrentCell(nn.Module):
         refuse_script(self)
 
 
-class SimpleRNNCell(RecurrentCell):
-    """Elman RNN cell, ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``: torch.nn.RNNCell's API.
+_ARGS = """
+    Args:
+        input_size: the number of features ``I`` of the input.
+        hidden_size: the number of features ``H`` of the state.
+        bias: if False, no ``b_ih`` and ``b_hh`` (default True).{extra}
+        device, dtype: where and in which dtype the parameters are made.
 
-    Args: input_size, hidden_size, bias=True, nonlinearity="tanh" ("tanh" or "relu"; torch.nn.RNNCell
-    builds with any value and so does this, forward then raises RuntimeError), device, dtype;
-    keyword-only ``init`` ("torch" or "keras"), ``single_bias``, ``zoneout``. Sizes may be 0, as in torch.nn.
-    forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h' (B, H) or (H,).
+    Inputs: ``input, hx=None``: input ``(B, I)`` or ``(I,)``; hx {hx}, each ``(B, H)`` or ``(H,)``; zeros
+    when None. Outputs: {out}, shaped as hx.
+"""
+
+
+class SimpleRNNCell(RecurrentCell, nn.RNNCell):
+    r"""An Elman RNN cell, torch.nn.RNNCell's API and numbers.
+
+    .. math::
+        h' = \tanh(x W_{ih}^T + b_{ih} + h W_{hh}^T + b_{hh})
+
+    (:math:`\text{ReLU}` with ``nonlinearity="relu"``; any value builds, forward raises RuntimeError for
+    one other than those two, as torch.nn.RNNCell does).
+""" + _ARGS.format(extra="\n        nonlinearity: ``\"tanh\"`` (default) or ``\"relu\"``.", hx="the state h",
+                   out="h'") + r"""
+    Attributes:
+        weight_ih ``(H, I)``, weight_hh ``(H, H)``, bias_ih and bias_hh ``(H,)``: uniform in
+        :math:`(-1/\sqrt{H}, 1/\sqrt{H})` at first, as torch.nn's.
+
+    Example::
+
+        >>> cell = seqtorch.SimpleRNNCell(10, 20)
+        >>> h = torch.zeros(3, 20)
+        >>> for x in torch.randn(6, 3, 10):
+        ...     h = cell(x, h)
+        >>> h.shape
+        torch.Size([3, 20])
     """
 
-    mode = "rnn"
+    _default_cell = CELLS["rnn"]
+    _torch_named = ("activation",)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
-                 device=None, dtype=None, *, init: str = "torch", single_bias: bool = False,
-                 zoneout: float = 0.0) -> None:
+                 device=None, dtype=None, **options) -> None:
         # Any nonlinearity builds; forward raises RuntimeError for one other than "tanh" or "relu", as
         # torch.nn.RNNCell does.
-        super().__init__(input_size, hidden_size, bias, device, dtype, cell="rnn", activation=nonlinearity, init=init,
-                         single_bias=single_bias, zoneout=zoneout)
+        super().__init__(CELLS["rnn"], input_size, hidden_size, bias, device, dtype,
+                         _fixed={"activation": nonlinearity}, **options)
 
     @property
     def nonlinearity(self) -> str:
         return self.activation
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = self._prepare(input, None if hx is None else [hx])
-        (h_new,) = self._step(x, [h])
-        return h_new if batched else h_new.squeeze(0)
 
+class LSTMCell(RecurrentCell, nn.LSTMCell):
+    r"""An LSTM cell (gates ``i, f, g, o``), torch.nn.LSTMCell's API and numbers.
 
-class LSTMCell(RecurrentCell):
-    """LSTM cell (gates i, f, g, o): torch.nn.LSTMCell's API.
+    .. math::
+        \begin{array}{ll}
+        i = \sigma(x W_{ii}^T + b_{ii} + h W_{hi}^T + b_{hi}), \quad
+        f = \sigma(x W_{if}^T + b_{if} + h W_{hf}^T + b_{hf}) \\
+        g = \tanh(x W_{ig}^T + b_{ig} + h W_{hg}^T + b_{hg}), \quad
+        o = \sigma(x W_{io}^T + b_{io} + h W_{ho}^T + b_{ho}) \\
+        c' = f \odot c + i \odot g, \quad h' = o \odot \tanh(c')
+        \end{array}
+""" + _ARGS.format(extra="", hx="the tuple ``(h, c)``", out="``(h', c')``") + r"""
+    Attributes:
+        weight_ih ``(4H, I)``, weight_hh ``(4H, H)``, bias_ih and bias_hh ``(4H,)``, the gates stacked in
+        the order ``i, f, g, o``; uniform in :math:`(-1/\sqrt{H}, 1/\sqrt{H})` at first.
 
-    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``activation``,
-    ``recurrent_activation``, ``init``, ``single_bias``, ``zoneout``.
-    forward(input (B, I) or (I,), hx (h, c) each (B, H) or (H,), or None) -> (h', c').
+    Example::
+
+        >>> cell = seqtorch.LSTMCell(10, 20)
+        >>> h, c = torch.zeros(3, 20), torch.zeros(3, 20)
+        >>> for x in torch.randn(6, 3, 10):
+        ...     h, c = cell(x, (h, c))
+        >>> h.shape, c.shape
+        (torch.Size([3, 20]), torch.Size([3, 20]))
     """
 
-    mode = "lstm"
+    _default_cell = CELLS["lstm"]
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 activation: str = "tanh", recurrent_activation: str = "sigmoid", init: str = "torch",
-                 single_bias: bool = False, zoneout: float = 0.0) -> None:
-        super().__init__(input_size, hidden_size, bias, device, dtype, cell="lstm", activation=activation,
-                         recurrent_activation=recurrent_activation, init=init, single_bias=single_bias,
-                         zoneout=zoneout)
-
-    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        if hx is not None and (isinstance(hx, Tensor) or not isinstance(hx, (tuple, list))):
-            raise TypeError(f"LSTMCell: hx must be a tuple (h, c) of two Tensors, got {type(hx).__name__}")
-        x, (h, c), batched = self._prepare(input, None if hx is None else list(hx))
-        h_new, c_new = self._step(x, [h, c])
-        return (h_new, c_new) if batched else (h_new.squeeze(0), c_new.squeeze(0))
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
+                 **options) -> None:
+        super().__init__(CELLS["lstm"], input_size, hidden_size, bias, device, dtype, **options)
 
 
-class GRUCell(RecurrentCell):
-    """GRU cell (gates r, z, n): torch.nn.GRUCell's API.
+class GRUCell(RecurrentCell, nn.GRUCell):
+    r"""A GRU cell (gates ``r, z, n``), torch.nn.GRUCell's API and numbers.
 
-    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``reset_after`` (False: Keras
-    2.0's candidate from ``r * h``), ``activation``, ``recurrent_activation``, ``init``, ``single_bias``
-    (needs ``reset_after=False``).
-    forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h'.
+    .. math::
+        \begin{array}{ll}
+        r = \sigma(x W_{ir}^T + b_{ir} + h W_{hr}^T + b_{hr}), \quad
+        z = \sigma(x W_{iz}^T + b_{iz} + h W_{hz}^T + b_{hz}) \\
+        n = \tanh(x W_{in}^T + b_{in} + r \odot (h W_{hn}^T + b_{hn})), \quad
+        h' = (1 - z) \odot n + z \odot h
+        \end{array}
+
+    ``reset_after=False``: Keras 2.0's candidate, :math:`n = \tanh(x W_{in}^T + b_{in} + (r \odot h)
+    W_{hn}^T + b_{hn})`.
+""" + _ARGS.format(extra="", hx="the state h", out="h'") + r"""
+    Attributes:
+        weight_ih ``(3H, I)``, weight_hh ``(3H, H)``, bias_ih and bias_hh ``(3H,)``, the gates stacked in
+        the order ``r, z, n``; uniform in :math:`(-1/\sqrt{H}, 1/\sqrt{H})` at first.
+
+    Example::
+
+        >>> cell = seqtorch.GRUCell(10, 20, reset_after=False)
+        >>> cell(torch.randn(3, 10)).shape
+        torch.Size([3, 20])
     """
 
-    mode = "gru"
+    _default_cell = CELLS["gru"]
+    _own_options = ("reset_after",)
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 reset_after: bool = True, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 init: str = "torch", single_bias: bool = False, zoneout: float = 0.0) -> None:
-        super().__init__(input_size, hidden_size, bias, device, dtype, cell=cell_name("gru", reset_after),
-                         activation=activation, recurrent_activation=recurrent_activation, init=init,
-                         single_bias=single_bias, reset_after=reset_after, zoneout=zoneout)
-        self.reset_after = reset_after
-
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = self._prepare(input, None if hx is None else [hx])
-        (h_new,) = self._step(x, [h])
-        return h_new if batched else h_new.squeeze(0)
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
+                 **options) -> None:
+        reset_after = O.OPTIONS["reset_after"].check("reset_after", options.get("reset_after", True))
+        super().__init__(CELLS["gru" if reset_after else "gru_reset_before"], input_size, hidden_size, bias,
+                         device, dtype, **options)
 
 
-class LayerNormLSTMCell(LSTMCell):
-    """One step of :class:`seqtorch.LayerNormLSTM` (its equations; parameters ``weight_ih``, ``weight_hh``,
-    ``bias_ih``, ``bias_hh``, ``ln_ih_weight``, ``ln_hh_weight``, ``ln_cell_weight``, ``ln_cell_bias``).
+class LayerNormLSTMCell(RecurrentCell):
+    r"""One step of :class:`seqtorch.LayerNormLSTM` (its equations there).
+""" + _ARGS.format(extra="", hx="the tuple ``(h, c)``", out="``(h', c')``") + r"""
+    Attributes:
+        the LSTM cell's, and ``ln_ih_weight``, ``ln_hh_weight`` ``(4H,)``, ``ln_cell_weight`` ``(H,)`` (gains,
+        starting at 1), ``ln_cell_bias`` ``(H,)`` (at 0).
 
-    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``eps`` (1e-5), ``activation``,
-    ``recurrent_activation``, ``init``, ``single_bias``, ``zoneout``.
-    forward(input (B, I) or (I,), hx (h, c) each (B, H) or (H,), or None) -> (h', c').
+    Example::
+
+        >>> cell = seqtorch.LayerNormLSTMCell(10, 20)
+        >>> h, c = cell(torch.randn(3, 10))
+        >>> h.shape
+        torch.Size([3, 20])
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 eps: float = 1e-5, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 init: str = "torch", single_bias: bool = False, zoneout: float = 0.0) -> None:
-        check_eps(type(self).__name__, eps)
-        RecurrentCell.__init__(self, input_size, hidden_size, bias, device, dtype, cell="layernorm_lstm",
-                               activation=activation, recurrent_activation=recurrent_activation, init=init,
-                               single_bias=single_bias, zoneout=zoneout, cell_args=(eps,))
-        self.eps = float(eps)
+    _default_cell = CELLS["layernorm_lstm"]
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
+                 **options) -> None:
+        super().__init__(CELLS["layernorm_lstm"], input_size, hidden_size, bias, device, dtype, **options)
 
 
-class LayerNormGRUCell(GRUCell):
-    """One step of :class:`seqtorch.LayerNormGRU` (parameters: the GRU cell's, ``ln_ih_weight``,
-    ``ln_hh_weight``).
+class LayerNormGRUCell(RecurrentCell):
+    r"""One step of :class:`seqtorch.LayerNormGRU` (its equations there).
+""" + _ARGS.format(extra="", hx="the state h", out="h'") + r"""
+    Attributes:
+        the GRU cell's, and ``ln_ih_weight``, ``ln_hh_weight`` ``(3H,)``, starting at 1.
 
-    Args: input_size, hidden_size, bias=True, device, dtype; keyword-only ``eps`` (1e-5), ``activation``,
-    ``recurrent_activation``, ``init``, ``zoneout``.
-    forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h'.
+    Example::
+
+        >>> cell = seqtorch.LayerNormGRUCell(10, 20)
+        >>> cell(torch.randn(3, 10)).shape
+        torch.Size([3, 20])
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
-                 eps: float = 1e-5, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 init: str = "torch", zoneout: float = 0.0) -> None:
-        check_eps(type(self).__name__, eps)
-        RecurrentCell.__init__(self, input_size, hidden_size, bias, device, dtype, cell="layernorm_gru",
-                               activation=activation, recurrent_activation=recurrent_activation, init=init,
-                               zoneout=zoneout, cell_args=(eps,))
-        self.reset_after = True
-        self.eps = float(eps)
+    _default_cell = CELLS["layernorm_gru"]
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
+                 **options) -> None:
+        super().__init__(CELLS["layernorm_gru"], input_size, hidden_size, bias, device, dtype, **options)
+
+    @property
+    def reset_after(self) -> bool:
+        return True
 
 
-class IndRNNCell(SimpleRNNCell):
-    """One step of :class:`seqtorch.IndRNN`: ``h' = act(x W_ih^T + b_ih + w_hh * h + b_hh)``, w_hh (H,).
+class IndRNNCell(RecurrentCell):
+    r"""One step of :class:`seqtorch.IndRNN`: :math:`h' = \mathrm{ReLU}(x W_{ih}^T + b_{ih} + w_{hh} \odot h +
+    b_{hh})`, :math:`w_{hh}` a vector ``(H,)``.
+""" + _ARGS.format(extra="\n        nonlinearity: ``\"relu\"`` (default) or ``\"tanh\"``.", hx="the state h",
+                   out="h'") + r"""
+    Attributes:
+        weight_ih ``(H, I)``, weight_hh ``(H,)`` (uniform in [0, 1] at first), bias_ih and bias_hh ``(H,)``.
 
-    Args: input_size, hidden_size, bias=True, nonlinearity="relu" ("relu" or "tanh"), device, dtype;
-    keyword-only ``init``, ``single_bias``, ``zoneout``.
-    forward(input (B, I) or (I,), hx (B, H) or (H,) or None) -> h'.
+    Example::
+
+        >>> cell = seqtorch.IndRNNCell(10, 20)
+        >>> cell(torch.randn(3, 10)).shape
+        torch.Size([3, 20])
     """
+
+    _default_cell = CELLS["indrnn"]
+    _torch_named = ("activation",)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "relu",
-                 device=None, dtype=None, *, init: str = "torch", single_bias: bool = False,
-                 zoneout: float = 0.0) -> None:
-        RecurrentCell.__init__(self, input_size, hidden_size, bias, device, dtype, cell="indrnn",
-                               activation=nonlinearity, init=init, single_bias=single_bias, zoneout=zoneout)
+                 device=None, dtype=None, **options) -> None:
+        super().__init__(CELLS["indrnn"], input_size, hidden_size, bias, device, dtype,
+                         _fixed={"activation": nonlinearity}, **options)
+
+    @property
+    def nonlinearity(self) -> str:
+        return self.activation
 
     def extra_repr(self) -> str:
         s = super().extra_repr().replace(f", nonlinearity={self.nonlinearity}", "")

@@ -11,9 +11,9 @@ What the torch.nn module gives: cuDNN on a GPU, ``torch.ao.quantization.quantize
 torch.nn counterpart in a ``PackedSequence`` (``pack_padded_sequence(x, lengths, enforce_sorted=False)``).
 
 Refused, with the option named (torch.nn has no equivalent, so the converted module would compute
-another function or train differently): ``recurrent_dropout``, ``input_dropout``, ``reset_after=False``,
-``zoneout``, a ``recurrent_activation`` other than ``"sigmoid"``, an ``activation`` other than ``"tanh"``
-for the LSTM and the GRU (torch.nn.RNN's ``nonlinearity`` takes ``"relu"``); the cells torch.nn lacks
+another function or train differently): every seqtorch option at a value whose declaration says torch.nn
+lacks it (:attr:`seqtorch.options.Option.torch_nn`: the dropouts, zoneout, ``reset_after=False``,
+activations other than torch's; torch.nn.RNN's ``nonlinearity`` takes ``"relu"``); the cells torch.nn lacks
 (LayerNorm LSTM/GRU, IndRNN) have no counterpart (TypeError). ``single_bias=True`` converts to
 torch.nn's two biases with ``bias_hh = 0``: the same function, but torch.nn then trains both biases.
 """
@@ -23,7 +23,8 @@ from __future__ import annotations
 from torch import nn
 
 from .cells import GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell
-from .layers import GRU, LSTM, RecurrentLayer, SimpleRNN
+from .layers import GRU, LSTM, Recurrent, SimpleRNN
+from .options import OPTIONS
 
 # seqtorch class -> torch.nn class, and back
 TORCH_NN = {SimpleRNN: nn.RNN, LSTM: nn.LSTM, GRU: nn.GRU,
@@ -31,22 +32,14 @@ TORCH_NN = {SimpleRNN: nn.RNN, LSTM: nn.LSTM, GRU: nn.GRU,
 SEQTORCH = {nn_class: cls for cls, nn_class in TORCH_NN.items()}
 
 
-def unconvertible_options(module: RecurrentLayer | RecurrentCell) -> list[str]:
-    """The options of a seqtorch module that torch.nn lacks, each as ``name=value`` (empty: convertible)."""
-    found = []
-    for name in ("recurrent_dropout", "input_dropout", "zoneout"):
-        if getattr(module, name, 0.0) > 0:
-            found.append(f"{name}={getattr(module, name)!r}")
-    if module.mode == "gru" and not module.reset_after:
-        found.append("reset_after=False")
-    if module.mode != "rnn" and module.recurrent_activation != "sigmoid":
-        found.append(f"recurrent_activation={module.recurrent_activation!r}")
-    if module.mode != "rnn" and module.activation != "tanh":
-        found.append(f"activation={module.activation!r}")
-    return found
+def unconvertible_options(module: Recurrent | RecurrentCell) -> list[str]:
+    """The options of a seqtorch module that torch.nn lacks, each as ``name=value`` (empty: convertible):
+    those whose value torch.nn does not compute (:attr:`seqtorch.options.Option.torch_nn`)."""
+    values = module.option_values()
+    return [f"{name}={values[name]!r}" for name in module._shown_options if not OPTIONS[name].torch_nn(values[name])]
 
 
-def to_torch_nn(module: RecurrentLayer | RecurrentCell) -> nn.Module:
+def to_torch_nn(module: Recurrent | RecurrentCell) -> nn.Module:
     """The torch.nn module (nn.RNN/LSTM/GRU or nn.RNNCell/LSTMCell/GRUCell) with ``module``'s weights.
 
     Raises ValueError naming every option torch.nn lacks (see the module docstring), TypeError for a
@@ -58,14 +51,14 @@ def to_torch_nn(module: RecurrentLayer | RecurrentCell) -> nn.Module:
     if options:
         raise ValueError(f"{name} cannot be converted to torch.nn.{nn_class.__name__}: torch.nn has no "
                          f"{', '.join(options)}")
-    param = module.weight_ih_l0 if isinstance(module, RecurrentLayer) else module.weight_ih
+    param = module.weight_ih_l0 if isinstance(module, Recurrent) else module.weight_ih
     factory = dict(device=param.device, dtype=param.dtype)
-    if isinstance(module, RecurrentLayer):
+    if isinstance(module, Recurrent):
         kwargs = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
                       dropout=module.dropout, bidirectional=module.bidirectional, **factory)
     else:
         kwargs = dict(bias=bool(module.bias), **factory)
-    if module.mode == "rnn":
+    if "activation" in module._torch_named:  # nn.RNN's nonlinearity
         kwargs["nonlinearity"] = module.activation
     if getattr(module, "proj_size", 0):
         kwargs["proj_size"] = module.proj_size
@@ -74,9 +67,9 @@ def to_torch_nn(module: RecurrentLayer | RecurrentCell) -> nn.Module:
     return converted
 
 
-def from_torch_nn(cls: type, module: nn.Module, *, backend: str = "auto") -> RecurrentLayer | RecurrentCell:
+def from_torch_nn(cls: type, module: nn.Module, *, backend: str = "auto") -> Recurrent | RecurrentCell:
     """The seqtorch module of class ``cls`` with ``module``'s weights (``module`` a torch.nn.RNN, LSTM,
-    GRU or one of their cells). ``cls`` may be a base class (``RecurrentLayer``, ``RecurrentCell``): the
+    GRU or one of their cells). ``cls`` may be a base class (``Recurrent``, ``RecurrentCell``): the
     class then follows from ``module``'s. ``backend`` is the layer's (cells have none).
 
     Raises TypeError when ``module`` is not the torch.nn counterpart of ``cls``, NotImplementedError for
@@ -87,16 +80,16 @@ def from_torch_nn(cls: type, module: nn.Module, *, backend: str = "auto") -> Rec
         expected = ", ".join(f"torch.nn.{c.__name__}" for k, c in TORCH_NN.items() if issubclass(k, cls))
         raise TypeError(f"{cls.__name__}.from_torch_nn expects {expected}, got {type(module).__module__}."
                         f"{type(module).__name__}")
-    param = module.weight_ih_l0 if issubclass(target, RecurrentLayer) else module.weight_ih
+    param = module.weight_ih_l0 if issubclass(target, Recurrent) else module.weight_ih
     factory = dict(device=param.device, dtype=param.dtype)
-    if issubclass(target, RecurrentLayer):
+    if issubclass(target, Recurrent):
         kwargs = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
                       dropout=module.dropout, bidirectional=module.bidirectional, backend=backend, **factory)
         if getattr(module, "proj_size", 0) > 0:
             kwargs["proj_size"] = module.proj_size
     else:
         kwargs = dict(bias=module.bias, **factory)
-    if target.mode == "rnn":
+    if "activation" in target._torch_named:
         kwargs["nonlinearity"] = module.nonlinearity
     converted = target(module.input_size, module.hidden_size, **kwargs)
     _copy_weights(module, converted)

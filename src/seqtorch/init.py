@@ -24,8 +24,8 @@ def torch_default_(parameters: Iterable[Tensor], hidden_size: int) -> None:
 
 
 @torch.no_grad()
-def keras_(mode: str, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> None:
-    """Keras' defaults for one recurrent layer (one direction).
+def keras_(family: str, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> None:
+    """Keras' defaults for one recurrent layer (one direction) of a cell of ``family`` ("rnn", "lstm", "gru").
 
     * input kernel: glorot uniform over the whole (I, G*H) kernel, so the bound is sqrt(6 / (I + G*H));
     * recurrent kernel: orthogonal over the whole (H, G*H) kernel (in torch's (G*H, H) layout the
@@ -39,6 +39,6 @@ def keras_(mode: str, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Ten
     for b in (b_ih, b_hh):
         if b is not None:
             b.zero_()
-    if mode == "lstm" and b_ih is not None:
+    if family == "lstm" and b_ih is not None:
         hidden = w_hh.shape[1]
         b_ih[hidden: 2 * hidden] = 1.0

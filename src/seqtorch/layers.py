@@ -1,99 +1,139 @@
-"""SimpleRNN, LSTM and GRU layers: torch.nn.RNN/LSTM/GRU's API to the letter, plus the options it lacks.
+r"""Recurrent layers: :class:`Recurrent` over any cell, and torch.nn.RNN/LSTM/GRU's API to the letter.
 
-Same constructor arguments and defaults, parameter names and shapes (``weight_ih_l{k}{_reverse}``,
-``weight_hh_*``, ``bias_ih_*``, ``bias_hh_*``), initialization and ``forward`` semantics as torch.nn:
-a state_dict loads both ways with ``strict=True``. The extras are keyword-only and off by default:
-``lengths=`` in forward, ``input_dropout``, ``recurrent_dropout``, ``activation``,
-``recurrent_activation``, ``reset_after`` (GRU), ``init``, ``single_bias`` and ``backend``.
+:class:`Recurrent` is the one layer: it holds a cell (:class:`~seqtorch.recurrent_cells.Cell`, the
+spec of one step), builds its parameters in torch.nn's names and order (``weight_ih_l{k}{_reverse}``,
+``weight_hh_*``, ``bias_ih_*``, ``bias_hh_*`` and the cell's own), checks its inputs as torch.nn does and
+runs :func:`seqtorch.functional.stack`. The public classes (:class:`SimpleRNN`, :class:`LSTM`,
+:class:`GRU`, :class:`LayerNormLSTM`, :class:`LayerNormGRU`, :class:`IndRNN`) are a signature, a docstring
+and the choice of cell each. seqtorch's own options (dropouts, zoneout, activations, ...) are declared
+once, in :mod:`seqtorch.options`, and taken as keyword-only arguments.
+
+They are instances of torch.nn's classes: ``isinstance(seqtorch.LSTM(...), nn.LSTM)`` and
+``isinstance(layer, nn.RNNBase)`` hold, and what ``nn.RNNBase`` gives (``_flat_weights``, ``all_weights``,
+``.to()``, pickling, ``weight_norm``/pruning) behaves. torch.compile traces them into one graph
+(:mod:`seqtorch._compile`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from . import _compile
 from . import functional as SF
 from . import init as sinit
-from ._validation import (check_device, check_eps, check_layer_args, check_layer_input, check_lengths, check_like,
-                          check_no_proj_size, check_options, check_rank, check_runnable, check_single_bias,
-                          check_state_shape, check_steps, check_tensor)
-from .recurrent_cells import get_cell
-from .reference import cell_name
+from . import options as O
+from ._validation import (check_device, check_layer_args, check_layer_input, check_lengths, check_like,
+                          check_no_proj_size, check_rank, check_runnable, check_single_bias, check_state_shape,
+                          check_steps, check_tensor)
+from .recurrent_cells import CELLS, Cell, get_cell
+
+_TORCH_MODES = {"lstm": "LSTM", "gru": "GRU"}
 
 
-class RecurrentLayer(nn.Module):
-    """Shared machinery of every recurrent layer: parameters (from the cell's spec, in torch.nn's names and
-    order), checks, the input/output layouts (batch_first, unbatched, PackedSequence, lengths).
+class Recurrent(nn.RNNBase):
+    r"""A stacked, optionally bidirectional recurrent layer of any cell, with torch.nn.RNNBase's API.
 
-    ``single_bias=True`` trains one bias per gate, as Keras does: each ``bias_hh_*`` is a zero buffer
-    instead of a parameter (the state_dict keeps torch.nn's keys, so it still loads into torch.nn).
-    torch's two biases only ever enter as their sum, and both receive the same gradient, so any
-    optimizer moves that sum twice as far per step as Keras moves its one bias: with RMSprop or
-    Adam the bias learns at twice Keras' rate. The GRU qualifies only with ``reset_after=False``
-    (with True, ``b_hn`` is multiplied by the reset gate: a bias of its own, in Keras too).
+    Each layer ``l`` and direction computes, for every step ``t`` of its input sequence ``x_t``, the
+    cell's step on the input projection ``z_t = x_t W_ih^T + b_ih`` and the previous states (``h`` first,
+    the one the recurrent products read)::
+
+        (h_t, ...) = cell.step(z_t, h_{t-1}, ...)        # e.g. the LSTM: i, f, g, o gates, c_t, h_t
+
+    Layer ``l > 0`` reads the concatenated outputs of layer ``l - 1`` (with torch.nn's ``dropout``
+    between them in training).
+
+    Args:
+        cell: the step (:class:`~seqtorch.recurrent_cells.Cell`): a built-in one
+            (``seqtorch.recurrent_cells.CELLS["lstm"]``) or one of your own.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, device, dtype:
+            torch.nn.RNNBase's, with its defaults and checks.
+        proj_size: the size of ``h`` for a projecting cell (the LSTM's ``proj_size``), else 0.
+        **options: seqtorch's options (:mod:`seqtorch.options`) every layer takes, and those the cell lists
+            (:attr:`~seqtorch.recurrent_cells.Cell.options`).
+
+    Inputs: ``input, hx=None, *, lengths=None``, as :meth:`forward`. Outputs: ``(output, h_n)``, or
+    ``(output, (h_n, c_n, ...))`` for a cell with more than one state.
+
+    Attributes:
+        weight_ih_l[k], weight_hh_l[k], bias_ih_l[k], bias_hh_l[k], and the cell's own parameters: the
+            shapes of :meth:`~seqtorch.recurrent_cells.Cell.parameters` (``_reverse`` for the second
+            direction).
+        cell: the cell.
     """
 
-    mode = "rnn"  # the layer family: "rnn", "lstm" (two states, hx = (h_0, c_0)) or "gru"
+    # A public subclass names its cell (for its signature and docstring), the options it adds (GRU:
+    # reset_after) and those its torch.nn signature already takes under torch's name (nonlinearity).
+    _default_cell: Cell | None = None
+    _own_options: tuple[str, ...] = ()
+    _torch_named: tuple[str, ...] = ()
+    _options: tuple[O.Option, ...] = ()
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, cell: str, proj_size: int = 0, activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid", reset_after: bool = True, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, init: str = "torch",
-                 single_bias: bool = False, cell_args: tuple[float, ...] = (), backend: str = "auto") -> None:
-        super().__init__()
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls._default_cell is not None and "__init__" in cls.__dict__:
+            cls._options = tuple(o for o in O.applicable("layer", cls._default_cell.options, cls._own_options)
+                                 if o.name not in cls._torch_named)
+            cls.__init__.__signature__ = O.signature(cls.__init__, cls._options)
+            cls.__doc__ = (cls.__doc__ or "") + "\n" + O.docstring(cls._options)
+
+    def __init__(self, cell: Cell, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,
+                 dtype=None, *, proj_size: int = 0, _fixed: dict[str, Any] | None = None, **options) -> None:
+        nn.Module.__init__(self)
+        name = type(self).__name__
         dropout, num_layers = check_layer_args(input_size=input_size, hidden_size=hidden_size,
                                                num_layers=num_layers, bias=bias, batch_first=batch_first,
                                                dropout=dropout, proj_size=proj_size)
-        check_single_bias(single_bias, bias=bias, mode=self.mode, reset_after=reset_after)
-        check_options(activation=activation, recurrent_activation=recurrent_activation, init=init,
-                      backend=backend, dropouts={"input_dropout": input_dropout,
-                                                 "recurrent_dropout": recurrent_dropout, "zoneout": zoneout})
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = dropout
+        allowed = self._options if self._default_cell is not None else O.applicable("layer", cell.options)
+        values = O.resolve(name, allowed, options)
+        check_single_bias(name, values.get("single_bias", False), bias=bias, cell=cell)
+        self.cell = cell
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         # Kept as given, as torch.nn does (any value builds; forward wants a bool: check_runnable).
         self.bidirectional = bidirectional
         self.proj_size = int(proj_size)
-        self.activation = activation
-        self.recurrent_activation = recurrent_activation
-        self.reset_after = reset_after
-        self.input_dropout = float(input_dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.zoneout = float(zoneout)
-        self.init = init
-        self.single_bias = single_bias
-        self.backend = backend
-        self.cell = cell
-        self.cell_args = tuple(float(a) for a in cell_args)
+        self._shown_options = tuple(o.name for o in allowed)  # names: a pickled layer holds no Option
+        for key, value in {**values, **(_fixed or {})}.items():
+            setattr(self, key, value)
+        self._create_parameters({"device": device, "dtype": dtype})
+        self.reset_parameters()
 
-        spec = get_cell(cell)
-        factory = {"device": device, "dtype": dtype}
-        num_directions = 2 if bidirectional else 1
-        P = self.proj_size or hidden_size
+    def _create_parameters(self, factory: dict) -> None:
+        """Every layer's and direction's parameters, in torch.nn.RNNBase's creation and registration order
+        (the same seed then draws the same weights); ``single_bias`` makes each ``bias_hh`` a zero buffer."""
+        P = self.proj_size or self.hidden_size
         self._flat_weights_names: list[str] = []
-        # Same creation and registration order as torch.nn.RNNBase, so the same seed gives the same weights.
-        for layer in range(num_layers):
-            layer_input_size = input_size if layer == 0 else P * num_directions
-            for direction in range(num_directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                for base, shape in spec.parameters(layer_input_size, hidden_size, P):
-                    if base.startswith("bias_") and not bias:
+        self._all_weights: list[list[str]] = []
+        for layer in range(self.num_layers):
+            layer_input_size = self.input_size if layer == 0 else P * self.num_directions
+            for suffix in self._suffixes()[layer * self.num_directions: (layer + 1) * self.num_directions]:
+                trained = []
+                for base, shape in self.cell.parameters(layer_input_size, self.hidden_size, P):
+                    if base.startswith("bias_") and not self.bias:
                         continue
                     name, value = base + suffix, torch.empty(shape, **factory)
-                    if single_bias and base == "bias_hh":
+                    if getattr(self, "single_bias", False) and base == "bias_hh":
                         # A buffer keeps torch.nn's state_dict key and layout but is never trained.
                         self.register_buffer(name, value.zero_())
                     else:
                         setattr(self, name, nn.Parameter(value))
+                        trained.append(name)
                     self._flat_weights_names.append(name)
-        self.reset_parameters()
+                self._all_weights.append(trained)
+        self._init_flat_weights()
+
+    @property
+    def mode(self) -> str:
+        """torch.nn.RNNBase's name for the computation (``"LSTM"``, ``"GRU"``, ``"RNN_TANH"``,
+        ``"RNN_RELU"``), from the cell's family; the cell's registered name for other families."""
+        if self.cell.family == "rnn":
+            return "RNN_RELU" if getattr(self, "activation", "tanh") == "relu" else "RNN_TANH"
+        return _TORCH_MODES.get(self.cell.family, self.cell.name)
 
     @property
     def num_directions(self) -> int:
@@ -102,6 +142,19 @@ class RecurrentLayer(nn.Module):
     def _suffixes(self) -> list[str]:
         return [f"_l{layer}" + ("_reverse" if direction == 1 else "")
                 for layer in range(self.num_layers) for direction in range(self.num_directions)]
+
+    def __getstate__(self):
+        # the cell by its registered name: a pickled Module holds no class of the spec
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        return {**state, "cell": self.cell.name}
+
+    def __setstate__(self, state) -> None:
+        cell = state.get("cell")
+        super().__setstate__({**state, "cell": get_cell(cell) if isinstance(cell, str) else cell})
+
+    def option_values(self) -> dict[str, Any]:
+        """seqtorch's option values this layer holds, by name (as it holds them now)."""
+        return {o.name: getattr(self, o.name) for o in O.OPTIONS.values() if hasattr(self, o.name)}
 
     def layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         """``(w_ih, w_hh, b_ih, b_hh)`` for each layer and direction, row ``layer * D + direction``."""
@@ -112,19 +165,14 @@ class RecurrentLayer(nn.Module):
         """Per layer and direction (row ``layer * D + direction``): the cell's input weights and its
         recurrent weights, in the orders of its spec (``(w_ih, b_ih)``, ``(w_hh, b_hh)`` for the LSTM);
         None for an absent bias."""
-        spec = get_cell(self.cell)
-        return [(tuple(getattr(self, name + suffix, None) for name in spec.input_weights),
-                 tuple(getattr(self, name + suffix, None) for name in spec.weights)) for suffix in self._suffixes()]
+        return [(tuple(getattr(self, name + suffix, None) for name in self.cell.input_weights),
+                 tuple(getattr(self, name + suffix, None) for name in self.cell.weights))
+                for suffix in self._suffixes()]
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
-        """Like torch.nn's: the parameters of each layer and direction, in registration order."""
-        spec = get_cell(self.cell)
-        layers = []
-        for suffix in self._suffixes():
-            names = [base + suffix for base, _ in spec.parameters(1, 1, 1)]
-            layers.append([p for name in names if isinstance(p := getattr(self, name, None), nn.Parameter)])
-        return layers
+        """Like torch.nn's: the trained parameters of each layer and direction, in registration order."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def flatten_parameters(self) -> None:
         """No-op kept for torch.nn compatibility (there is no cuDNN weight buffer to compact)."""
@@ -132,15 +180,15 @@ class RecurrentLayer(nn.Module):
     def reset_parameters(self) -> None:
         """Re-draw the parameters with the scheme named by ``init`` ("torch" or "keras"), then the cell's own
         initial values (LayerNorm gains 1, ...)."""
-        spec = get_cell(self.cell)
-        if self.init == "torch":
+        init = getattr(self, "init", "torch")
+        if init == "torch":
             sinit.torch_default_(self.parameters(), self.hidden_size)
         for suffix in self._suffixes():
-            params = {base: getattr(self, base + suffix, None) for base, _ in spec.parameters(1, 1, 1)}
-            if self.init == "keras":
-                sinit.keras_(spec.family, params["weight_ih"], params["weight_hh"], params.get("bias_ih"),
+            params = {base: getattr(self, base + suffix, None) for base, _ in self.cell.parameters(1, 1, 1)}
+            if init == "keras":
+                sinit.keras_(self.cell.family, params["weight_ih"], params["weight_hh"], params.get("bias_ih"),
                              params.get("bias_hh"))
-            spec.init_({k: v for k, v in params.items() if v is not None}, self.init)
+            self.cell.init_({k: v for k, v in params.items() if v is not None}, init)
 
     def extra_repr(self) -> str:
         # torch.nn.RNNBase's options first, printed as torch.nn prints them (str(), each when it is not
@@ -158,28 +206,15 @@ class RecurrentLayer(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
-        for name, default in self._extra_defaults().items():
-            value = getattr(self, name)
-            if value != default:
-                s += f", {name}={value!r}"
-        return s
-
-    def _extra_defaults(self) -> dict:
-        """seqtorch's own options and their defaults, in repr order (a subclass drops what it lacks)."""
-        extras = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True,
-                  "input_dropout": 0.0, "recurrent_dropout": 0.0, "zoneout": 0.0, "init": "torch",
-                  "single_bias": False, "backend": "auto"}
-        if self.mode == "rnn":
-            del extras["activation"]  # torch.nn.RNN's nonlinearity, which its repr does not show
-            del extras["recurrent_activation"]
-        if self.mode != "gru":
-            del extras["reset_after"]
-        return extras
+        return s + O.non_defaults(self._shown_options, self.option_values())
 
     # ----------------------------------------------------------------------------------------------
+    def _state_labels(self) -> tuple[str, ...]:
+        return ("hx",) if len(self.cell.states) == 1 else tuple(f"hx[{k}]" for k in range(len(self.cell.states)))
+
     def _expected_state_shapes(self, batch: int) -> list[tuple[int, ...]]:
         """(L*D, B, width) for each state: h (width P: proj_size, else H), then c for the LSTM (H)."""
-        widths = get_cell(self.cell).state_sizes(self.hidden_size, self.proj_size or self.hidden_size)
+        widths = self.cell.state_sizes(self.hidden_size, self.proj_size or self.hidden_size)
         return [(self.num_layers * self.num_directions, batch, w) for w in widths]
 
     def _given_states(self, hx, batched: bool, packed: bool) -> list[Tensor]:
@@ -188,18 +223,19 @@ class RecurrentLayer(nn.Module):
         name = type(self).__name__
         if hx is None:
             return []
-        if self.mode == "lstm":
+        labels = self._state_labels()
+        if len(labels) > 1:
             if isinstance(hx, Tensor):  # torch.nn indexes it as (h, c) and fails on their rank
                 raise RuntimeError(f"{name}: hx must be a tuple (h_0, c_0) of two Tensors, got one Tensor of "
                                    f"shape {tuple(hx.shape)}")
             if not isinstance(hx, (tuple, list)):
                 raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-            if len(hx) < 2:  # torch.nn: hx[1] -> IndexError
+            if len(hx) < len(labels):  # torch.nn: hx[1] -> IndexError
                 raise IndexError(f"{name}: hx must be a tuple (h_0, c_0), got a {type(hx).__name__} of "
                                  f"{len(hx)}")
-            states, labels = list(hx), ["hx[0]", "hx[1]"]  # more than two: RuntimeError in _check_run
+            states = list(hx)  # more than two: RuntimeError in _check_run
         else:
-            states, labels = [hx], ["hx"]
+            states = [hx]
         rank = 3 if batched else 2
         for label, state in zip(labels, states):
             check_tensor(name, label, state)
@@ -215,8 +251,8 @@ class RecurrentLayer(nn.Module):
         shapes = self._expected_state_shapes(batch)
         if not states:
             return tuple(torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes)
-        labels = ("hx[0]", "hx[1]") if self.mode == "lstm" else ("hx",)
-        states = states[:2] if batched else [s.unsqueeze(1) for s in states[:2]]
+        labels = self._state_labels()
+        states = states[:len(labels)] if batched else [s.unsqueeze(1) for s in states[:len(labels)]]
         for label, state, shape in zip(labels, states, shapes):
             check_state_shape(name, label, state, shape)
         return tuple(states)
@@ -226,11 +262,12 @@ class RecurrentLayer(nn.Module):
         number of states, devices and dtypes of the states, and at least one timestep."""
         name = type(self).__name__
         check_runnable(name, num_layers=self.num_layers, bidirectional=self.bidirectional)
-        if len(states) > 2:
+        labels = self._state_labels()
+        if len(states) > len(labels):
             raise RuntimeError(f"{name}: hx must be a tuple (h_0, c_0) of two Tensors, got {len(states)}")
         param = self.weight_ih_l0
         check_device(name, "input", x, param)
-        for label, state in zip(("hx[0]", "hx[1]") if self.mode == "lstm" else ("hx",), states):
+        for label, state in zip(labels, states):
             check_like(name, label, state, param)
         check_steps(name, x.shape[0], input_shape)
 
@@ -271,8 +308,8 @@ class RecurrentLayer(nn.Module):
         check_layer_input(name, data, input_size=self.input_size, param=param)
         if packed:
             # pad_packed_sequence returns the batch in its original (unsorted) order, as hx is given.
-            x, lengths_cpu = pad_packed_sequence(input, batch_first=False)
-            lengths = lengths_cpu.to(x.device)
+            x, lengths = pad_packed_sequence(input, batch_first=False)
+            lengths = lengths.to(x.device)
         elif not batched:
             x = input.unsqueeze(1)
         else:
@@ -283,20 +320,18 @@ class RecurrentLayer(nn.Module):
             lengths = check_lengths(name, lengths, batch=x.shape[1], steps=x.shape[0], device=x.device,
                                     batch_first=self.batch_first, input_shape=tuple(input.shape))
 
-        output, finals = SF.stack(
-            self.cell, x, states0, self.scan_weights(), num_layers=self.num_layers,
-            bidirectional=self.bidirectional, dropout=self.dropout, training=self.training, lengths=lengths,
-            input_dropout=self.input_dropout, recurrent_dropout=self.recurrent_dropout, zoneout=self.zoneout,
-            activation=self.activation, recurrent_activation=self.recurrent_activation,
-            cell_args=self.cell_args, backend=self.backend)
+        output, finals = SF.stack(self.cell, x, states0, self.scan_weights(), num_layers=self.num_layers,
+                                  bidirectional=self.bidirectional, dropout=self.dropout, training=self.training,
+                                  lengths=lengths, options=self.option_values(), packing=input if packed else None)
 
         if packed:
-            output = _repack(output, lengths_cpu, input)
+            output = PackedSequence(SF.pack_as(output, input), input.batch_sizes, input.sorted_indices,
+                                    input.unsorted_indices)
         elif not batched:
             output, finals = output.squeeze(1), tuple(f.squeeze(1) for f in finals)
         elif self.batch_first:
             output = output.transpose(0, 1)
-        return output, (finals if len(finals) == 2 else finals[0])
+        return output, (finals if len(finals) > 1 else finals[0])
 
     # ---- export and conversion: each delegates to its module ---------------------------------------
     def to_torch_nn(self) -> nn.Module:
@@ -306,7 +341,7 @@ class RecurrentLayer(nn.Module):
         return to_torch_nn(self)
 
     @classmethod
-    def from_torch_nn(cls, module: nn.Module, *, backend: str = "auto") -> "RecurrentLayer":
+    def from_torch_nn(cls, module: nn.Module, *, backend: str = "auto") -> "Recurrent":
         """This class with a torch.nn.RNN/LSTM/GRU's weights (:func:`seqtorch.convert.from_torch_nn`)."""
         from .convert import from_torch_nn
 
@@ -325,199 +360,301 @@ class RecurrentLayer(nn.Module):
         refuse_trace(self)
 
 
-def _repack(output: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
-    """Pack a padded (T, B, F) output, in original batch order, exactly as ``like`` is packed."""
-    order = like.sorted_indices
-    if order is not None:
-        output, lengths = output.index_select(1, order), lengths.index_select(0, order.cpu())
-    data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
-    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+def _check_nonlinearity(nonlinearity) -> str:
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
+    return nonlinearity
 
 
-class SimpleRNN(RecurrentLayer):
-    r"""Elman RNN, ``h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``: torch.nn.RNN's API.
+_SHAPES = r"""
+    Inputs: ``input, hx=None, *, lengths=None``
+        * **input**: ``(T, B, I)``, ``(B, T, I)`` with ``batch_first=True``, ``(T, I)`` unbatched, or a
+          :class:`~torch.nn.utils.rnn.PackedSequence`.
+        * **hx**: the initial state{states}, each ``(L*D, B, {h_width})`` (``(L*D, {h_width})`` unbatched);
+          zeros when None.
+        * **lengths** (seqtorch): ``(B,)`` ints in ``[1, T]``, the valid length of each sequence of a padded
+          batch: outputs past a length are 0, the final states are each sequence's last valid ones, and
+          the reverse direction starts at each sequence's own end (torch.nn's numbers for the same
+          PackedSequence).
 
-    Args (torch.nn.RNN's, in its order): input_size, hidden_size, num_layers=1, nonlinearity="tanh"
-    ("tanh" or "relu"), bias=True, batch_first=False, dropout=0.0 (between layers), bidirectional=False,
-    device=None, dtype=None. Keyword-only extras: input_dropout, recurrent_dropout (variational, one mask
-    per sequence and layer), zoneout, init ("torch" or "keras"), single_bias, backend.
+    Outputs: ``output, {finals}``
+        * **output**: ``(T, B, D*{h_width})`` (``(B, T, D*{h_width})`` with ``batch_first``), the last
+          layer's ``h_t`` for every ``t``; a PackedSequence for a PackedSequence input.
+        * **{finals}**: the final state{states} of every layer and direction, ``(L*D, B, width)``.
 
-    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
+    ``L`` = num_layers, ``D`` = 2 if bidirectional else 1.
+"""
+
+
+class SimpleRNN(Recurrent, nn.RNN):
+    r"""An Elman RNN (the book's ``SimpleRNN``), torch.nn.RNN's API and numbers.
+
+    For each element of the input sequence each layer computes
+
+    .. math::
+        h_t = \tanh(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})
+
+    (:math:`\text{ReLU}` instead of :math:`\tanh` with ``nonlinearity="relu"``), where :math:`h_t` is the
+    hidden state at time ``t``, :math:`x_t` the input at time ``t`` (the previous layer's :math:`h_t` for
+    layer ``l > 0``, with dropout in training when ``dropout > 0``) and :math:`h_{t-1}` the hidden state
+    at time ``t-1`` or the initial state ``hx`` at time 0.
+
+    Args:
+        input_size: the number of features ``I`` of the input.
+        hidden_size: the number of features ``H`` of the hidden state.
+        num_layers: stacked layers (default 1).
+        nonlinearity: ``"tanh"`` (default) or ``"relu"``.
+        bias: if False, no ``b_ih`` and ``b_hh`` (default True).
+        batch_first: input and output as ``(B, T, F)`` instead of ``(T, B, F)`` (default False).
+        dropout: dropout on each layer's output except the last, in training (default 0).
+        bidirectional: a second direction that reads the sequence backwards (default False).
+        device, dtype: where and in which dtype the parameters are made.
+""" + _SHAPES.format(states="", h_width="H", finals="h_n") + r"""
+    Attributes:
+        weight_ih_l[k]: ``(H, I)`` for ``k = 0``, else ``(H, D*H)``.
+        weight_hh_l[k]: ``(H, H)``.
+        bias_ih_l[k], bias_hh_l[k]: ``(H,)``. The second direction's end in ``_reverse``. All start
+        uniform in :math:`(-1/\sqrt{H}, 1/\sqrt{H})`, as torch.nn's (the same seed, the same weights).
+
+    Example::
+
+        >>> rnn = seqtorch.SimpleRNN(10, 20, 2)
+        >>> output, h_n = rnn(torch.randn(5, 3, 10), torch.zeros(2, 3, 20))
+        >>> output.shape, h_n.shape
+        (torch.Size([5, 3, 20]), torch.Size([2, 3, 20]))
     """
 
-    mode = "rnn"
+    _default_cell = CELLS["rnn"]
+    _torch_named = ("activation",)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device=None, dtype=None, *, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, init: str = "torch",
-                 single_bias: bool = False, backend: str = "auto", proj_size: None = None) -> None:
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, proj_size: None = None, **options) -> None:
         check_no_proj_size(type(self).__name__, proj_size)
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, cell="rnn", activation=nonlinearity, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init, single_bias=single_bias,
-                         backend=backend)
+        super().__init__(CELLS["rnn"], input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, _fixed={"activation": _check_nonlinearity(nonlinearity)},
+                         **options)
 
     @property
     def nonlinearity(self) -> str:
         return self.activation
 
 
-class LSTM(RecurrentLayer):
-    r"""Long short-term memory: torch.nn.LSTM's API (gate order i, f, g, o), projections included.
+class LSTM(Recurrent, nn.LSTM):
+    r"""Long short-term memory, torch.nn.LSTM's API and numbers (projections included).
 
-    Args (torch.nn.LSTM's, in its order): input_size, hidden_size, num_layers=1, bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0 (> 0: ``h_t = W_hr (o * act(c_t))``
-    of size proj_size, with ``weight_hr_l{k}`` (proj_size, hidden_size), as torch.nn), device=None,
-    dtype=None. Keyword-only extras: input_dropout, recurrent_dropout, zoneout, activation ("tanh" or
-    "relu"), recurrent_activation ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2", "hardsigmoid"),
-    init ("torch" or "keras"), single_bias, backend.
+    For each element of the input sequence each layer computes
 
-    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*P) with P = proj_size or H;
-    h_n (L*D, B, P); c_n (L*D, B, H).
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(x_t W_{ii}^T + b_{ii} + h_{t-1} W_{hi}^T + b_{hi}) \\
+        f_t = \sigma(x_t W_{if}^T + b_{if} + h_{t-1} W_{hf}^T + b_{hf}) \\
+        g_t = \tanh(x_t W_{ig}^T + b_{ig} + h_{t-1} W_{hg}^T + b_{hg}) \\
+        o_t = \sigma(x_t W_{io}^T + b_{io} + h_{t-1} W_{ho}^T + b_{ho}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    with the gates in torch's order ``i, f, g, o`` in the stacked weights. With ``proj_size = P > 0``,
+    :math:`h_t = W_{hr} (o_t \odot \tanh(c_t))` of size P, as torch.nn's. ``activation`` and
+    ``recurrent_activation`` replace :math:`\tanh` and :math:`\sigma` (Keras' options).
+
+    Args:
+        input_size: the number of features ``I`` of the input.
+        hidden_size: the number of features ``H`` of the cell state.
+        num_layers: stacked layers (default 1).
+        bias: if False, no ``b_ih`` and ``b_hh`` (default True).
+        batch_first: input and output as ``(B, T, F)`` instead of ``(T, B, F)`` (default False).
+        dropout: dropout on each layer's output except the last, in training (default 0).
+        bidirectional: a second direction that reads the sequence backwards (default False).
+        proj_size: ``P``, the size of ``h`` when > 0 (default 0: ``P = H``).
+        device, dtype: where and in which dtype the parameters are made.
+""" + _SHAPES.format(states="s ``(h_0, c_0)``", h_width="P", finals="(h_n, c_n)") + r"""
+    ``h_0``/``h_n`` have width ``P`` (``H`` without projection), ``c_0``/``c_n`` width ``H``.
+
+    Attributes:
+        weight_ih_l[k]: ``(4H, I)`` for ``k = 0``, else ``(4H, D*P)``: :math:`W_{ii}|W_{if}|W_{ig}|W_{io}`.
+        weight_hh_l[k]: ``(4H, P)``: :math:`W_{hi}|W_{hf}|W_{hg}|W_{ho}`.
+        bias_ih_l[k], bias_hh_l[k]: ``(4H,)``.
+        weight_hr_l[k]: ``(P, H)``, with ``proj_size > 0`` only. The second direction's end in ``_reverse``;
+        all start uniform in :math:`(-1/\sqrt{H}, 1/\sqrt{H})`, as torch.nn's.
+
+    Example::
+
+        >>> lstm = seqtorch.LSTM(10, 20, 2, batch_first=True, recurrent_dropout=0.25)
+        >>> output, (h_n, c_n) = lstm(torch.randn(3, 5, 10), lengths=torch.tensor([5, 2, 4]))
+        >>> output.shape, h_n.shape, c_n.shape
+        (torch.Size([3, 5, 20]), torch.Size([2, 3, 20]), torch.Size([2, 3, 20]))
     """
 
-    mode = "lstm"
+    _default_cell = CELLS["lstm"]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device=None, dtype=None, *, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid", init: str = "torch", single_bias: bool = False,
-                 backend: str = "auto") -> None:
+                 proj_size: int = 0, device=None, dtype=None, **options) -> None:
         projected = not isinstance(proj_size, bool) and isinstance(proj_size, (int, float)) and proj_size > 0
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, cell="lstm_proj" if projected else "lstm", proj_size=proj_size,
-                         activation=activation, recurrent_activation=recurrent_activation,
-                         input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
-                         init=init, single_bias=single_bias, backend=backend)
+        super().__init__(CELLS["lstm_proj" if projected else "lstm"], input_size, hidden_size, num_layers, bias,
+                         batch_first, dropout, bidirectional, device, dtype, proj_size=proj_size, **options)
 
 
-class GRU(RecurrentLayer):
-    r"""Gated recurrent unit: torch.nn.GRU's API (gate order r, z, n).
+class GRU(Recurrent, nn.GRU):
+    r"""Gated recurrent unit, torch.nn.GRU's API and numbers (gates ``r, z, n``).
 
-    Args (torch.nn.GRU's, in its order): input_size, hidden_size, num_layers=1, bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None. Keyword-only extras:
-    reset_after (True: torch's and Keras >= 2.3's GRU; False: Keras 2.0's, the book's, with the
-    candidate computed from ``r * h``), input_dropout, recurrent_dropout, zoneout, activation,
-    recurrent_activation, init, single_bias (needs reset_after=False), backend.
+    For each element of the input sequence each layer computes
 
-    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
+    .. math::
+        \begin{array}{ll}
+        r_t = \sigma(x_t W_{ir}^T + b_{ir} + h_{t-1} W_{hr}^T + b_{hr}) \\
+        z_t = \sigma(x_t W_{iz}^T + b_{iz} + h_{t-1} W_{hz}^T + b_{hz}) \\
+        n_t = \tanh(x_t W_{in}^T + b_{in} + r_t \odot (h_{t-1} W_{hn}^T + b_{hn})) \\
+        h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+        \end{array}
+
+    With ``reset_after=False`` (Keras 2.0's GRU, the book's) the candidate reads the reset state:
+    :math:`n_t = \tanh(x_t W_{in}^T + b_{in} + (r_t \odot h_{t-1}) W_{hn}^T + b_{hn})`.
+
+    Args:
+        input_size: the number of features ``I`` of the input.
+        hidden_size: the number of features ``H`` of the hidden state.
+        num_layers: stacked layers (default 1).
+        bias: if False, no ``b_ih`` and ``b_hh`` (default True).
+        batch_first: input and output as ``(B, T, F)`` instead of ``(T, B, F)`` (default False).
+        dropout: dropout on each layer's output except the last, in training (default 0).
+        bidirectional: a second direction that reads the sequence backwards (default False).
+        device, dtype: where and in which dtype the parameters are made.
+""" + _SHAPES.format(states="", h_width="H", finals="h_n") + r"""
+    Attributes:
+        weight_ih_l[k]: ``(3H, I)`` for ``k = 0``, else ``(3H, D*H)``: :math:`W_{ir}|W_{iz}|W_{in}`.
+        weight_hh_l[k]: ``(3H, H)``: :math:`W_{hr}|W_{hz}|W_{hn}`.
+        bias_ih_l[k], bias_hh_l[k]: ``(3H,)``. The second direction's end in ``_reverse``; all start
+        uniform in :math:`(-1/\sqrt{H}, 1/\sqrt{H})`, as torch.nn's.
+
+    Example::
+
+        >>> gru = seqtorch.GRU(14, 32, reset_after=False, init="keras", single_bias=True)   # the book's
+        >>> output, h_n = gru(torch.randn(120, 8, 14))
+        >>> output.shape, h_n.shape
+        (torch.Size([120, 8, 32]), torch.Size([1, 8, 32]))
     """
 
-    mode = "gru"
+    _default_cell = CELLS["gru"]
+    _own_options = ("reset_after",)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, reset_after: bool = True, input_dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid", init: str = "torch", single_bias: bool = False,
-                 backend: str = "auto", proj_size: None = None) -> None:
+                 device=None, dtype=None, *, proj_size: None = None, **options) -> None:
         check_no_proj_size(type(self).__name__, proj_size)
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, cell=cell_name("gru", reset_after), activation=activation,
-                         recurrent_activation=recurrent_activation, reset_after=reset_after,
-                         input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
-                         init=init, single_bias=single_bias, backend=backend)
+        reset_after = O.OPTIONS["reset_after"].check("reset_after", options.get("reset_after", True))
+        super().__init__(CELLS["gru" if reset_after else "gru_reset_before"], input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional, device, dtype, **options)
 
 
-class LayerNormLSTM(RecurrentLayer):
-    r"""LSTM with layer normalization inside the recurrence (Ba et al. 2016; haste's LayerNormLSTM)::
+class LayerNormLSTM(Recurrent):
+    r"""LSTM with layer normalization inside the recurrence (Ba et al. 2016; haste's LayerNormLSTM).
 
-        gates = LN(x W_ih^T) * g_ih + LN(h W_hh^T) * g_hh + b_ih + b_hh        (i, f, g, o)
-        c' = sig(f) * c + sig(i) * act(g);   h' = sig(o) * act(LN(c') * g_c + b_c)
+    .. math::
+        \begin{array}{ll}
+        (i, f, g, o) = \mathrm{LN}(x_t W_{ih}^T) g_{ih} + \mathrm{LN}(h_{t-1} W_{hh}^T) g_{hh} + b_{ih} + b_{hh} \\
+        c_t = \sigma(f) \odot c_{t-1} + \sigma(i) \odot \tanh(g) \\
+        h_t = \sigma(o) \odot \tanh(\mathrm{LN}(c_t) g_c + b_c)
+        \end{array}
 
-    ``LN`` normalizes over the last dimension (all 4H gate pre-activations; H for c') with the biased
-    variance and ``eps``, no affine part of its own. Args: as :class:`LSTM` (no proj_size), plus
-    keyword-only ``eps`` (1e-5). Parameters per layer and direction (suffix ``_l{k}{_reverse}``):
-    ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` as the LSTM's, ``ln_ih_weight`` (4H),
-    ``ln_hh_weight`` (4H), ``ln_cell_weight`` (H), ``ln_cell_bias`` (H); the gains start at 1, the bias at 0.
+    ``LN`` normalizes over the last dimension (all 4H gate pre-activations; H for :math:`c_t`) with the
+    biased variance and ``eps``, no affine part of its own.
 
-    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n, c_n (L*D, B, H).
+    Args: as :class:`LSTM` without ``proj_size``.
+""" + _SHAPES.format(states="s ``(h_0, c_0)``", h_width="H", finals="(h_n, c_n)") + r"""
+    Attributes:
+        the LSTM's, and per layer and direction ``ln_ih_weight_l[k]``, ``ln_hh_weight_l[k]`` ``(4H,)``,
+        ``ln_cell_weight_l[k]`` ``(H,)`` (the gains, starting at 1) and ``ln_cell_bias_l[k]`` ``(H,)`` (at 0).
+
+    Example::
+
+        >>> ln = seqtorch.LayerNormLSTM(32, 64, num_layers=2, eps=1e-5)
+        >>> output, (h_n, c_n) = ln(torch.randn(7, 4, 32))
+        >>> output.shape
+        torch.Size([7, 4, 64])
     """
 
-    mode = "lstm"
+    _default_cell = CELLS["layernorm_lstm"]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,
-                 dtype=None, *, eps: float = 1e-5, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 zoneout: float = 0.0, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 init: str = "torch", single_bias: bool = False, backend: str = "auto") -> None:
-        check_eps(type(self).__name__, eps)
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, cell="layernorm_lstm", activation=activation,
-                         recurrent_activation=recurrent_activation, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init, single_bias=single_bias,
-                         cell_args=(eps,), backend=backend)
-        self.eps = float(eps)
-
-    def _extra_defaults(self) -> dict:
-        return {"eps": 1e-5, **super()._extra_defaults()}
+                 dtype=None, **options) -> None:
+        super().__init__(CELLS["layernorm_lstm"], input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, **options)
 
 
-class LayerNormGRU(RecurrentLayer):
-    r"""GRU with layer normalization inside the recurrence (Ba et al. 2016; haste's LayerNormGRU)::
+class LayerNormGRU(Recurrent):
+    r"""GRU with layer normalization inside the recurrence (Ba et al. 2016; haste's LayerNormGRU).
 
-        gx = LN(x W_ih^T) * g_ih + b_ih;   gh = LN(h W_hh^T) * g_hh + b_hh      (r, z, n)
-        r = sig(gx_r + gh_r);  z = sig(gx_z + gh_z);  n = act(gx_n + r * gh_n);  h' = (1 - z) * n + z * h
+    .. math::
+        \begin{array}{ll}
+        (x_r, x_z, x_n) = \mathrm{LN}(x_t W_{ih}^T) g_{ih} + b_{ih}, \quad
+        (h_r, h_z, h_n) = \mathrm{LN}(h_{t-1} W_{hh}^T) g_{hh} + b_{hh} \\
+        r = \sigma(x_r + h_r), \quad z = \sigma(x_z + h_z), \quad n = \tanh(x_n + r \odot h_n) \\
+        h_t = (1 - z) \odot n + z \odot h_{t-1}
+        \end{array}
 
-    The reset gate acts after the product (torch's GRU form). Args: as :class:`GRU` without
-    ``reset_after`` and ``single_bias`` (b_hn is scaled by r: a bias of its own), plus keyword-only ``eps``
-    (1e-5). Parameters: the GRU's, plus ``ln_ih_weight`` and ``ln_hh_weight`` (3H each, starting at 1).
+    The reset gate acts after the product (torch's GRU form); ``single_bias`` is refused (``b_hn`` is
+    scaled by ``r``).
 
-    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
+    Args: as :class:`GRU` without ``reset_after``.
+""" + _SHAPES.format(states="", h_width="H", finals="h_n") + r"""
+    Attributes:
+        the GRU's, and ``ln_ih_weight_l[k]``, ``ln_hh_weight_l[k]`` ``(3H,)``, the gains, starting at 1.
+
+    Example::
+
+        >>> lng = seqtorch.LayerNormGRU(32, 64)
+        >>> output, h_n = lng(torch.randn(7, 4, 32))
+        >>> h_n.shape
+        torch.Size([1, 4, 64])
     """
 
-    mode = "gru"
+    _default_cell = CELLS["layernorm_gru"]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,
-                 dtype=None, *, eps: float = 1e-5, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 zoneout: float = 0.0, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 init: str = "torch", backend: str = "auto") -> None:
-        check_eps(type(self).__name__, eps)
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, cell="layernorm_gru", activation=activation,
-                         recurrent_activation=recurrent_activation, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init, cell_args=(eps,),
-                         backend=backend)
-        self.eps = float(eps)
-
-    def _extra_defaults(self) -> dict:
-        extras = {"eps": 1e-5, **super()._extra_defaults()}
-        del extras["reset_after"], extras["single_bias"]
-        return extras
+                 dtype=None, **options) -> None:
+        super().__init__(CELLS["layernorm_gru"], input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, **options)
 
 
-class IndRNN(RecurrentLayer):
-    r"""Independently recurrent network (Li et al. 2018; haste's IndRNN)::
+class IndRNN(Recurrent):
+    r"""Independently recurrent network (Li et al. 2018; haste's IndRNN).
 
-        h_t = act(x_t W_ih^T + b_ih + w_hh * h_{t-1} + b_hh)        w_hh (H,): elementwise
+    .. math::
+        h_t = \mathrm{ReLU}(x_t W_{ih}^T + b_{ih} + w_{hh} \odot h_{t-1} + b_{hh})
 
-    Args: input_size, hidden_size, num_layers=1, nonlinearity="relu" ("relu" or "tanh"), bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None; keyword-only
-    input_dropout, recurrent_dropout, zoneout, init, single_bias, backend. Parameters per layer and
-    direction: ``weight_ih`` (H, I), ``weight_hh`` (H,) uniform in [0, 1] at first, ``bias_ih``,
-    ``bias_hh`` (H,). To keep |w_hh| under a bound during training (Li et al.'s constraint), clamp it
-    after each optimizer step or parametrize it (README).
+    with a recurrent weight *vector* :math:`w_{hh}` (H,): each unit recurs on itself only.
+    ``nonlinearity="tanh"`` replaces the ReLU. Li et al. keep :math:`|w_{hh}|` under a bound (``2^{1/T}``
+    for T steps keeps the gradient from exploding): clamp it after each optimizer step, or parametrize it.
 
-    Shapes: input (T, B, I) / (B, T, I) / (T, I); output (T, B, D*H); h_n (L*D, B, H).
+    Args: input_size, hidden_size, num_layers=1, nonlinearity="relu", bias=True, batch_first=False,
+        dropout=0.0, bidirectional=False, device=None, dtype=None, as :class:`SimpleRNN` (ReLU by default).
+""" + _SHAPES.format(states="", h_width="H", finals="h_n") + r"""
+    Attributes:
+        weight_ih_l[k] ``(H, I)``; weight_hh_l[k] ``(H,)``, uniform in [0, 1] at first; bias_ih_l[k],
+        bias_hh_l[k] ``(H,)``.
+
+    Example::
+
+        >>> ind = seqtorch.IndRNN(32, 64)
+        >>> output, h_n = ind(torch.randn(7, 4, 32))
+        >>> ind.weight_hh_l0.shape
+        torch.Size([64])
     """
 
-    mode = "rnn"
+    _default_cell = CELLS["indrnn"]
+    _torch_named = ("activation",)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "relu",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 zoneout: float = 0.0, init: str = "torch", single_bias: bool = False, backend: str = "auto") -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.")
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, cell="indrnn", activation=nonlinearity, input_dropout=input_dropout,
-                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, init=init, single_bias=single_bias,
-                         backend=backend)
+                 device=None, dtype=None, **options) -> None:
+        super().__init__(CELLS["indrnn"], input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, _fixed={"activation": _check_nonlinearity(nonlinearity)},
+                         **options)
 
     @property
     def nonlinearity(self) -> str:
@@ -526,3 +663,6 @@ class IndRNN(RecurrentLayer):
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "relu" else "")
+
+
+_compile.trace_layers_as_one_graph(Recurrent)

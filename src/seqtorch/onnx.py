@@ -52,13 +52,14 @@ numeric options (``cell_args``), an activation outside the list above.
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._import_hooks import after_import
+from .options import OPTIONS
 from .recurrent_cells import Acts, Sizes, get_cell
 
 # Every implementation of the scan registers seqtorch::scan_forward_<name> (seqtorch.ops.contract).
@@ -116,11 +117,9 @@ def check_exportable(cell: str, activation: str, recurrent_activation: str, cell
         raise OnnxExportError(f"seqtorch cell {cell!r} with cell_args={list(cell_args)}: ONNX's "
                               f"{ONNX_CELLS[cell].op_type} has no attribute for them")
     if rec_mask is not None:
-        raise OnnxExportError("recurrent_dropout in training mode has no ONNX equivalent (ONNX's recurrent "
-                              "operators take no mask on the state); export the model in eval mode: model.eval()")
+        raise OnnxExportError(OPTIONS["recurrent_dropout"].onnx)
     if any(z is not None for z in zoneout):
-        raise OnnxExportError("zoneout has no ONNX equivalent (ONNX's recurrent operators always replace the "
-                              "state); export a model without zoneout")
+        raise OnnxExportError(OPTIONS["zoneout"].onnx)
     for role, name in (("activation", activation), ("recurrent_activation", recurrent_activation)):
         if name not in ONNX_ACTIVATIONS:
             raise OnnxExportError(f"{role}={name!r} has no ONNX activation; exportable: {sorted(ONNX_ACTIVATIONS)}")
@@ -312,46 +311,9 @@ def _register_with_exporter() -> None:
                           f"seqtorch.onnx.translation_table() to torch.onnx.export", RuntimeWarning, stacklevel=2)
 
 
-class _ThenRegister(importlib.abc.Loader):
-    """A module's own loader, then :func:`_register_with_exporter` once the module has run."""
-
-    def __init__(self, loader) -> None:
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        self._loader.exec_module(module)
-        _register_with_exporter()
-
-    def __getattr__(self, name):  # get_source, get_code, ... for tracebacks and inspect
-        return getattr(self._loader, name)
-
-
-class _ExporterImportHook(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the loader of torch's two registry modules when they are imported."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname not in (_REGISTRATION, _TORCHLIB_REGISTRY):
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _ThenRegister(spec.loader)
-                return spec
-        return None
-
-
 def install() -> None:
     """Make torch's exporter find :func:`scan_to_onnx` (called when seqtorch is imported; idempotent)."""
-    if any(isinstance(finder, _ExporterImportHook) for finder in sys.meta_path):
-        return
-    sys.meta_path.insert(0, _ExporterImportHook())
-    _register_with_exporter()  # the exporter may have been imported before seqtorch
+    after_import((_REGISTRATION, _TORCHLIB_REGISTRY), _register_with_exporter)
 
 
 install()

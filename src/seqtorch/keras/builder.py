@@ -19,14 +19,14 @@ from .modules import Dense, KerasRecurrent, KerasSequential
 
 def _recurrent(spec: RecurrentSpec, input_size: int, *, bidirectional: bool, backend: str) -> nn.Module:
     """The seqtorch layer of a Keras SimpleRNN/LSTM/GRU: Keras' one bias is ``single_bias`` (except the
-    reset-after GRU's two), ``dropout``/``recurrent_dropout`` are ``input_dropout``/``recurrent_dropout``."""
+    reset-after GRU's two), Keras' ``dropout`` is ``input_dropout``."""
     options = dict(bias=spec.use_bias, batch_first=True, bidirectional=bidirectional,
                    input_dropout=spec.dropout, recurrent_dropout=spec.recurrent_dropout, backend=backend,
-                   single_bias=spec.use_bias and not (spec.mode == "gru" and spec.reset_after))
-    if spec.mode == "rnn":
+                   single_bias=spec.use_bias and not (spec.family == "gru" and spec.reset_after))
+    if spec.family == "rnn":
         return SimpleRNN(input_size, spec.units, nonlinearity=spec.activation, **options)
     options.update(activation=spec.activation, recurrent_activation=spec.recurrent_activation)
-    if spec.mode == "lstm":
+    if spec.family == "lstm":
         return LSTM(input_size, spec.units, **options)
     return GRU(input_size, spec.units, reset_after=spec.reset_after, **options)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .errors import UnsupportedKerasError
 
-RECURRENT_CLASSES = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}  # Keras class -> seqtorch mode
+RECURRENT_CLASSES = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}  # Keras class -> seqtorch cell family
 DENSE_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax")
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -67,7 +67,7 @@ class RecurrentSpec:
     trainable: bool = True
 
     @property
-    def mode(self) -> str:
+    def family(self) -> str:
         return RECURRENT_CLASSES[self.class_name]
 
 

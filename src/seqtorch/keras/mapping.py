@@ -33,18 +33,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..layers import RecurrentLayer
-from ..reference import GATES
+from ..layers import Recurrent
 from .errors import WeightMismatchError
 
-_TORCH_MODES = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
+_TORCH_FAMILIES = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # the gate blocks of Keras' SimpleRNN, LSTM, GRU
 
 
-def recurrent_mode(module: nn.Module) -> str | None:
-    """"rnn", "lstm" or "gru" for a seqtorch layer or a torch.nn RNN/LSTM/GRU; None for anything else."""
-    if isinstance(module, RecurrentLayer):
-        return module.mode
-    return _TORCH_MODES.get(type(module))
+def recurrent_family(module: nn.Module) -> str | None:
+    """"rnn", "lstm" or "gru" for a seqtorch layer (its cell's family) or a torch.nn RNN/LSTM/GRU; None
+    for anything else."""
+    if isinstance(module, Recurrent):
+        return module.cell.family
+    return _TORCH_FAMILIES.get(type(module))
 
 
 def _reset_after(module: nn.Module) -> bool:
@@ -101,7 +102,7 @@ def fill_recurrent(module: nn.Module, layer: int, arrays: list[np.ndarray], wher
     """One Keras recurrent layer's arrays -> layer ``layer`` of ``module`` (a seqtorch SimpleRNN/LSTM/GRU
     or torch.nn RNN/LSTM/GRU). ``arrays``: per direction (forward, then backward for a bidirectional
     module) ``kernel (I, G*H), recurrent_kernel (H, G*H)`` and, with bias, ``bias``."""
-    mode = recurrent_mode(module)
+    mode = recurrent_family(module)
     hidden, gates = module.hidden_size, GATES[mode]
     directions = 2 if module.bidirectional else 1
     names = ("kernel", "recurrent_kernel", "bias") if module.bias else ("kernel", "recurrent_kernel")

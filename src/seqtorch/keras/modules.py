@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..layers import RecurrentLayer
+from ..layers import Recurrent
 
 _DENSE_ACTIVATIONS = {"linear": lambda x: x, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
                       "softmax": lambda x: torch.softmax(x, dim=-1)}
@@ -30,7 +30,7 @@ class KerasRecurrent(nn.Module):
     ``rnn`` is the seqtorch layer (``batch_first=True``; ``bidirectional=True`` for a Bidirectional).
     """
 
-    def __init__(self, rnn: RecurrentLayer, *, return_sequences: bool = False, go_backwards: bool = False,
+    def __init__(self, rnn: Recurrent, *, return_sequences: bool = False, go_backwards: bool = False,
                  merge_mode: str | None = "concat") -> None:
         super().__init__()
         if not rnn.batch_first or rnn.num_layers != 1:

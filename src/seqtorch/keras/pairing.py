@@ -16,10 +16,10 @@ from torch import nn
 
 from .config import BidirectionalSpec, DenseSpec, EmbeddingSpec, RecurrentSpec
 from .errors import WeightMismatchError
-from .mapping import fill_dense, fill_embedding, fill_recurrent, recurrent_mode
+from .mapping import fill_dense, fill_embedding, fill_recurrent, recurrent_family
 from .modules import Dense
 
-KERAS_CLASSES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}  # seqtorch mode -> Keras class
+KERAS_CLASSES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}  # a cell family -> Keras class
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def module_slots(module: nn.Module) -> list[Slot]:
     slots: list[Slot] = []
 
     def visit(part: nn.Module, label: str) -> None:
-        mode = recurrent_mode(part)
+        mode = recurrent_family(part)
         if mode is not None:
             keras = KERAS_CLASSES[mode]
             for layer in range(part.num_layers):
@@ -93,7 +93,7 @@ def check_options(slot: Slot, spec, where: str) -> None:
     module = slot.module
     if isinstance(spec, (RecurrentSpec, BidirectionalSpec)):
         layer = spec.layer if isinstance(spec, BidirectionalSpec) else spec
-        mode = recurrent_mode(module)
+        mode = recurrent_family(module)
         activation = getattr(module, "activation", getattr(module, "nonlinearity", "tanh"))
         pairs = [("use_bias", layer.use_bias, "bias", bool(module.bias)),
                  ("activation", layer.activation, "activation", activation)]

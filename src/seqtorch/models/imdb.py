@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import layers
+from ..convert import TORCH_NN, unconvertible_options
+from ..options import OPTIONS
 
 __all__ = ["ImdbModelConfig", "RNNClassifier", "DenseClassifier", "TorchNNTwin", "build_model", "MODEL_KINDS"]
 
@@ -41,14 +43,14 @@ class ImdbModelConfig:
         layers: stacked recurrent layers.
         bidirectional: read the review both ways and concatenate the two final states.
         dropout: between stacked layers (torch.nn's ``dropout``).
-        input_dropout, recurrent_dropout: Keras' ``dropout`` / ``recurrent_dropout``.
+        input_dropout, recurrent_dropout, backend: seqtorch's options of the recurrent layer
+            (:mod:`seqtorch.options`; Keras' ``dropout`` is ``input_dropout``).
         use_lengths: pass ``lengths`` to the recurrent layer. Only right for ``'post'``-padded
             tokens (words first): with ``'pre'`` padding the words are at the end and, as in
             Keras, the layer reads the padding.
         maxlen: review length, needed by "dense" (its Linear sees maxlen * embed_dim features).
         keras_faithful: Keras' initializers and GRU flavour (see the module docstring).
         reset_after: GRU only; None means ``not keras_faithful``.
-        backend: seqtorch backend for the recurrent layer.
         torch_nn: run torch.nn's RNN/LSTM/GRU instead of seqtorch's, started from the same weights
             (for comparisons; none of seqtorch's extras, so no dropouts, lengths or reset-before GRU).
     """
@@ -68,6 +70,11 @@ class ImdbModelConfig:
     reset_after: bool | None = None
     backend: str = "auto"
     torch_nn: bool = False
+
+    def layer_options(self) -> dict:
+        """The fields that are seqtorch options of the recurrent layer (:data:`seqtorch.options.OPTIONS`),
+        but ``reset_after``, which :class:`RNNClassifier` derives from ``keras_faithful`` when None."""
+        return {name: getattr(self, name) for name in OPTIONS if hasattr(self, name) and name != "reset_after"}
 
 
 def _check_tokens(tokens: Tensor) -> None:
@@ -94,23 +101,18 @@ class TorchNNTwin(nn.Module):
     forward(x, lengths=None) -> what torch.nn returns. Only for layers without seqtorch's extras.
     """
 
-    _CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-
-    def __init__(self, layer: layers.RecurrentLayer) -> None:
+    def __init__(self, layer: layers.Recurrent) -> None:
         super().__init__()
-        extras = {"input_dropout": layer.input_dropout, "recurrent_dropout": layer.recurrent_dropout,
-                  "reset_after": not layer.reset_after, "recurrent_activation": layer.recurrent_activation != "sigmoid",
-                  "activation": layer.mode != "rnn" and layer.activation != "tanh"}
-        used = [name for name, value in extras.items() if value]
+        used = unconvertible_options(layer)
         if used:
             raise ValueError(f"torch.nn has no equivalent of seqtorch's {used}; drop them to compare with torch.nn")
         options = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
                        dropout=layer.dropout, bidirectional=layer.bidirectional)
-        if layer.mode == "rnn":
+        if "activation" in layer._torch_named:
             options["nonlinearity"] = layer.activation
         # Built on the meta device, so it draws no random numbers: the layers created after it (the
         # classifier's head) get the same initial weights as in the seqtorch model.
-        self.layer = self._CLASSES[layer.mode](layer.input_size, layer.hidden_size, device="meta", **options)
+        self.layer = TORCH_NN[type(layer)](layer.input_size, layer.hidden_size, device="meta", **options)
         self.layer.to_empty(device=layer.weight_ih_l0.device)
         self.layer.load_state_dict(layer.state_dict(), strict=True)
         if layer.single_bias:  # the same experiment: torch.nn's bias_hh stays at zero too
@@ -132,19 +134,17 @@ class RNNClassifier(nn.Module):
 
     def __init__(self, kind: str = "lstm", num_words: int = 10000, embed_dim: int = 32,
                  hidden: int = 32, layers: int = 1, bidirectional: bool = False,
-                 dropout: float = 0.0, input_dropout: float = 0.0, recurrent_dropout: float = 0.0,
-                 use_lengths: bool = False, keras_faithful: bool = False,
-                 reset_after: bool | None = None, backend: str = "auto", torch_nn: bool = False) -> None:
+                 dropout: float = 0.0, use_lengths: bool = False, keras_faithful: bool = False,
+                 reset_after: bool | None = None, torch_nn: bool = False, **options) -> None:
         super().__init__()
         if kind not in _RNN_CLASSES:
             raise ValueError(f"kind must be one of {tuple(_RNN_CLASSES)}, got {kind!r}")
         self.kind = kind
         self.use_lengths = use_lengths
         self.embedding = nn.Embedding(num_words, embed_dim)
-        options = dict(num_layers=layers, batch_first=True, dropout=dropout,
-                       bidirectional=bidirectional, input_dropout=input_dropout,
-                       recurrent_dropout=recurrent_dropout,
-                       init="keras" if keras_faithful else "torch", backend=backend)
+        # seqtorch's options of the layer (:mod:`seqtorch.options`) pass through as given
+        options = dict(num_layers=layers, batch_first=True, dropout=dropout, bidirectional=bidirectional,
+                       init="keras" if keras_faithful else "torch", **options)
         if kind == "gru":
             options["reset_after"] = (not keras_faithful) if reset_after is None else reset_after
         elif reset_after is not None:
@@ -203,9 +203,7 @@ def build_model(cfg: ImdbModelConfig) -> nn.Module:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {cfg.kind!r}")
     if cfg.kind == "dense":
         return DenseClassifier(cfg.num_words, cfg.embed_dim or 8, cfg.maxlen, cfg.keras_faithful)
-    return RNNClassifier(
-        cfg.kind, cfg.num_words, cfg.embed_dim or 32, cfg.hidden, cfg.layers, cfg.bidirectional,
-        cfg.dropout, cfg.input_dropout, cfg.recurrent_dropout, cfg.use_lengths,
-        cfg.keras_faithful, cfg.reset_after, cfg.backend, cfg.torch_nn,
-    )
+    return RNNClassifier(cfg.kind, cfg.num_words, cfg.embed_dim or 32, cfg.hidden, cfg.layers, cfg.bidirectional,
+                         cfg.dropout, cfg.use_lengths, cfg.keras_faithful, cfg.reset_after, cfg.torch_nn,
+                         **cfg.layer_options())
 

@@ -1,30 +1,12 @@
-"""The fused scans behind ``backend=``, each tested against :func:`seqtorch.reference.scan_reference`.
+"""The scan: one layer, one direction of a recurrent cell over a sequence, and its implementations.
 
-Each backend is a module with ``supports(opts, gx, hidden_size) -> reason | None``, ``has_cell(name) -> bool`` and
-``scan(opts, gx, states, weights, lengths, rec_mask) -> (output, final states)``; :data:`BACKENDS` maps
-names to them and :func:`seqtorch.functional.resolve_backend` reads it (nothing else should).
+Left to right, each importing only from its left:
 
-* ``cpu_fused`` (:mod:`.cpu_fused`): the C++ loop on CPU, the Python loop elsewhere; any device.
-* ``triton`` (:mod:`.triton_scan`): up to H=128 one persistent Triton kernel per layer and direction for
-  the forward and one for the backward; above, the alternating loop (:mod:`.triton_alternating`: per step
-  a cuBLAS GEMM and one Triton launch). CUDA tensors (CPU under ``TRITON_INTERPRET=1`` for tests); offered
-  only when triton is importable.
-
-Both run through :mod:`.autograd`, which gives every one the same autograd semantics, and keep the op
-contract of :mod:`.contract`.
+* :mod:`.reference`: the plain autograd loop over a cell's step, the spec every implementation equals;
+* :mod:`.contract`: the op pair every fused implementation registers (schema, outputs, shapes);
+* the fused implementations, each an op pair: :mod:`.python_loop` (any device), :mod:`.native` (the C++
+  loop, ``csrc/``), :mod:`.triton_scan` and :mod:`.triton_alternating` (Triton kernels);
+* :mod:`.autograd`: one differentiable scan over any op pair, with all of PyTorch's autograd semantics;
+* :mod:`.dispatch`: the ordered list of implementations and the one entry that picks and runs
+  (:func:`.dispatch.scan`), which :mod:`seqtorch.functional` calls.
 """
-
-from __future__ import annotations
-
-import importlib.util
-from types import ModuleType
-
-from . import cpu_fused
-
-BACKENDS: dict[str, ModuleType] = {"cpu_fused": cpu_fused}
-
-# triton is an optional dependency: without it, this backend is simply not offered.
-if importlib.util.find_spec("triton") is not None:
-    from . import triton_scan
-
-    BACKENDS["triton"] = triton_scan

@@ -9,7 +9,7 @@
   activations for a backward that will not come.
 * **double backward** (``create_graph=True``: gradient penalties, ``gradgradcheck``, Hessians) and the
   backward under ``torch.func`` transforms (``grad``, ``jacrev``, ``vjp``, ``hessian``): the gradient is
-  computed through the reference scan (:func:`seqtorch.reference.state_history_reference`) with
+  computed through the reference scan (:func:`seqtorch.ops.reference.state_history_reference`) with
   ``torch.func.vjp``, so the result is itself differentiable, to any order.
 * **forward mode** (``torch.func.jvp``, ``jacfwd``, ``torch.autograd.forward_ad`` dual tensors): the
   tangents are computed through the reference scan too (as the transpose of its vjp, so no nested dual
@@ -28,30 +28,19 @@ reference, which every fused path equals within the tolerances of ``tests/confte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 from torch._C._functorch import is_functorch_wrapped_tensor
 
-from ..reference import state_history_reference
-from .contract import ForwardLayout, ScanOptions
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """One implementation's op pair (:mod:`.contract`)."""
-
-    name: str
-    forward: object   # OpOverload seqtorch::scan_forward_<name>
-    backward: object  # OpOverload seqtorch::scan_backward_<name>
+from .reference import state_history_reference
+from .contract import ForwardLayout, Kernel, ScanOptions
 
 
 def scan(kernel: Kernel, opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...],
          weights: tuple[Tensor | None, ...], lengths: Tensor | None, rec_mask: Tensor | None,
          zoneout: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer, one direction on ``kernel``: output (T, B, P), zero past each length, and the final
-    states (each sequence's last valid one). Shapes as :func:`seqtorch.reference.scan_reference`;
+    states (each sequence's last valid one). Shapes as :func:`seqtorch.ops.reference.scan_reference`;
     ``zoneout`` None or one (T, B, width) coefficient tensor per state (not differentiated)."""
     keep = tuple(zoneout) if zoneout is not None else (None,) * len(states)
     tensors = [t for t in (gx, *states, *weights) if t is not None]
@@ -65,7 +54,7 @@ def scan(kernel: Kernel, opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ..
     else:
         save = False
         outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, list(keep))
-    layout = ForwardLayout.split(opts.spec, list(outputs), save)
+    layout = ForwardLayout.split(opts.cell, list(outputs), save)
     return finish(layout, opts, lengths, save)
 
 
@@ -89,7 +78,7 @@ def finish(layout: ForwardLayout, opts: ScanOptions, lengths: Tensor | None,
 def fused_backward(kernel: Kernel, opts: ScanOptions, grads, outputs, weights, lengths, rec_mask, keep,
                    needs_weights: tuple[bool, ...]) -> tuple[Tensor, list[Tensor], list[Tensor | None]]:
     """dgx, the initial states' gradients, and the weights' gradients, from the state outputs' gradients."""
-    cell = opts.spec
+    cell = opts.cell
     K = len(cell.states)
     results = kernel.backward(*opts.op_args(), list(grads), list(outputs), list(weights), lengths, rec_mask, list(keep))
     dgx, dstates, buffers = results[0], list(results[1:1 + K]), results[1 + K:]
@@ -109,7 +98,7 @@ def _reference_histories(opts: ScanOptions, lengths, rec_mask, keep, n_states: i
         states, present = rest[:n_states], iter(rest[n_states:])
         weights = tuple(None if none else next(present) for none in none_weights)
         zoneout = None if all(k is None for k in keep) else keep
-        return state_history_reference(opts.spec, gx, states, weights, lengths=lengths, rec_mask=rec_mask,
+        return state_history_reference(opts.cell, gx, states, weights, lengths=lengths, rec_mask=rec_mask,
                                        reverse=opts.reverse, acts=opts.acts, zoneout=zoneout,
                                        cell_args=opts.cell_args)
 
@@ -138,7 +127,7 @@ class _Scan(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         kernel, opts, lengths, rec_mask, keep, n_states, gx, *rest = inputs
-        K = len(opts.spec.states)
+        K = len(opts.cell.states)
         ctx.kernel, ctx.opts, ctx.n_states, ctx.K, ctx.n_outputs = kernel, opts, n_states, K, len(output)
         ctx.keep = keep
         ctx.none_weights = tuple(w is None for w in rest[n_states:])
@@ -246,7 +235,7 @@ def register(kernel: Kernel) -> None:
         n_present = sum(not none for none in ctx.none_weights)
         present, outputs = iter(rest[:n_present]), rest[n_present:]
         weights = [None if none else next(present) for none in ctx.none_weights]
-        K = len(ctx.opts.spec.states)
+        K = len(ctx.opts.cell.states)
         grads = list(grads[:K])
         # one entry per input, in the inputs' structure (a list of Nones, as zoneout without tensors, is one)
         zoneout_grads = None if ctx.zoneout_is_none else [None] * ctx.n_zoneout

@@ -41,30 +41,42 @@ BACKWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool re
 
 
 @dataclass(frozen=True)
-class ScanOptions:
-    """What a scan does besides its tensors: the cell, its activations (canonical names), the direction."""
+class Kernel:
+    """One implementation's op pair: ``seqtorch::scan_forward_<name>`` and ``scan_backward_<name>``."""
 
-    cell: str
+    name: str
+    forward: object   # OpOverload
+    backward: object  # OpOverload
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What a scan does besides its tensors: the cell, its activations (canonical names), its numeric
+    options, the direction. Built once per layer by :func:`seqtorch.functional.stack`; the ops get it as
+    their schema's leading arguments (:meth:`op_args`), with the cell by its registered name."""
+
+    cell: Cell
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
     reverse: bool = False
     cell_args: tuple[float, ...] = ()
 
-    @property
-    def spec(self) -> Cell:
-        return get_cell(self.cell)
+    def __post_init__(self) -> None:
+        if isinstance(self.cell, str):  # a registered cell by name (the ops' schema, tests)
+            object.__setattr__(self, "cell", get_cell(self.cell))
 
     @property
     def acts(self) -> Acts:
         return Acts(self.activation, self.recurrent_activation)
 
     def op_args(self) -> tuple[str, str, str, bool, list[float]]:
-        return self.cell, self.activation, self.recurrent_activation, self.reverse, list(self.cell_args)
+        return self.cell.name, self.activation, self.recurrent_activation, self.reverse, list(self.cell_args)
 
     @staticmethod
     def from_op_args(cell: str, activation: str, recurrent_activation: str, reverse: bool,
                      cell_args=()) -> "ScanOptions":
-        return ScanOptions(cell, activation, recurrent_activation, bool(reverse), tuple(float(a) for a in cell_args))
+        return ScanOptions(get_cell(cell), activation, recurrent_activation, bool(reverse),
+                           tuple(float(a) for a in cell_args))
 
 
 def sizes_of(cell: Cell, gx: Tensor, states: list[Tensor]) -> Sizes:
@@ -125,7 +137,7 @@ def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse:
                  rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every forward op (the same shape function for all of them)."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
-    shapes = forward_shapes(opts.spec, opts, gx, list(states), rec_mask is not None, save)
+    shapes = forward_shapes(opts.cell, opts, gx, list(states), rec_mask is not None, save)
     return [gx.new_empty(shape) for shape in shapes]
 
 

@@ -170,16 +170,8 @@ def failure() -> str | None:
     return _state.get("error")
 
 
-@torch.compiler.assume_constant_result
-def available(cell: str) -> bool:
-    """Whether the C++ loop serves ``cell`` (building the library on the first call). torch.compile runs
-    this at trace time and keeps the answer: a build cannot be traced, and after it :func:`kernel` is a
-    lookup that can."""
-    return kernel(cell) is not None
-
-
 def kernel(cell: str):
-    """The C++ loop's op pair (a :class:`~.autograd.Kernel`) if the library is loaded and has ``cell``."""
+    """The C++ loop's op pair (a :class:`~.contract.Kernel`) if the library is loaded and has ``cell``."""
     if load() is None:
         return None
     return _state["kernel"] if cell in _state["cells"] else None
@@ -187,15 +179,14 @@ def kernel(cell: str):
 
 def _register() -> None:
     """What Python adds to the library's ops: their fake kernels (for torch.compile, torch.export and
-    AOTInductor) and their autograd formula. A process that only runs an exported program needs neither."""
-    from .autograd import Kernel, register
-    from .contract import register_fakes
+    AOTInductor). Their autograd formula is registered by :mod:`.dispatch`, which runs them; a process
+    that only runs an exported program needs neither."""
+    from .contract import Kernel, register_fakes
 
     ops = torch.ops.seqtorch
     _state["kernel"] = Kernel("cpp", ops.scan_forward_cpp.default, ops.scan_backward_cpp.default)
     _state["cells"] = _query_cells()
     register_fakes(_state["kernel"].forward, _state["kernel"].backward)
-    register(_state["kernel"])
 
 
 def cpp_cells() -> frozenset[str]:

@@ -80,7 +80,7 @@ def forward(cell_name: str, activation: str, recurrent_activation: str, reverse:
 
 def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
     reverse, args = opts.reverse, opts.cell_args
-    cell, acts = opts.spec, opts.acts
+    cell, acts = opts.cell, opts.acts
     zoneout = [None if z is None else z.contiguous() for z in zoneout]
     sizes = sizes_of(cell, gx, states)
     T, B, H, P = sizes.T, sizes.B, sizes.H, sizes.P
@@ -149,7 +149,7 @@ def backward(cell_name: str, activation: str, recurrent_activation: str, reverse
 
 def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
     reverse, args = opts.reverse, opts.cell_args
-    cell, acts = opts.spec, opts.acts
+    cell, acts = opts.cell, opts.acts
     layout = ForwardLayout.split(cell, list(saved_outputs), save=True)
     S = layout.states
     T, B, P = S[0].shape[0] - 1, S[0].shape[1], S[0].shape[2]

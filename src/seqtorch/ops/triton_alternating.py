@@ -9,7 +9,7 @@ one launch of :mod:`.triton_step_kernels` does the cell's pointwise math and the
 gradient, then this step's cell backward) and one GEMM ``dP @ W_hh``. The weights' gradients are one GEMM
 over all steps afterwards (:mod:`.autograd`), as on every backend. Buffers as :mod:`.contract`, so it is
 interchangeable with the persistent kernels and tested against the same reference (in Triton's
-interpreter on CPU, with the rule of :func:`seqtorch.ops.triton_scan.implementation` lowered).
+interpreter on CPU, with :data:`seqtorch.ops.triton_scan.MAX_HIDDEN` lowered).
 
 A cell runs here when :func:`supports_cell` says so: at most one recurrent product, of ``h~`` and all of
 W_hh (every built-in cell but the reset-before GRU and the projected LSTM, whose second product needs the
@@ -22,10 +22,9 @@ import torch
 import triton
 from torch import Tensor
 
-from ..recurrent_cells import get_cell
-from . import autograd, contract, triton_scan
-from .autograd import Kernel
-from .contract import ScanOptions
+from ..recurrent_cells import Cell
+from . import contract, triton_scan
+from .contract import Kernel, ScanOptions
 from .triton_step_kernels import step_kernels
 
 BLOCK_H = 128          # columns per program for a cell whose step is separable by column
@@ -33,9 +32,11 @@ BLOCK_B = 16           # rows per program (at most; fewer when a program holds w
 ROW_ELEMENTS = 4096    # a whole-row program's (BLOCK_B, BLOCK_H) tile holds at most this many
 
 
-def supports_cell(cell: str) -> str | None:
-    """Why ``cell`` cannot run in the alternating loop, or None if it can."""
-    spec = get_cell(cell)
+def supports_cell(spec: Cell) -> str | None:
+    """Why ``spec`` cannot run in the alternating loop, or None if it can."""
+    cell = spec.name
+    if not triton_scan.has_cell(spec):
+        return f"cell {cell!r} has no Triton kernels (no triton.py in its folder)"
     if len(spec.products) > 1:
         return (f"cell {cell!r} has {len(spec.products)} recurrent products per step (the second needs the "
                 f"first stage's result inside the step); the per-step kernels take one")
@@ -44,9 +45,16 @@ def supports_cell(cell: str) -> str | None:
     return None
 
 
-def _blocks(cell: str, batch: int, hidden: int) -> tuple[int, int]:
+def supports(opts: ScanOptions, gx: Tensor, hidden_size: int) -> str | None:
+    """Why the alternating loop cannot run this scan, or None: the Triton kernels' device rules
+    (:func:`.triton_scan.supports_device`) and a cell it takes (:func:`supports_cell`). It serves the hidden
+    sizes above :data:`.triton_scan.MAX_HIDDEN`; below, the persistent kernels come first in the dispatch."""
+    return triton_scan.supports_device(gx) or supports_cell(opts.cell)
+
+
+def _blocks(spec: Cell, batch: int, hidden: int) -> tuple[int, int]:
     """(BLOCK_B, BLOCK_H): column blocks of :data:`BLOCK_H`, or whole rows for a cell that reduces over them."""
-    if get_cell(cell).reduces_over_hidden:
+    if spec.reduces_over_hidden:
         block_h = triton.next_power_of_2(hidden)
         return max(1, min(BLOCK_B, ROW_ELEMENTS // block_h)), block_h
     return BLOCK_B, min(BLOCK_H, triton.next_power_of_2(hidden))
@@ -70,7 +78,7 @@ def forward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch.
     """The forward step kernel's constexpr arguments and warp count for a launch with these options (also
     what ``tests/test_triton_compile.py`` compiles for the GPU)."""
     block_b, block_h = _blocks(opts.cell, batch, hidden)
-    return dict(CELL_FWD=step_kernels().cells[opts.cell][0], HAS_LENGTHS=lengths, HAS_BIAS=bias, SAVE=save,
+    return dict(CELL_FWD=step_kernels().cells[opts.cell.name][0], HAS_LENGTHS=lengths, HAS_BIAS=bias, SAVE=save,
                 ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], BLOCK_B=block_b, BLOCK_H=block_h,
                 **_flags(opts, dtype)), _warps(block_b, block_h)
 
@@ -80,7 +88,7 @@ def backward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch
                         zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
     """The backward step kernel's constexpr arguments and warp count (as :func:`forward_constexprs`)."""
     block_b, block_h = _blocks(opts.cell, batch, hidden)
-    return dict(CELL_BWD=step_kernels().cells[opts.cell][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh,
+    return dict(CELL_BWD=step_kernels().cells[opts.cell.name][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh,
                 HAS_DC=dc, ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], FINISH=finish, STEP=step,
                 BLOCK_B=block_b, BLOCK_H=block_h, **_flags(opts, dtype)), _warps(block_b, block_h)
 
@@ -111,7 +119,7 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
 
 
 def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
-    spec = opts.spec
+    spec = opts.cell
     K = len(spec.states)
     has_c = K == 2
     T, B = gx.shape[0], gx.shape[1]
@@ -172,7 +180,7 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
 
 
 def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):
-    spec = opts.spec
+    spec = opts.cell
     K = len(spec.states)
     has_c = K == 2
     zh, zc = triton_scan._zoneout_args(zoneout, K)
@@ -241,4 +249,3 @@ def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):
 
 FORWARD, BACKWARD = contract.define("triton_alternating", forward, backward)
 KERNEL = Kernel("triton_alternating", FORWARD, BACKWARD)
-autograd.register(KERNEL)

@@ -30,14 +30,10 @@ import torch
 import triton
 from torch import Tensor
 
-from ..recurrent_cells import get_cell
-from ..recurrent_cells.activations import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from ..recurrent_cells import Cell
 from ..recurrent_cells.triton_math import GATE_IDS
-from ..reference import GATES, MODES, cell_name
-from . import autograd, contract
-from . import triton_alternating
-from .autograd import Kernel
-from .contract import ScanOptions
+from . import contract
+from .contract import Kernel, ScanOptions
 from .triton_kernels import cell_names, interpreting, kernels
 
 MAX_HIDDEN = 128
@@ -54,29 +50,20 @@ STATE_DTYPES = (torch.float32, torch.float64)
 POISON_NEW_BUFFERS = False
 
 
-def has_cell(cell: str) -> bool:
+def has_cell(cell: Cell) -> bool:
     """Whether ``cell`` has Triton kernels (a ``triton.py`` in its folder)."""
-    return cell in cell_names()
+    return cell.name in cell_names()
 
 
-def supports_triton(gx: Tensor, hidden_size: int, cell: str = "lstm") -> str | None:
-    """Why the Triton kernels cannot run a scan of ``cell`` on ``gx`` (T, B, G*H) with ``hidden_size``, or
-    None if they can. The rules: CUDA tensors (CPU only under ``TRITON_INTERPRET=1``), gx dtype in
-    float32/float64/float16/bfloat16, hidden_size >= 1 (above :data:`MAX_HIDDEN` only for a cell the
-    alternating loop takes, :func:`seqtorch.ops.triton_alternating.supports_cell`), T >= 1, B >= 1, and fewer
-    than 2**31 elements per tensor (the kernels use 32-bit offsets)."""
+def supports_device(gx: Tensor) -> str | None:
+    """Why no Triton kernel can run a scan on ``gx`` (T, B, G*H), or None: CUDA tensors (CPU only under
+    ``TRITON_INTERPRET=1``), gx in float32/float64/float16/bfloat16, T >= 1, B >= 1, and fewer than 2**31
+    elements per tensor (the kernels use 32-bit offsets). Both Triton implementations check this first."""
     if gx.device.type != "cuda" and not (gx.device.type == "cpu" and interpreting()):
         return (f"Triton kernels need CUDA tensors, got device {gx.device.type!r} "
                 f"(CPU tensors run only in Triton's interpreter, TRITON_INTERPRET=1)")
     if gx.dtype not in GX_DTYPES:
         return f"dtype {gx.dtype} is not supported (supported: {', '.join(map(str, GX_DTYPES))})"
-    if hidden_size < 1:
-        return f"hidden_size must be at least 1, got {hidden_size}"
-    if hidden_size > MAX_HIDDEN:
-        reason = triton_alternating.supports_cell(cell)
-        if reason is not None:
-            return (f"hidden_size {hidden_size} is above what the persistent kernel covers ({MAX_HIDDEN}), and "
-                    f"the alternating loop cannot run it: {reason}")
     if gx.dim() != 3 or gx.shape[0] == 0 or gx.shape[1] == 0:
         return f"needs a non-empty (T, B, G*H) input projection, got shape {tuple(gx.shape)}"
     if gx.numel() >= 2**31:
@@ -85,14 +72,18 @@ def supports_triton(gx: Tensor, hidden_size: int, cell: str = "lstm") -> str | N
 
 
 def supports(opts: ScanOptions, gx: Tensor, hidden_size: int) -> str | None:
-    """:func:`supports_triton` for a scan with ``opts`` (the backend interface of :mod:`seqtorch.ops`)."""
-    return supports_triton(gx, hidden_size, opts.cell)
-
-
-def implementation(opts: ScanOptions, hidden_size: int) -> Kernel:
-    """The rule: the persistent kernels up to :data:`MAX_HIDDEN`, the alternating loop above (tests lower
-    :data:`MAX_HIDDEN` to run the alternating loop on small sizes)."""
-    return KERNEL if hidden_size <= MAX_HIDDEN else triton_alternating.KERNEL
+    """Why the persistent kernels cannot run this scan, or None: :func:`supports_device`, a cell with a
+    ``triton.py``, and 1 <= hidden_size <= :data:`MAX_HIDDEN` (above, the alternating loop's rule)."""
+    reason = supports_device(gx)
+    if reason is not None:
+        return reason
+    if not has_cell(opts.cell):
+        return f"cell {opts.cell.name!r} has no Triton kernels (no triton.py in its folder)"
+    if hidden_size < 1:
+        return f"hidden_size must be at least 1, got {hidden_size}"
+    if hidden_size > MAX_HIDDEN:
+        return f"hidden_size {hidden_size} is above what the persistent kernel covers ({MAX_HIDDEN})"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -105,9 +96,8 @@ def _new(shape, dtype: torch.dtype, device) -> Tensor:
     return buffer
 
 
-def _launch_config(cell: str, hidden: int, dtype: torch.dtype, backward: bool = False) -> dict:
+def _launch_config(spec: Cell, hidden: int, dtype: torch.dtype, backward: bool = False) -> dict:
     block_h = max(16, triton.next_power_of_2(hidden))
-    spec = get_cell(cell)
     w_bytes = (spec.gates * block_h if spec.products else 1) * block_h * (8 if dtype == torch.float64 else 4)
     budget = W_ON_CHIP_BYTES_BACKWARD if backward else W_ON_CHIP_BYTES
     return dict(BLOCK_B=BLOCK_B, BLOCK_H=block_h, W_ON_CHIP=w_bytes <= budget,
@@ -115,7 +105,7 @@ def _launch_config(cell: str, hidden: int, dtype: torch.dtype, backward: bool = 
 
 
 def _flags(opts: ScanOptions, dtype: torch.dtype) -> dict:
-    spec = opts.spec
+    spec = opts.cell
     return dict(NUM_GATES=spec.gates, HAS_C=len(spec.states) == 2, W_VECTOR=len(spec.products) == 0,
                 ACC=triton.language.float64 if dtype == torch.float64 else triton.language.float32,
                 REVERSE=opts.reverse, RELU=opts.activation == "relu", GATE=GATE_IDS[opts.recurrent_activation])
@@ -127,7 +117,7 @@ def forward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, le
     ``tests/test_triton_compile.py`` compiles for the GPU)."""
     config = _launch_config(opts.cell, hidden, dtype)
     num_warps = config.pop("num_warps")
-    return dict(CELL_FWD=kernels().cells[opts.cell][0], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_BIAS=bias,
+    return dict(CELL_FWD=kernels().cells[opts.cell.name][0], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_BIAS=bias,
                 SAVE=save, ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], **_flags(opts, dtype), **config), num_warps
 
 
@@ -136,7 +126,7 @@ def backward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, l
     """The backward kernel's constexpr arguments and warp count (as :func:`forward_constexprs`)."""
     config = _launch_config(opts.cell, hidden, dtype, backward=True)
     num_warps = config.pop("num_warps")
-    return dict(CELL_BWD=kernels().cells[opts.cell][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh, HAS_DC=dc,
+    return dict(CELL_BWD=kernels().cells[opts.cell.name][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh, HAS_DC=dc,
                 ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], **_flags(opts, dtype), **config), num_warps
 
 
@@ -167,7 +157,7 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
             rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The forward op: launch the forward kernel; outputs as :mod:`.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
-    spec = opts.spec
+    spec = opts.cell
     K = len(spec.states)
     w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights[:2])
     extra, cargs = _cell_weights(list(weights), cell_args)
@@ -198,7 +188,7 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
              rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The backward op: launch the backward kernel; outputs as :mod:`.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
-    spec = opts.spec
+    spec = opts.cell
     K = len(spec.states)
     has_c = K == 2
     zh, zc = _zoneout_args(zoneout, K)
@@ -236,103 +226,3 @@ def _zoneout_args(zoneout: list[Tensor | None], states: int) -> tuple[Tensor | N
 
 FORWARD, BACKWARD = contract.define("triton", forward, backward)
 KERNEL = Kernel("triton", FORWARD, BACKWARD)
-autograd.register(KERNEL)
-
-
-# ----------------------------------------------------------------------------------------------------
-# entries
-
-def scan(opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
-         lengths: Tensor | None = None, rec_mask: Tensor | None = None,
-         zoneout: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """One layer, one direction: :func:`seqtorch.reference.scan_reference`'s semantics and shapes.
-
-    The math runs in w_hh's dtype; a float16/bfloat16 gx (autocast) is cast to it first and the output is
-    returned in gx's dtype, the final states in the math dtype.
-    """
-    dtype = weights[0].dtype
-    kernel = implementation(opts, opts.spec.hidden_size(weights))
-    out, finals = autograd.scan(kernel, opts, gx.to(dtype).contiguous(), tuple(s.contiguous() for s in states),
-                                tuple(None if w is None else w.contiguous() for w in weights),
-                                None if lengths is None else lengths.to(torch.int64).contiguous(),
-                                None if rec_mask is None else rec_mask.contiguous(),
-                                None if zoneout is None else tuple(z.to(dtype).contiguous() for z in zoneout))
-    return out.to(gx.dtype), finals
-
-
-def _check_inputs(mode, gx, h0, c0, w_hh, b_hh, lengths, rec_mask, activation, recurrent_activation):
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if recurrent_activation not in RECURRENT_ACTIVATIONS:
-        raise ValueError(f"recurrent_activation must be one of {RECURRENT_ACTIVATIONS}, "
-                         f"got {recurrent_activation!r}")
-    if gx.dim() != 3:
-        raise ValueError(f"gx must be (T, B, G*H), got shape {tuple(gx.shape)}")
-    steps, batch, width = gx.shape
-    if h0.dim() != 2 or h0.shape[0] != batch:
-        raise ValueError(f"h0 must be (B, H) = ({batch}, H), got shape {tuple(h0.shape)}")
-    hidden = h0.shape[1]
-    gates = GATES[mode]
-    expected = {"gx": (gx, (steps, batch, gates * hidden)), "w_hh": (w_hh, (gates * hidden, hidden))}
-    if b_hh is not None:
-        expected["b_hh"] = (b_hh, (gates * hidden,))
-    if mode == "lstm":
-        if c0 is None:
-            raise ValueError("mode 'lstm' needs c0 (B, H), got None")
-        expected["c0"] = (c0, (batch, hidden))
-    if rec_mask is not None:
-        expected["rec_mask"] = (rec_mask, (batch, hidden))
-    if lengths is not None:
-        expected["lengths"] = (lengths, (batch,))
-    for name, (tensor, shape) in expected.items():
-        if tuple(tensor.shape) != shape:
-            raise ValueError(f"{name} must have shape {shape} for mode {mode!r}, got {tuple(tensor.shape)}")
-    for name, tensor in (("h0", h0), ("w_hh", w_hh), *((k, v[0]) for k, v in expected.items())):
-        if tensor.device != gx.device:
-            raise ValueError(f"{name} is on {tensor.device}, expected gx's device {gx.device}")
-    if w_hh.dtype not in STATE_DTYPES:
-        raise ValueError(f"w_hh dtype must be one of {STATE_DTYPES}, got {w_hh.dtype}")
-    for name, tensor in (("h0", h0), ("c0", c0 if mode == "lstm" else None), ("b_hh", b_hh),
-                         ("rec_mask", rec_mask)):
-        if tensor is not None and tensor.dtype != w_hh.dtype:
-            raise ValueError(f"{name} dtype must equal w_hh's ({w_hh.dtype}), got {tensor.dtype}")
-    if gx.dtype == torch.float64 and w_hh.dtype != torch.float64:
-        raise ValueError(f"gx is float64 but w_hh is {w_hh.dtype}; use one dtype for both")
-    if lengths is not None and (lengths.dtype.is_floating_point or lengths.dtype == torch.bool):
-        raise ValueError(f"lengths must be an integer tensor, got {lengths.dtype}")
-
-
-def recurrent_scan_triton(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Tensor,
-                          b_hh: Tensor | None, *, lengths: Tensor | None = None,
-                          rec_mask: Tensor | None = None, reverse: bool = False, activation: str = "tanh",
-                          recurrent_activation: str = "sigmoid",
-                          reset_after: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One layer, one direction of a layer family on the Triton kernels, with its inputs checked.
-
-    Same signature and numbers as :func:`seqtorch.reference.recurrent_scan_reference`: mode "rnn",
-    "lstm" or "gru" (``reset_after`` picks the GRU); gx (T, B, G*H) float32/float64 (float16/bfloat16
-    under autocast); h0, c0 (B, H); w_hh (G*H, H); b_hh (G*H,) or None; h0, c0, w_hh, b_hh, rec_mask share
-    one dtype, float32 or float64: the math dtype; lengths (B,) integer or None; rec_mask (B, H) or None.
-    Returns output (T, B, H) in gx's dtype, h_n (B, H), c_n (B, H) for "lstm" else None.
-
-    Raises ValueError for malformed inputs and RuntimeError with :func:`supports_triton`'s reason for
-    inputs the kernels do not cover.
-    """
-    _check_inputs(mode, gx, h0, c0, w_hh, b_hh, lengths, rec_mask, activation, recurrent_activation)
-    reason = supports_triton(gx, h0.shape[-1], cell_name(mode, reset_after))
-    if reason is not None:
-        raise RuntimeError(f"the Triton scan cannot run this input: {reason}")
-    opts = ScanOptions(cell_name(mode, reset_after), activation, recurrent_activation, bool(reverse))
-    opts = ScanOptions.from_op_args(opts.cell, *(_canonical(opts.activation, opts.recurrent_activation)),
-                                    opts.reverse, opts.cell_args)
-    states = (h0,) if mode != "lstm" else (h0, c0)
-    out, finals = scan(opts, gx, states, (w_hh, b_hh), lengths, rec_mask)
-    return out, finals[0], (finals[1] if mode == "lstm" else None)
-
-
-def _canonical(activation: str, recurrent_activation: str) -> tuple[str, str]:
-    from ..recurrent_cells.activations import canonical
-
-    return canonical(activation), canonical(recurrent_activation)

@@ -110,10 +110,20 @@ class BackwardStep:
 
 
 class Cell:
-    """Base of every cell spec; a cell subclasses it and fills in the class attributes and methods."""
+    """Base of every cell spec; a cell subclasses it and fills in the class attributes and methods.
+
+    The spec *is* the cell: layers and cell Modules hold it (``layer.cell``), the scans take it. One
+    instance per cell is registered by name (:data:`seqtorch.recurrent_cells.CELLS`); a pickled Module
+    keeps the name, so it holds no class of the spec.
+    """
 
     name: str = ""
     family: str = "rnn"  # "rnn", "lstm" or "gru": the gate layout Keras' initializers follow
+    # the options of :mod:`seqtorch.options` this cell takes beyond every cell's (its activations, its numeric
+    # options): a Module over it accepts them as keyword arguments
+    options: tuple[str, ...] = ()
+    # why ``single_bias=True`` cannot serve this cell (its two biases act apart), or None
+    single_bias_conflict: str | None = None
     gates: int = 1
     states: tuple[str, ...] = ("h",)
     weights: tuple[str, ...] = ("weight_hh", "bias_hh")  # the scan's recurrent weights, in order
@@ -127,6 +137,9 @@ class Cell:
     # whether the step's pointwise code reduces over all H columns of a row (LayerNorm's statistics): a kernel
     # that splits a row's columns across programs cannot run it, and gives each program whole rows instead
     reduces_over_hidden: bool = False
+
+    def __repr__(self) -> str:
+        return f"<cell {self.name!r}>"
 
     # ---- parameters ---------------------------------------------------------------------------------
     def parameters(self, I: int, H: int, P: int) -> list[tuple[str, tuple[int, ...]]]:

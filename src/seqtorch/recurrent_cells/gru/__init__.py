@@ -19,9 +19,12 @@ from .. import activations as A
 from ..base import Acts, BackwardStep, Cell, ForwardStep, Sizes
 
 
-class GRUCell(Cell):
+class GRUSpec(Cell):
     name = "gru"
     family = "gru"
+    options = ("activation", "recurrent_activation")
+    single_bias_conflict = ("the recurrent candidate bias b_hn is scaled by the reset gate, so it acts apart "
+                            "from b_in (Keras' reset_after GRU has two biases too)")
     gates = 3
     states = ("h",)
 
@@ -75,4 +78,4 @@ class GRUCell(Cell):
         s.d_prev = [dh * z]
 
 
-CELL = GRUCell()
+CELL = GRUSpec()

@@ -19,9 +19,10 @@ from .. import activations as A
 from ..base import Acts, BackwardStep, Cell, ForwardStep, Product, Sizes
 
 
-class GRUResetBeforeCell(Cell):
+class GRUResetBeforeSpec(Cell):
     name = "gru_reset_before"
     family = "gru"
+    options = ("activation", "recurrent_activation")
     gates = 3
     folds_input_bias = True
     states = ("h",)
@@ -83,4 +84,4 @@ class GRUResetBeforeCell(Cell):
         s.d_h_in = s.du * r
 
 
-CELL = GRUResetBeforeCell()
+CELL = GRUResetBeforeSpec()

@@ -16,9 +16,10 @@ from .. import activations as A
 from ..base import Acts, BackwardStep, Cell, ForwardStep, Sizes
 
 
-class IndRNNCell(Cell):
+class IndRNNSpec(Cell):
     name = "indrnn"
     family = "rnn"
+    options = ("activation",)
     gates = 1
     folds_input_bias = True
     states = ("h",)
@@ -57,4 +58,4 @@ class IndRNNCell(Cell):
         return [dw, db]
 
 
-CELL = IndRNNCell()
+CELL = IndRNNSpec()

@@ -22,9 +22,12 @@ from ..base import Acts, BackwardStep, Cell, ForwardStep, Product, Sizes
 from ..layernorm import normalize, normalize_backward
 
 
-class LayerNormGRUCell(Cell):
+class LayerNormGRUSpec(Cell):
     name = "layernorm_gru"
     family = "gru"
+    options = ("eps", "activation", "recurrent_activation")
+    single_bias_conflict = ("the recurrent candidate bias b_hn is scaled by the reset gate, so it acts apart "
+                            "from b_in (Keras' reset_after GRU has two biases too)")
     gates = 3
     reduces_over_hidden = True
     states = ("h",)
@@ -118,4 +121,4 @@ class LayerNormGRUCell(Cell):
         return out
 
 
-CELL = LayerNormGRUCell()
+CELL = LayerNormGRUSpec()

@@ -26,9 +26,10 @@ from ..base import Acts, BackwardStep, Cell, ForwardStep, Product, Sizes
 from ..layernorm import normalize, normalize_backward
 
 
-class LayerNormLSTMCell(Cell):
+class LayerNormLSTMSpec(Cell):
     name = "layernorm_lstm"
     family = "lstm"
+    options = ("eps", "activation", "recurrent_activation")
     gates = 4
     reduces_over_hidden = True
     states = ("h", "c")
@@ -130,4 +131,4 @@ class LayerNormLSTMCell(Cell):
         return out
 
 
-CELL = LayerNormLSTMCell()
+CELL = LayerNormLSTMSpec()

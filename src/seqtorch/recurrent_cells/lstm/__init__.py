@@ -18,9 +18,10 @@ from .. import activations as A
 from ..base import Acts, BackwardStep, Cell, ForwardStep, Sizes
 
 
-class LSTMCell(Cell):
+class LSTMSpec(Cell):
     name = "lstm"
     family = "lstm"
+    options = ("activation", "recurrent_activation")
     gates = 4
     folds_input_bias = True
     states = ("h", "c")
@@ -72,4 +73,4 @@ class LSTMCell(Cell):
         s.d_prev = [None, dc * f]
 
 
-CELL = LSTMCell()
+CELL = LSTMSpec()

@@ -20,9 +20,10 @@ from ..base import Acts, BackwardStep, Cell, ForwardStep, Product, Sizes
 from ..lstm import CELL as LSTM
 
 
-class LSTMProjectionCell(Cell):
+class LSTMProjectionSpec(Cell):
     name = "lstm_proj"
     family = "lstm"
+    options = ("activation", "recurrent_activation")
     gates = 4
     folds_input_bias = True
     states = ("h", "c")
@@ -71,4 +72,4 @@ class LSTMProjectionCell(Cell):
         s.d_prev = [None, inner.d_prev[1]]
 
 
-CELL = LSTMProjectionCell()
+CELL = LSTMProjectionSpec()

@@ -14,9 +14,10 @@ from .. import activations as A
 from ..base import Acts, BackwardStep, Cell, ForwardStep, Sizes
 
 
-class SimpleRNNCell(Cell):
+class SimpleRNNSpec(Cell):
     name = "rnn"
     family = "rnn"
+    options = ("activation",)
     gates = 1
     folds_input_bias = True
     states = ("h",)
@@ -40,4 +41,4 @@ class SimpleRNNCell(Cell):
         s.d_prev = [None]
 
 
-CELL = SimpleRNNCell()
+CELL = SimpleRNNSpec()

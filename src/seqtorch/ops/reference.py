@@ -21,30 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .recurrent_cells import Acts, Cell, get_cell
-from .recurrent_cells.activations import ACTIVATIONS, RECURRENT_ACTIVATIONS, hard_sigmoid_keras2
-from .recurrent_cells.activations import apply as _apply
+from ..recurrent_cells import Acts, Cell, get_cell
 
-MODES = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-hard_sigmoid = hard_sigmoid_keras2
-
-__all__ = ["scan_reference", "state_history_reference", "recurrent_scan_reference", "cell_name", "activation_fn", "rnn_step", "lstm_step",
-           "gru_step", "MODES", "GATES", "ACTIVATIONS", "RECURRENT_ACTIVATIONS", "hard_sigmoid"]
-
-
-def cell_name(mode: str, reset_after: bool = True) -> str:
-    """The registered cell of a layer family: "rnn", "lstm", "gru" or (reset_after=False) "gru_reset_before"."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return "gru_reset_before" if mode == "gru" and not reset_after else mode
-
-
-def activation_fn(name: str):
-    """The elementwise function named ``name`` (one of ACTIVATIONS or RECURRENT_ACTIVATIONS)."""
-    if name not in ACTIVATIONS + RECURRENT_ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS + RECURRENT_ACTIVATIONS}")
-    return lambda x: _apply(name, x)
+__all__ = ["scan_reference", "state_history_reference"]
 
 
 def scan_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
@@ -54,7 +33,7 @@ def scan_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...], we
     """Run one layer, one direction, over a whole sequence: the plain loop every fast path must equal.
 
     Args:
-        cell: a registered cell or its name. gx: (T, B, G*H). states0: the initial states, h (B, P)
+        cell: the cell (:class:`~seqtorch.recurrent_cells.Cell`) or its registered name. gx: (T, B, G*H). states0: the initial states, h (B, P)
             first (LSTM: (h0, c0)). weights: the cell's recurrent weights in its order.
         lengths: (B,) int64 on gx's device, 1 <= lengths <= T, or None (every sequence is T long).
         rec_mask: (B, P) recurrent-dropout mask (already scaled by 1/(1-p)), or None.
@@ -112,47 +91,3 @@ def _scan(cell, gx, states0, weights, *, lengths, rec_mask, reverse, acts, zoneo
     if not outputs:
         return gx.new_zeros((0, *states[0].shape)), history
     return torch.stack(outputs), history
-
-
-def recurrent_scan_reference(mode: str, gx: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Tensor,
-                             b_hh: Tensor | None, *, lengths: Tensor | None = None,
-                             rec_mask: Tensor | None = None, reverse: bool = False,
-                             activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                             reset_after: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
-    """:func:`scan_reference` for the three layer families, in their (h0, c0, w_hh, b_hh) terms.
-
-    mode "rnn", "lstm" or "gru" (``reset_after`` picks the GRU); gx (T, B, G*H); h0, c0 (B, H) (c0 for
-    "lstm", None meaning zeros); w_hh (G*H, H); b_hh (G*H,) or None. Returns output (T, B, H), h_n, and
-    c_n for "lstm" else None.
-    """
-    name = cell_name(mode, reset_after)
-    states0 = (h0,) if mode != "lstm" else (h0, torch.zeros_like(h0) if c0 is None else c0)
-    out, states = scan_reference(name, gx, states0, (w_hh, b_hh), lengths=lengths, rec_mask=rec_mask,
-                                 reverse=reverse, acts=Acts.of(activation, recurrent_activation))
-    return out, states[0], (states[1] if mode == "lstm" else None)
-
-
-# One step of each layer family, for the nn.Module cells (seqtorch.cells).
-
-def rnn_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None, *, rec_mask: Tensor | None = None,
-             activation: str = "tanh") -> Tensor:
-    """One SimpleRNN step. gx: (B, H) input projection; h: (B, H). Returns h': (B, H)."""
-    h_in = h if rec_mask is None else h * rec_mask
-    return get_cell("rnn").step(gx, h_in, (h,), (w_hh, b_hh), Acts.of(activation, "sigmoid"), ())[0]
-
-
-def lstm_step(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None, *,
-              rec_mask: Tensor | None = None, activation: str = "tanh",
-              recurrent_activation: str = "sigmoid") -> tuple[Tensor, Tensor]:
-    """One LSTM step. gx: (B, 4H); h, c: (B, H). Returns (h', c'), each (B, H)."""
-    h_in = h if rec_mask is None else h * rec_mask
-    return get_cell("lstm").step(gx, h_in, (h, c), (w_hh, b_hh), Acts.of(activation, recurrent_activation), ())
-
-
-def gru_step(gx: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None, *, rec_mask: Tensor | None = None,
-             activation: str = "tanh", recurrent_activation: str = "sigmoid",
-             reset_after: bool = True) -> Tensor:
-    """One GRU step. gx: (B, 3H); h: (B, H). Returns h': (B, H)."""
-    h_in = h if rec_mask is None else h * rec_mask
-    cell = get_cell(cell_name("gru", reset_after))
-    return cell.step(gx, h_in, (h,), (w_hh, b_hh), Acts.of(activation, recurrent_activation), ())[0]
