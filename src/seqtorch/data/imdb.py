@@ -197,7 +197,8 @@ def _iter_tar_reviews(archive: Path, progress: bool):
     try:
         with contextlib.ExitStack() as stack:
             # "r|": a forward-only stream, so the archive is decompressed exactly once.
-            tar = stack.enter_context(tarfile.open(fileobj=_open_tar_stream(archive, stack), mode="r|"))
+            stream = _open_tar_stream(archive, stack)
+            tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
             bar = stack.enter_context(tqdm(desc=f"reading {archive.name}", unit=" files",
                                            disable=not progress, leave=False))
             trees: dict[str | None, str] = {}  # top folder -> its first review, to name both
@@ -221,6 +222,8 @@ def _iter_tar_reviews(archive: Path, progress: bool):
             if tar.fileobj.tell() < tar.offset + tarfile.BLOCKSIZE:
                 raise _damaged(archive, "the tar data stops without the end-of-archive block",
                                truncated=True)
+            while stream.read(1 << 20):  # the padding after it, to the compressed stream's end and checksum
+                pass
     except EOFError as exc:  # the compressed stream ends before its end marker
         raise _damaged(archive, f"{exc.args[0] if exc.args else exc}", truncated=True) from exc
     except tarfile.ReadError as exc:
