@@ -75,6 +75,7 @@ def test_commands_under_make_and_torchrun(monkeypatch):
     monkeypatch.setenv(cli.RERUN_ARGS_ENV, "--epochs 3 --overwrite")
     assert cli.rerun_command([], "--resume") == "make train TRAIN_ARGS='--epochs 3 --resume'"
     assert cli.rerun_command([], "") == "make train TRAIN_ARGS='--epochs 3'"
+    assert cli.rerun_command([], None) == "make train TRAIN_ARGS='--epochs 3 --overwrite'"  # as it was
     monkeypatch.delenv(cli.RERUN_ENV)
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
@@ -112,6 +113,20 @@ def test_ctrl_c_exits_130_with_what_the_run_holds(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "interrupted (Ctrl-C). Epoch 3 of 9 was cut short" in err and "resume it: " in err
     assert err.rstrip().endswith("--out r --resume")
+
+
+def test_ctrl_c_outside_training_gives_the_command_as_it_was(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train_x.py"])
+    monkeypatch.delenv(cli.RERUN_ENV, raising=False)
+
+    def main(argv):
+        raise KeyboardInterrupt  # while the data is read: no epoch under way
+
+    with pytest.raises(SystemExit) as info:
+        cli.run(main, ["--out", "r", "--resume"])
+    err = capsys.readouterr().err
+    assert info.value.code == 130 and "No training was under way" in err
+    assert err.rstrip().endswith("--out r --resume")  # the same command, --resume kept
 
 
 def test_an_epochs_files_are_written_even_if_ctrl_c_arrives_meanwhile():

@@ -48,28 +48,29 @@ def debug_requested(argv: Sequence[str]) -> bool:
     return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def rerun_command(argv: Sequence[str], flag: str = "") -> str:
-    """The command that started this run with ``--resume``/``--overwrite`` dropped and ``flag`` added.
+def rerun_command(argv: Sequence[str], flag: str | None = "") -> str:
+    """The command that started this run with ``--resume``/``--overwrite`` dropped and ``flag`` added;
+    with ``flag=None``, the command as it was.
 
     ``argv`` are the script's arguments (``sys.argv[1:]`` for a script run from a shell).
     """
-    added = [flag] if flag else []
+    def edit(args: Sequence[str]) -> list[str]:
+        if flag is None:
+            return list(args)
+        return [a for a in args if a not in _RUN_MODE_FLAGS] + ([flag] if flag else [])
+
     make = os.environ.get(RERUN_ENV)
     if make:
         variable = os.environ.get(RERUN_VAR_ENV, "TRAIN_ARGS")
-        args = _without_mode(shlex.split(os.environ.get(RERUN_ARGS_ENV, ""))) + added
+        args = edit(shlex.split(os.environ.get(RERUN_ARGS_ENV, "")))
         return f"{make} {variable}={shlex.quote(' '.join(args))}" if args else make
-    args = [sys.argv[0], *_without_mode(argv), *added]
+    args = [sys.argv[0], *edit(argv)]
     if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker: the command to give is torchrun's
         nproc = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
         return shlex.join(["torchrun", "--nproc_per_node", nproc, *args])
     # The interpreter and its options as typed (".venv/bin/python -u"), then the script and its flags.
     interpreter = sys.orig_argv[:len(sys.orig_argv) - len(sys.argv)] or [sys.executable]
     return shlex.join([*interpreter, *args])
-
-
-def _without_mode(args: Sequence[str]) -> list[str]:
-    return [a for a in args if a not in _RUN_MODE_FLAGS]
 
 
 def run(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:
@@ -86,12 +87,14 @@ def run(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) 
     except KeyboardInterrupt as interrupt:
         if debug_requested(argv):
             raise
-        detail = str(interrupt) or "nothing was saved by this run."
-        _say(f"{prog}: interrupted (Ctrl-C). {detail}", argv, getattr(interrupt, "fixes", ()))
+        # A RunInterrupted says where the run stands; any other came while no epoch was running.
+        detail = str(interrupt) or "No training was under way (the data was being read, or the results written)."
+        fixes = getattr(interrupt, "fixes", ((None, "run it again"),))
+        _say(f"{prog}: interrupted (Ctrl-C). {detail}", argv, fixes)
         sys.exit(INTERRUPTED_EXIT)
 
 
-def _say(message: str, argv: Sequence[str], fixes: Sequence[tuple[str, str]]) -> None:
+def _say(message: str, argv: Sequence[str], fixes: Sequence[tuple[str | None, str]]) -> None:
     """``message`` and a command per fix on stderr, from one process (rank 0 under torchrun)."""
     if os.environ.get("RANK", "0") != "0":
         return
