@@ -25,11 +25,11 @@ install: $(VENV)/.installed
 # The last line reports whether it did (`python -m seqtorch.ops.build`).
 # pip runs quietly (-q); the lines echoed around it say what it is doing and how long each part took.
 $(VENV)/.installed: pyproject.toml setup.py
-	@echo "install: creating $(VENV) and installing torch==2.13.0, setuptools and ninja (a 200 MB download unless pip has it cached)..."
+	@echo "install: creating $(VENV) and installing torch==2.13.0, setuptools and ninja (a large download unless pip has it cached)..."
 	@start=$$(date +%s) && $(PYTHON) -m venv $(VENV) && \
 	  $(BIN)/pip install -q torch==2.13.0 "setuptools>=64" "ninja>=1.11" && \
 	  echo "install: torch installed in $$(( $$(date +%s) - start )) s"
-	@echo "install: installing seqtorch and its test, plot and Triton extras, and compiling its C++ library (about 1 to 2 minutes on 2 cores; pip prints nothing meanwhile)..."
+	@echo "install: installing seqtorch's dependencies and test, plot and Triton extras, then compiling its C++ library (2 to 5 minutes on 2 cores; pip prints nothing meanwhile)..."
 	@start=$$(date +%s) && $(BIN)/pip install -q --no-build-isolation -e ".[dev,plot,triton]" && \
 	  echo "install: seqtorch installed and its C++ library built in $$(( $$(date +%s) - start )) s"
 	$(BIN)/python -m seqtorch.ops.build --no-build || true

@@ -15,7 +15,8 @@ best.pt and last.pt to --out (``--model naive`` writes metrics.json only: the co
 baseline); an --out that already holds a run is refused unless --resume (continue it) or
 --overwrite (replace it). Ctrl-C stops a run; the message gives the command that resumes it.
 
-A quick run: fewer batches per epoch and fewer epochs (a minute on a laptop, on the full file):
+A quick run: fewer batches per epoch and fewer epochs (about two minutes on 2 cores, most of it the
+validation and test passes over the full file):
 
     python scripts/train_jena.py --model gru --epochs 2 --steps-per-epoch 50 --out runs/jena-quick
 

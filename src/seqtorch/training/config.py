@@ -81,7 +81,8 @@ def add_common_args(
     """
     d = defaults if defaults is not None else TrainConfig()
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training data (default %(default)s); 1 or 2 for a quick run")
+    g.add_argument("--epochs", type=int, default=d.epochs,
+                   help="passes over the training data (default %(default)s); 1 or 2 for a quick run")
     g.add_argument(
         "--batch-size", dest="batch_size", type=int, default=d.batch_size,
         help="training examples per step, per process: under torchrun the global batch is this times "
@@ -101,9 +102,11 @@ def add_common_args(
     g.add_argument("--backend", choices=BACKENDS, default=d.backend,
                    help="seqtorch's recurrent kernels: auto picks triton on a GPU, else cpu_fused (C++), else "
                         "the reference loop; every backend computes the same numbers (default %(default)s)")
-    g.add_argument("--device", choices=DEVICES, default=d.device, help="auto: cuda if a GPU is visible, else cpu (default %(default)s)")
-    g.add_argument("--seed", type=int, default=d.seed, help="seeds the initial weights, dropout and the data order: the same seed gives the same run on "
-                        "CPU (default %(default)s)")
+    g.add_argument("--device", choices=DEVICES, default=d.device,
+                   help="auto: cuda if a GPU is visible, else cpu (default %(default)s)")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the initial weights, dropout and the data order: the same seed gives the same "
+                        "run on CPU (default %(default)s)")
     g.add_argument("--out", default=d.out,
                    help="the run's folder: history.json, metrics.json, curves.png, best.pt, last.pt "
                         "(default %(default)s)")
