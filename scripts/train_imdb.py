@@ -16,8 +16,9 @@ Writes history.json, metrics.json, curves.png, best.pt and last.pt to --out; an 
 holds a run is refused unless --resume (continue it) or --overwrite (replace it). Ctrl-C stops a run;
 the message gives the command that resumes it.
 
-A quick run: one epoch of the small SimpleRNN over reviews cut to 100 words (about a minute on 2
-cores, once the reviews are tokenized and cached: that first read takes about a minute more):
+A quick run: one epoch of the small SimpleRNN over reviews cut to their last 100 words (about a
+minute on 2 cores, validation accuracy about 0.8; the first read of the reviews takes about 15 s more
+to tokenize them, then they are cached):
 
     python scripts/train_imdb.py --model simplernn --epochs 1 --maxlen 100 --out runs/imdb-quick
 """

@@ -67,10 +67,18 @@ def test_the_pages_exist_and_link_to_each_other():
     for page in PAGES[1:]:
         if page.parent.name == "docs" and page.name != "README.md":
             assert f"docs/{page.name}" in readme, f"the README does not lead to {page.name}"
-    for page in PAGES:  # relative links between the pages resolve (faults.md is another helper's page)
-        for target in re.findall(r"\]\(([^)#:]+\.(?:md|png))(?:#[^)]*)?\)", page.read_text()):
-            if target != "faults.md":
-                assert (page.parent / target).exists(), f"{page_id(page)} links to {target}, which is not there"
+    for page in PAGES:  # links between the pages resolve, to the file and the heading (GitHub's anchors)
+        for target, anchor in re.findall(r"\]\(([^)#:]+\.(?:md|png))(?:#([^)]*))?\)", page.read_text()):
+            if target == "faults.md":  # the faults page comes with the reliability work
+                continue
+            assert (page.parent / target).exists(), f"{page_id(page)} links to {target}, which is not there"
+            if anchor:
+                assert anchor in anchors(page.parent / target), f"{page_id(page)} links to {target}#{anchor}"
+
+
+def anchors(page: Path) -> set[str]:
+    headings = re.findall(r"^#+ (.+)$", FENCE.sub("", page.read_text()), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
