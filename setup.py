@@ -12,6 +12,7 @@ first use stays the fallback.
 from __future__ import annotations
 
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -24,7 +25,8 @@ PREBUILD_SKIPPED = (
 
 
 def _say(message: str) -> None:
-    # pip shows a build's output only with -v; `python -m seqtorch.ops.build` reports the state later.
+    # pip shows a build's output only with -v (the Makefile's lines frame its quiet install);
+    # `python -m seqtorch.ops.build` reports the state later.
     print(message, file=sys.stderr, flush=True)
 
 
@@ -59,11 +61,16 @@ def _native_build():
             generated = native.write_generated_header(Path(self.build_temp).resolve() / "generated").parent
             for ext in self.extensions:
                 ext.include_dirs = [str(path) for path in native.include_dirs(generated)] + ext.include_dirs
+            _say(f"seqtorch: compiling the C++ library {native.build_name()} with {native.compiler()} (about "
+                 f"a minute on 2 cores)...")
+            started = time.perf_counter()
             try:
                 super().build_extensions()
             except Exception as error:  # noqa: BLE001 - any compile failure: install without it, visibly
                 _say(PREBUILD_SKIPPED.format(f"the compile failed: {type(error).__name__}: {error}"))
                 self.extensions = []  # nothing to copy into the package or the wheel
+                return
+            _say(f"seqtorch: the C++ library compiled in {time.perf_counter() - started:.0f} s")
 
     return [extension], {"build_ext": BuildNative}
 

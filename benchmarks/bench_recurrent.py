@@ -23,12 +23,14 @@ Three groups of rows:
 seqtorch's layers run on ``--backends`` (default ``auto``, shown with what it resolved to; add
 ``cpu_fused``, ``reference`` or ``triton`` to time them too). All candidates of a row compute the same numbers
 in eval mode (same weights, masks off), which is checked in float64 before they are timed. The table gives each
-seqtorch candidate's median time, its torch counterpart's, and their ratio (under 1: seqtorch is
-faster); the JSON (``--out``) has every repetition. On CPU absolute times depend on load and threads:
-read the ratios. On GPU the times are CUDA events, TF32 off unless ``--tf32``.
+seqtorch candidate's median time, its torch counterpart's, and their ratio, seqtorch / torch (lower is
+better: under 1.00x seqtorch is faster); the JSON (``--out``) has every repetition. On CPU absolute times
+depend on load and threads: read the ratios, and mind the busy-machine warning. On GPU the times are CUDA
+events, TF32 off unless ``--tf32``. ``--budget SECONDS`` bounds the whole run.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_recurrent.py --threads 1 --out runs/bench.json
     python benchmarks/bench_recurrent.py --only layers/word-lm --repeats 7
+    python benchmarks/bench_recurrent.py --budget 120          # the whole grid in about two minutes
     python benchmarks/bench_recurrent.py --device cuda --grid gpu --out gpu.json --markdown gpu.md
     python benchmarks/bench_recurrent.py --quick      # smoke test: every row at a tiny shape
 """
@@ -363,7 +365,8 @@ def time_row(row: Row, passes: tuple[str, ...], timer: harness.Timer, budget: ha
                   "kinds": {name: ("seqtorch" if by_name[name].versus else "torch") for name in summary["median_ms"]}}
         records.append(record)
         print(f"# {row.id} {pass_name}: reps={summary['reps']} " + ", ".join(
-            f"{p['candidate']} {p['ratio']:.2f}x {p['versus']}" for p in pairs), file=sys.stderr, flush=True)
+            f"{p['candidate']} {p['ratio']:.2f}x {p['versus']}" for p in pairs) + harness.busy_note(record),
+            file=sys.stderr, flush=True)
     return records
 
 
@@ -416,13 +419,17 @@ def main(argv: list[str] | None = None) -> dict:
     if args.list:
         print("\n".join(row_id(*r) for r in rows))
         return {}
+    passes = {group: tuple(args.passes) if args.passes else DEFAULT_PASSES[group] for group, _, _ in rows}
     run = harness.Run.start(args, device, settings={
         "grid": args.grid, "backends": args.backends, "recurrent_dropout": RECURRENT_DROPOUT,
-        "zoneout": ZONEOUT, "proj_size": f"H // {PROJ_SIZE_OF}", "requested": [row_id(*r) for r in rows]})
+        "zoneout": ZONEOUT, "proj_size": f"H // {PROJ_SIZE_OF}", "requested": [row_id(*r) for r in rows]},
+        measurements=sum(len(passes[group]) for group, _, _ in rows))
     records = []
     for group, name, cell in rows:
+        if run.out_of_time():  # --budget is spent: the rest are listed as untimed
+            break
         row = build_row(group, name, cell, args, device)
-        records += time_row(row, tuple(args.passes) if args.passes else DEFAULT_PASSES[group], run.timer, run.budget)
+        records += time_row(row, passes[group], run.timer, run.budget)
         run.save(records, table(records))
     return run.finish(records, table(records))
 

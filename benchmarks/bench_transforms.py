@@ -21,7 +21,8 @@ The transforms (:data:`TRANSFORMS`), each on the same weights, input and random 
 
 Before timing, each candidate's result (the gradients, tangents or outputs) is checked to equal the
 reference's over the first steps. The table gives the medians and two ratios: seqtorch[auto]
-over torch.nn, and over seqtorch[reference]. On CPU read the ratios (the absolute times depend on load).
+over torch.nn, and over seqtorch[reference] (lower is better: under 1.00x seqtorch[auto] is faster). On
+CPU read the ratios (the absolute times depend on load). ``--budget SECONDS`` bounds the whole run.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_transforms.py --threads 1 --out runs/transforms.json
     python benchmarks/bench_transforms.py --cells lstm --only jvp "double backward" --repeats 5
@@ -157,10 +158,11 @@ def time_transform(cell: str, name: str, layers: dict[str, nn.Module], x: torch.
         jobs.append(harness.Job(candidate, fn, lambda layer=layer: layer.zero_grad(set_to_none=True)))
     summary = harness.summarize(harness.measure(jobs, run.timer, run.budget))
     pairs = [harness.pair(summary, AUTO, versus) for versus in (TORCH_NN, REFERENCE) if versus in usable]
+    record = {"id": f"{cell}/{name}", "cell": cell, "transform": name, **summary, "pairs": pairs,
+              "unsupported": unsupported}
     print(f"# {cell} {name}: reps={summary['reps']} " + ", ".join(
-        f"{p['ratio']:.2f}x {p['versus']}" for p in pairs), file=sys.stderr, flush=True)
-    return {"id": f"{cell}/{name}", "cell": cell, "transform": name, **summary, "pairs": pairs,
-            "unsupported": unsupported}
+        f"{p['ratio']:.2f}x {p['versus']}" for p in pairs) + harness.busy_note(record), file=sys.stderr, flush=True)
+    return record
 
 
 def table(records: list[dict]) -> str:
@@ -191,13 +193,16 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     T, B, I, H = (5, 3, 4, 6) if args.quick else args.shape
+    requested = [f"{c}/{t}" for c in args.cells for t in args.only]
     run = harness.Run.start(args, device, settings={"shape": dict(T=T, B=B, I=I, H=H), "vmap_size": VMAP_SIZE,
-                                                    "requested": [f"{c}/{t}" for c in args.cells for t in args.only]})
+                                                    "requested": requested}, measurements=len(requested))
     records = []
     for cell in args.cells:
         layers = candidates(cell, I, H, device)
         x, g = torch.randn(T, B, I, device=device), torch.randn(T, B, H, device=device)
         for name in args.only:
+            if run.out_of_time():  # --budget is spent: the rest are listed as untimed
+                break
             records.append(time_transform(cell, name, layers, x, g, run))
             run.save(records, table(records))
     return run.finish(records, table(records))

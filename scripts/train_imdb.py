@@ -13,25 +13,33 @@ same initial weights, under either recipe (torch.nn has no reset_after=False GRU
 --data: aclImdb_v1.tar.gz, an extracted aclImdb/ directory, Keras' imdb.npz, a directory holding
 one of them, "keras" (download imdb.npz), or nothing (download the official archive to the cache).
 Writes history.json, metrics.json, curves.png, best.pt and last.pt to --out; an --out that already
-holds a run is refused unless --resume (continue it) or --overwrite (replace it).
+holds a run is refused unless --resume (continue it) or --overwrite (replace it). Ctrl-C stops a run;
+the message gives the command that resumes it.
+
+A quick run: one epoch of the small SimpleRNN over reviews cut to their last 100 words (about a
+minute on 2 cores, validation accuracy about 0.8; the first read of the reviews takes about 15 s more
+to tokenize them, then they are cached):
+
+    python scripts/train_imdb.py --model simplernn --epochs 1 --maxlen 100 --out runs/imdb-quick
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
 from seqtorch.data.imdb import load_imdb
 from seqtorch.models.imdb import MODEL_KINDS, ImdbModelConfig, build_model
 from seqtorch.training import (
-    RunDirectoryError,
+    ConfigError,
     TrainConfig,
     add_common_args,
     binary_classification_task,
+    claimed_out_dir,
+    cli,
     config_from_args,
     fit,
-    prepare_out_dir,
+    flag_name,
     setup,
 )
 
@@ -60,6 +68,17 @@ class ImdbConfig(TrainConfig):
     data_seed: int = 113  # Keras' imdb.load_data shuffle seed: the book's train/val split
     torch_nn: bool = False
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for field, low in (("hidden", 1), ("layers", 1), ("maxlen", 1), ("num_words", 4)):
+            if getattr(self, field) < low:
+                raise ConfigError(f"{flag_name(field)} must be >= {low}, got {getattr(self, field)}")
+        if self.embed_dim is not None and self.embed_dim < 1:
+            raise ConfigError(f"--embed-dim must be >= 1, got {self.embed_dim}")
+        for field in ("dropout", "input_dropout", "recurrent_dropout"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                raise ConfigError(f"{flag_name(field)} must be in [0, 1), got {getattr(self, field)}")
+
 
 def parse_config(argv=None) -> ImdbConfig:
     d = ImdbConfig()
@@ -79,7 +98,9 @@ def parse_config(argv=None) -> ImdbConfig:
     g.add_argument("--recurrent-dropout", dest="recurrent_dropout", type=float,
                    default=d.recurrent_dropout, help="Keras' recurrent_dropout")
     g.add_argument("--val-split", dest="val_split", type=float, default=d.val_split)
-    g.add_argument("--maxlen", type=int, default=d.maxlen, help="words kept per review")
+    g.add_argument("--maxlen", type=int, default=d.maxlen,
+                   help="words kept per review (default %(default)s); 100 makes each step 5x shorter, "
+                        "for a quick run")
     g.add_argument("--num-words", dest="num_words", type=int, default=d.num_words)
     g.add_argument("--padding", choices=("pre", "post"), default=d.padding,
                    help="pre: the book's; post: words first and lengths passed to the model")
@@ -94,11 +115,15 @@ def parse_config(argv=None) -> ImdbConfig:
     cfg = config_from_args(ImdbConfig, parser.parse_args(argv))
     if not 0.0 < cfg.val_split < 1.0:
         parser.error(f"--val-split must be in (0, 1), got {cfg.val_split}")
+    # Said here, before minutes of data loading, rather than when the model is built.
     if cfg.torch_nn and cfg.model == "gru" and not cfg.torch_defaults:
-        # Said here, before minutes of data loading, rather than when the model is built.
         parser.error("--torch-nn --model gru needs --torch-defaults: the book's GRU "
                      "(reset_after=False, the default) has no torch.nn equivalent; torch.nn's GRU is "
                      "reset_after=True")
+    torch_nn_lacks = [flag for flag, used in (("--input-dropout", cfg.input_dropout), ("--recurrent-dropout",
+                      cfg.recurrent_dropout), ("--padding post", cfg.padding == "post")) if used]
+    if cfg.torch_nn and torch_nn_lacks:
+        parser.error(f"--torch-nn: torch.nn's layers have no equivalent of {', '.join(torch_nn_lacks)}")
     return cfg
 
 
@@ -111,9 +136,8 @@ def main(argv=None) -> dict:
         use_lengths=cfg.padding == "post", maxlen=cfg.maxlen, keras_faithful=not cfg.torch_defaults,
         backend=cfg.backend, torch_nn=cfg.torch_nn,
     )
-    with setup(cfg) as rt:
-        if rt.is_main:
-            prepare_out_dir(cfg)  # refuse a bad --out before the data is read, not after
+    # A bad --out is refused before the data is read; a bad --data leaves no empty --out behind.
+    with setup(cfg) as rt, claimed_out_dir(cfg, claim=rt.is_main):
         with rt.main_first():  # rank 0 tokenizes and fills the cache; the others then read it
             data = load_imdb(cfg.data, num_words=cfg.num_words, maxlen=cfg.maxlen,
                              padding=cfg.padding, seed=cfg.data_seed, val_split=cfg.val_split,
@@ -127,7 +151,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunDirectoryError as exc:
-        sys.exit(f"train_imdb.py: error: {exc}")
+    cli.run(main)

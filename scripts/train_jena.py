@@ -13,23 +13,34 @@ epochs, RMSprop with Keras' defaults, MAE loss; validation rows 200,001-300,000 
 300,001-end walked as the book's generator does. Writes history.json, metrics.json, curves.png,
 best.pt and last.pt to --out (``--model naive`` writes metrics.json only: the common-sense
 baseline); an --out that already holds a run is refused unless --resume (continue it) or
---overwrite (replace it).
+--overwrite (replace it). Ctrl-C stops a run; the message gives the command that resumes it.
+
+A quick run: fewer batches per epoch and fewer epochs (about two minutes on 2 cores, most of it the
+validation and test passes over the full file):
+
+    python scripts/train_jena.py --model gru --epochs 2 --steps-per-epoch 50 --out runs/jena-quick
+
+A file shorter than the book's (its split needs more than 300,000 rows): a split that fits it,
+and a shorter window if it is very short, e.g. for 20,000 rows
+
+    python scripts/train_jena.py --data my_jena.csv --train-end 10000 --val-end 15000 \
+        --lookback 240 --delay 24 --epochs 2 --steps-per-epoch 50 --out runs/jena-small
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 from seqtorch.data.jena import (
-    Splits, WindowSpec, load_jena, naive_mae, prepare_jena,
+    JenaChecksumWarning, SplitError, Splits, WindowSpec, check_split, load_jena, naive_mae, prepare_jena,
 )
 from seqtorch.models.jena import MODEL_NAMES, build_jena_model
 from seqtorch.training import (
-    RefLine, RunDirectoryError, TrainConfig, add_common_args, atomic_write_json, config_from_args,
-    config_to_dict, fit, prepare_out_dir, regression_task, setup,
+    ConfigError, RefLine, TrainConfig, add_common_args, atomic_write_json, claimed_out_dir, cli,
+    config_from_args, config_to_dict, fit, regression_task, setup,
 )
 
 MODELS = ("naive", *MODEL_NAMES)
@@ -53,15 +64,18 @@ class JenaConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+            raise ConfigError(f"--model must be one of {MODELS}, got {self.model!r}")
         if self.model == "naive" and self.resume:
             # The baseline trains nothing: resuming would only put its metrics.json beside the
             # files of the run in out.
-            raise ValueError("--resume continues a training run; --model naive trains nothing "
-                             "(use --overwrite to replace the run in --out)")
+            raise ConfigError("--resume continues a training run; --model naive trains nothing "
+                              "(use --overwrite to replace the run in --out)")
         if self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
-        WindowSpec(self.lookback, self.step, self.delay)  # validates the window
+            raise ConfigError(f"--steps-per-epoch must be >= 1, got {self.steps_per_epoch}")
+        try:
+            WindowSpec(self.lookback, self.step, self.delay)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (--lookback, --step, --delay)") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,12 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: download to $SEQTORCH_DATA or ~/.cache/seqtorch)")
     g.add_argument("--model", choices=MODELS, default=d.model, help="default %(default)s")
     g.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=d.steps_per_epoch,
-                   help="random training batches per epoch (default %(default)s)")
+                   help="random training batches per epoch (default %(default)s); 50 for a quick run")
     g.add_argument("--lookback", type=int, default=d.lookback, help="rows in a window (default %(default)s)")
     g.add_argument("--step", type=int, default=d.step, help="keep one row in STEP (default %(default)s)")
     g.add_argument("--delay", type=int, default=d.delay, help="rows ahead to predict (default %(default)s)")
     g.add_argument("--train-end", dest="train_end", type=int, default=d.train_end,
-                   help="training rows [0, TRAIN_END); also the normalization rows (default %(default)s)")
+                   help="training rows [0, TRAIN_END); also the normalization rows (default %(default)s; "
+                        "lower it, with --val-end, for a file shorter than the book's)")
     g.add_argument("--val-end", dest="val_end", type=int, default=d.val_end,
                    help="validation rows [TRAIN_END+1, VAL_END); test after (default %(default)s)")
     g.add_argument("--clean", action="store_true", default=d.clean,
@@ -87,16 +102,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_split_fits(rows: int, spec: WindowSpec, splits: Splits, batch_size: int, source: str) -> None:
+    """ConfigError naming the flags, and a split that fits, when ``rows`` cannot hold the split asked for."""
+    try:
+        check_split(rows, spec, splits, batch_size)
+    except SplitError as exc:
+        raise ConfigError(
+            f"{source} has {rows:,} rows, too few for --train-end {splits.train_end} --val-end "
+            f"{splits.val_end} with --lookback {spec.lookback} --delay {spec.delay} and batches of "
+            f"{batch_size} ({exc}). {quick_split(rows, spec, batch_size)}") from exc
+
+
+def quick_split(rows: int, spec: WindowSpec, batch_size: int) -> str:
+    """A suggestion: the book's proportions of the rows (200,000 and 300,000 of 420,551), with the
+    book's window if it fits, else a shorter one."""
+    train_end, val_end = rows * 200 // 420, rows * 300 // 420
+    for lookback, delay in ((spec.lookback, spec.delay), (40 * spec.step, 4 * spec.step),
+                            (4 * spec.step, 2 * spec.step)):
+        try:
+            check_split(rows, WindowSpec(lookback, spec.step, delay), Splits(train_end, val_end), batch_size)
+        except SplitError:
+            continue
+        window = "" if lookback == spec.lookback else f" --lookback {lookback} --delay {delay}"
+        return f"For this file try --train-end {train_end} --val-end {val_end}{window}."
+    return "The file is too short for even a small split: give a longer one."
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = config_from_args(JenaConfig, build_parser().parse_args(argv))
     spec, splits = WindowSpec(cfg.lookback, cfg.step, cfg.delay), Splits(cfg.train_end, cfg.val_end)
-    with setup(cfg) as rt:
-        if rt.is_main:
-            prepare_out_dir(cfg)  # refuse a bad --out before the data is read, not after
+    # A bad --out is refused before the data is read; a bad --data leaves no empty --out behind.
+    with setup(cfg) as rt, claimed_out_dir(cfg, claim=rt.is_main):
         t0 = time.perf_counter()
-        with rt.main_first():  # rank 0 downloads and parses; the others then read the binary cache
+        with rt.main_first(), warnings.catch_warnings():  # rank 0 downloads and parses first
+            # The summary printed below says whether the md5 differs; the warning would say it again.
+            warnings.simplefilter("ignore", JenaChecksumWarning)
             table = load_jena(cfg.data, clean=cfg.clean)
         # The book's evaluation batches are global batches: batch_size per process x processes.
+        check_split_fits(len(table.values), spec, splits, cfg.batch_size * rt.world_size, table.summary.source)
         prep = prepare_jena(table.values, spec, splits, cfg.batch_size * rt.world_size)
         load_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -142,7 +185,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except RunDirectoryError as exc:
-        sys.exit(f"train_jena.py: error: {exc}")
+    cli.run(main)

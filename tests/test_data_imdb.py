@@ -16,6 +16,7 @@ import torch
 from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
 from seqtorch.data import imdb
 from seqtorch.data.imdb import keras_ids, load_imdb, read_corpus
+from seqtorch.training.errors import UserError
 
 # (split, label, file name, text). Train is read neg then pos, each by numeric id (2 before 10).
 REVIEWS = [
@@ -173,9 +174,10 @@ def test_damaged_archive_raises_clear_error(tmp_path, damage):
     data = archive.read_bytes()
     archive.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x1f\x8b" + os.urandom(500),
                          "empty": b""}[damage])
-    with pytest.raises(RuntimeError, match="corrupt or truncated") as info:
+    with pytest.raises(RuntimeError, match="is corrupt" if damage == "garbage" else "is truncated") as info:
         read_corpus(archive, progress=False)
     assert str(archive) in str(info.value) and "download it again" in str(info.value)
+    assert isinstance(info.value, UserError)  # the scripts print it as one message
     assert not list((tmp_path / "cache").rglob("*.npz"))
 
 

@@ -113,7 +113,8 @@ def test_failed_load_weights_leaves_the_module_as_it_was():
 
 def test_load_weights_embedding_mismatch():
     model = RNNClassifier("lstm", num_words=60, embed_dim=8, hidden=6)
-    with pytest.raises(sk.WeightMismatchError, match=r"embeddings has shape \(50, 8\), but Embedding.weight \(60, 8\)"):
+    with pytest.raises(sk.WeightMismatchError, match=r"embeddings has shape \(50, 8\), but Embedding.weight \(60, 8\) "
+                                                     r"takes embeddings of shape \(60, 8\)"):
         sk.load_weights(model, FIXTURES / "imdb_lstm.keras")
 
 

@@ -1,19 +1,17 @@
 """Tests for the IMDB models (seqtorch.models.imdb) and scripts/train_imdb.py end to end."""
 
 import importlib.util
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import TOL
 from file_faults import read_only_dir
+from imdb_fixture import write_aclimdb_tarball
 
 from seqtorch.models.imdb import DenseClassifier, ImdbModelConfig, RNNClassifier, build_model
 
@@ -111,21 +109,7 @@ def test_model_input_checks():
 def tiny_aclimdb(tmp_path, monkeypatch) -> Path:
     """An aclImdb-format tarball: 80 train + 40 test reviews per label, sentiment words planted."""
     monkeypatch.setenv("SEQTORCH_DATA", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    filler = [f"w{i}" for i in range(40)]
-    cue = {"pos": ["great", "fun", "superb"], "neg": ["bad", "boring", "awful"]}
-    path = tmp_path / "aclImdb_v1.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for split, n in (("train", 80), ("test", 40)):
-            for label in ("pos", "neg"):
-                for i in range(n):
-                    words = list(rng.choice(filler, size=rng.integers(4, 12)))
-                    words.insert(int(rng.integers(len(words))), str(rng.choice(cue[label])))
-                    data = (" ".join(words) + ".<br /><br />The end.").encode()
-                    info = tarfile.TarInfo(f"aclImdb/{split}/{label}/{i}_{7 if label == 'pos' else 2}.txt")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-    return path
+    return write_aclimdb_tarball(tmp_path / "aclImdb_v1.tar.gz", train=80, test=40, seed=0)
 
 
 OUTPUTS = ["history.json", "metrics.json", "curves.png", "best.pt", "last.pt"]

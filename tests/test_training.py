@@ -17,10 +17,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from seqtorch.training import (
+    ConfigError,
     KerasAdam,
     KerasRMSprop,
     RandomStepsSampler,
     RefLine,
+    ResumeError,
     ShardedEvalSampler,
     Task,
     TrainConfig,
@@ -577,12 +579,12 @@ def test_the_keras_recipe_is_the_default_and_keras_faithful_its_old_spelling(cap
     assert "--keras-faithful accepted for older commands; does nothing" in help_text
 
 
-def test_config_validation_names_the_field():
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+def test_config_validation_names_the_flag():
+    with pytest.raises(ValueError, match="--optimizer must be one of"):
         TrainConfig(optimizer="sgd")
-    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="--batch-size must be >= 1, got 0"):
         TrainConfig(batch_size=0)
-    with pytest.raises(ValueError, match="device must be one of"):
+    with pytest.raises(ConfigError, match="--device must be one of"):  # a ValueError and a UserError
         TrainConfig(device="tpu")
 
 
@@ -593,8 +595,9 @@ def test_resume_into_a_different_model_names_the_checkpoint(tmp_path):
     run(tmp_path, "run", epochs=1)
     cfg = TrainConfig(epochs=2, batch_size=8, out=str(tmp_path / "run"), seed=3, resume=True, progress=False)
     train, val, _ = cls_datasets()
-    with setup(cfg) as rt, pytest.raises(RuntimeError, match="last.pt does not fit this model"):
+    with setup(cfg) as rt, pytest.raises(ResumeError, match="last.pt was trained with another model") as info:
         fit(TinyRNNClassifier(hidden=4), binary_classification_task(), cfg, rt, train=train, val=val)
+    assert isinstance(info.value, RuntimeError)  # the base it had before it was a UserError
 
 
 # --- the output directory: a run is never clobbered, a bad --out fails before training --------

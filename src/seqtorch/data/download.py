@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..fileio import atomic_write
+from .errors import DownloadError
 
 __all__ = ["cache_dir", "download", "sha256sum"]
 
@@ -61,7 +62,8 @@ def download(
     Otherwise streams ``url`` to a temporary file in ``dest``'s directory with a tqdm progress
     bar, checks the byte count (against ``expected_size`` and the server's Content-Length) and the
     sha256, and renames the temporary file onto ``dest``. On any failure the temporary file is
-    deleted and a ``RuntimeError`` names the URL, what was expected, what arrived, and what to do.
+    deleted and a :class:`~seqtorch.data.errors.DownloadError` (a ``RuntimeError``) names the URL,
+    what was expected, what arrived, and what to do.
 
     Args:
         url: ``http://``, ``https://`` or ``file://`` URL.
@@ -96,7 +98,7 @@ def _stream(url: str, out, desc: str, expected_size: int | None) -> tuple[str, i
     try:
         response = urllib.request.urlopen(url, timeout=_TIMEOUT_S)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RuntimeError(
+        raise DownloadError(
             f"could not open {url}: {exc}. Check the network connection, or download the file by "
             f"other means and pass its local path instead."
         ) from exc
@@ -113,7 +115,7 @@ def _stream(url: str, out, desc: str, expected_size: int | None) -> tuple[str, i
                     n_bytes += len(chunk)
                     bar.update(len(chunk))
             except (urllib.error.URLError, OSError) as exc:
-                raise RuntimeError(
+                raise DownloadError(
                     f"download of {url} failed after {n_bytes} bytes: {exc}. Try again; nothing "
                     f"was kept."
                 ) from exc
@@ -121,22 +123,22 @@ def _stream(url: str, out, desc: str, expected_size: int | None) -> tuple[str, i
 
 
 def _check(url, dest, sha256, actual_sha, n_bytes, announced, expected_size) -> None:
-    """Raise RuntimeError if the downloaded bytes are not the expected file."""
+    """Raise DownloadError if the downloaded bytes are not the expected file."""
     advice = (
         f"The partial download was deleted and nothing was written to {dest}. Try again; if it "
         f"keeps failing, the file at {url} has changed or is corrupt: fetch a verified copy by "
         f"other means and pass its local path."
     )
     if announced is not None and n_bytes != announced:
-        raise RuntimeError(
+        raise DownloadError(
             f"download of {url} truncated: server announced {announced} bytes, received {n_bytes}. "
             + advice
         )
     if expected_size is not None and n_bytes != expected_size:
-        raise RuntimeError(
+        raise DownloadError(
             f"size mismatch for {url}: expected {expected_size} bytes, got {n_bytes}. " + advice
         )
     if sha256 is not None and actual_sha != sha256:
-        raise RuntimeError(
+        raise DownloadError(
             f"sha256 mismatch for {url}: expected {sha256}, got {actual_sha}. " + advice
         )

@@ -36,8 +36,12 @@ size and mtime); a second load takes about a second.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import re
 import tarfile
@@ -53,6 +57,7 @@ from tqdm.auto import tqdm
 
 from ..fileio import read_cache_entry, write_cache_entry
 from .download import cache_dir, download, sha256sum
+from .errors import DataFileError, DataNotFoundError
 from .text import KERAS_FILTERS, Vocabulary, pad_sequences, strip_html_breaks, text_to_word_sequence
 
 __all__ = [
@@ -158,25 +163,44 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
     name = member.name
     parts = Path(name).parts
     if name.startswith(("/", "\\")) or os.path.isabs(name) or ".." in parts:
-        raise RuntimeError(
+        raise DataFileError(
             f"refusing {archive}: member {name!r} has an absolute path or '..' (it would escape "
             f"the target directory). This is not the aclImdb archive; download it again."
         )
     if not (member.isfile() or member.isdir()):
         kind = "link" if (member.issym() or member.islnk()) else "device or special file"
-        raise RuntimeError(
+        raise DataFileError(
             f"refusing {archive}: member {name!r} is a {kind}; the aclImdb archive holds only "
             f"regular files and directories. Download it again."
         )
 
 
+# Compressed streams by their first bytes. Python's decompressing file objects raise EOFError when
+# the data ends before the stream's end marker, which tarfile's own stream reader does not: with it, an
+# archive cut short just looks like a smaller archive (and was reported as a "missing split").
+_COMPRESSIONS = ((b"\x1f\x8b", gzip.GzipFile), (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
+
+
+def _open_tar_stream(archive: Path, stack: contextlib.ExitStack):
+    """The archive's tar bytes as a file object, decompressed as its first bytes say."""
+    raw = stack.enter_context(open(archive, "rb"))
+    head = raw.read(6)
+    raw.seek(0)
+    for magic, opener in _COMPRESSIONS:
+        if head.startswith(magic):
+            return stack.enter_context(opener(fileobj=raw, mode="rb"))
+    return raw
+
+
 def _iter_tar_reviews(archive: Path, progress: bool):
     """Yield (split, label, file_id, raw bytes) for each review of a tarball, in one pass."""
     try:
-        # "r|*": a forward-only stream, so the archive is decompressed exactly once.
-        with tarfile.open(archive, mode="r|*") as tar, tqdm(
-            desc=f"reading {archive.name}", unit=" files", disable=not progress, leave=False
-        ) as bar:
+        with contextlib.ExitStack() as stack:
+            # "r|": a forward-only stream, so the archive is decompressed exactly once.
+            stream = _open_tar_stream(archive, stack)
+            tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
+            bar = stack.enter_context(tqdm(desc=f"reading {archive.name}", unit=" files",
+                                           disable=not progress, leave=False))
             trees: dict[str | None, str] = {}  # top folder -> its first review, to name both
             for member in tar:
                 _check_member(member, archive)
@@ -185,7 +209,7 @@ def _iter_tar_reviews(archive: Path, progress: bool):
                     trees.setdefault(match[1], member.name)
                     if len(trees) > 1:
                         (a, first_a), (b, first_b) = list(trees.items())[:2]
-                        raise RuntimeError(
+                        raise DataFileError(
                             f"refusing {archive}: it holds two review trees, {a or '.'!r} "
                             f"({first_a}) and {b or '.'!r} ({first_b}); their reviews would be "
                             f"counted twice. The official archive holds one, {_LAYOUT}: pass "
@@ -194,11 +218,29 @@ def _iter_tar_reviews(archive: Path, progress: bool):
                     data = tar.extractfile(member).read()
                     yield match[2], match[3], int(match[4]), data
                     bar.update()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise RuntimeError(
-            f"{archive} is corrupt or truncated ({type(exc).__name__}: {exc}). Delete it and "
-            f"download it again (official archive: {ACLIMDB_URL}, sha256 {ACLIMDB_SHA256})."
-        ) from exc
+            # tarfile stops quietly where the data stops; a complete archive ends with a zero block.
+            if tar.fileobj.tell() < tar.offset + tarfile.BLOCKSIZE:
+                raise _damaged(archive, "the tar data stops without the end-of-archive block",
+                               truncated=True)
+            while stream.read(1 << 20):  # the padding after it, to the compressed stream's end and checksum
+                pass
+    except EOFError as exc:  # the compressed stream ends before its end marker
+        raise _damaged(archive, f"{exc.args[0] if exc.args else exc}", truncated=True) from exc
+    except tarfile.ReadError as exc:
+        raise _damaged(archive, str(exc), truncated="unexpected end" in str(exc)) from exc
+    except (tarfile.TarError, zlib.error, OSError) as exc:
+        raise _damaged(archive, f"{type(exc).__name__}: {exc}", truncated=False) from exc
+
+
+def _damaged(archive: Path, detail: str, truncated: bool) -> DataFileError:
+    size = archive.stat().st_size if archive.exists() else 0
+    truncated = truncated or size == 0
+    what = (f"is truncated (cut short at {size:,} bytes; the official aclImdb_v1.tar.gz has "
+            f"{ACLIMDB_SIZE:,}): {detail}" if truncated else f"is corrupt ({detail})")
+    return DataFileError(
+        f"{archive} {what}. Delete it and download it again (official archive: {ACLIMDB_URL}, "
+        f"sha256 {ACLIMDB_SHA256})."
+    )
 
 
 def _iter_dir_reviews(root: Path, progress: bool):
@@ -233,7 +275,7 @@ def _corpus_from_reviews(reviews, origin: str, strip_html: bool) -> ImdbCorpus:
         groups[(split, label)].append((file_id, text_to_word_sequence(text)))
     for (split, label), items in groups.items():
         if not items:
-            raise RuntimeError(
+            raise DataFileError(
                 f"{origin}: no reviews found under aclImdb/{split}/{label}/ (missing split). "
                 f"Expected the layout of the official archive, {_LAYOUT}; pass "
                 f"aclImdb_v1.tar.gz or an extracted aclImdb directory."
@@ -242,7 +284,7 @@ def _corpus_from_reviews(reviews, origin: str, strip_html: bool) -> ImdbCorpus:
         ids = np.array([file_id for file_id, _ in items])
         twice = np.flatnonzero(ids[1:] == ids[:-1])
         if twice.size:
-            raise RuntimeError(
+            raise DataFileError(
                 f"{origin}: under {split}/{label}/ the review id {ids[twice[0]]} occurs twice (the "
                 f"same review in two files, or two copies of the tree); the official layout "
                 f"{_LAYOUT} has each id once. Pass a clean copy of the data."
@@ -280,7 +322,7 @@ def _corpus_from_keras_npz(npz: Path, sha256: str, word_index: Path | None) -> I
     """
     actual = sha256sum(npz)
     if actual != sha256.lower():
-        raise RuntimeError(
+        raise DataFileError(
             f"sha256 mismatch for {npz}: expected {sha256}, got {actual}. Refusing to unpickle "
             f"it. Delete it and download it again from {KERAS_NPZ_URL}."
         )
@@ -288,18 +330,20 @@ def _corpus_from_keras_npz(npz: Path, sha256: str, word_index: Path | None) -> I
         with np.load(npz, allow_pickle=True) as f:  # safe only because the checksum matched
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
             if missing:
-                raise RuntimeError(
+                raise DataFileError(
                     f"{npz} lacks {missing} (has {f.files}); expected Keras' imdb.npz with "
                     f"x_train, y_train, x_test, y_test (missing split)"
                 )
             raw = {s: (f[f"x_{s}"], f[f"y_{s}"]) for s in SPLITS}
+    except DataFileError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise RuntimeError(f"{npz} is corrupt ({exc}); delete it and download it again") from exc
+        raise DataFileError(f"{npz} is corrupt ({exc}); delete it and download it again") from exc
 
     ranks, offsets, labels = {}, {}, {}
     for s, (x, y) in raw.items():
         if len(x) != len(y):
-            raise RuntimeError(f"{npz}: x_{s} has {len(x)} reviews but y_{s} has {len(y)} labels")
+            raise DataFileError(f"{npz}: x_{s} has {len(x)} reviews but y_{s} has {len(y)} labels")
         ranks[s], offsets[s] = _npz_word_ids(x, f"{npz}: x_{s}")
         labels[s] = _npz_labels(y, f"{npz}: y_{s}")
     vocab = _vocab_from_word_index(word_index) if word_index is not None else None
@@ -320,7 +364,7 @@ def _npz_word_ids(x, where: str) -> tuple[np.ndarray, np.ndarray]:
     reviews = []
     for i, seq in enumerate(x):
         if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
-            raise RuntimeError(f"{where}, review {i}: expected a sequence of word ids, got "
+            raise DataFileError(f"{where}, review {i}: expected a sequence of word ids, got "
                                f"{type(seq).__name__} {seq!r:.60}")
         ids = np.asarray(seq)
         if ids.size == 0:
@@ -329,7 +373,7 @@ def _npz_word_ids(x, where: str) -> tuple[np.ndarray, np.ndarray]:
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             kind = {"f": "float", "U": "str", "S": "bytes", "O": "mixed or too large"}.get(
                 ids.dtype.kind, ids.dtype.name)
-            raise RuntimeError(
+            raise DataFileError(
                 f"{where}, review {i}: word ids must be integers, got {kind} values (dtype "
                 f"{ids.dtype}, shape {ids.shape}, first {ids.ravel()[0]!r})"
             )
@@ -341,7 +385,7 @@ def _npz_word_ids(x, where: str) -> tuple[np.ndarray, np.ndarray]:
     if out_of_range.size:
         at = int(out_of_range[0])
         review = int(np.searchsorted(offsets, at, side="right")) - 1
-        raise RuntimeError(
+        raise DataFileError(
             f"{where}, review {review}: word id {flat[at]} is outside [0, {_INT32_MAX}] "
             f"(ids are ranks: 0 for an unknown word, 1 for the most frequent)"
         )
@@ -352,11 +396,11 @@ def _npz_labels(y, where: str) -> np.ndarray:
     """(N,) int8 labels from ``y``, which must hold the integers 0 and 1 only."""
     y = np.asarray(y)
     if y.ndim != 1 or y.dtype.kind not in "biu":
-        raise RuntimeError(f"{where}: labels must be a 1-D array of integers 0 and 1, got dtype "
+        raise DataFileError(f"{where}: labels must be a 1-D array of integers 0 and 1, got dtype "
                            f"{y.dtype}, shape {y.shape}")
     bad = np.flatnonzero((y != 0) & (y != 1))
     if bad.size:
-        raise RuntimeError(f"{where}: labels must be 0 or 1, found {y[bad[0]]!r} at index "
+        raise DataFileError(f"{where}: labels must be 0 or 1, found {y[bad[0]]!r} at index "
                            f"{int(bad[0])}")
     return y.astype(np.int8)
 
@@ -367,7 +411,7 @@ def _vocab_from_word_index(path: Path) -> Vocabulary:
         index = json.load(f)
     words = sorted(index, key=index.__getitem__)
     if [index[w] for w in words] != list(range(1, len(words) + 1)):
-        raise RuntimeError(f"{path}: ranks are not 1..{len(words)}; not Keras' imdb_word_index.json")
+        raise DataFileError(f"{path}: ranks are not 1..{len(words)}; not Keras' imdb_word_index.json")
     return Vocabulary(words)
 
 
@@ -405,17 +449,18 @@ def _resolve(source) -> tuple[str, Path]:
         return "npz", fetch_keras_imdb()[0]
     path = Path(source).expanduser()
     if not path.exists():
-        raise FileNotFoundError(
-            f"IMDB source {str(path)!r} does not exist; pass aclImdb_v1.tar.gz, an extracted "
-            f"aclImdb directory, Keras' imdb.npz, a directory holding one of them, or None to "
-            f"download the official archive"
+        raise DataNotFoundError(
+            f"IMDB source {str(path)!r} does not exist; give aclImdb_v1.tar.gz, an extracted "
+            f"aclImdb directory, Keras' imdb.npz or a directory holding one of them, or no source "
+            f"at all (no --data) to download the official archive"
         )
     if path.is_file():
         if path.suffix == ".npz":
             return "npz", path
         if _is_tarball(path):
             return "tar", path
-        raise ValueError(f"{path}: expected a .tar.gz/.tgz/.tar archive or imdb.npz")
+        raise DataFileError(f"{path}: expected a .tar.gz/.tgz/.tar archive or imdb.npz, got a "
+                            f"{path.suffix or 'suffix-less'} file")
     # A directory: an aclImdb tree itself, one containing it, a tarball, or imdb.npz.
     if (path / "train").is_dir() or (path / "test").is_dir():
         return "dir", path
@@ -426,10 +471,11 @@ def _resolve(source) -> tuple[str, Path]:
     if len(preferred) == 1:
         return "tar", preferred[0]
     if len(preferred) > 1:
-        raise ValueError(f"{path} holds several archives {[p.name for p in preferred]}; pass one")
+        raise DataFileError(f"{path} holds several archives {[p.name for p in preferred]}; give the "
+                            f"path of one")
     if (path / "imdb.npz").is_file():
         return "npz", path / "imdb.npz"
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f"{path} holds no aclImdb/ directory, no aclImdb*.tar.gz and no imdb.npz "
         f"(found {sorted(p.name for p in path.iterdir())[:10]})"
     )

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from seqtorch.data.download import cache_dir, download, sha256sum
+from seqtorch.data.errors import DataFileError, DataNotFoundError
 from seqtorch.fileio import read_cache_entry, write_cache_entry
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
     "JenaSummary", "JenaTable", "JenaChecksumWarning",
     "fetch_jena", "load_jena", "parse_jena_csv", "clean_sentinels",
     "WindowSpec", "Splits", "normalize", "book_eval_steps", "book_sequential_batches",
-    "JenaWindows", "RandomWindowBatchSampler", "JenaSplits", "prepare_jena",
+    "JenaWindows", "RandomWindowBatchSampler", "JenaSplits", "SplitError", "check_split", "prepare_jena",
     "naive_mae",
 ]
 
@@ -113,6 +114,8 @@ class JenaSummary:
         sentinels = ", ".join(f"{k}: {v}" for k, v in self.sentinels.items() if v) or "none"
         action = "clipped to 0 (--clean)" if self.cleaned else "kept as in the book"
         ref = "matches" if self.matches_reference else "differs from"
+        note = "" if self.matches_reference else (
+            " (a warning only: no official checksum exists, and the structure checks passed)")
         return "\n".join([
             f"Jena climate: {self.source}",
             f"  rows: {self.rows:,}{full}, {self.first} .. {self.last}",
@@ -121,7 +124,7 @@ class JenaSummary:
             f"{self.repeated_timestamps}; off-grid intervals: {self.off_grid_intervals}",
             f"  sentinels ({SENTINEL:g}): {sentinels}; {action}",
             f"  csv md5 {self.csv_md5}, {self.csv_bytes:,} bytes: {ref} the recorded "
-            f"{REFERENCE_MD5}, {REFERENCE_BYTES:,} bytes",
+            f"{REFERENCE_MD5}, {REFERENCE_BYTES:,} bytes{note}",
         ])
 
 
@@ -168,9 +171,11 @@ def load_jena(
         url: where to download from when ``source`` is None.
 
     Raises:
-        FileNotFoundError: ``source`` does not exist.
-        ValueError: the file's structure is not the Jena format (the message names the path, the
-            line and what was expected); a downloaded file that fails is deleted first.
+        DataNotFoundError: ``source`` does not exist (a ``FileNotFoundError``).
+        DataFileError: the file cannot be read or its structure is not the Jena format (a
+            ``ValueError``; the message names the path, the line and what was expected); a
+            downloaded file that fails is deleted first.
+        DownloadError: the download failed.
     Warns:
         JenaChecksumWarning: the CSV's md5/size differ from the recorded ones.
     """
@@ -181,18 +186,24 @@ def load_jena(
     else:
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"Jena data not found: {path} (expected a .csv or .zip file)")
+            raise DataNotFoundError(
+                f"Jena data not found: {path} is {'a folder' if path.is_dir() else 'not there'}; give "
+                f"the path of {JENA_FILENAME} or of its .zip, or no path at all to download it")
+        try:
+            path.open("rb").close()
+        except OSError as exc:  # a file that exists but cannot be read (permissions)
+            raise DataFileError(f"{path} cannot be read: {exc.strerror or exc}") from exc
     try:
         timestamps, values, md5, n_bytes = _load_parsed(path, cache)
         if expected_rows is not None and len(values) != expected_rows:
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: expected {expected_rows:,} data rows, found {len(values):,}; the file "
                 f"is truncated or not the full Jena record"
             )
-    except ValueError as exc:
+    except DataFileError as exc:
         if downloaded:
             path.unlink(missing_ok=True)  # never leave a bad download in the cache as if complete
-            raise ValueError(f"{exc}. The downloaded file was deleted; try again.") from exc
+            raise DataFileError(f"{exc}. The downloaded file was deleted; try again.") from exc
         raise
     summary = _summarize(str(path), timestamps, values, md5, n_bytes, clean)
     if not summary.matches_reference:
@@ -225,10 +236,10 @@ def parse_jena_csv(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.n
     inside the header or inside its last row, or zero-filled (where a crash left no data).
     """
     if not data:
-        raise ValueError(f"{name}: the file is empty (0 bytes): it is truncated. Fetch it again.")
+        raise DataFileError(f"{name}: the file is empty (0 bytes): it is truncated. Fetch it again.")
     nul = data.find(b"\0")
     if nul >= 0:  # never in a text file; what a crash leaves where the data was not yet written
-        raise ValueError(
+        raise DataFileError(
             f"{name}: NUL bytes from byte {nul:,} on, where text should be: the file is "
             f"truncated (not completely written). Fetch it again."
         )
@@ -242,16 +253,16 @@ def parse_jena_csv(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.n
         header = header[3:]
     if header != _HEADER:
         if newline < 0 and _HEADER.startswith(header):
-            raise ValueError(f"{name}: the file ends inside its header, after {len(data)} bytes: "
+            raise DataFileError(f"{name}: the file ends inside its header, after {len(data)} bytes: "
                              f"it is truncated. Fetch it again.")
-        raise ValueError(
+        raise DataFileError(
             f"{name}: the header is not the Jena header.\n  expected: {_HEADER.decode()}\n"
             f"  found:    {header[:400].decode('utf-8', 'replace')}"
         )
     complete_last_line = data.endswith(b"\n")
     body = data[newline + 1:].rstrip(b"\n") if newline >= 0 else b""
     if not body:
-        raise ValueError(f"{name}: no data rows after the header")
+        raise DataFileError(f"{name}: no data rows after the header")
     buf = np.frombuffer(body, dtype=np.uint8)
     starts = np.concatenate([[0], np.flatnonzero(buf == ord("\n")) + 1])
     ends = np.concatenate([starts[1:] - 1, [len(buf)]])
@@ -262,7 +273,7 @@ def parse_jena_csv(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.n
     if bad.size:
         i = int(bad[0])
         cut = i == len(starts) - 1 and not complete_last_line
-        raise ValueError(
+        raise DataFileError(
             f"{name}: line {i + 2} has {n_commas[i] + 1} fields, expected {len(COLUMNS)}"
             f"{' (the file ends inside this line: it is truncated)' if cut else ''}: "
             f"{_line(body, starts, ends, i)!r}"
@@ -291,7 +302,7 @@ def _check_last_row_complete(body: bytes, starts, ends, name: str) -> None:
     cell = last_cell(len(starts) - 1)
     above = last_cell(len(starts) - 2) if len(starts) > 1 else b"0"
     if not cell or decimals(cell) < decimals(above):
-        raise ValueError(
+        raise DataFileError(
             f"{name}: the file ends inside its last row (line {len(starts) + 1}), whose last cell "
             f"reads {cell.decode('utf-8', 'replace')!r} where the row above has "
             f"{above.decode('utf-8', 'replace')!r}: it is truncated. Fetch it again."
@@ -307,7 +318,7 @@ def _parse_timestamps(buf, starts, first_commas, name, body, ends) -> np.ndarray
     bad = np.flatnonzero(first_commas - starts != _TIMESTAMP_LEN)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(
+        raise DataFileError(
             f"{name}: line {i + 2}: the timestamp is not 'dd.mm.yyyy HH:MM:SS': "
             f"{_line(body, starts, ends, i)!r}"
         )
@@ -337,7 +348,7 @@ def _parse_timestamps(buf, starts, first_commas, name, body, ends) -> np.ndarray
     bad = np.flatnonzero(~ok)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(
+        raise DataFileError(
             f"{name}: line {i + 2}: the timestamp is not a valid 'dd.mm.yyyy HH:MM:SS': "
             f"{_line(body, starts, ends, i)[:_TIMESTAMP_LEN]!r}"
         )
@@ -367,11 +378,11 @@ def _parse_values(body: bytes, name: str, starts, ends) -> np.ndarray:
             except ValueError:
                 number = float("nan")
             if not np.isfinite(number):
-                raise ValueError(
+                raise DataFileError(
                     f"{name}: line {i + 2}, column {COLUMNS[col]!r}: expected a finite number, "
                     f"found {cell!r}"
                 )
-    raise ValueError(f"{name}: a cell could not be read as a number")  # unreachable in practice
+    raise DataFileError(f"{name}: a cell could not be read as a number")  # unreachable in practice
 
 
 def _check_order(timestamps: np.ndarray, name: str) -> None:
@@ -379,7 +390,7 @@ def _check_order(timestamps: np.ndarray, name: str) -> None:
     back = np.flatnonzero(steps < 0)
     if back.size:
         i = int(back[0])
-        raise ValueError(
+        raise DataFileError(
             f"{name}: timestamps are not in time order: line {i + 3} ({timestamps[i + 1]}) comes "
             f"after line {i + 2} ({timestamps[i]})"
         )
@@ -389,7 +400,7 @@ def _read_source(path: Path) -> bytes:
     """The CSV bytes of a ``.csv`` file or of the Jena CSV inside a ``.zip``."""
     if not zipfile.is_zipfile(path):
         if path.suffix.lower() == ".zip":
-            raise ValueError(f"{path}: not a readable zip archive (truncated or corrupt download?)")
+            raise DataFileError(f"{path}: not a readable zip archive (truncated or corrupt download?)")
         return path.read_bytes()
     try:
         with zipfile.ZipFile(path) as archive:
@@ -398,13 +409,13 @@ def _read_source(path: Path) -> bytes:
             exact = [n for n in names if n.rsplit("/", 1)[-1] == JENA_FILENAME]
             chosen = exact or names
             if len(chosen) != 1:
-                raise ValueError(
+                raise DataFileError(
                     f"{path}: expected one {JENA_FILENAME} in the archive, found CSV members "
                     f"{names or 'none'}"
                 )
             return archive.read(chosen[0])
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: the zip archive could not be read ({exc})") from exc
+        raise DataFileError(f"{path}: the zip archive could not be read ({exc})") from exc
 
 
 def _load_parsed(path: Path, cache: bool) -> tuple[np.ndarray, np.ndarray, str, int]:
@@ -689,6 +700,27 @@ class JenaSplits:
         return make
 
 
+class SplitError(ValueError):
+    """The rows cannot hold the windows and splits asked for (:func:`check_split` says why)."""
+
+
+def check_split(rows: int, spec: WindowSpec, splits: Splits, batch_size: int) -> None:
+    """Raise :class:`SplitError` unless ``rows`` rows hold the book's three ranges for ``spec`` and at
+    least one full validation and one full test batch of ``batch_size`` windows."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not spec.lookback < splits.train_end < splits.val_end < rows - spec.delay - 1:
+        raise SplitError(
+            f"need lookback ({spec.lookback}) < train_end ({splits.train_end}) < val_end "
+            f"({splits.val_end}) < rows - delay - 1 ({rows - spec.delay - 1})"
+        )
+    val_steps = book_eval_steps(splits.val_start, splits.val_end, spec.lookback, batch_size)
+    test_steps = book_eval_steps(splits.test_start, rows, spec.lookback, batch_size)
+    if val_steps < 1 or test_steps < 1:
+        raise SplitError(f"too few rows for one full batch: {val_steps} validation and "
+                         f"{test_steps} test batches of {batch_size}")
+
+
 def prepare_jena(values: np.ndarray, spec: WindowSpec = WindowSpec(), splits: Splits = Splits(),
                  batch_size: int = 128) -> JenaSplits:
     """Normalize ``values`` (N, 14) and build the book's train/validation/test batches.
@@ -696,23 +728,15 @@ def prepare_jena(values: np.ndarray, spec: WindowSpec = WindowSpec(), splits: Sp
     As in the book: train end rows ``randint(lookback, train_end)``; validation walks
     ``[val_start + lookback, val_end)`` for ``(val_end - val_start - lookback) // batch_size``
     batches; test walks ``[test_start + lookback, N - delay - 1)`` for
-    ``(N - test_start - lookback) // batch_size`` batches.
+    ``(N - test_start - lookback) // batch_size`` batches. Raises :class:`SplitError` when the rows
+    cannot hold them (:func:`check_split`).
     """
     n = len(values)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not spec.lookback < splits.train_end < splits.val_end < n - spec.delay - 1:
-        raise ValueError(
-            f"need lookback ({spec.lookback}) < train_end ({splits.train_end}) < val_end "
-            f"({splits.val_end}) < rows - delay - 1 ({n - spec.delay - 1})"
-        )
+    check_split(n, spec, splits, batch_size)
     data, mean, std = normalize(values, splits.train_end)
     test_max = n - spec.delay - 1  # the book's default max_index
     val_steps = book_eval_steps(splits.val_start, splits.val_end, spec.lookback, batch_size)
     test_steps = book_eval_steps(splits.test_start, n, spec.lookback, batch_size)
-    if val_steps < 1 or test_steps < 1:
-        raise ValueError(f"too few rows for one full batch: {val_steps} validation and "
-                         f"{test_steps} test batches of {batch_size}")
     return JenaSplits(
         data=data, mean=mean, std=std, spec=spec, splits=splits, batch_size=batch_size,
         dataset=JenaWindows(data, spec),

@@ -74,7 +74,7 @@ def raise_unless_shape(array: np.ndarray, keras_shape: tuple[int, ...], where: s
     if tuple(array.shape) != tuple(keras_shape):
         raise WeightMismatchError(
             f"{where}: Keras {keras_name} has shape {tuple(array.shape)}, but {torch_name} {torch_shape} takes "
-            f"a {keras_name} of shape {tuple(keras_shape)}{hint}")
+            f"{'' if keras_name == 'embeddings' else 'a '}{keras_name} of shape {tuple(keras_shape)}{hint}")
 
 
 def fill_embedding(module: nn.Embedding, arrays: list[np.ndarray], where: str) -> None:

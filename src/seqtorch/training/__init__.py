@@ -1,7 +1,9 @@
 """Generic training machinery shared by the book's scripts (IMDB classification, Jena regression).
 
 A script builds a config (:class:`TrainConfig` + :func:`add_common_args`), calls :func:`setup`,
-builds its data and model, and hands them to :func:`fit` with a :class:`Task`.
+builds its data and model, and hands them to :func:`fit` with a :class:`Task`; its ``__main__`` is
+``cli.run(main)``, which prints a :class:`UserError` as one message and says how to resume after
+Ctrl-C (:class:`RunInterrupted`).
 :func:`fit` documents the files it writes (history.json, metrics.json, curves.png, best.pt, last.pt);
 :func:`prepare_out_dir` says when an output directory is refused.
 """
@@ -16,12 +18,14 @@ from .checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from .config import TrainConfig, add_common_args, config_from_args, config_to_dict
+from .config import TrainConfig, add_common_args, config_from_args, config_to_dict, flag_name
+from .errors import ConfigError, ResumeError, SetupError, UserError
+from .interrupt import RunInterrupted
 from .loaders import eval_loader, to_device, train_loader_factory
 from .loop import evaluate, fit, train_one_epoch, unwrap
 from .meters import MetricSums
 from .optim import KerasAdam, KerasRMSprop, make_optimizer
-from .outdir import RUN_FILES, RunDirectoryError, prepare_out_dir
+from .outdir import RUN_FILES, RunDirectoryError, claimed_out_dir, prepare_out_dir
 from .plots import RefLine, plot_history
 from .runtime import Runtime, resolve_device, seed_everything, setup
 from .samplers import RandomStepsSampler, ShardedEvalSampler, derive_seed
@@ -35,12 +39,14 @@ from .tasks import (
 )
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "KerasAdam", "KerasRMSprop", "MetricSums", "RUN_FILES", "RandomStepsSampler",
-    "RefLine", "RunDirectoryError", "Runtime", "ShardedEvalSampler", "Task", "TrainConfig", "add_common_args", "atomic_torch_save",
+    "CHECKPOINT_FORMAT", "ConfigError", "KerasAdam", "KerasRMSprop", "MetricSums", "RUN_FILES",
+    "RandomStepsSampler", "RefLine", "ResumeError", "RunDirectoryError", "RunInterrupted", "Runtime",
+    "SetupError", "UserError", "ShardedEvalSampler", "Task", "TrainConfig", "add_common_args", "atomic_torch_save",
     "atomic_write", "atomic_write_bytes", "atomic_write_json", "binary_accuracy",
-    "binary_classification_task", "capture_rng_state", "config_from_args", "config_to_dict",
+    "binary_classification_task", "capture_rng_state", "claimed_out_dir", "config_from_args",
+    "config_to_dict",
     "count_parameters", "default_forward_batch", "derive_seed", "eval_loader", "evaluate", "fit",
-    "load_checkpoint", "make_optimizer", "model_summary", "plot_history", "prepare_out_dir",
+    "flag_name", "load_checkpoint", "make_optimizer", "model_summary", "plot_history", "prepare_out_dir",
     "regression_task",
     "resolve_device", "restore_rng_state", "seed_everything", "setup", "to_device",
     "train_loader_factory", "train_one_epoch", "unwrap",

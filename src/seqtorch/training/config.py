@@ -2,7 +2,9 @@
 
 Scripts extend :class:`TrainConfig` with their own fields (nanoGPT style: a config object with
 argparse overrides), call :func:`add_common_args` on their parser, add their own flags, and build
-the config with :func:`config_from_args`.
+the config with :func:`config_from_args`. A field ``batch_size`` is the flag ``--batch-size``
+(:func:`flag_name`), so a bad value is reported with the flag a user typed: a
+:class:`~seqtorch.training.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from .cli import add_debug_flag
+from .errors import ConfigError
 
 OPTIMIZERS = ("rmsprop", "adam")
 BACKENDS = ("auto", "reference", "cpu_fused", "triton")
@@ -44,29 +49,26 @@ class TrainConfig:
         validate_config(self)
 
 
+def flag_name(field: str) -> str:
+    """The command-line flag of a config field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + field.replace("_", "-")
+
+
 def validate_config(cfg: TrainConfig) -> None:
-    """Raise ValueError naming the field, the expected values and the actual one."""
-    if cfg.epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {cfg.epochs}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    """Raise ConfigError (a ValueError) naming the flag, the expected values and the actual one."""
+    for field, low in (("epochs", 0), ("batch_size", 1), ("seed", 0), ("num_workers", 0)):
+        if getattr(cfg, field) < low:
+            raise ConfigError(f"{flag_name(field)} must be >= {low}, got {getattr(cfg, field)}")
     if cfg.eval_batch_size is not None and cfg.eval_batch_size < 1:
-        raise ValueError(f"eval_batch_size must be >= 1 or None, got {cfg.eval_batch_size}")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+        raise ConfigError(f"--eval-batch-size must be >= 1 (or left out: --batch-size), got {cfg.eval_batch_size}")
+    for field, choices in (("optimizer", OPTIMIZERS), ("backend", BACKENDS), ("device", DEVICES)):
+        if getattr(cfg, field) not in choices:
+            raise ConfigError(f"{flag_name(field)} must be one of {choices}, got {getattr(cfg, field)!r}")
     if not cfg.lr > 0:
-        raise ValueError(f"lr must be > 0, got {cfg.lr}")
-    if cfg.backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {cfg.backend!r}")
-    if cfg.device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {cfg.device!r}")
-    if cfg.seed < 0:
-        raise ValueError(f"seed must be >= 0, got {cfg.seed}")
-    if cfg.num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {cfg.num_workers}")
+        raise ConfigError(f"--lr must be > 0, got {cfg.lr}")
     if cfg.resume and cfg.overwrite:
-        raise ValueError("resume (continue the run in out) and overwrite (replace it) exclude "
-                         "each other: pass one")
+        raise ConfigError("--resume (continue the run in --out) and --overwrite (replace it) exclude "
+                          "each other: pass one")
 
 
 def add_common_args(
@@ -79,27 +81,39 @@ def add_common_args(
     """
     d = defaults if defaults is not None else TrainConfig()
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d.epochs, help="number of epochs (default %(default)s)")
+    g.add_argument("--epochs", type=int, default=d.epochs,
+                   help="passes over the training data (default %(default)s); 1 or 2 for a quick run")
     g.add_argument(
         "--batch-size", dest="batch_size", type=int, default=d.batch_size,
-        help="batch size per process (default %(default)s)",
+        help="training examples per step, per process: under torchrun the global batch is this times "
+             "the process count (default %(default)s)",
     )
     g.add_argument(
         "--eval-batch-size", dest="eval_batch_size", type=int, default=d.eval_batch_size,
-        help="evaluation batch size (default: --batch-size)",
+        help="examples per validation and test step; changes the speed, not the numbers (default: "
+             "--batch-size)",
     )
     g.add_argument(
         "--optimizer", choices=OPTIMIZERS, default=d.optimizer,
-        help="rmsprop uses Keras' defaults (rho 0.9, eps 1e-7) (default %(default)s)",
+        help="the update rule, with Keras' defaults: rmsprop rho 0.9, eps 1e-7; adam betas (0.9, 0.999), "
+             "eps 1e-7 (default %(default)s)",
     )
     g.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
-    g.add_argument("--backend", choices=BACKENDS, default=d.backend, help="recurrent kernel backend")
-    g.add_argument("--device", choices=DEVICES, default=d.device, help="auto: cuda if available else cpu")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed for torch, numpy, random and data order")
-    g.add_argument("--out", default=d.out, help="output directory (default %(default)s)")
+    g.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help="seqtorch's recurrent kernels: auto picks triton on a GPU, else cpu_fused (C++), else "
+                        "the reference loop; every backend computes the same numbers (default %(default)s)")
+    g.add_argument("--device", choices=DEVICES, default=d.device,
+                   help="auto: cuda if a GPU is visible, else cpu (default %(default)s)")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the initial weights, dropout and the data order: the same seed gives the same "
+                        "run on CPU (default %(default)s)")
+    g.add_argument("--out", default=d.out,
+                   help="the run's folder: history.json, metrics.json, curves.png, best.pt, last.pt "
+                        "(default %(default)s)")
     g.add_argument(
         "--resume", action="store_true", default=d.resume,
-        help="continue the run in OUT from its last.pt (starts fresh if OUT holds no run)",
+        help="continue the run in OUT from its last.pt, e.g. after Ctrl-C; --epochs may be raised to "
+             "train it longer (starts fresh if OUT holds no run)",
     )
     g.add_argument(
         "--overwrite", action="store_true", default=d.overwrite,
@@ -129,6 +143,7 @@ def add_common_args(
         "--no-progress", dest="progress", action="store_false", default=d.progress,
         help="hide the per-batch progress bar",
     )
+    add_debug_flag(g)
     return parser
 
 

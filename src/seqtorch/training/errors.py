@@ -4,13 +4,36 @@ A missing or damaged data file, a checkpoint that fails its check, an ``--out`` 
 a flag value that makes no sense: each is raised as a :class:`UserError` (or a subclass) whose message
 names the file, flag or value and says what to do. The scripts turn a ``UserError`` into that message
 on stderr and the exit status :attr:`UserError.exit_code`; any other exception is a bug and keeps its
-traceback.
+traceback (:mod:`seqtorch.training.cli`).
+
+Each subclass also keeps the built-in base a Python caller caught before it existed (``ValueError`` for
+a bad setting, ``RuntimeError`` for a run that cannot go on), so ``except ValueError`` still works.
 """
 
 from __future__ import annotations
 
 
 class UserError(Exception):
-    """An error the user can fix (a path, a flag, a file's content); printed as one message."""
+    """An error the user can fix (a path, a flag, a file's content); printed as one message.
+
+    ``fixes`` lists the flags that, added to the same command, get past it, each with what it does
+    (``("--resume", "continue it")``): the scripts print the exact command for each.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args, fixes: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(*args)
+        self.fixes = tuple(fixes)
+
+
+class ConfigError(UserError, ValueError):
+    """A setting that cannot work: a flag's value out of range, two flags that exclude each other."""
+
+
+class ResumeError(UserError, RuntimeError):
+    """``--resume`` of a run that this one cannot continue (another model, optimizer or recipe)."""
+
+
+class SetupError(UserError, RuntimeError):
+    """The machine lacks what the settings ask for (``--device cuda`` without a visible GPU)."""

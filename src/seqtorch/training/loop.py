@@ -28,7 +28,9 @@ from .checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from .config import TrainConfig, config_to_dict
+from .config import TrainConfig, config_to_dict, flag_name
+from .errors import ResumeError
+from .interrupt import reported, uninterrupted
 from .loaders import TrainLoaderFn, eval_loader, to_device, train_loader_factory
 from .meters import MetricSums
 from .optim import make_optimizer
@@ -59,6 +61,7 @@ class TrainState:
     best_value: float | None = None
 
 
+@reported  # Ctrl-C: what last.pt holds and the command that resumes the run (interrupt.py)
 def fit(
     model: nn.Module,
     task: Task,
@@ -257,8 +260,8 @@ def resume(path: Path, model: nn.Module, optimizer, state: TrainState, cfg: Trai
         # so the run would go on silently under the other recipe.
         recipes = {True: "torch's defaults (--torch-defaults)", False: "the Keras recipe (the default)"}
         fix = "pass --torch-defaults" if old_config["torch_defaults"] else "drop --torch-defaults"
-        raise RuntimeError(f"--resume: {path} was trained with {recipes[old_config['torch_defaults']]}, "
-                           f"this run asks for {recipes[cfg.torch_defaults]}; {fix} to continue it")
+        raise ResumeError(f"--resume: {path} was trained with {recipes[old_config['torch_defaults']]}, "
+                          f"this run asks for {recipes[cfg.torch_defaults]}; {fix} to continue it")
     # Said first: a changed architecture or optimizer is the usual reason the loads below fail.
     changed = {
         k: (old_config.get(k), v) for k, v in config_to_dict(cfg).items()
@@ -270,7 +273,10 @@ def resume(path: Path, model: nn.Module, optimizer, state: TrainState, cfg: Trai
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise RuntimeError(f"--resume: {path} does not fit this model/optimizer: {e}") from e
+        flags = "; ".join(f"{flag_name(k)} {old!r} there, {new!r} here" for k, (old, new) in changed.items())
+        raise ResumeError(f"--resume: {path} was trained with another model or optimizer ({flags or e}). "
+                          f"Give the flags it was trained with, or start a new run (--overwrite, or "
+                          f"another --out).") from e
     state.epoch = ckpt["epoch"]
     state.history = list(ckpt["history"])
     state.best_epoch, state.best_value = ckpt["best"]["epoch"], ckpt["best"]["value"]
@@ -284,6 +290,7 @@ def resume(path: Path, model: nn.Module, optimizer, state: TrainState, cfg: Trai
     return state.epoch
 
 
+@uninterrupted  # an epoch's files are written together, even if Ctrl-C arrives meanwhile
 def save_epoch(model, optimizer, state: TrainState, task: Task, cfg: TrainConfig, rt: Runtime,
                improved: bool, reference_lines: Sequence[RefLine]) -> None:
     """best.pt (if improved), last.pt, history.json, curves.png. Collective: every rank calls it."""

@@ -5,17 +5,21 @@ unless the run is continued (``--resume``, which needs its ``last.pt``) or repla
 (``--overwrite``, which deletes the old run's files first, so that no file of it can pass for part
 of the new run: a ``best.pt`` the new run never beats, a ``curves.png`` of more epochs). A
 directory that cannot be written is refused too, before any training, not at the end of the
-first epoch.
+first epoch. A run that fails before it writes anything there (a bad ``--data``) leaves no empty
+folder behind either (:func:`claimed_out_dir`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from ..fileio import TEMP_SUFFIX, remove_stale_temps
 from .config import TrainConfig
+from .errors import UserError
 
 HISTORY_FILE, METRICS_FILE, CURVES_FILE = "history.json", "metrics.json", "curves.png"
 LAST_FILE, BEST_FILE = "last.pt", "best.pt"
@@ -23,7 +27,7 @@ RUN_FILES = (HISTORY_FILE, METRICS_FILE, CURVES_FILE, LAST_FILE, BEST_FILE)
 _PROBE = "write-check"  # the file written (and removed) to see that --out takes files
 
 
-class RunDirectoryError(RuntimeError):
+class RunDirectoryError(UserError, RuntimeError):
     """The output directory cannot take this run (it holds another one, or cannot be written)."""
 
 
@@ -45,12 +49,14 @@ def prepare_out_dir(cfg: TrainConfig) -> Path:
     if found and not (cfg.resume or cfg.overwrite):
         raise RunDirectoryError(
             f"{out} already holds a run ({', '.join(found)}). Pass --resume to continue it, "
-            f"--overwrite to replace it (its files are deleted first), or choose another --out."
+            f"--overwrite to replace it (its files are deleted first), or choose another --out.",
+            fixes=(("--resume", "continue it"), ("--overwrite", "replace it")),
         )
     if cfg.resume and found and LAST_FILE not in found:
         raise RunDirectoryError(
             f"--resume: {out} holds a run ({', '.join(found)}) but no {LAST_FILE} to continue "
-            f"from. Pass --overwrite to replace that run, or choose another --out."
+            f"from. Pass --overwrite to replace that run, or choose another --out.",
+            fixes=(("--overwrite", "replace it"),),
         )
     _check_writable(out)
     if cfg.overwrite:
@@ -76,3 +82,28 @@ def _check_writable(out: Path) -> None:
     os.close(fd)
     os.unlink(probe)
     remove_stale_temps(out, _PROBE)  # probes of processes killed between the two lines above
+
+
+@contextlib.contextmanager
+def claimed_out_dir(cfg: TrainConfig, claim: bool = True) -> Iterator[Path]:
+    """:func:`prepare_out_dir` for the block's run; if the block fails, the folders it created go again.
+
+    Only folders that did not exist before and are still empty are removed (``rmdir`` refuses any
+    other), so a run refused for its data leaves no empty ``--out`` behind, and nothing a run wrote is
+    touched. ``claim=False`` (the ranks of a DDP run that do not write) does nothing.
+    """
+    out = Path(cfg.out)
+    if not claim:
+        yield out
+        return
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
+    prepare_out_dir(cfg)
+    try:
+        yield out
+    except BaseException:
+        for folder in created:  # deepest first; the first one that is not empty stops the climb
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from .config import TrainConfig
+from .errors import SetupError
 
 
 @dataclass
@@ -70,9 +71,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+            raise SetupError("--device cuda: no CUDA GPU is visible to torch (torch.cuda.is_available() is "
+                             "False); use --device cpu, or auto")
         if local_rank >= torch.cuda.device_count():
-            raise RuntimeError(
+            raise SetupError(
                 f"local rank {local_rank} needs GPU {local_rank}, but only "
                 f"{torch.cuda.device_count()} are visible"
             )

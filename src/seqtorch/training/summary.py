@@ -34,9 +34,26 @@ def format_shapes(value: Any) -> str:
     return type(value).__name__
 
 
+# Modules that hold others but have no forward of their own: listed without a shape, their members below.
+_CONTAINERS = (nn.ModuleList, nn.ModuleDict)
+
+
+def _rows(module: nn.Module, prefix: str, depth: int):
+    """``(name, module)`` of the submodules ``depth`` levels down; a container's members count as its level."""
+    for name, child in module.named_children():
+        full = f"{prefix}{name}"
+        yield full, child
+        if isinstance(child, _CONTAINERS):
+            yield from _rows(child, f"{full}.", depth)
+        elif depth > 1:
+            yield from _rows(child, f"{full}.", depth - 1)
+
+
 def model_summary(model: nn.Module, task: Task, batch: Any, max_depth: int = 1) -> str:
     """Table of submodules up to ``max_depth`` levels below ``model``, their output shapes for
     ``batch`` and their parameter counts (each row counts its whole subtree), then the totals.
+    The members of an ``nn.ModuleList``/``ModuleDict`` (which is never called itself) are listed
+    under it, as Keras lists the layers of a model.
 
     The forward pass runs in eval mode under ``no_grad`` (no dropout, no autograd graph) and the
     model's training flag is restored afterwards. ``batch`` must already be on the model's
@@ -44,9 +61,7 @@ def model_summary(model: nn.Module, task: Task, batch: Any, max_depth: int = 1) 
     """
     if max_depth < 1:
         raise ValueError(f"max_depth must be >= 1, got {max_depth}")
-    rows: list[tuple[str, nn.Module]] = [
-        (name, mod) for name, mod in model.named_modules() if name and name.count(".") < max_depth
-    ]
+    rows = list(_rows(model, "", max_depth))
     shapes: dict[str, str] = {}
     handles = []
     for name, mod in rows:
@@ -68,7 +83,8 @@ def model_summary(model: nn.Module, task: Task, batch: Any, max_depth: int = 1) 
     for name, mod in rows:
         indent = "  " * name.count(".")
         n = sum(p.numel() for p in mod.parameters())
-        table.append((f"{indent}{name} ({type(mod).__name__})", shapes.get(name, "(not called)"), f"{n:,}"))
+        shape = "" if isinstance(mod, _CONTAINERS) else shapes.get(name, "(not called)")
+        table.append((f"{indent}{name} ({type(mod).__name__})", shape, f"{n:,}"))
     table.append((f"output ({type(model).__name__})", format_shapes(output), ""))
     widths = [max(len(r[i]) for r in table) for i in range(3)]
     line = "=" * (sum(widths) + 4)
