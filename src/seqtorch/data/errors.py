@@ -1,13 +1,13 @@
 """Errors of the data a run reads: a source that is missing, unusable, or cannot be downloaded.
 
-Each is a :class:`~seqtorch.training.errors.UserError` (the scripts print it as one message naming the
+Each is a :class:`~seqtorch.errors.UserError` (the scripts print it as one message naming the
 file and what to do, exit status 2) and keeps the built-in bases the loaders raised before it existed,
 so a Python caller's ``except FileNotFoundError`` / ``ValueError`` / ``RuntimeError`` still catches it.
 """
 
 from __future__ import annotations
 
-from ..training.errors import UserError
+from ..errors import UserError
 
 
 class DataError(UserError):

@@ -12,19 +12,7 @@ a bad setting, ``RuntimeError`` for a run that cannot go on), so ``except ValueE
 
 from __future__ import annotations
 
-
-class UserError(Exception):
-    """An error the user can fix (a path, a flag, a file's content); printed as one message.
-
-    ``fixes`` lists the flags that, added to the same command, get past it, each with what it does
-    (``("--resume", "continue it")``): the scripts print the exact command for each.
-    """
-
-    exit_code = 2
-
-    def __init__(self, *args, fixes: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(*args)
-        self.fixes = tuple(fixes)
+from ..errors import UserError  # the base, shared with the data code below the training loop
 
 
 class ConfigError(UserError, ValueError):
