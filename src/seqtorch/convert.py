@@ -22,38 +22,56 @@ from __future__ import annotations
 
 from torch import nn
 
-from .cells import GRUCell, LSTMCell, RecurrentCell, SimpleRNNCell
-from .layers import GRU, LSTM, Recurrent, SimpleRNN
 from .options import OPTIONS
 
-# seqtorch class -> torch.nn class, and back
-TORCH_NN = {SimpleRNN: nn.RNN, LSTM: nn.LSTM, GRU: nn.GRU,
-            SimpleRNNCell: nn.RNNCell, LSTMCell: nn.LSTMCell, GRUCell: nn.GRUCell}
-SEQTORCH = {nn_class: cls for cls, nn_class in TORCH_NN.items()}
+# torch.nn's recurrent classes; each seqtorch class that is a drop-in for one has it as a direct base
+TORCH_CLASSES = (nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, nn.LSTMCell, nn.GRUCell)
 
 
-def unconvertible_options(module: Recurrent | RecurrentCell) -> list[str]:
+def torch_nn_class(cls: type) -> type | None:
+    """The torch.nn class that ``cls`` (a seqtorch class) is the drop-in for: its direct torch.nn base
+    (``seqtorch.LSTM`` -> ``nn.LSTM``); None for a class torch.nn has no counterpart of (LayerNormLSTM,
+    a subclass of yours: a subclass may compute something else)."""
+    return next((base for base in cls.__bases__ if base in TORCH_CLASSES), None)
+
+
+def _seqtorch_class(cls: type, torch_cls: type) -> type | None:
+    """``cls`` or the subclass of it that is the drop-in for ``torch_cls``."""
+    pending = [cls]
+    while pending:
+        candidate = pending.pop()
+        if torch_nn_class(candidate) is torch_cls:
+            return candidate
+        pending += candidate.__subclasses__()
+    return None
+
+
+def unconvertible_options(module: nn.Module) -> list[str]:
     """The options of a seqtorch module that torch.nn lacks, each as ``name=value`` (empty: convertible):
     those whose value torch.nn does not compute (:attr:`seqtorch.options.Option.torch_nn`)."""
     values = module.option_values()
     return [f"{name}={values[name]!r}" for name in module._shown_options if not OPTIONS[name].torch_nn(values[name])]
 
 
-def to_torch_nn(module: Recurrent | RecurrentCell) -> nn.Module:
+def to_torch_nn(module: nn.Module) -> nn.Module:
     """The torch.nn module (nn.RNN/LSTM/GRU or nn.RNNCell/LSTMCell/GRUCell) with ``module``'s weights.
 
     Raises ValueError naming every option torch.nn lacks (see the module docstring), TypeError for a
     class that has no torch.nn counterpart.
     """
-    nn_class = _torch_nn_class(type(module))
+    nn_class = torch_nn_class(type(module))
     name = type(module).__name__
+    if nn_class is None:
+        raise TypeError(f"{name} has no torch.nn counterpart (convertible: seqtorch.SimpleRNN, LSTM, GRU and their "
+                        f"cells, each as it is)")
     options = unconvertible_options(module)
     if options:
         raise ValueError(f"{name} cannot be converted to torch.nn.{nn_class.__name__}: torch.nn has no "
                          f"{', '.join(options)}")
-    param = module.weight_ih_l0 if isinstance(module, Recurrent) else module.weight_ih
+    layer = isinstance(module, nn.RNNBase)
+    param = module.weight_ih_l0 if layer else module.weight_ih
     factory = dict(device=param.device, dtype=param.dtype)
-    if isinstance(module, Recurrent):
+    if layer:
         kwargs = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
                       dropout=module.dropout, bidirectional=module.bidirectional, **factory)
     else:
@@ -67,7 +85,7 @@ def to_torch_nn(module: Recurrent | RecurrentCell) -> nn.Module:
     return converted
 
 
-def from_torch_nn(cls: type, module: nn.Module, *, backend: str = "auto") -> Recurrent | RecurrentCell:
+def from_torch_nn(cls: type, module: nn.Module, *, backend: str = "auto") -> nn.Module:
     """The seqtorch module of class ``cls`` with ``module``'s weights (``module`` a torch.nn.RNN, LSTM,
     GRU or one of their cells). ``cls`` may be a base class (``Recurrent``, ``RecurrentCell``): the
     class then follows from ``module``'s. ``backend`` is the layer's (cells have none).
@@ -75,14 +93,15 @@ def from_torch_nn(cls: type, module: nn.Module, *, backend: str = "auto") -> Rec
     Raises TypeError when ``module`` is not the torch.nn counterpart of ``cls``, NotImplementedError for
     an LSTM with ``proj_size > 0`` converts with its projection.
     """
-    target = SEQTORCH.get(type(module))
-    if target is None or not issubclass(target, cls):
-        expected = ", ".join(f"torch.nn.{c.__name__}" for k, c in TORCH_NN.items() if issubclass(k, cls))
+    target = _seqtorch_class(cls, type(module)) if type(module) in TORCH_CLASSES else None
+    if target is None:
+        expected = ", ".join(f"torch.nn.{c.__name__}" for c in TORCH_CLASSES if _seqtorch_class(cls, c) is not None)
         raise TypeError(f"{cls.__name__}.from_torch_nn expects {expected}, got {type(module).__module__}."
                         f"{type(module).__name__}")
-    param = module.weight_ih_l0 if issubclass(target, Recurrent) else module.weight_ih
+    layer = issubclass(target, nn.RNNBase)
+    param = module.weight_ih_l0 if layer else module.weight_ih
     factory = dict(device=param.device, dtype=param.dtype)
-    if issubclass(target, Recurrent):
+    if layer:
         kwargs = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
                       dropout=module.dropout, bidirectional=module.bidirectional, backend=backend, **factory)
         if getattr(module, "proj_size", 0) > 0:
@@ -94,14 +113,6 @@ def from_torch_nn(cls: type, module: nn.Module, *, backend: str = "auto") -> Rec
     converted = target(module.input_size, module.hidden_size, **kwargs)
     _copy_weights(module, converted)
     return converted
-
-
-def _torch_nn_class(cls: type) -> type:
-    # the class itself, not a subclass: LayerNormLSTMCell is an LSTMCell to Python, not to torch.nn
-    if cls in TORCH_NN:
-        return TORCH_NN[cls]
-    raise TypeError(f"{cls.__name__} has no torch.nn counterpart (convertible: "
-                    f"{', '.join(c.__name__ for c in TORCH_NN)})")
 
 
 def _copy_weights(source: nn.Module, target: nn.Module) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import layers
-from ..convert import TORCH_NN, unconvertible_options
+from ..convert import torch_nn_class, unconvertible_options
 from ..options import OPTIONS
 
 __all__ = ["ImdbModelConfig", "RNNClassifier", "DenseClassifier", "TorchNNTwin", "build_model", "MODEL_KINDS"]
@@ -112,7 +112,7 @@ class TorchNNTwin(nn.Module):
             options["nonlinearity"] = layer.activation
         # Built on the meta device, so it draws no random numbers: the layers created after it (the
         # classifier's head) get the same initial weights as in the seqtorch model.
-        self.layer = TORCH_NN[type(layer)](layer.input_size, layer.hidden_size, device="meta", **options)
+        self.layer = torch_nn_class(type(layer))(layer.input_size, layer.hidden_size, device="meta", **options)
         self.layer.to_empty(device=layer.weight_ih_l0.device)
         self.layer.load_state_dict(layer.state_dict(), strict=True)
         if layer.single_bias:  # the same experiment: torch.nn's bias_hh stays at zero too
