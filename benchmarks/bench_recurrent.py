@@ -187,7 +187,7 @@ def seqtorch_backends(requested: list[str], device: torch.device, cell: str, H: 
     usable = []
     for name in requested:
         try:
-            resolved = dispatch.choose(name, ScanOptions(cell), probe, H).backend
+            resolved = dispatch.choose_for(name, ScanOptions(cell), probe, H).backend
         except (RuntimeError, ValueError) as error:
             print(f"# skipping backend {name!r} for {cell} at H={H}: {error}", file=sys.stderr)
             continue

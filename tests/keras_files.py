@@ -55,13 +55,14 @@ def keras2_dense(name: str, units: int, activation: str = "linear", use_bias: bo
         "kernel_constraint": None, "bias_constraint": None}}
 
 
-def keras2_embedding(name: str, input_dim: int, output_dim: int, input_length: int | None = None) -> dict:
+def keras2_embedding(name: str, input_dim: int, output_dim: int, input_length: int | None = None,
+                     mask_zero: bool = False) -> dict:
     return {"class_name": "Embedding", "config": {
         "name": name, "trainable": True, "batch_input_shape": [None, input_length], "dtype": "float32",
         "input_dim": input_dim, "output_dim": output_dim,
         "embeddings_initializer": {"class_name": "RandomUniform", "config": {"minval": -0.05, "maxval": 0.05}},
         "embeddings_regularizer": None, "activity_regularizer": None, "embeddings_constraint": None,
-        "mask_zero": False, "input_length": input_length}}
+        "mask_zero": mask_zero, "input_length": input_length}}
 
 
 def keras2_dropout(name: str, rate: float) -> dict:

@@ -25,17 +25,28 @@ ACTIVATIONS = {
 }
 
 
-def _scan(step, x, state, go_backwards: bool, return_sequences: bool):
-    """Keras' RNN loop: steps in reading order; with go_backwards the outputs stay in that (reversed) order."""
+def _scan(step, x, state, go_backwards: bool, return_sequences: bool, mask=None, zero_output_for_mask=False):
+    """Keras' RNN loop: steps in reading order; with go_backwards the outputs stay in that (reversed) order.
+
+    ``mask`` (B, T) bool (an Embedding's mask_zero): a masked step keeps the state, and its output is the
+    last output before it (zeros first), or zeros with ``zero_output_for_mask`` (a Bidirectional's layers
+    that return sequences), as keras.src.backend's rnn does."""
     order = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
-    outputs = []
+    outputs, last = [], np.zeros_like(state[0])
     for t in order:
-        state = step(x[:, t], state)
-        outputs.append(state[0])
+        new = step(x[:, t], state)
+        if mask is None:
+            state, last = new, new[0]
+        else:
+            keep = mask[:, t][:, None]
+            state = tuple(np.where(keep, n, s) for n, s in zip(new, state))
+            last = np.where(keep, new[0], np.zeros_like(last) if zero_output_for_mask else last)
+        outputs.append(last)
     return np.stack(outputs, axis=1) if return_sequences else outputs[-1]
 
 
-def simple_rnn(x, kernel, recurrent, bias=None, *, activation="tanh", return_sequences=False, go_backwards=False):
+def simple_rnn(x, kernel, recurrent, bias=None, *, activation="tanh", return_sequences=False, go_backwards=False,
+               **masking):
     units = recurrent.shape[0]
     act = ACTIVATIONS[activation]
     b = np.zeros(units) if bias is None else bias
@@ -43,11 +54,11 @@ def simple_rnn(x, kernel, recurrent, bias=None, *, activation="tanh", return_seq
     def step(x_t, state):
         return (act(x_t @ kernel + b + state[0] @ recurrent),)
 
-    return _scan(step, x, (np.zeros((x.shape[0], units)),), go_backwards, return_sequences)
+    return _scan(step, x, (np.zeros((x.shape[0], units)),), go_backwards, return_sequences, **masking)
 
 
 def lstm(x, kernel, recurrent, bias=None, *, activation="tanh", recurrent_activation="sigmoid",
-         return_sequences=False, go_backwards=False):
+         return_sequences=False, go_backwards=False, **masking):
     units = recurrent.shape[0]
     act, rec = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
     b = np.zeros(4 * units) if bias is None else bias
@@ -60,11 +71,11 @@ def lstm(x, kernel, recurrent, bias=None, *, activation="tanh", recurrent_activa
         return rec(o) * act(c), c
 
     zeros = np.zeros((x.shape[0], units))
-    return _scan(step, x, (zeros, zeros), go_backwards, return_sequences)
+    return _scan(step, x, (zeros, zeros), go_backwards, return_sequences, **masking)
 
 
 def gru(x, kernel, recurrent, bias=None, *, reset_after=True, activation="tanh", recurrent_activation="sigmoid",
-        return_sequences=False, go_backwards=False):
+        return_sequences=False, go_backwards=False, **masking):
     units = recurrent.shape[0]
     act, rec = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
     if bias is None:
@@ -90,14 +101,16 @@ def gru(x, kernel, recurrent, bias=None, *, reset_after=True, activation="tanh",
             hh = act(xh + (r * h) @ block(recurrent, 2))
         return (z * h + (1 - z) * hh,)
 
-    return _scan(step, x, (np.zeros((x.shape[0], units)),), go_backwards, return_sequences)
+    return _scan(step, x, (np.zeros((x.shape[0], units)),), go_backwards, return_sequences, **masking)
 
 
 def bidirectional(layer, x, forward_arrays, backward_arrays, *, merge_mode="concat", return_sequences=False,
-                  **options):
-    """Keras' Bidirectional: the backward copy reads with go_backwards; its sequence is flipped back."""
-    y = layer(x, *forward_arrays, return_sequences=return_sequences, **options)
-    y_rev = layer(x, *backward_arrays, return_sequences=return_sequences, go_backwards=True, **options)
+                  mask=None, **options):
+    """Keras' Bidirectional: the backward copy reads with go_backwards; its sequence is flipped back. With a
+    mask, the layers' masked outputs are zeros when they return sequences (Keras sets zero_output_for_mask)."""
+    masking = dict(mask=mask, zero_output_for_mask=return_sequences) if mask is not None else {}
+    y = layer(x, *forward_arrays, return_sequences=return_sequences, **masking, **options)
+    y_rev = layer(x, *backward_arrays, return_sequences=return_sequences, go_backwards=True, **masking, **options)
     if return_sequences:
         y_rev = y_rev[:, ::-1]
     if merge_mode == "concat":

@@ -93,9 +93,9 @@ def test_dropout_masks_are_per_layer_and_direction():
     calls = []
     real = dispatch.scan
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs["rec_mask"])
-        return real(*args, **kwargs)
+    def spy(opts, inputs, **kwargs):
+        calls.append(inputs.rec_mask)
+        return real(opts, inputs, **kwargs)
 
     layer = seqtorch.GRU(3, 4, num_layers=2, bidirectional=True, recurrent_dropout=0.5)
     dispatch.scan = spy

@@ -19,7 +19,7 @@ from support.dispatching import resolve_backend
 from support.layer_families import recurrent_scan
 from seqtorch.ops import buffers, dispatch, native
 from support.dispatching import implementation, serving_kernel
-from seqtorch.ops.contract import ScanOptions
+from seqtorch.ops.contract import ScanInputs, ScanOptions
 from support.layer_families import GATES, recurrent_scan_reference
 
 recurrent_scan_cpu_fused = functools.partial(recurrent_scan, backend="cpu_fused")
@@ -263,9 +263,11 @@ def test_auto_backend_on_cpu_is_cpu_fused():
 
 
 def test_unsupported_dtype_is_refused_with_reason():
-    reason = implementation("Python loop").supports(ScanOptions("lstm"), torch.zeros(3, 2, 8, dtype=torch.int64), 2)
+    reason = implementation("Python loop").supports(ScanOptions("lstm"), ScanInputs(torch.zeros(3, 2, 8, dtype=torch.int64),
+                                                                                   (), ()))
     assert reason is not None and "int64" in reason
-    assert implementation("Python loop").supports(ScanOptions("lstm"), torch.zeros(3, 2, 8, dtype=torch.bfloat16), 2) is None
+    assert implementation("Python loop").supports(ScanOptions("lstm"),
+                                                  ScanInputs(torch.zeros(3, 2, 8, dtype=torch.bfloat16), (), ())) is None
     with pytest.raises(RuntimeError, match="cpu_fused.*int64"):
         resolve_backend("cpu_fused", torch.zeros(3, 2, 8, dtype=torch.int64), 2)
 
@@ -317,7 +319,7 @@ def test_custom_op_registration_passes_opcheck():
     """Schema, fake (meta) kernel and autograd registration are consistent (torch.library.opcheck)."""
     inputs, L, rec_mask = make_inputs("lstm", 3, 2, 4, lengths=True, mask=True)
     args = ("lstm", "tanh", "sigmoid", True, [], True, inputs["gx"], [inputs["h0"], inputs["c0"]],
-            [inputs["w_hh"], inputs["b_hh"]], L, rec_mask, [None, None])
+            [inputs["w_hh"], inputs["b_hh"]], L, None, None, [], rec_mask, [None, None])
     kernel = serving_kernel("cpu_fused", "lstm", inputs["gx"], 4)
     torch.library.opcheck(kernel.forward, args,
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))

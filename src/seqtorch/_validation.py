@@ -243,3 +243,27 @@ def check_lengths(name: str, lengths: Tensor | Sequence[int], *, batch: int, ste
         raise ValueError(f"{name}: lengths must be in [1, {steps}] (the input's time dimension), "
                          f"got min {low}, max {high}")
     return values
+
+
+def check_step_flags(name: str, what: str, flags: Tensor | None, *, steps: int, batch: int, batched: bool,
+                     batch_first: bool, like: Tensor) -> Tensor | None:
+    """A ``mask=`` or ``resets=`` argument as a (T, B) bool tensor on the input's device, or None. It must be
+    a bool Tensor laid out as the input is: (B, T) with ``batch_first``, (T, B) otherwise, (T,) unbatched."""
+    if flags is None:
+        return None
+    check_tensor(name, what, flags)
+    layout = "(T,)" if not batched else ("(B, T)" if batch_first else "(T, B)")
+    expected = (steps,) if not batched else ((batch, steps) if batch_first else (steps, batch))
+    if flags.dtype != torch.bool:
+        raise ValueError(f"{name}: {what} must be a bool tensor, got dtype {flags.dtype} (use {what} > 0, or "
+                         f".bool(), for a 0/1 tensor)")
+    if tuple(flags.shape) != expected:
+        raise ValueError(f"{name}: {what} must be {layout} = {expected} like the input of shape "
+                         f"{tuple(like.shape if batched else like.squeeze(1).shape)}"
+                         f"{' with batch_first=True' if batched and batch_first else ''}, got shape "
+                         f"{tuple(flags.shape)}")
+    if flags.device != like.device:
+        raise RuntimeError(f"{name}: {what} is on {flags.device} but the input is on {like.device}")
+    if not batched:
+        return flags.unsqueeze(1)
+    return flags.transpose(0, 1) if batch_first else flags

@@ -34,7 +34,8 @@ class RecurrentCell(nn.RNNCellBase):
             those the cell lists (:attr:`~seqtorch.recurrent_cells.Cell.options`).
 
     Inputs: ``input, hx=None``: input ``(B, I)`` or ``(I,)``; hx the state, or a tuple of the states for a
-    cell with more than one, each ``(B, H)`` or ``(H,)``; zeros when None.
+    cell with more than one, each ``(B, H)`` or ``(H,)``; when None zeros, or the learned initial states with
+    ``learn_initial_state`` (an explicit hx wins).
     Outputs: the new state, or the tuple of new states, shaped as hx.
 
     ``zoneout=p``: each unit of each state keeps its previous value with probability p, a fresh mask per
@@ -78,7 +79,14 @@ class RecurrentCell(nn.RNNCellBase):
                 self.register_buffer(param, torch.zeros(shape, **factory))
             else:
                 setattr(self, param, nn.Parameter(torch.empty(shape, **factory)))
+        for state, width in zip(self.initial_state_names(), cell.state_sizes(hidden_size, hidden_size)):
+            setattr(self, state, nn.Parameter(torch.zeros(width, **factory)))
         self.reset_parameters()
+
+    def initial_state_names(self) -> list[str]:
+        """The learned initial states' parameter names (``h0``, ``c0``, ...); empty without
+        ``learn_initial_state``."""
+        return [f"{state}0" for state in self.cell.states] if getattr(self, "learn_initial_state", False) else []
 
     def __getstate__(self):
         # the cell by its registered name: a pickled Module holds no class of the spec
@@ -97,8 +105,12 @@ class RecurrentCell(nn.RNNCellBase):
         """Re-draw the parameters with the scheme named by ``init`` ("torch" or "keras"), then the cell's own
         initial values (LayerNorm gains 1, ...)."""
         init = getattr(self, "init", "torch")
+        learned = set(self.initial_state_names())
+        with torch.no_grad():
+            for name in learned:
+                getattr(self, name).zero_()
         if init == "torch":
-            sinit.torch_default_(self.parameters(), self.hidden_size)
+            sinit.torch_default_([p for n, p in self.named_parameters() if n not in learned], self.hidden_size)
         else:
             sinit.keras_(self.cell.family, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         params = {name: getattr(self, name) for name, _ in self.cell.parameters(1, 1, 1)}
@@ -146,6 +158,9 @@ class RecurrentCell(nn.RNNCellBase):
         x = input if batched else input.unsqueeze(0)
         shape = (x.shape[0], self.hidden_size)
         if given is None:
+            learned = self.initial_state_names()
+            if learned:  # the learned initial states, one row per sequence
+                return x, [getattr(self, n).unsqueeze(0).expand(x.shape[0], -1) for n in learned], batched
             return x, [torch.zeros(shape, dtype=x.dtype, device=x.device)] * count, batched
         out = []
         for label, state in zip(labels, given):

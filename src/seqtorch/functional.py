@@ -22,7 +22,8 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .ops import dispatch
-from .ops.contract import ScanOptions
+from .ops.contract import ScanInputs, ScanOptions
+from .ops.reference import valid_steps
 from .recurrent_cells import Cell, get_cell
 from .recurrent_cells.activations import canonical
 
@@ -41,8 +42,8 @@ def scan_options(cell: Cell | str, options: Mapping[str, Any]) -> ScanOptions:
 def scan(cell: Cell | str, gx: Tensor, states: Sequence[Tensor], weights: Sequence[Tensor | None], *,
          lengths: Tensor | None = None, rec_mask: Tensor | None = None, reverse: bool = False,
          activation: str = "tanh", recurrent_activation: str = "sigmoid",
-         zoneout: Sequence[Tensor] | None = None, cell_args: Sequence[float] = (),
-         backend: str = "auto") -> tuple[Tensor, tuple[Tensor, ...]]:
+         zoneout: Sequence[Tensor] | None = None, cell_args: Sequence[float] = (), backend: str = "auto",
+         mask: Tensor | None = None, restart: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer, one direction of any registered cell over a sequence, on the chosen backend.
 
     Args:
@@ -53,15 +54,18 @@ def scan(cell: Cell | str, gx: Tensor, states: Sequence[Tensor], weights: Sequen
         rec_mask: (B, P) recurrent-dropout mask, or None. reverse: run from t = T-1 down to 0.
         zoneout: None, or per state the (T, B, width) coefficients k of ``state = k * previous +
             (1 - k) * new`` (see :func:`zoneout_coefficients`). cell_args: the cell's numeric options.
+        mask, restart: (T, B) bool or None, as :class:`~seqtorch.ops.contract.ScanInputs` says (``restart``
+            in this direction's step order).
 
     Returns:
-        output (T, B, P) (zero past each length) and the final states (each sequence's last valid one).
+        output (T, B, P) (zero at invalid steps) and the final states (each sequence's last valid one).
     """
     cell = get_cell(cell) if isinstance(cell, str) else cell
     opts = ScanOptions(cell, canonical(activation), canonical(recurrent_activation), bool(reverse),
                        tuple(float(a) for a in cell_args))
-    return dispatch.scan(opts, gx, tuple(states), tuple(weights), lengths=lengths, rec_mask=rec_mask,
-                         zoneout=None if zoneout is None else tuple(zoneout), backend=backend)
+    inputs = ScanInputs(gx, tuple(states), tuple(weights), lengths=lengths, mask=mask, restart=restart,
+                        rec_mask=rec_mask, zoneout=None if zoneout is None else tuple(zoneout))
+    return dispatch.scan(opts, inputs, backend=backend)
 
 
 def dropout_mask(batch: int, features: int, p: float, like: Tensor) -> Tensor:
@@ -81,13 +85,21 @@ def zoneout_coefficients(steps: int, batch: int, width: int, p: float, training:
     return torch.full((1, 1, 1), p, dtype=like.dtype, device=like.device).expand(steps, batch, width)
 
 
-def mask_padding(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """``x`` (T, B, F) with zeros at and past each sequence's length: padding (NaN included) then cannot
-    reach the input projection's gradient (its weight gradient is ``dgx^T x`` over every step)."""
-    if lengths is None or x.shape[0] == 0:
-        return x
-    t = torch.arange(x.shape[0], device=lengths.device).unsqueeze(1)
-    return torch.where((t < lengths.unsqueeze(0)).unsqueeze(-1), x, 0.0)
+def mask_padding(x: Tensor, lengths: Tensor | None, mask: Tensor | None = None) -> Tensor:
+    """``x`` (T, B, F) with zeros at its invalid steps (at and past each sequence's length, and where
+    ``mask`` (T, B) is False): padding (NaN included) then cannot reach the input projection's gradient (its
+    weight gradient is ``dgx^T x`` over every step)."""
+    valid = valid_steps(x.shape[0], lengths, mask) if x.shape[0] else None
+    return x if valid is None else torch.where(valid.unsqueeze(-1), x, 0.0)
+
+
+def reverse_restart(resets: Tensor | None) -> Tensor | None:
+    """The reverse direction's restarts of a batch's ``resets`` (T, B): a segment that starts at step s (in
+    time order) ends where the next starts, so walking back, the state restarts at step t when a segment
+    starts at t + 1."""
+    if resets is None:
+        return None
+    return torch.cat([resets[1:], torch.zeros_like(resets[:1])])
 
 
 def pack_as(x: Tensor, like: PackedSequence) -> Tensor:
@@ -113,8 +125,9 @@ def dropout_between_layers(x: Tensor, p: float, packing: PackedSequence | None =
 def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
           weights: Sequence[tuple[tuple[Tensor | None, ...], tuple[Tensor | None, ...]]], *, num_layers: int,
           bidirectional: bool, dropout: float = 0.0, training: bool = False, lengths: Tensor | None = None,
-          options: Mapping[str, Any] | None = None,
-          packing: PackedSequence | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+          options: Mapping[str, Any] | None = None, packing: PackedSequence | None = None,
+          mask: Tensor | None = None, resets: Tensor | None = None, reset_states0: Sequence[Tensor] = (),
+          all_states: bool = False):
     """A stacked, optionally bidirectional network of any cell over a padded, time-major batch.
 
     Args:
@@ -126,6 +139,13 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
             cell's :attr:`~seqtorch.recurrent_cells.Cell.input_weights` and ``weights`` orders.
         dropout: torch.nn's dropout on each layer's output except the last (training only).
         lengths: (B,) int64 on input's device, or None.
+        mask: (T, B) bool or None: step t of sequence b is skipped where False (its state carries over, its
+            output is 0), in both directions; with ``lengths``, a step is taken where both allow it.
+        resets: (T, B) bool or None: where True, step t starts a new segment from ``reset_states0`` (by
+            default ``states0``); the reverse direction restarts where the next segment starts
+            (:func:`reverse_restart`).
+        reset_states0: the states a reset restarts from, as ``states0``; empty: ``states0``.
+        all_states: also return every step's states of the last layer.
         packing: the PackedSequence the input was unpacked from, if it was (``dropout`` then draws on the
             packed data, as torch.nn does: :func:`dropout_between_layers`).
         options: seqtorch's option values by name (:mod:`seqtorch.options`; absent ones at their
@@ -133,8 +153,9 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
             whose expectation applies in evaluation), the activations, the cell's numeric options, ``backend``.
 
     Returns:
-        output (T, B, D*P) of the last layer (zero past each length) and the final states, each
-        (L*D, B, width).
+        output (T, B, D*P) of the last layer (zero at invalid steps) and the final states, each
+        (L*D, B, width); with ``all_states``, also the last layer's states after every step, one (T, B,
+        D*width) tensor per state (the directions side by side, as in the output), zero at invalid steps.
     """
     cell = get_cell(cell) if isinstance(cell, str) else cell
     options = {} if options is None else options
@@ -142,11 +163,14 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
     p_zoneout, backend = options.get("zoneout", 0.0), options.get("backend", "auto")
     forward = scan_options(cell, options)
     directions = (forward, replace(forward, reverse=True))[: 2 if bidirectional else 1]
+    restarts = (resets, reverse_restart(resets))
     steps, batch = input.shape[0], input.shape[1]
-    layer_input = mask_padding(input, lengths)  # the next layers' inputs are zero there already
+    layer_input = mask_padding(input, lengths, mask)  # the next layers' inputs are zero there already
     finals: list[list[Tensor]] = [[] for _ in cell.states]
+    every: list[list[Tensor]] = [[] for _ in cell.states]
     for layer in range(num_layers):
         direction_outputs = []
+        last_layer = layer == num_layers - 1
         for direction, opts in enumerate(directions):
             index = layer * len(directions) + direction
             input_weights, recurrent_weights = weights[index]
@@ -162,12 +186,17 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
                 keep = tuple(zoneout_coefficients(steps, batch, s.shape[-1], p_zoneout, training, x) for s in states)
             # gx (T, B, G*H), all steps at once
             gx, recurrent_weights = cell.scan_inputs(x, input_weights, recurrent_weights, opts.cell_args)
-            out, last = dispatch.scan(opts, gx, states, tuple(recurrent_weights), lengths=lengths,
-                                      rec_mask=rec_mask, zoneout=keep, backend=backend)
+            inputs = ScanInputs(gx, states, tuple(recurrent_weights), lengths=lengths, mask=mask,
+                                restart=restarts[direction], reset_states=tuple(s[index] for s in reset_states0),
+                                rec_mask=rec_mask, zoneout=keep)
+            out, last, *histories = dispatch.scan(opts, inputs, backend=backend, histories=all_states and last_layer)
             direction_outputs.append(out)
             for k, state in enumerate(last):
                 finals[k].append(state)
+            for k, history in enumerate(histories[0] if histories else ()):
+                every[k].append(history)
         layer_input = direction_outputs[0] if len(directions) == 1 else torch.cat(direction_outputs, dim=-1)
         if training and dropout > 0 and layer < num_layers - 1:
             layer_input = dropout_between_layers(layer_input, dropout, packing)
-    return layer_input, tuple(torch.stack(states) for states in finals)
+    result = layer_input, tuple(torch.stack(states) for states in finals)
+    return result + (tuple(torch.cat(states, dim=-1) for states in every),) if all_states else result

@@ -28,7 +28,7 @@ from . import init as sinit
 from . import options as O
 from ._validation import (check_device, check_layer_args, check_layer_input, check_lengths, check_like,
                           check_no_proj_size, check_rank, check_runnable, check_single_bias, check_state_shape,
-                          check_steps, check_tensor)
+                          check_step_flags, check_steps, check_tensor)
 from .recurrent_cells import CELLS, Cell, get_cell
 
 _TORCH_MODES = {"lstm": "LSTM", "gru": "GRU"}
@@ -125,7 +125,19 @@ class Recurrent(nn.RNNBase):
                         trained.append(name)
                     self._flat_weights_names.append(name)
                 self._all_weights.append(trained)
+        if getattr(self, "learn_initial_state", False):
+            widths = self.cell.state_sizes(self.hidden_size, P)
+            for name in self.initial_state_names():
+                state = name.split("0_l")[0]
+                setattr(self, name, nn.Parameter(torch.zeros(widths[self.cell.states.index(state)], **factory)))
         self._init_flat_weights()
+
+    def initial_state_names(self) -> list[str]:
+        """The learned initial states' parameter names (``h0_l{k}{sfx}``, ``c0_l{k}{sfx}``, ...), state by
+        state, each in layer and direction order; empty without ``learn_initial_state``."""
+        if not getattr(self, "learn_initial_state", False):
+            return []
+        return [f"{state}0{suffix}" for state in self.cell.states for suffix in self._suffixes()]
 
     @property
     def mode(self) -> str:
@@ -181,8 +193,12 @@ class Recurrent(nn.RNNBase):
         """Re-draw the parameters with the scheme named by ``init`` ("torch" or "keras"), then the cell's own
         initial values (LayerNorm gains 1, ...)."""
         init = getattr(self, "init", "torch")
+        learned = set(self.initial_state_names())
         if init == "torch":
-            sinit.torch_default_(self.parameters(), self.hidden_size)
+            sinit.torch_default_([p for n, p in self.named_parameters() if n not in learned], self.hidden_size)
+        with torch.no_grad():
+            for name in learned:
+                getattr(self, name).zero_()
         for suffix in self._suffixes():
             params = {base: getattr(self, base + suffix, None) for base, _ in self.cell.parameters(1, 1, 1)}
             if init == "keras":
@@ -245,12 +261,24 @@ class Recurrent(nn.RNNBase):
                                    f"{tuple(state.shape)}")
         return states
 
+    def default_states(self, batch: int, like: Tensor) -> tuple[Tensor, ...]:
+        """The states a sequence starts from when ``hx`` is None, each (L*D, B, width): the learned initial
+        states (``learn_initial_state``), else zeros."""
+        shapes = self._expected_state_shapes(batch)
+        names = self.initial_state_names()
+        if not names:
+            return tuple(torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes)
+        rows = len(self._suffixes())
+        return tuple(torch.stack([getattr(self, n) for n in names[k * rows:(k + 1) * rows]]).unsqueeze(1).expand(shape)
+                     for k, shape in enumerate(shapes))
+
     def _initial_states(self, states: list[Tensor], batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
-        """Every state as an (L*D, B, width) tensor from the given ones (zeros when there are none)."""
+        """Every state as an (L*D, B, width) tensor from the given ones (the default states when there are
+        none)."""
         name = type(self).__name__
         shapes = self._expected_state_shapes(batch)
         if not states:
-            return tuple(torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes)
+            return self.default_states(batch, like)
         labels = self._state_labels()
         states = states[:len(labels)] if batched else [s.unsqueeze(1) for s in states[:len(labels)]]
         for label, state, shape in zip(labels, states, shapes):
@@ -271,22 +299,38 @@ class Recurrent(nn.RNNBase):
             check_like(name, label, state, param)
         check_steps(name, x.shape[0], input_shape)
 
-    def forward(self, input: Tensor | PackedSequence, hx=None, lengths: Tensor | Sequence[int] | None = None):
+    def forward(self, input: Tensor | PackedSequence, hx=None, lengths: Tensor | Sequence[int] | None = None, *,
+                mask: Tensor | None = None, resets: Tensor | None = None, return_all_states: bool = False):
         """Run the network over a sequence.
 
         Args:
             input: (T, B, I), or (B, T, I) with ``batch_first``, or unbatched (T, I), or a PackedSequence.
-            hx: initial state(s), (L*D, B, H) each ((L*D, H) for unbatched input); zeros when None.
+            hx: initial state(s), (L*D, B, H) each ((L*D, H) for unbatched input); when None, zeros, or the
+                learned initial states with ``learn_initial_state`` (an explicit ``hx`` wins over them).
                 LSTM takes ``(h_0, c_0)``; with ``proj_size`` P, h_0 is (L*D, B, P).
             lengths: optional (B,) ints (tensor on any device, or a list), 1 <= lengths <= T: the valid
                 length of each padded sequence. Outputs past a length are 0, h_n/c_n are each sequence's
                 state at its last valid step and the reverse direction starts there (as torch.nn with
                 the equivalent PackedSequence). Not allowed with a PackedSequence (it has its own).
+            mask: optional bool, (B, T) with ``batch_first`` else (T, B) ((T,) unbatched), on the input's
+                device: False skips the step, which leaves every state as it was and outputs 0. Each
+                direction computes as if the masked steps were not in the sequence, so a left-padded batch
+                with its padding masked equals each sequence run alone (``lengths=`` is the case of a
+                right-padded mask). A sequence masked at every step outputs zeros and ends in its initial
+                state. Not with ``lengths`` or a PackedSequence.
+            resets: optional bool, the layout of ``mask``: True at step t starts a new segment there, from
+                the layer's initial state (zeros, or the learned one; not ``hx``, which the first segment
+                starts from). Each segment computes as a sequence of its own, in both directions; h_n is the
+                state after the last segment (for the reverse direction, the first).
+            return_all_states: also return every step's states of the last layer.
 
         Returns:
             ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM: output (T, B, D*H) (batch_first:
             (B, T, D*H); unbatched: (T, D*H); PackedSequence in, PackedSequence out), h_n and c_n
-            (L*D, B, H) ((L*D, H) unbatched). B may be 0; T may not (RuntimeError, as torch.nn).
+            (L*D, B, H) ((L*D, H) unbatched). B may be 0; T may not (RuntimeError, as torch.nn). With
+            ``return_all_states``, a third element shaped as the states: every step's states of the last
+            layer, (T, B, D*width) each in the input's layout (the LSTM's ``(h_all, c_all)``), zero at
+            skipped steps.
 
         Errors have torch.nn's types, checked in its order: input rank (ValueError), hx structure and
         rank (RuntimeError), input dtype (ValueError), feature size and state shapes (RuntimeError),
@@ -296,9 +340,10 @@ class Recurrent(nn.RNNBase):
         param = self.weight_ih_l0
         packed = isinstance(input, PackedSequence)
         if packed:
-            if lengths is not None:
-                raise ValueError(f"{name}: lengths= cannot be combined with a PackedSequence input, "
-                                 f"which carries its own lengths")
+            for given, what in ((lengths, "lengths="), (mask, "mask="), (resets, "resets=")):
+                if given is not None:
+                    raise ValueError(f"{name}: {what} cannot be combined with a PackedSequence input, "
+                                     f"which carries its own lengths")
             check_tensor(name, "input.data", input.data)
         else:
             check_rank(name, "input", input, (2, 3))
@@ -317,21 +362,44 @@ class Recurrent(nn.RNNBase):
         states0 = self._initial_states(states, x.shape[1], batched, x)
         self._check_run(x, states, tuple(data.shape))
         if lengths is not None and not packed:
+            if mask is not None:
+                raise ValueError(f"{name}: give lengths= or mask=, not both (lengths= is a right-padded mask)")
             lengths = check_lengths(name, lengths, batch=x.shape[1], steps=x.shape[0], device=x.device,
                                     batch_first=self.batch_first, input_shape=tuple(input.shape))
+        layout = dict(steps=x.shape[0], batch=x.shape[1], batched=batched, batch_first=self.batch_first, like=x)
+        mask = check_step_flags(name, "mask", mask, **layout)
+        resets = check_step_flags(name, "resets", resets, **layout)
+        # a reset restarts from the layer's own initial states: those given as hx are only the first segment's
+        reset_states = self.default_states(x.shape[1], x) if resets is not None and states else ()
 
-        output, finals = SF.stack(self.cell, x, states0, self.scan_weights(), num_layers=self.num_layers,
-                                  bidirectional=self.bidirectional, dropout=self.dropout, training=self.training,
-                                  lengths=lengths, options=self.option_values(), packing=input if packed else None)
+        output, finals, *every = SF.stack(
+            self.cell, x, states0, self.scan_weights(), num_layers=self.num_layers, bidirectional=self.bidirectional,
+            dropout=self.dropout, training=self.training, lengths=lengths, options=self.option_values(),
+            packing=input if packed else None, mask=mask, resets=resets, reset_states0=reset_states,
+            all_states=return_all_states)
 
         if packed:
             output = PackedSequence(SF.pack_as(output, input), input.batch_sizes, input.sorted_indices,
                                     input.unsorted_indices)
+            every = [tuple(PackedSequence(SF.pack_as(s, input), input.batch_sizes, input.sorted_indices,
+                                          input.unsorted_indices) for s in every[0])] if every else []
         elif not batched:
             output, finals = output.squeeze(1), tuple(f.squeeze(1) for f in finals)
+            every = [tuple(s.squeeze(1) for s in every[0])] if every else []
         elif self.batch_first:
             output = output.transpose(0, 1)
-        return output, (finals if len(finals) > 1 else finals[0])
+            every = [tuple(s.transpose(0, 1) for s in every[0])] if every else []
+        result = output, (finals if len(finals) > 1 else finals[0])
+        if return_all_states:
+            result += (every[0] if len(every[0]) > 1 else every[0][0],)
+        return result
+
+    def stream(self, hx=None):
+        """A :class:`~seqtorch.streaming.Stream` over this layer: it carries the state from one call to the
+        next (truncated BPTT, online inference), starting from ``hx`` (None: the layer's initial state)."""
+        from .streaming import Stream
+
+        return Stream(self, hx)
 
     # ---- export and conversion: each delegates to its module ---------------------------------------
     def to_torch_nn(self) -> nn.Module:

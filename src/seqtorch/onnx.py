@@ -108,7 +108,7 @@ ONNX_ACTIVATIONS: dict[str, tuple[str, tuple[float, float] | None]] = {
 # the translation
 
 def check_exportable(cell: str, activation: str, recurrent_activation: str, cell_args, rec_mask,
-                     zoneout) -> OnnxCell:
+                     zoneout, mask=None, restart=None) -> OnnxCell:
     """The ONNX mapping of one scan's options, or :class:`OnnxExportError` naming the one ONNX lacks."""
     if cell not in ONNX_CELLS:
         raise OnnxExportError(f"seqtorch cell {cell!r} has no ONNX operator: ONNX has RNN, LSTM and GRU, "
@@ -116,6 +116,12 @@ def check_exportable(cell: str, activation: str, recurrent_activation: str, cell
     if len(cell_args):
         raise OnnxExportError(f"seqtorch cell {cell!r} with cell_args={list(cell_args)}: ONNX's "
                               f"{ONNX_CELLS[cell].op_type} has no attribute for them")
+    if mask is not None:
+        raise OnnxExportError("mask= has no ONNX equivalent (ONNX's recurrent operators skip only the steps past "
+                              "each sequence's length, sequence_lens); for a right-padded batch pass lengths=")
+    if restart is not None:
+        raise OnnxExportError("resets= has no ONNX equivalent (ONNX's recurrent operators never restart a sequence "
+                              "from the initial state); export a model called without resets")
     if rec_mask is not None:
         raise OnnxExportError(OPTIONS["recurrent_dropout"].onnx)
     if any(z is not None for z in zoneout):
@@ -127,7 +133,7 @@ def check_exportable(cell: str, activation: str, recurrent_activation: str, cell
 
 
 def scan_to_onnx(cell, activation, recurrent_activation, reverse, cell_args, save, gx, states, weights, lengths,
-                 rec_mask, zoneout):
+                 mask, restart, reset_states, rec_mask, zoneout):
     """ONNX nodes computing ``seqtorch::scan_forward_<impl>``'s outputs (same arguments, as the exporter
     passes them: strings and flags as Python values, tensors as ONNX values).
 
@@ -136,7 +142,7 @@ def scan_to_onnx(cell, activation, recurrent_activation, reverse, cell_args, sav
     """
     from onnxscript import opset18 as op
 
-    mapping = check_exportable(cell, activation, recurrent_activation, cell_args, rec_mask, zoneout)
+    mapping = check_exportable(cell, activation, recurrent_activation, cell_args, rec_mask, zoneout, mask, restart)
     spec = get_cell(cell)
     acts = Acts(activation, recurrent_activation)
     w_hh, b_hh = weights[0], weights[1]

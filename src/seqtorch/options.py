@@ -114,6 +114,11 @@ OPTIONS: dict[str, Option] = {option.name: option for option in (
            "torch.nn's keys). torch's two biases act only as their sum and get the same gradient, so with them "
            "an optimizer moves the sum twice as far per step",
            _boolean, ("layer", "cell")),
+    Option("learn_initial_state", False, bool,
+           "the initial states are parameters (``h0_l{k}{sfx}``, and ``c0_l{k}{sfx}`` for an LSTM, each (H,), P "
+           "for a projected h; ``h0``/``c0`` for a cell), zeros at first, trained like any parameter and used when "
+           "``hx`` is None; an explicit ``hx`` wins",
+           _boolean, ("layer", "cell"), torch_nn=lambda value: not value),
     Option("backend", "auto", str,
            "the scan's implementation: ``\"auto\"`` (the fastest that serves), ``\"reference\"``, "
            "``\"cpu_fused\"`` or ``\"triton\"`` (:mod:`seqtorch.ops`)",

@@ -13,13 +13,13 @@ def resolve_backend(backend: str, gx: Tensor, hidden_size: int | None = None, *,
     """The ``backend=`` name of the implementation that serves a scan of ``cell`` on ``gx`` (T, B, G*H)."""
     opts = ScanOptions(cell, activation, recurrent_activation)
     hidden_size = gx.shape[-1] // opts.cell.gates if hidden_size is None else hidden_size
-    return dispatch.choose(backend, opts, gx, hidden_size).backend
+    return dispatch.choose_for(backend, opts, gx, hidden_size).backend
 
 
 def serving_kernel(backend: str, cell: str, gx: Tensor, hidden_size: int) -> Kernel | None:
     """The op pair that serves a scan of ``cell`` on ``gx`` with ``backend`` (None: the reference)."""
     opts = ScanOptions(cell)
-    impl = dispatch.choose(backend, opts, gx, hidden_size)
+    impl = dispatch.choose_for(backend, opts, gx, hidden_size)
     return None if impl.kernel is None else impl.kernel(opts)
 
 

@@ -51,7 +51,7 @@ def build_sequential(model: ModelSpec, arrays: list[list[np.ndarray]], *, backen
             size = _input_size(next(weights), features, label)
             rnn = _recurrent(layer, size, bidirectional=bidirectional, backend=backend)
             module = KerasRecurrent(rnn, return_sequences=layer.return_sequences, go_backwards=layer.go_backwards,
-                                    merge_mode=spec.merge_mode if bidirectional else "concat")
+                                    merge_mode=spec.merge_mode if bidirectional else "concat", stateful=layer.stateful)
             directions = 2 if bidirectional and spec.merge_mode == "concat" else 1
             features = directions * layer.units
             if not layer.trainable:  # a Bidirectional's wrapped layer can be frozen on its own
@@ -73,7 +73,8 @@ def build_sequential(model: ModelSpec, arrays: list[list[np.ndarray]], *, backen
             module.requires_grad_(False)
         modules.append(module)
         names.append(spec.name)
-    return KerasSequential(modules, names, input_features=input_features, name=model.name)
+    mask_zero = bool(model.layers) and isinstance(model.layers[0], EmbeddingSpec) and model.layers[0].mask_zero
+    return KerasSequential(modules, names, input_features=input_features, name=model.name, mask_zero=mask_zero)
 
 
 def _input_size(layer_arrays: list[np.ndarray], features: int | None, label: str) -> int:

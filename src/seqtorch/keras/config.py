@@ -27,7 +27,8 @@ _REQUIRED = object()
 # Options that cannot change the function of a model with its weights loaded: they are skipped.
 _IGNORED = {"name", "seed", "unit_forget_bias", "implementation", "unroll", "use_cudnn", "input_length",
             "batch_input_shape", "lora_alpha"}
-# Options of the masking machinery; harmless because mask_zero=True is refused.
+# Options of the masking machinery: a recurrent layer's masked outputs follow Keras' rule for its place (a
+# Bidirectional's are zeros, a lone layer repeats its last output; seqtorch.keras.modules.KerasRecurrent).
 _IGNORED |= {"zero_output_for_mask"}
 
 
@@ -46,6 +47,7 @@ class EmbeddingSpec:
     input_dim: int
     output_dim: int
     trainable: bool = True
+    mask_zero: bool = False  # id 0 is padding: the layers after it skip those steps
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class RecurrentSpec:
     recurrent_dropout: float = 0.0
     reset_after: bool = True
     trainable: bool = True
+    stateful: bool = False  # carries its state from one batch to the next (reset_states() starts over)
 
     @property
     def family(self) -> str:
@@ -148,12 +151,28 @@ def parse_model_config(config: dict, keras_version: str | None, path: str) -> Mo
             input_spec = spec
         else:
             layers.append(spec)
+    _check_masking(layers, path)
     for spec in layers[:-1]:
         if isinstance(spec, BidirectionalSpec) and spec.merge_mode is None:
             raise UnsupportedKerasError(
                 f"{path}: layer {spec.name!r} (Bidirectional): merge_mode=None returns two tensors, which only "
                 f"the last layer of a Sequential model may do")
     return ModelSpec(name, input_spec, layers)
+
+
+def _check_masking(layers: list, path: str) -> None:
+    """Keras passes an Embedding's ``mask_zero`` mask on through the layers that support masking (recurrent
+    layers, Dense, Dropout) until a recurrent layer returns one step; a Flatten cannot take it (Keras fails)."""
+    masked = False
+    for spec in layers:
+        if isinstance(spec, EmbeddingSpec):
+            masked = spec.mask_zero
+        elif isinstance(spec, (RecurrentSpec, BidirectionalSpec)):
+            layer = spec.layer if isinstance(spec, BidirectionalSpec) else spec
+            masked = masked and layer.return_sequences
+        elif isinstance(spec, FlattenSpec) and masked:
+            raise UnsupportedKerasError(f"{path}: layer {spec.name!r} (Flatten) after an Embedding with mask_zero=True: "
+                                        f"Flatten does not support masking")
 
 
 class _Options:
@@ -271,15 +290,13 @@ class _LayerReader:
                          options.get("dtype", None))
 
     def _embedding(self, options: _Options) -> EmbeddingSpec:
-        options.fixed("mask_zero", False, "masking: pad with ids the model reads, or use seqtorch's lengths=")
         options.fixed("lora_rank", None, "LoRA adapters")
         options.fixed("quantization_config", None, "quantized layers")
         return EmbeddingSpec(self._name(options), options.integer("input_dim"), options.integer("output_dim"),
-                             self._trainable(options))
+                             self._trainable(options), options.flag("mask_zero", False))
 
     def _recurrent(self, class_name: str, options: _Options) -> RecurrentSpec:
         options.fixed("return_state", False, "a Sequential model passes one tensor on")
-        options.fixed("stateful", False, "stateful layers carry state across batches")
         options.fixed("time_major", False, "time-major inputs")
         activation = options.choice("activation", "tanh", ("tanh", "relu"))
         recurrent_activation = "sigmoid"
@@ -296,7 +313,7 @@ class _LayerReader:
             go_backwards=options.flag("go_backwards", False),
             dropout=options.number("dropout", 0.0, 0.0, 1.0),
             recurrent_dropout=options.number("recurrent_dropout", 0.0, 0.0, 1.0), reset_after=reset_after,
-            trainable=self._trainable(options))
+            trainable=self._trainable(options), stateful=options.flag("stateful", False))
 
     def _recurrent_activation(self, options: _Options) -> str:
         name = options.choice("recurrent_activation", "sigmoid", ("sigmoid", "hard_sigmoid"))

@@ -32,75 +32,103 @@ import torch
 from torch import Tensor
 from torch._C._functorch import is_functorch_wrapped_tensor
 
-from .reference import state_history_reference
-from .contract import ForwardLayout, Kernel, ScanOptions
+from .contract import ForwardLayout, Kernel, ScanInputs, ScanOptions
+from .reference import state_history_reference, valid_steps
+
+# The per-step inputs travel to the ops and through autograd as one tuple, in the ops' order:
+# (lengths, mask, restart, rec_mask, zoneout), zoneout a tuple with one tensor or None per state. None of them
+# is differentiated; the first four are tensors (or None) that torch.func may batch.
+N_STEP_TENSORS = 4
 
 
-def scan(kernel: Kernel, opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...],
-         weights: tuple[Tensor | None, ...], lengths: Tensor | None, rec_mask: Tensor | None,
-         zoneout: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """One layer, one direction on ``kernel``: output (T, B, P), zero past each length, and the final
-    states (each sequence's last valid one). Shapes as :func:`seqtorch.ops.reference.scan_reference`;
-    ``zoneout`` None or one (T, B, width) coefficient tensor per state (not differentiated)."""
-    keep = tuple(zoneout) if zoneout is not None else (None,) * len(states)
-    tensors = [t for t in (gx, *states, *weights) if t is not None]
+def scan(kernel: Kernel, opts: ScanOptions, inputs: ScanInputs,
+         histories: bool = False) -> tuple[Tensor, tuple[Tensor, ...]] | tuple[Tensor, tuple, tuple]:
+    """One layer, one direction on ``kernel``: output (T, B, P), zero at invalid steps, and the final
+    states (each sequence's last valid one); with ``histories``, also each state's value after every step
+    (T, B, width), zero at invalid steps. Shapes as :func:`seqtorch.ops.reference.scan_reference`."""
+    gx, states, resets, weights = inputs.gx, inputs.states, inputs.reset_states, inputs.weights
+    step = _step_inputs(inputs)
+    tensors = [t for t in (gx, *states, *resets, *weights) if t is not None]
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if torch.compiler.is_compiling():
-        save = needs_grad
-        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, list(keep))
-    elif needs_grad or any(is_functorch_wrapped_tensor(t) for t in (*tensors, lengths, rec_mask) if t is not None):
+        save = needs_grad or histories
+        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), *_op_step_inputs(step, resets))
+    elif needs_grad or any(is_functorch_wrapped_tensor(t) for t in (*tensors, *step[:N_STEP_TENSORS])
+                           if t is not None):
         save = True
-        outputs = _Scan.apply(kernel, opts, lengths, rec_mask, keep, len(states), gx, *states, *weights)
+        outputs = _Scan.apply(kernel, opts, *step, len(states), len(resets), gx, *states, *resets, *weights)
     else:
-        save = False
-        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, list(keep))
+        save = histories
+        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), *_op_step_inputs(step, resets))
     layout = ForwardLayout.split(opts.cell, list(outputs), save)
-    return finish(layout, opts, lengths, save)
+    return finish(layout, opts, inputs, save, histories)
 
 
-def finish(layout: ForwardLayout, opts: ScanOptions, lengths: Tensor | None,
-           save: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """Output and final states from the forward op's state buffers."""
+def _step_inputs(inputs: ScanInputs) -> tuple:
+    zoneout = tuple(inputs.zoneout) if inputs.zoneout is not None else (None,) * len(inputs.states)
+    return inputs.lengths, inputs.mask, inputs.restart, inputs.rec_mask, zoneout
+
+
+def _op_step_inputs(step: tuple, resets) -> tuple:
+    """The ops' trailing arguments: lengths, mask, restart, reset_states, rec_mask, zoneout."""
+    lengths, mask, restart, rec_mask, keep = step
+    return lengths, mask, restart, list(resets), rec_mask, list(keep)
+
+
+def finish(layout: ForwardLayout, opts: ScanOptions, inputs: ScanInputs, save: bool, histories: bool = False):
+    """Output and final states (and with ``histories``, every step's states) from the forward op's state
+    buffers; zero at invalid steps."""
     h = layout.states[0]
     steps = h.shape[0] - 1
-    out = h[:-1] if opts.reverse else h[1:]
     last = 0 if opts.reverse else steps
     finals = (h[last],) + tuple(s[last] if save else s for s in layout.states[1:])
-    if lengths is not None and steps > 0:
-        t = torch.arange(steps, device=lengths.device).unsqueeze(1)
-        out = torch.where((t < lengths.unsqueeze(0)).unsqueeze(-1), out, 0.0)
-    return out, finals
+    valid = valid_steps(steps, inputs.lengths, inputs.mask) if steps > 0 else None
+
+    def per_step(history: Tensor) -> Tensor:
+        out = history[:-1] if opts.reverse else history[1:]
+        return out if valid is None else torch.where(valid.unsqueeze(-1), out, 0.0)
+
+    if histories:
+        return per_step(h), finals, tuple(per_step(s) for s in layout.states)
+    return per_step(h), finals
 
 
 # ---------------------------------------------------------------------------------------------------
 # the backward, shared by the eager Function and the op's registered formula
 
-def fused_backward(kernel: Kernel, opts: ScanOptions, grads, outputs, weights, lengths, rec_mask, keep,
-                   needs_weights: tuple[bool, ...]) -> tuple[Tensor, list[Tensor], list[Tensor | None]]:
-    """dgx, the initial states' gradients, and the weights' gradients, from the state outputs' gradients."""
+def fused_backward(kernel: Kernel, opts: ScanOptions, grads, outputs, weights, step: tuple, resets,
+                   needs_weights: tuple[bool, ...]) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor | None]]:
+    """dgx, the initial and the reset states' gradients, and the weights' gradients, from the state outputs'
+    gradients."""
     cell = opts.cell
-    K = len(cell.states)
-    results = kernel.backward(*opts.op_args(), list(grads), list(outputs), list(weights), lengths, rec_mask, list(keep))
-    dgx, dstates, buffers = results[0], list(results[1:1 + K]), results[1 + K:]
+    K, R = len(cell.states), len(resets)
+    results = kernel.backward(*opts.op_args(), list(grads), list(outputs), list(weights),
+                              *_op_step_inputs(step, resets))
+    dgx, dstates, dresets, buffers = results[0], list(results[1:1 + K]), list(results[1 + K:1 + K + R]), \
+        results[1 + K + R:]
     named = dict(zip(cell.grad_buffer_names(), buffers))
     layout = ForwardLayout.split(cell, list(outputs), save=True)
     h = layout.states[0]
     h_in = layout.hm if layout.hm is not None else (h[1:] if opts.reverse else h[:-1])
     dweights = cell.weight_grads(named, dgx, h_in, layout.u, tuple(weights), needs_weights, layout.saved)
-    return dgx, dstates, dweights
+    return dgx, dstates, dresets, dweights
 
 
-def _reference_histories(opts: ScanOptions, lengths, rec_mask, keep, n_states: int, none_weights: tuple[bool, ...]):
+def _reference_histories(opts: ScanOptions, step: tuple, n_states: int, n_resets: int,
+                         none_weights: tuple[bool, ...]):
     """The differentiable outputs of the forward op (the K state histories), computed by the reference,
-    as a function of (gx, *states, *the weights that are not None)."""
+    as a function of (gx, *states, *reset states, *the weights that are not None)."""
+    lengths, mask, restart, rec_mask, keep = step
 
     def histories(gx, *rest):
-        states, present = rest[:n_states], iter(rest[n_states:])
+        states, resets = rest[:n_states], rest[n_states:n_states + n_resets]
+        present = iter(rest[n_states + n_resets:])
         weights = tuple(None if none else next(present) for none in none_weights)
         zoneout = None if all(k is None for k in keep) else keep
         return state_history_reference(opts.cell, gx, states, weights, lengths=lengths, rec_mask=rec_mask,
                                        reverse=opts.reverse, acts=opts.acts, zoneout=zoneout,
-                                       cell_args=opts.cell_args)
+                                       cell_args=opts.cell_args, mask=mask, restart=restart,
+                                       reset_states=tuple(resets))
 
     return histories
 
@@ -114,64 +142,78 @@ def _needs_graph(tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+_HEAD = 2 + N_STEP_TENSORS + 3  # kernel, opts, the step tensors, zoneout, n_states, n_resets: no gradient
+
+
 class _Scan(torch.autograd.Function):
-    """The eager scan: inputs (kernel, opts, lengths, rec_mask, keep, n_states, gx, *states, *weights), outputs
-    the forward op's (the state histories, then saved buffers, which are not differentiable). ``keep``: the
-    zoneout coefficients, a tuple (one tensor or None per state), constants to autograd."""
+    """The eager scan: inputs (kernel, opts, lengths, mask, restart, rec_mask, zoneout, n_states, n_resets, gx,
+    *states, *reset_states, *weights), outputs the forward op's (the state histories, then saved buffers,
+    which are not differentiable). ``zoneout``: a tuple (one tensor or None per state), constants to autograd."""
 
     @staticmethod
-    def forward(kernel, opts, lengths, rec_mask, keep, n_states, gx, *rest):
-        states, weights = list(rest[:n_states]), list(rest[n_states:])
-        return tuple(kernel.forward(*opts.op_args(), True, gx, states, weights, lengths, rec_mask, list(keep)))
+    def forward(kernel, opts, lengths, mask, restart, rec_mask, keep, n_states, n_resets, gx, *rest):
+        states, resets = list(rest[:n_states]), list(rest[n_states:n_states + n_resets])
+        weights = list(rest[n_states + n_resets:])
+        return tuple(kernel.forward(*opts.op_args(), True, gx, states, weights, lengths, mask, restart, resets,
+                                    rec_mask, list(keep)))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        kernel, opts, lengths, rec_mask, keep, n_states, gx, *rest = inputs
+        kernel, opts, lengths, mask, restart, rec_mask, keep, n_states, n_resets, gx, *rest = inputs
         K = len(opts.cell.states)
-        ctx.kernel, ctx.opts, ctx.n_states, ctx.K, ctx.n_outputs = kernel, opts, n_states, K, len(output)
-        ctx.keep = keep
-        ctx.none_weights = tuple(w is None for w in rest[n_states:])
-        ctx.save_for_backward(gx, lengths, rec_mask, *rest, *output)
-        ctx.save_for_forward(gx, lengths, rec_mask, *rest)
+        ctx.kernel, ctx.opts, ctx.K, ctx.n_outputs = kernel, opts, K, len(output)
+        ctx.n_states, ctx.n_resets, ctx.keep = n_states, n_resets, keep
+        ctx.none_weights = tuple(w is None for w in rest[n_states + n_resets:])
+        ctx.save_for_backward(gx, lengths, mask, restart, rec_mask, *rest, *output)
+        ctx.save_for_forward(gx, lengths, mask, restart, rec_mask, *rest)
         ctx.mark_non_differentiable(*output[K:])
         ctx.set_materialize_grads(False)
 
     @staticmethod
+    def _split(ctx, inputs):
+        n, r = ctx.n_states, ctx.n_resets
+        return inputs[:n], inputs[n:n + r], inputs[n + r:]
+
+    @staticmethod
     def backward(ctx, *grads):
-        gx, lengths, rec_mask, *rest = ctx.saved_tensors
-        n_in = ctx.n_states + len(ctx.none_weights)
+        gx, *rest = ctx.saved_tensors
+        step, rest = (*rest[:N_STEP_TENSORS], ctx.keep), rest[N_STEP_TENSORS:]
+        n_in = ctx.n_states + ctx.n_resets + len(ctx.none_weights)
         inputs, outputs = rest[:n_in], rest[n_in:]
-        states, weights = inputs[:ctx.n_states], inputs[ctx.n_states:]
+        states, resets, weights = _Scan._split(ctx, inputs)
         grads = list(grads[:ctx.K])
-        head = (None,) * 6
+        head = (None,) * _HEAD
         if all(g is None for g in grads):
             return head + (None,) * (1 + n_in)
         if _needs_graph([gx, *inputs, *grads]):
             present = [w for w in weights if w is not None]
-            fn = _reference_histories(ctx.opts, lengths, rec_mask, ctx.keep, ctx.n_states, ctx.none_weights)
-            primals, vjp = torch.func.vjp(fn, gx, *states, *present)
+            fn = _reference_histories(ctx.opts, step, ctx.n_states, ctx.n_resets, ctx.none_weights)
+            primals, vjp = torch.func.vjp(fn, gx, *states, *resets, *present)
             cotangents = tuple(torch.zeros_like(p) if g is None else g for g, p in zip(grads, primals))
             result = iter(vjp(cotangents))
             dgx = next(result)
             dstates = [next(result) for _ in states]
+            dresets = [next(result) for _ in resets]
             dweights = [None if none else next(result) for none in ctx.none_weights]
-            return head + (dgx, *dstates, *dweights)
-        needs = ctx.needs_input_grad[6:]
-        dgx, dstates, dweights = fused_backward(ctx.kernel, ctx.opts, grads, outputs, weights, lengths, rec_mask,
-                                                ctx.keep, tuple(needs[1 + ctx.n_states:]))
-        return head + (dgx, *dstates, *dweights)
+            return head + (dgx, *dstates, *dresets, *dweights)
+        needs = ctx.needs_input_grad[_HEAD + 1 + ctx.n_states + ctx.n_resets:]
+        dgx, dstates, dresets, dweights = fused_backward(ctx.kernel, ctx.opts, grads, outputs, weights, step, resets,
+                                                         tuple(needs))
+        return head + (dgx, *dstates, *dresets, *dweights)
 
     @staticmethod
     def jvp(ctx, *tangents):
-        gx, lengths, rec_mask, *inputs = ctx.saved_tensors
-        states, weights = inputs[:ctx.n_states], inputs[ctx.n_states:]
+        gx, *rest = ctx.saved_tensors
+        step, inputs = (*rest[:N_STEP_TENSORS], ctx.keep), rest[N_STEP_TENSORS:]
+        states, resets, weights = _Scan._split(ctx, inputs)
         present = [w for w in weights if w is not None]
-        primals_in = (gx, *states, *present)
-        tangents = tangents[6:]
-        tangents_in = [tangents[0], *tangents[1:1 + ctx.n_states]]
-        tangents_in += [t for t, none in zip(tangents[1 + ctx.n_states:], ctx.none_weights) if not none]
+        primals_in = (gx, *states, *resets, *present)
+        tangents = tangents[_HEAD:]
+        n_front = 1 + ctx.n_states + ctx.n_resets
+        tangents_in = list(tangents[:n_front])
+        tangents_in += [t for t, none in zip(tangents[n_front:], ctx.none_weights) if not none]
         tangents_in = tuple(torch.zeros_like(p) if t is None else t for t, p in zip(tangents_in, primals_in))
-        fn = _reference_histories(ctx.opts, lengths, rec_mask, ctx.keep, ctx.n_states, ctx.none_weights)
+        fn = _reference_histories(ctx.opts, step, ctx.n_states, ctx.n_resets, ctx.none_weights)
         # J t as the vjp of the (linear) map u -> J^T u: reverse mode twice, no nested forward-AD level
         primals_out, vjp = torch.func.vjp(fn, *primals_in)
         zeros = tuple(torch.zeros_like(p) for p in primals_out)
@@ -180,10 +222,11 @@ class _Scan(torch.autograd.Function):
         return tuple(out_tangents) + (None,) * (ctx.n_outputs - ctx.K)
 
     @staticmethod
-    def vmap(info, in_dims, kernel, opts, lengths, rec_mask, keep, n_states, gx, *rest):
-        states, weights = rest[:n_states], rest[n_states:]
-        d_len, d_mask, _, _, d_gx, *d_rest = in_dims[2:]
-        d_states, d_weights = d_rest[:n_states], d_rest[n_states:]
+    def vmap(info, in_dims, kernel, opts, lengths, mask, restart, rec_mask, keep, n_states, n_resets, gx, *rest):
+        n_front = n_states + n_resets
+        fronts, weights = rest[:n_front], rest[n_front:]
+        d_len, d_mask, d_restart, d_rec, _, _, _, d_gx, *d_rest = in_dims[2:]
+        d_fronts, d_weights = d_rest[:n_front], d_rest[n_front:]
         n = info.batch_size
         if all(d is None for w, d in zip(weights, d_weights) if w is not None):
             # shared weights: the vmapped dimension becomes more sequences of one scan
@@ -193,9 +236,10 @@ class _Scan(torch.autograd.Function):
                 x = x.movedim(dim, 0) if dim is not None else x.unsqueeze(0).expand(n, *x.shape)
                 return x.movedim(0, batch_dim).flatten(batch_dim, batch_dim + 1)
 
-            outputs = _Scan.apply(kernel, opts, fold(lengths, d_len, 0), fold(rec_mask, d_mask, 0),
-                                  tuple(fold(k, None, 1) for k in keep), n_states, fold(gx, d_gx, 1),
-                                  *[fold(s, d, 0) for s, d in zip(states, d_states)], *weights)
+            outputs = _Scan.apply(kernel, opts, fold(lengths, d_len, 0), fold(mask, d_mask, 1),
+                                  fold(restart, d_restart, 1), fold(rec_mask, d_rec, 0),
+                                  tuple(fold(k, None, 1) for k in keep), n_states, n_resets, fold(gx, d_gx, 1),
+                                  *[fold(s, d, 0) for s, d in zip(fronts, d_fronts)], *weights)
             batch = gx.shape[1 if d_gx is None or d_gx > 1 else 2]
             unfolded, out_dims = [], []
             for out in outputs:
@@ -207,12 +251,13 @@ class _Scan(torch.autograd.Function):
                     out_dims.append(None)
             return tuple(unfolded), tuple(out_dims)
         # stacked weights: one scan per member
-        args = (lengths, rec_mask, gx, *rest)
-        dims = (d_len, d_mask, d_gx, *d_rest)
+        args = (lengths, mask, restart, rec_mask, gx, *rest)
+        dims = (d_len, d_mask, d_restart, d_rec, d_gx, *d_rest)
         per_member = []
         for i in range(n):
             picked = [None if a is None else (a.select(d, i) if d is not None else a) for a, d in zip(args, dims)]
-            per_member.append(_Scan.apply(kernel, opts, picked[0], picked[1], keep, n_states, *picked[2:]))
+            per_member.append(_Scan.apply(kernel, opts, *picked[:N_STEP_TENSORS], keep, n_states, n_resets,
+                                          *picked[N_STEP_TENSORS:]))
         return tuple(torch.stack(parts) for parts in zip(*per_member)), (0,) * len(per_member[0])
 
 
@@ -220,31 +265,34 @@ def register(kernel: Kernel) -> None:
     """The op's own autograd formula (what torch.compile and torch.export see): :func:`fused_backward`."""
 
     def setup_context(ctx, inputs, output):
-        (cell, activation, recurrent_activation, reverse, cell_args, save, gx, states, weights, lengths, rec_mask,
-         zoneout) = inputs
+        (cell, activation, recurrent_activation, reverse, cell_args, save, gx, states, weights, lengths, mask, restart,
+         resets, rec_mask, keep) = inputs
         ctx.opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
-        ctx.n_states, ctx.none_weights = len(states), tuple(w is None for w in weights)
-        ctx.n_cell_args, ctx.n_zoneout = len(cell_args), len(zoneout)
-        ctx.zoneout_is_none = all(z is None for z in zoneout)
-        ctx.keep = tuple(zoneout)
-        ctx.save_for_backward(lengths, rec_mask, *[w for w in weights if w is not None], *output)
+        ctx.n_states, ctx.n_resets, ctx.none_weights = len(states), len(resets), tuple(w is None for w in weights)
+        ctx.n_cell_args = len(cell_args)
+        ctx.keep = tuple(keep)
+        ctx.save_for_backward(lengths, mask, restart, rec_mask, *resets, *[w for w in weights if w is not None],
+                              *output)
         ctx.set_materialize_grads(False)
 
     def backward(ctx, grads):
-        lengths, rec_mask, *rest = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        step, rest = (*saved[:N_STEP_TENSORS], ctx.keep), saved[N_STEP_TENSORS:]
+        resets, rest = rest[:ctx.n_resets], rest[ctx.n_resets:]
         n_present = sum(not none for none in ctx.none_weights)
         present, outputs = iter(rest[:n_present]), rest[n_present:]
         weights = [None if none else next(present) for none in ctx.none_weights]
         K = len(ctx.opts.cell.states)
         grads = list(grads[:K])
         # one entry per input, in the inputs' structure (a list of Nones, as zoneout without tensors, is one)
-        zoneout_grads = None if ctx.zoneout_is_none else [None] * ctx.n_zoneout
-        head, tail = (None,) * 4 + ([None] * ctx.n_cell_args, None), (None, None, zoneout_grads)
+        keep_grads = None if all(k is None for k in ctx.keep) else [None] * len(ctx.keep)
+        head = (None,) * 4 + ([None] * ctx.n_cell_args, None)
         if all(g is None for g in grads):
-            return head + (None, [None] * ctx.n_states, [None] * len(weights)) + tail
+            return head + (None, [None] * ctx.n_states, [None] * len(weights), None, None, None,
+                           [None] * ctx.n_resets, None, keep_grads)
         needs = tuple(w is not None for w in weights)
-        dgx, dstates, dweights = fused_backward(kernel, ctx.opts, grads, outputs, weights, lengths, rec_mask, ctx.keep,
-                                                needs)
-        return head + (dgx, dstates, dweights) + tail
+        dgx, dstates, dresets, dweights = fused_backward(kernel, ctx.opts, grads, outputs, weights, step, resets,
+                                                         needs)
+        return head + (dgx, dstates, dweights, None, None, None, dresets, None, keep_grads)
 
     torch.library.register_autograd(kernel.forward, backward, setup_context=setup_context)

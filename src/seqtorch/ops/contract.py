@@ -6,19 +6,25 @@ Each implementation (the Python loop, the C++ loop, the Triton kernels) register
 :mod:`.cpu_fused` / :mod:`.triton_scan` pick the implementation. The options travel as one
 :class:`ScanOptions`, unpacked into the schema's leading ``str``/``bool`` arguments.
 
+Inputs besides the options: gx (T, B, G*H), the initial states, the cell's recurrent weights, and the
+optional per-step ones of :class:`ScanInputs` (``lengths``, ``mask``, ``restart``, ``rec_mask``,
+``zoneout``), which every implementation honours the same way (the reference says how).
+
 Forward outputs (``save`` True when a backward may follow; unused entries are 0-element tensors)::
 
     [0]        h history (T+1, B, P): the initial state in slot 0 (slot T when reverse), the state after
-               step t in slot t+1 (slot t when reverse); frozen past a sequence's length
+               step t in slot t+1 (slot t when reverse); frozen over a sequence's invalid steps
     [1..K-1]   the other states (LSTM: c): their history (T+1, B, width) if save, else the final state
-    if save:   HM (T, B, P) = h * rec_mask at each step (0-element without a mask), U (T, B, U) the
-               vector a two-product cell's first stage wrote (0-element otherwise), then the cell's saved
-               buffers (:meth:`~seqtorch.recurrent_cells.base.Cell.saved`), each (T, B, width)
+    if save:   HM (T, B, P) = the h the products read at each step, ``(restart ? h_0 : h) * rec_mask``
+               (0-element without rec_mask and restart), U (T, B, U) the vector a two-product cell's first
+               stage wrote (0-element otherwise), then the cell's saved buffers
+               (:meth:`~seqtorch.recurrent_cells.base.Cell.saved`), each (T, B, width)
 
 Backward inputs: the gradients of the K state outputs (history-shaped, or None for zero), every forward
-output, the weights, lengths and rec_mask. Outputs: ``dgx`` (T, B, G*H), the gradient of each initial
-state (B, width), then the cell's per-step gradient buffers (:meth:`~.base.Cell.grad_buffers`); the
-weights' gradients follow from those after the loop (:meth:`~.base.Cell.weight_grads`).
+output, the weights and the per-step inputs. Outputs: ``dgx`` (T, B, G*H), the gradient of each initial
+state (B, width), of each reset state when they were given, then the cell's per-step gradient buffers
+(:meth:`~.base.Cell.grad_buffers`); the weights' gradients follow from those after the loop
+(:meth:`~.base.Cell.weight_grads`).
 """
 
 from __future__ import annotations
@@ -30,14 +36,44 @@ from torch import Tensor
 
 from ..recurrent_cells import Acts, Cell, Sizes, get_cell
 
-# cell_args: a cell's numeric options (LayerNorm's eps); zoneout: per state, None or the (T, B, width)
-# coefficient k of ``state = k * previous + (1 - k) * new`` (a 0/1 mask in training, p in evaluation).
+# cell_args: a cell's numeric options (LayerNorm's eps); the per-step inputs as ScanInputs says.
+_STEP_INPUTS = ("Tensor? lengths, Tensor? mask, Tensor? restart, Tensor[] reset_states, Tensor? rec_mask, "
+                "Tensor?[] zoneout")
 FORWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
-                  "bool save, Tensor gx, Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
-                  "Tensor?[] zoneout) -> Tensor[]")
+                  f"bool save, Tensor gx, Tensor[] states, Tensor?[] weights, {_STEP_INPUTS}) -> Tensor[]")
 BACKWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
-                   "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
-                   "Tensor?[] zoneout) -> Tensor[]")
+                   f"Tensor?[] grads, Tensor[] saved, Tensor?[] weights, {_STEP_INPUTS}) -> Tensor[]")
+
+
+@dataclass(frozen=True)
+class ScanInputs:
+    """One scan's tensors: gx, the states and weights, and the optional per-step inputs (each None when
+    unused), in the order the ops take them. Every implementation honours them as
+    :func:`seqtorch.ops.reference.scan_reference` does:
+
+    * ``lengths`` (B,) int64, 1 <= lengths <= T: step t of sequence b is valid while t < lengths[b].
+    * ``mask`` (T, B) bool: step t of sequence b is valid where True (with ``lengths``, where both say so).
+      An invalid step leaves every state as it was and outputs 0; it gets no gradient.
+    * ``restart`` (T, B) bool: where True, the states entering step t are the reset states (a reset), in
+      this direction's step order.
+    * ``reset_states``: the states a reset restarts from, (B, width) each; empty: the initial states. (A
+      layer given ``hx`` restarts from its own initial state, zeros or learned, not from ``hx``.)
+    * ``rec_mask`` (B, P): recurrent dropout's mask on h where the products read it.
+    * ``zoneout``: per state, None or the (T, B, width) coefficients k of ``state = k * previous + (1 - k) *
+      new`` (0/1 masks in training, the probability in evaluation); not differentiated.
+    """
+
+    gx: Tensor
+    states: tuple[Tensor, ...]
+    weights: tuple[Tensor | None, ...]
+    lengths: Tensor | None = None
+    mask: Tensor | None = None
+    restart: Tensor | None = None
+    reset_states: tuple[Tensor, ...] = ()
+    rec_mask: Tensor | None = None
+    zoneout: tuple[Tensor | None, ...] | None = None
+
+
 
 
 @dataclass(frozen=True)
@@ -104,7 +140,7 @@ class ForwardLayout:
         return ForwardLayout(states, hm if hm.numel() else None, u if u.numel() else None, saved)
 
 
-def forward_shapes(cell: Cell, opts: ScanOptions, gx: Tensor, states: list[Tensor], has_mask: bool,
+def forward_shapes(cell: Cell, opts: ScanOptions, gx: Tensor, states: list[Tensor], has_hm: bool,
                    save: bool) -> list[tuple[int, ...]]:
     """The shape of each forward output: what the fake (meta) implementations allocate."""
     sizes = sizes_of(cell, gx, states)
@@ -113,39 +149,44 @@ def forward_shapes(cell: Cell, opts: ScanOptions, gx: Tensor, states: list[Tenso
     shapes = [(T + 1, B, widths[0])]
     shapes += [(T + 1, B, w) if save else (B, w) for w in widths[1:]]
     if save:
-        shapes.append((T, B, sizes.P) if has_mask else (0,))
+        shapes.append((T, B, sizes.P) if has_hm else (0,))
         u = cell.u_width(sizes.H, sizes.P)
         shapes.append((T, B, u) if u else (0,))
         shapes += [(T, B, w) if w else (0,) for _, w in cell.saved(sizes, opts.acts)]
     return shapes
 
 
-def backward_shapes(cell: Cell, saved: list[Tensor], weights: list[Tensor | None]) -> list[tuple[int, ...]]:
-    """The shape of each backward output, from the forward's outputs and the weights."""
+def backward_shapes(cell: Cell, saved: list[Tensor], weights: list[Tensor | None],
+                    resets: bool = False) -> list[tuple[int, ...]]:
+    """The shape of each backward output, from the forward's outputs, the weights and whether reset states
+    were given."""
     K = len(cell.states)
     T1, B, P = saved[0].shape
     widths = [s.shape[-1] for s in saved[:K]]
     H = cell.hidden_size(weights)
     sizes = Sizes(T1 - 1, B, H, P)
-    shapes = [(T1 - 1, B, cell.gates * H)] + [(B, w) for w in widths]
+    shapes = [(T1 - 1, B, cell.gates * H)] + [(B, w) for w in widths] * (2 if resets else 1)
     shapes += [(T1 - 1, B, w) for _, w in cell.grad_buffers(sizes)]
     return shapes
 
 
 def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
                  save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-                 rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+                 mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+                 zoneout: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every forward op (the same shape function for all of them)."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
-    shapes = forward_shapes(opts.cell, opts, gx, list(states), rec_mask is not None, save)
+    shapes = forward_shapes(opts.cell, opts, gx, list(states), rec_mask is not None or restart is not None, save)
     return [gx.new_empty(shape) for shape in shapes]
 
 
 def fake_backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
                   grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None],
-                  lengths: Tensor | None, rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+                  lengths: Tensor | None, mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor],
+                  rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every backward op."""
-    return [saved[0].new_empty(shape) for shape in backward_shapes(get_cell(cell), list(saved), list(weights))]
+    shapes = backward_shapes(get_cell(cell), list(saved), list(weights), len(reset_states) > 0)
+    return [saved[0].new_empty(shape) for shape in shapes]
 
 
 def define(name: str, forward_impl, backward_impl, *, device_types=None):

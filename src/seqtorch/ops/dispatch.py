@@ -1,7 +1,7 @@
 """The one dispatch: an ordered list of the scan's implementations, asked once per scan.
 
 :data:`IMPLEMENTATIONS`, fastest first, each with the ``backend=`` name it answers to and a
-``supports(opts, gx, hidden) -> reason | None``:
+``supports(opts, inputs) -> reason | None`` (inputs: :class:`.contract.ScanInputs`):
 
 ==================  ===========  ======================================================================
 implementation      backend      serves
@@ -38,8 +38,8 @@ import torch
 from torch import Tensor
 
 from . import autograd, native, python_loop
-from .contract import Kernel, ScanOptions
-from .reference import scan_reference
+from .contract import Kernel, ScanInputs, ScanOptions
+from .reference import scan_reference, state_history_reference, valid_steps
 
 BACKENDS = ("auto", "reference", "cpu_fused", "triton")  # what ``backend=`` takes
 _FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -55,13 +55,14 @@ class Implementation:
 
     name: str
     backend: str
-    supports: Callable[[ScanOptions, Tensor, int], str | None]
+    supports: Callable[[ScanOptions, ScanInputs], str | None]
     kernel: Callable[[ScanOptions], Kernel] | None
     dtypes: str = "promote"
     auto_needs_cuda: bool = False
 
 
-def _python_loop_supports(opts: ScanOptions, gx: Tensor, hidden: int) -> str | None:
+def _python_loop_supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
+    gx = inputs.gx
     if gx.dtype not in _FLOATING:
         return f"dtype {gx.dtype} is not supported (expected one of {_FLOATING})"
     if gx.dim() != 3:
@@ -69,7 +70,8 @@ def _python_loop_supports(opts: ScanOptions, gx: Tensor, hidden: int) -> str | N
     return None
 
 
-def _cpp_supports(opts: ScanOptions, gx: Tensor, hidden: int) -> str | None:
+def _cpp_supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
+    gx = inputs.gx
     if not USE_NATIVE:
         return "the C++ loop is switched off (seqtorch.ops.dispatch.USE_NATIVE)"
     if gx.device.type != "cpu" or gx.dtype not in (torch.float32, torch.float64):
@@ -99,7 +101,7 @@ _REGISTERED.add(PYTHON_LOOP.name)
 IMPLEMENTATIONS: list[Implementation] = [
     Implementation("C++ loop", "cpu_fused", _cpp_supports, lambda opts: native.kernel(opts.cell.name)),
     Implementation("Python loop", "cpu_fused", _python_loop_supports, lambda opts: PYTHON_LOOP),
-    Implementation("reference", "reference", lambda opts, gx, hidden: None, None),
+    Implementation("reference", "reference", lambda opts, inputs: None, None),
 ]
 
 # triton is an optional dependency: without it, its implementations are not offered.
@@ -124,8 +126,8 @@ def available_backends() -> list[str]:
     return [name for name in ("reference", "cpu_fused", "triton") if name in offered]
 
 
-def choose(backend: str, opts: ScanOptions, gx: Tensor, hidden: int) -> Implementation:
-    """The implementation that runs a scan of ``opts`` on ``gx`` (T, B, G*H) with hidden size ``hidden``.
+def choose(backend: str, opts: ScanOptions, inputs: ScanInputs) -> Implementation:
+    """The implementation that runs a scan of ``opts`` on ``inputs``.
 
     ``"auto"``: the first in :data:`IMPLEMENTATIONS` that supports it (the Triton ones only for CUDA
     tensors). A backend by name: the first of its own that does; a RuntimeError with every one's reason
@@ -137,11 +139,11 @@ def choose(backend: str, opts: ScanOptions, gx: Tensor, hidden: int) -> Implemen
                            f"(available: {available_backends()})")
     reasons = []
     for impl in IMPLEMENTATIONS:
-        if backend == "auto" and impl.auto_needs_cuda and gx.device.type != "cuda":
+        if backend == "auto" and impl.auto_needs_cuda and inputs.gx.device.type != "cuda":
             continue
         if backend not in ("auto", impl.backend):
             continue
-        reason = impl.supports(opts, gx, hidden)
+        reason = impl.supports(opts, inputs)
         if reason is None:
             return impl
         reasons.append(f"{reason} ({impl.name})")
@@ -149,31 +151,54 @@ def choose(backend: str, opts: ScanOptions, gx: Tensor, hidden: int) -> Implemen
                        f"to fall back to the next path")
 
 
-def scan(opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...], *,
-         lengths: Tensor | None = None, rec_mask: Tensor | None = None,
-         zoneout: tuple[Tensor, ...] | None = None, backend: str = "auto") -> tuple[Tensor, tuple[Tensor, ...]]:
+def choose_for(backend: str, opts: ScanOptions, like: Tensor, hidden_size: int) -> Implementation:
+    """:func:`choose` for a scan of ``opts`` on a gx like ``like`` (T, B, G*H) with ``hidden_size``, before any
+    weights exist (the benchmarks and the tests ask which implementation a shape gets)."""
+    w_hh = torch.empty(opts.cell.weight_shapes(hidden_size, hidden_size)[0], dtype=like.dtype, device=like.device)
+    return choose(backend, opts, ScanInputs(like, (), (w_hh,)))
+
+
+def scan(opts: ScanOptions, inputs: ScanInputs, *, backend: str = "auto", histories: bool = False):
     """One layer, one direction on the implementation :func:`choose` picks: the semantics and shapes of
-    :func:`.reference.scan_reference` (output (T, B, P), zero past each length; the final states)."""
-    impl = choose(backend, opts, gx, opts.cell.hidden_size(weights))
+    :func:`.reference.scan_reference`: output (T, B, P), zero at invalid steps, and the final states; with
+    ``histories``, also every step's states (T, B, width) each, zero at invalid steps."""
+    impl = choose(backend, opts, inputs)
     if impl.kernel is None:
-        return scan_reference(opts.cell, gx, states, weights, lengths=lengths, rec_mask=rec_mask,
-                              reverse=opts.reverse, acts=opts.acts, zoneout=zoneout, cell_args=opts.cell_args)
-    dtype = _math_dtype(impl, gx, states, weights)
+        return _reference(opts, inputs, histories)
+    dtype = _math_dtype(impl, inputs)
     cast = lambda x: None if x is None else x.to(dtype).contiguous()  # noqa: E731
-    out, finals = autograd.scan(impl.kernel(opts), opts, cast(gx), tuple(cast(s) for s in states),
-                                tuple(cast(w) for w in weights),
-                                None if lengths is None else lengths.to(torch.int64).contiguous(), cast(rec_mask),
-                                None if zoneout is None else tuple(cast(z) for z in zoneout))
-    if impl.dtypes == "promote" and gx.dtype != dtype:
-        finals = tuple(f.to(gx.dtype) for f in finals)
-    return out.to(gx.dtype), finals
+    contiguous = lambda x: None if x is None else x.contiguous()  # noqa: E731
+    cast_inputs = ScanInputs(
+        cast(inputs.gx), tuple(cast(s) for s in inputs.states), tuple(cast(w) for w in inputs.weights),
+        None if inputs.lengths is None else inputs.lengths.to(torch.int64).contiguous(), contiguous(inputs.mask),
+        contiguous(inputs.restart), tuple(cast(s) for s in inputs.reset_states), cast(inputs.rec_mask),
+        None if inputs.zoneout is None else tuple(cast(z) for z in inputs.zoneout))
+    out, finals, *every = autograd.scan(impl.kernel(opts), opts, cast_inputs, histories)
+    back = (lambda t: t.to(inputs.gx.dtype)) if impl.dtypes == "promote" else (lambda t: t)
+    result = (out.to(inputs.gx.dtype), tuple(back(f) for f in finals))
+    return result + (tuple(back(s) for s in every[0]),) if histories else result
 
 
-def _math_dtype(impl: Implementation, gx: Tensor, states, weights) -> torch.dtype:
+def _reference(opts: ScanOptions, inputs: ScanInputs, histories: bool):
+    kwargs = dict(lengths=inputs.lengths, rec_mask=inputs.rec_mask, reverse=opts.reverse, acts=opts.acts,
+                  zoneout=inputs.zoneout, cell_args=opts.cell_args, mask=inputs.mask, restart=inputs.restart,
+                  reset_states=inputs.reset_states)
+    out, finals = scan_reference(opts.cell, inputs.gx, inputs.states, inputs.weights, **kwargs)
+    if not histories:
+        return out, finals
+    every = state_history_reference(opts.cell, inputs.gx, inputs.states, inputs.weights, **kwargs)
+    valid = valid_steps(out.shape[0], inputs.lengths, inputs.mask)
+    every = tuple(s[:-1] if opts.reverse else s[1:] for s in every)
+    if valid is not None:
+        every = tuple(torch.where(valid.unsqueeze(-1), s, 0.0) for s in every)
+    return out, finals, every
+
+
+def _math_dtype(impl: Implementation, inputs: ScanInputs) -> torch.dtype:
     if impl.dtypes == "weights":
-        return weights[0].dtype
+        return inputs.weights[0].dtype
     dtype = torch.float32
-    for tensor in (gx, *states, *weights):
+    for tensor in (inputs.gx, *inputs.states, *inputs.reset_states, *inputs.weights):
         if tensor is not None:
             dtype = torch.promote_types(dtype, tensor.dtype)
     return dtype

@@ -7,9 +7,11 @@ for the state gradient; the weights' gradients are one GEMM over all ``T*B`` row
 (:mod:`.autograd`). Buffers follow :mod:`.contract`. This loop serves where the C++ loop cannot (other
 devices, installs without a compiler, a cell without ``cpu.h``) and is tested against the reference.
 
-``lengths``: a step past a sequence's length still runs for that row, then the row's states are restored
-(``torch.where``) and its saved rows zeroed; the backward gives such a row zero gate gradients and passes
-its state gradient through. Only steps ``t >= min(lengths)`` need that work.
+``lengths`` and ``mask``: an invalid step (past a sequence's length, or masked) still runs for that row, then
+the row's states are restored (``torch.where``) and its saved rows zeroed; the backward gives such a row zero
+gate gradients and passes its state gradient through. Only the steps with an invalid row need that work.
+``restart``: at a step with a reset, the reset rows read the initial states instead of the carried ones (and
+the products read ``h_0``, kept in HM); in the backward their state gradient goes to the initial states.
 """
 
 from __future__ import annotations
@@ -21,22 +23,29 @@ from ..recurrent_cells import Sizes
 from ..recurrent_cells.base import BackwardStep, ForwardStep
 from .buffers import new_buffer, placeholder
 from .contract import ForwardLayout, ScanOptions, define, sizes_of
+from .reference import valid_steps
 
 
 class Steps:
-    """Step order and history slots of one direction, and the ``lengths`` masks."""
+    """Step order and history slots of one direction, which steps have invalid rows, and where resets are."""
 
-    def __init__(self, steps: int, reverse: bool, lengths: Tensor | None, batch: int) -> None:
+    def __init__(self, steps: int, reverse: bool, lengths: Tensor | None, mask: Tensor | None,
+                 restart: Tensor | None, batch: int) -> None:
         self.order = range(steps - 1, -1, -1) if reverse else range(steps)
         self.reverse = reverse
         self.first = steps if reverse else 0  # slot of the initial state
         self.last = 0 if reverse else steps   # slot of the final state
-        self.valid = None                     # (T, B, 1) bool: step t is inside sequence b
-        self.tail = steps                     # steps t >= tail have at least one ended sequence
-        if lengths is not None and batch > 0:
-            t = torch.arange(steps, device=lengths.device).unsqueeze(1)
-            self.valid = (t < lengths.unsqueeze(0)).unsqueeze(-1)
-            self.tail = int(lengths.min())
+        self.valid = None                     # (T, B, 1) bool: step t of sequence b is valid
+        self.masked = [False] * steps         # whether step t has an invalid row
+        self.restart = None                   # (T, B, 1) bool: step t of sequence b starts from the initial states
+        self.restarts = [False] * steps       # whether step t has a reset row
+        valid = valid_steps(steps, lengths, mask)
+        if valid is not None and batch > 0:
+            self.valid = valid.unsqueeze(-1)
+            self.masked = (~valid).any(dim=1).tolist()
+        if restart is not None and batch > 0:
+            self.restart = restart.unsqueeze(-1)
+            self.restarts = restart.any(dim=1).tolist()
 
     def prev(self, t: int) -> int:
         """The history slot step t reads."""
@@ -70,22 +79,23 @@ def _rows(grads: dict[str, Tensor], dgx: Tensor, cell, index: int) -> Tensor:
 
 def forward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-            rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+            mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+            zoneout: list[Tensor | None]) -> list[Tensor]:
     """The forward op (schema and outputs in :mod:`.contract`)."""
     opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse, cell_args)
+    steps = Steps(gx.shape[0], reverse, lengths, mask, restart, gx.shape[1])
     # the caller chose the dtype: autocast must not turn the loop's GEMMs into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
-        return _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout)
+        return _forward(opts, save, gx, states, weights, steps, list(reset_states) or list(states), rec_mask, zoneout)
 
 
-def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
-    reverse, args = opts.reverse, opts.cell_args
+def _forward(opts, save, gx, states, weights, steps, targets, rec_mask, zoneout):
+    args = opts.cell_args
     cell, acts = opts.cell, opts.acts
     zoneout = [None if z is None else z.contiguous() for z in zoneout]
     sizes = sizes_of(cell, gx, states)
     T, B, H, P = sizes.T, sizes.B, sizes.H, sizes.P
     widths = cell.state_sizes(H, P)
-    steps = Steps(T, reverse, lengths, B)
     weights = tuple(weights)
 
     histories = [new_buffer((T + 1, B, widths[0]), gx)]
@@ -93,7 +103,7 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
     # without save, a state other than h lives in two (B, width) buffers that take turns
     turns = [None] + [None if save else (new_buffer((B, w), gx), new_buffer((B, w), gx)) for w in widths[1:]]
     per_step = lambda width: new_buffer((T, B, width), gx) if save else new_buffer((B, width), gx)  # noqa: E731
-    hm = per_step(P) if rec_mask is not None else None
+    hm = per_step(P) if rec_mask is not None or steps.restart is not None else None
     u_width = cell.u_width(H, P)
     u = per_step(u_width) if u_width else None
     saved = {name: (per_step(w) if w else placeholder(gx)) for name, w in cell.saved(sizes, acts)}
@@ -109,7 +119,12 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
         p, n = steps.prev(t), steps.next(t)
         prev = [histories[0][p]] + [histories[k][p] if save else turns[k][i % 2] for k in range(1, len(widths))]
         nxt = [histories[0][n]] + [histories[k][n] if save else turns[k][(i + 1) % 2] for k in range(1, len(widths))]
-        h_in = prev[0] if rec_mask is None else torch.mul(prev[0], rec_mask, out=at(hm, t))
+        if steps.restarts[t]:  # the reset rows start from the reset states
+            prev = [torch.where(steps.restart[t], r, s) for r, s in zip(targets, prev)]
+        if hm is None:
+            h_in = prev[0]
+        else:
+            h_in = at(hm, t).copy_(prev[0]) if rec_mask is None else torch.mul(prev[0], rec_mask, out=at(hm, t))
         step = ForwardStep(gx=gx[t], product=None, h_in=h_in, prev=tuple(prev), next=tuple(nxt),
                            u=None if u is None else at(u, t), weights=weights,
                            saved={k: (at(v, t) if v.numel() else v) for k, v in saved.items()}, acts=acts,
@@ -122,7 +137,7 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
         for a, b, keep in zip(nxt, prev, zoneout):
             if keep is not None:  # zoneout: k * previous + (1 - k) * new
                 torch.lerp(a, b, keep[t], out=a)
-        if t >= steps.tail:
+        if steps.masked[t]:
             valid = steps.valid[t]
             for a, b in zip(nxt, prev):
                 torch.where(valid, a, b, out=a)
@@ -140,22 +155,24 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
 
 def backward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved_outputs: list[Tensor], weights: list[Tensor | None],
-             lengths: Tensor | None, rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+             lengths: Tensor | None, mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor],
+             rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
     """The backward op (schema and outputs in :mod:`.contract`)."""
     opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse, cell_args)
-    with torch.autocast(device_type=saved_outputs[0].device.type, enabled=False):
-        return _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout)
+    S = saved_outputs[0]
+    steps = Steps(S.shape[0] - 1, reverse, lengths, mask, restart, S.shape[1])
+    with torch.autocast(device_type=S.device.type, enabled=False):
+        return _backward(opts, grads, saved_outputs, weights, steps, list(reset_states), rec_mask, zoneout)
 
 
-def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
-    reverse, args = opts.reverse, opts.cell_args
+def _backward(opts, grads, saved_outputs, weights, steps, reset_states, rec_mask, zoneout):
+    args = opts.cell_args
     cell, acts = opts.cell, opts.acts
     layout = ForwardLayout.split(cell, list(saved_outputs), save=True)
     S = layout.states
     T, B, P = S[0].shape[0] - 1, S[0].shape[1], S[0].shape[2]
     H = cell.hidden_size(weights)
     like = S[0]
-    steps = Steps(T, reverse, lengths, B)
     weights = tuple(weights)
     dgx = new_buffer((T, B, cell.gates * H), like)
     grad_buffers = {name: new_buffer((T, B, w), like) for name, w in cell.grad_buffers(Sizes(T, B, H, P))}
@@ -165,13 +182,18 @@ def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
     # D[k]: the gradient of state k as the step being processed wrote it
     D = [upstream[k][steps.last].clone() if upstream[k] is not None else like.new_zeros((B, s.shape[-1]))
          for k, s in enumerate(S)]
+    d_reset = [torch.zeros_like(d) for d in D]  # what reset steps pass to the states they restarted from
+    targets = reset_states or [s[steps.first] for s in S]
     mats = _product_weights(cell, weights, transpose=False)
     for t in reversed(steps.order):
         p, n = steps.prev(t), steps.next(t)
         h_in = layout.hm[t] if layout.hm is not None else S[0][p]
         # zoneout: the new state got (1 - k) of D, the previous one k of it directly
         d_new = tuple(d if keep is None else d * (1 - keep[t]) for d, keep in zip(D, zoneout))
-        step = BackwardStep(d_next=d_new, prev=tuple(s[p] for s in S), h_in=h_in,
+        prev = tuple(s[p] for s in S)
+        if steps.restarts[t]:
+            prev = tuple(torch.where(steps.restart[t], r, s_p) for r, s_p in zip(targets, prev))
+        step = BackwardStep(d_next=d_new, prev=prev, h_in=h_in,
                             u=None if layout.u is None else layout.u[t], weights=weights,
                             saved={k: (v[t] if v.numel() else v) for k, v in layout.saved.items()}, acts=acts,
                             dgx=dgx[t], grads={k: v[t] for k, v in grad_buffers.items()}, args=args,
@@ -191,16 +213,23 @@ def _backward(opts, grads, saved_outputs, weights, lengths, rec_mask, zoneout):
         for k, keep in enumerate(zoneout):
             if keep is not None:
                 new[k] = new[k].addcmul_(keep[t], D[k])
-        if t >= steps.tail:  # an ended sequence: no gate gradient, the state gradient passes through
+        if steps.masked[t]:  # an invalid step: no gate gradient, the state gradient passes through
             valid = steps.valid[t]
             for buffer in (step.dgx, *step.grads.values()):
                 buffer.masked_fill_(~valid, 0.0)
             new = [torch.where(valid, a, b) for a, b in zip(new, D)]
+        if steps.restarts[t]:  # a reset row read the reset states, not the step before's
+            restart = steps.restart[t]
+            for k in range(len(S)):
+                d_reset[k] += torch.where(restart, new[k], 0.0)
+                new[k] = torch.where(restart, 0.0, new[k])
         for k in range(len(S)):
             if upstream[k] is not None:
                 new[k] = new[k].add_(upstream[k][p])
         D = new
-    return [dgx, *D, *grad_buffers.values()]
+    if reset_states:
+        return [dgx, *D, *d_reset, *grad_buffers.values()]
+    return [dgx, *(d + d0 for d, d0 in zip(D, d_reset)), *grad_buffers.values()]
 
 
 FORWARD, BACKWARD = define("loop", forward, backward)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..recurrent_cells import Cell
 from . import contract, triton_scan
-from .contract import Kernel, ScanOptions
+from .contract import Kernel, ScanInputs, ScanOptions
 from .triton_step_kernels import step_kernels
 
 BLOCK_H = 128          # columns per program for a cell whose step is separable by column
@@ -45,11 +45,12 @@ def supports_cell(spec: Cell) -> str | None:
     return None
 
 
-def supports(opts: ScanOptions, gx: Tensor, hidden_size: int) -> str | None:
+def supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
     """Why the alternating loop cannot run this scan, or None: the Triton kernels' device rules
-    (:func:`.triton_scan.supports_device`) and a cell it takes (:func:`supports_cell`). It serves the hidden
-    sizes above :data:`.triton_scan.MAX_HIDDEN`; below, the persistent kernels come first in the dispatch."""
-    return triton_scan.supports_device(gx) or supports_cell(opts.cell)
+    (:func:`.triton_scan.supports_device`), per-step inputs and a cell it takes (:func:`supports_cell`). It
+    serves the hidden sizes above :data:`.triton_scan.MAX_HIDDEN`; below, the persistent kernels come first."""
+    return (triton_scan.supports_device(inputs.gx) or triton_scan.supports_step_inputs(inputs)
+            or supports_cell(opts.cell))
 
 
 def _blocks(spec: Cell, batch: int, hidden: int) -> tuple[int, int]:
@@ -109,7 +110,8 @@ def _widths(buffers: list[Tensor], slots: int) -> list[int]:
 
 def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-            rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+            mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+            zoneout: list[Tensor | None]) -> list[Tensor]:
     """The forward op: T steps of (GEMM, launch); outputs as :mod:`.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     # the caller chose the dtype: autocast must not turn the products into bf16 ones
@@ -172,7 +174,8 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
 
 def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-             rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+             zoneout: list[Tensor | None]) -> list[Tensor]:
     """The backward op: T steps of (launch, GEMM) and a last launch; outputs as :mod:`.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     with torch.autocast(device_type=saved[0].device.type, enabled=False):

@@ -33,7 +33,7 @@ from torch import Tensor
 from ..recurrent_cells import Cell
 from ..recurrent_cells.triton_math import GATE_IDS
 from . import contract
-from .contract import Kernel, ScanOptions
+from .contract import Kernel, ScanInputs, ScanOptions
 from .triton_kernels import cell_names, interpreting, kernels
 
 MAX_HIDDEN = 128
@@ -71,18 +71,27 @@ def supports_device(gx: Tensor) -> str | None:
     return None
 
 
-def supports(opts: ScanOptions, gx: Tensor, hidden_size: int) -> str | None:
+def supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
     """Why the persistent kernels cannot run this scan, or None: :func:`supports_device`, a cell with a
-    ``triton.py``, and 1 <= hidden_size <= :data:`MAX_HIDDEN` (above, the alternating loop's rule)."""
-    reason = supports_device(gx)
+    ``triton.py``, 1 <= hidden_size <= :data:`MAX_HIDDEN` (above, the alternating loop's rule), and no
+    ``mask``/``restart`` (not in the Triton kernels yet)."""
+    reason = supports_device(inputs.gx) or supports_step_inputs(inputs)
     if reason is not None:
         return reason
+    hidden_size = opts.cell.hidden_size(inputs.weights)
     if not has_cell(opts.cell):
         return f"cell {opts.cell.name!r} has no Triton kernels (no triton.py in its folder)"
     if hidden_size < 1:
         return f"hidden_size must be at least 1, got {hidden_size}"
     if hidden_size > MAX_HIDDEN:
         return f"hidden_size {hidden_size} is above what the persistent kernel covers ({MAX_HIDDEN})"
+    return None
+
+
+def supports_step_inputs(inputs: ScanInputs) -> str | None:
+    """The per-step inputs the Triton kernels take: lengths, rec_mask and zoneout (not yet mask/restart)."""
+    if inputs.mask is not None or inputs.restart is not None:
+        return "masks with holes and resets are not in the Triton kernels yet"
     return None
 
 
@@ -154,7 +163,8 @@ def _cell_weights(weights: list[Tensor | None], cell_args: list[float]) -> tuple
 
 def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-            rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+            mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+            zoneout: list[Tensor | None]) -> list[Tensor]:
     """The forward op: launch the forward kernel; outputs as :mod:`.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     spec = opts.cell
@@ -185,7 +195,8 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
 
 def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-             rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+             zoneout: list[Tensor | None]) -> list[Tensor]:
     """The backward op: launch the backward kernel; outputs as :mod:`.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     spec = opts.cell

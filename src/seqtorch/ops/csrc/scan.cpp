@@ -37,6 +37,9 @@ struct Args {
   int gate;
   bool reverse;
   std::optional<at::Tensor> lengths;
+  std::optional<at::Tensor> mask;      // (T, B) bool: step t of row b is valid where true
+  std::optional<at::Tensor> restart;   // (T, B) bool: step t of row b starts from the reset states
+  std::vector<at::Tensor> reset_states;  // what a reset restarts from, (B, width) each; empty: the initial states
   std::optional<at::Tensor> rec_mask;
   std::vector<at::Tensor> weights;  // undefined where absent
   std::vector<at::Tensor> zoneout;  // per state: (T, B, width) coefficients, undefined where absent
@@ -57,11 +60,15 @@ bool relu_of(const std::string& name) {
 
 Args make_args(const std::string& cell, const std::string& activation, const std::string& recurrent_activation,
                bool reverse, c10::ArrayRef<double> cell_args, const OptionalTensors& weights,
-               const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& rec_mask,
-               const OptionalTensors& zoneout) {
+               const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
+               const std::optional<at::Tensor>& restart, const std::vector<at::Tensor>& reset_states,
+               const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
   // any layout in (the vmap rule folds batches with views); the loops read contiguous memory
-  Args a{cell, relu_of(activation), gate_of(recurrent_activation), reverse, std::nullopt, std::nullopt, {}, {},
-         std::vector<double>(cell_args.begin(), cell_args.end())};
+  Args a{cell, relu_of(activation), gate_of(recurrent_activation), reverse, std::nullopt, std::nullopt, std::nullopt,
+         {}, std::nullopt, {}, {}, std::vector<double>(cell_args.begin(), cell_args.end())};
+  for (const at::Tensor& r : reset_states) a.reset_states.push_back(r.contiguous());
+  if (mask.has_value()) a.mask = mask->to(at::kBool).contiguous();
+  if (restart.has_value()) a.restart = restart->to(at::kBool).contiguous();
   for (size_t i = 0; i < zoneout.size(); ++i) {
     const std::optional<at::Tensor> z = zoneout.get(i);
     a.zoneout.push_back(z.has_value() ? z->contiguous() : at::Tensor());
@@ -85,6 +92,30 @@ void weights_or_zeros(const std::vector<at::Tensor>& weights, const at::Tensor& 
     data[i] = w.defined() ? w.data_ptr<T>() : zeros.data_ptr<T>();
   }
 }
+
+// Which steps of which rows are valid (inside the length and not masked) and which start from the initial
+// states, as the loops ask it: invalid(t, b), restarts(t, b).
+struct StepFlags {
+  int64_t B;
+  const int64_t* len;
+  const bool* mask;
+  const bool* restart;
+  explicit StepFlags(const Args& a, int64_t batch)
+      : B(batch),
+        len(a.lengths.has_value() ? a.lengths->data_ptr<int64_t>() : nullptr),
+        mask(a.mask.has_value() ? a.mask->data_ptr<bool>() : nullptr),
+        restart(a.restart.has_value() ? a.restart->data_ptr<bool>() : nullptr) {}
+  bool invalid(int64_t t, int64_t b) const { return (len && t >= len[b]) || (mask && !mask[t * B + b]); }
+  bool restarts(int64_t t, int64_t b) const { return restart && restart[t * B + b]; }
+  // whether every row of [r0, r1) is invalid at step t: the step then needs no product and no gate math
+  bool all_invalid(int64_t t, int64_t r0, int64_t r1) const {
+    if (!len && !mask) return false;
+    for (int64_t b = r0; b < r1; ++b) {
+      if (!invalid(t, b)) return false;
+    }
+    return true;
+  }
+};
 
 // Per state, the zoneout coefficients' data, or null.
 template <typename T>
@@ -180,13 +211,15 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   const Dims d{H, P};
   const at::TensorOptions opt = gx.options();
   const Steps steps{T_, a.reverse};
-  const int64_t* len = a.lengths.has_value() ? a.lengths->data_ptr<int64_t>() : nullptr;
+  const StepFlags flags(a, B);
   const T* mask = a.rec_mask.has_value() ? a.rec_mask->data_ptr<T>() : nullptr;
 
   int64_t width[kMaxStates];
+  const T* initial[kMaxStates];  // the states a reset row restarts from (B, width): reset_states, else the initial
   at::Tensor history[kMaxStates], turns[kMaxStates][2];
   for (int k = 0; k < K; ++k) {
     width[k] = Cell::state_width(k, d);
+    initial[k] = a.reset_states.empty() ? states[k].data_ptr<T>() : a.reset_states.at(k).data_ptr<T>();
     if (k == 0 || save) {
       history[k] = new_buffer({T_ + 1, B, width[k]}, opt);
       history[k].select(0, steps.first()).copy_(states[k]);
@@ -197,7 +230,8 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
     }
   }
   auto per_step = [&](int64_t w) { return save ? new_buffer({T_, B, w}, opt) : new_buffer({B, w}, opt); };
-  at::Tensor hm = mask ? per_step(P) : at::Tensor();
+  // the h the products read, when it is not the state itself: (reset ? h_0 : h) * rec_mask
+  at::Tensor hm = (mask || flags.restart) ? per_step(P) : at::Tensor();
   const int64_t U = Cell::u_width(d);
   at::Tensor u = U ? per_step(U) : at::Tensor();
   at::Tensor saved[kMaxSaved];
@@ -240,13 +274,37 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
         }
       }
       const int64_t row_step = save ? t : 0;  // per-step buffers: this step's (B, w) block
+      // the states row b starts step t from: the carried ones, or the reset states after a reset
+      auto start = [&](int k, int64_t b) -> const T* {
+        return flags.restarts(t, b) ? initial[k] + b * width[k] : prev[k] + b * width[k];
+      };
       const T* h_in_ = prev[0];
-      if (mask) {
+      if (hm.defined()) {
         T* out = hm.data_ptr<T>() + row_step * B * P;
-        for (int64_t e = r0 * P; e < r1 * P; ++e) out[e] = prev[0][e] * mask[e];
+        for (int64_t b = r0; b < r1; ++b) {
+          const T* h = start(0, b);
+          if (mask) {
+            for (int64_t j = 0; j < P; ++j) out[b * P + j] = h[j] * mask[b * P + j];
+          } else {
+            std::memcpy(out + b * P, h, sizeof(T) * P);
+          }
+        }
         h_in_ = out;
       }
       T* u_ = U ? u.data_ptr<T>() + row_step * B * U : nullptr;
+      if (flags.all_invalid(t, r0, r1)) {  // no row of the chunk takes this step: no product, no gate math
+        for (int64_t b = r0; b < r1; ++b) {
+          for (int k = 0; k < K; ++k) std::memcpy(next[k] + b * width[k], start(k, b), sizeof(T) * width[k]);
+          if (u_) std::fill(u_ + b * U, u_ + (b + 1) * U, T(0));
+          for (int j = 0; j < Cell::kSaved; ++j) {
+            if (saved_width[j]) {
+              T* row = saved[j].data_ptr<T>() + (row_step * B + b) * saved_width[j];
+              std::fill(row, row + saved_width[j], T(0));
+            }
+          }
+        }
+        continue;
+      }
       for (int stage = 0; stage < STAGES; ++stage) {
         if (stage < NP) {
           const bool from_h = Cell::kProducts[stage].input == ProductInput::kHIn;
@@ -263,7 +321,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
             r.product = product_ ? product_ + (b - r0) * pw : nullptr;
             r.h_in = h_in_ + b * P;
             for (int k = 0; k < K; ++k) {
-              r.prev[k] = prev[k] + b * width[k];
+              r.prev[k] = start(k, b);
               r.next[k] = next[k] + b * width[k];
             }
             r.u = u_ ? u_ + b * U : nullptr;
@@ -279,9 +337,9 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
                 if (zone[k]) zone_mix(width[k], zone[k] + (t * B + b) * width[k], r.prev[k], r.next[k]);
               }
             }
-            if (stage == STAGES - 1 && len != nullptr && t >= len[b]) {
-              // an ended sequence keeps its state; its saved rows are zeroed so that nothing computed from
-              // its padding (NaN included) can reach a gradient
+            if (stage == STAGES - 1 && flags.invalid(t, b)) {
+              // an invalid step keeps the row's state; its saved rows are zeroed so that nothing computed
+              // from its padding (NaN included) can reach a gradient
               for (int k = 0; k < K; ++k) std::memcpy(r.next[k], r.prev[k], sizeof(T) * width[k]);
               if (r.u) std::fill(r.u, r.u + U, T(0));
               for (int j = 0; j < Cell::kSaved; ++j) {
@@ -298,7 +356,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   std::vector<at::Tensor> outputs{history[0]};
   for (int k = 1; k < K; ++k) outputs.push_back(save ? history[k] : turns[k][T_ % 2]);
   if (save) {
-    outputs.push_back(mask ? hm : at::empty({0}, opt));
+    outputs.push_back(hm.defined() ? hm : at::empty({0}, opt));
     outputs.push_back(U ? u : at::empty({0}, opt));
     for (int j = 0; j < Cell::kSaved; ++j) outputs.push_back(saved[j]);
   }
@@ -349,7 +407,7 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
   const Dims d{H, P};
   const at::TensorOptions opt = h_hist.options();
   const Steps steps{T_, a.reverse};
-  const int64_t* len = a.lengths.has_value() ? a.lengths->data_ptr<int64_t>() : nullptr;
+  const StepFlags flags(a, B);
   const T* mask = a.rec_mask.has_value() ? a.rec_mask->data_ptr<T>() : nullptr;
   const at::Tensor& hm = saved[K];
   const at::Tensor& u = saved[K + 1];
@@ -359,9 +417,13 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
   const T* hist[kMaxStates];
   const T* upstream[kMaxStates];
   at::Tensor up_tensors[kMaxStates], D[kMaxStates], Dn[kMaxStates], d_prev[kMaxStates];
+  at::Tensor d_reset[kMaxStates];  // what reset steps pass to the states they restarted from
+  const T* reset_from[kMaxStates];  // those states (B, width)
   for (int k = 0; k < K; ++k) {
     width[k] = saved[k].size(2);
     hist[k] = saved[k].data_ptr<T>();
+    if (flags.restart) d_reset[k] = at::zeros({B, width[k]}, opt);
+    reset_from[k] = a.reset_states.empty() ? hist[k] + steps.first() * B * width[k] : a.reset_states.at(k).data_ptr<T>();
     const std::optional<at::Tensor> g = grads.get(k);
     up_tensors[k] = g.has_value() ? g->contiguous() : at::Tensor();
     upstream[k] = up_tensors[k].defined() ? up_tensors[k].data_ptr<T>() : nullptr;
@@ -426,15 +488,16 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     for (int k = 0; k < K; ++k) Dp[k] = D[k].data_ptr<T>(), Dnp[k] = Dn[k].data_ptr<T>();
     for (int64_t step = T_ - 1; step >= 0; --step) {
       const int64_t t = steps.at(step), p = steps.prev(t), n = steps.next(t);
-      const T* h_in_ = mask ? hm.data_ptr<T>() + t * B * P : hist[0] + p * B * P;
+      const T* h_in_ = hm.numel() ? hm.data_ptr<T>() + t * B * P : hist[0] + p * B * P;
       const T* u_ = U ? u.data_ptr<T>() + t * B * U : nullptr;
       T* dgx_ = dgx.data_ptr<T>() + t * B * G;
-      for (int stage = STAGES - 1; stage >= 0; --stage) {
+      const bool skip = flags.all_invalid(t, r0, r1);  // no row took this step: its gradients pass through
+      for (int stage = STAGES - 1; stage >= 0 && !skip; --stage) {
         if (stage == 0 && STAGES == 2) product_input_grad(1, t, du);
         const T* du_ = (stage == 0 && STAGES == 2) ? du.data_ptr<T>() : nullptr;
         at::parallel_for(r0, r1, grain(G), [&](int64_t lo, int64_t hi) {
           for (int64_t b = lo; b < hi; ++b) {
-            if (len != nullptr && t >= len[b]) {  // an ended sequence: no gate gradient, its state's passes through
+            if (flags.invalid(t, b)) {  // an invalid step: no gate gradient, the state's passes through
               if (stage == STAGES - 1) {
                 std::fill(dgx_ + b * G, dgx_ + (b + 1) * G, T(0));
                 for (int j = 0; j < Cell::kGradBuffers; ++j) {
@@ -460,7 +523,7 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
                 dk = dc;
               }
               r.d_next[k] = dk;
-              r.prev[k] = hist[k] + (p * B + b) * width[k];
+              r.prev[k] = flags.restarts(t, b) ? reset_from[k] + b * width[k] : hist[k] + (p * B + b) * width[k];
               r.next[k] = hist[k] + (n * B + b) * width[k];
               r.d_prev[k] = d_prev[k].data_ptr<T>() + b * width[k];
             }
@@ -486,19 +549,43 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
           }
         });
       }
+      if (skip) {
+        for (int64_t b = r0; b < r1; ++b) {
+          std::fill(dgx_ + b * G, dgx_ + (b + 1) * G, T(0));
+          for (int j = 0; j < Cell::kGradBuffers; ++j) {
+            T* g = grad_buffers[j].data_ptr<T>() + (t * B + b) * grad_width[j];
+            std::fill(g, g + grad_width[j], T(0));
+          }
+        }
+      }
       // the state read gets the products' gradient (times the dropout mask), its direct gradient, and its
-      // own upstream gradient (the output at the step before); an ended row passed D through above
-      if (NP > 0) {
+      // own upstream gradient (the output at the step before); an invalid row passed D through above
+      if (NP > 0 && !skip) {
         product_input_grad(0, t, dh);
       } else {
         std::fill(dh.data_ptr<T>() + r0 * P, dh.data_ptr<T>() + r1 * P, T(0));
       }
-      const T* dhi_ = d_h_in.defined() ? d_h_in.data_ptr<T>() + r0 * P : nullptr;
+      const T* dhi_ = d_h_in.defined() && !skip ? d_h_in.data_ptr<T>() + r0 * P : nullptr;
       for (int k = 0; k < K; ++k) {
         const int64_t w = width[k], off = r0 * w;
         const T* up = upstream[k] ? upstream[k] + p * B * w + off : nullptr;
-        combine(rows * w, k == 0 ? dh.data_ptr<T>() + off : nullptr, k == 0 ? dhi_ : nullptr,
-                k == 0 && mask ? mask + off : nullptr, d_prev[k].data_ptr<T>() + off, up, Dnp[k] + off);
+        const T* direct = skip ? Dp[k] + off : d_prev[k].data_ptr<T>() + off;
+        // with resets, the upstream gradient (the carried state's) is added after a reset row's gradient has
+        // gone to the initial state it read
+        combine(rows * w, k == 0 && !skip ? dh.data_ptr<T>() + off : nullptr, k == 0 ? dhi_ : nullptr,
+                k == 0 && mask && !skip ? mask + off : nullptr, direct, flags.restart ? nullptr : up, Dnp[k] + off);
+        if (flags.restart) {
+          T* d_init = d_reset[k].data_ptr<T>();
+          for (int64_t b = r0; b < r1; ++b) {
+            if (!flags.restarts(t, b)) continue;
+            T* row = Dnp[k] + b * w;
+            for (int64_t j = 0; j < w; ++j) d_init[b * w + j] += row[j];
+            std::fill(row, row + w, T(0));
+          }
+          if (up) {
+            for (int64_t e = 0; e < rows * w; ++e) Dnp[k][off + e] += up[e];
+          }
+        }
         std::swap(Dp[k], Dnp[k]);
       }
     }
@@ -509,7 +596,11 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
   }
 
   std::vector<at::Tensor> outputs{dgx};
-  for (int k = 0; k < K; ++k) outputs.push_back(D[k]);
+  const bool own_resets = !a.reset_states.empty();
+  for (int k = 0; k < K; ++k) outputs.push_back(flags.restart && !own_resets ? D[k] + d_reset[k] : D[k]);
+  if (own_resets) {
+    for (int k = 0; k < K; ++k) outputs.push_back(flags.restart ? d_reset[k] : at::zeros_like(D[k]));
+  }
   for (int j = 0; j < Cell::kGradBuffers; ++j) outputs.push_back(grad_buffers[j]);
   return outputs;
 }
@@ -557,12 +648,14 @@ std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activatio
                                          bool reverse, c10::ArrayRef<double> cell_args, bool save, const at::Tensor& gx,
                                          std::vector<at::Tensor> states, const OptionalTensors& weights,
                                          const std::optional<at::Tensor>& lengths,
+                                         const std::optional<at::Tensor>& mask,
+                                         const std::optional<at::Tensor>& restart, std::vector<at::Tensor> reset_states,
                                          const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
   // The loops compute no autograd graph: in a process without seqtorch's Python (a loaded export), the op
   // may be called with parameters that require grad, and ATen's out= GEMMs refuse those under grad mode.
   at::NoGradGuard no_grad;
-  const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, rec_mask,
-                           zoneout);
+  const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, mask,
+                           restart, reset_states, rec_mask, zoneout);
   for (at::Tensor& s : states) s = s.contiguous();
   check_inputs(gx, states);
   for (const at::Tensor& w : a.weights) {
@@ -583,10 +676,13 @@ std::vector<at::Tensor> scan_backward_cpp(std::string cell, std::string activati
                                           bool reverse, c10::ArrayRef<double> cell_args, const OptionalTensors& grads,
                                           std::vector<at::Tensor> saved, const OptionalTensors& weights,
                                           const std::optional<at::Tensor>& lengths,
+                                          const std::optional<at::Tensor>& mask,
+                                          const std::optional<at::Tensor>& restart,
+                                          std::vector<at::Tensor> reset_states,
                                           const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
   at::NoGradGuard no_grad;
-  const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, rec_mask,
-                           zoneout);
+  const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, mask,
+                           restart, reset_states, rec_mask, zoneout);
   for (at::Tensor& s : saved) s = s.contiguous();
 #define SEQTORCH_CELL(name) \
   if (cell == #name) return backward_for<cells::name>(a, grads, saved);
@@ -609,11 +705,11 @@ std::vector<std::string> cpp_cells() {
 // The schemas are seqtorch/ops/contract.py's (a test checks that they agree).
 TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
   m.def("scan_forward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
-        "bool save, Tensor gx, Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
-        "Tensor?[] zoneout) -> Tensor[]");
+        "bool save, Tensor gx, Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? mask, Tensor? restart, "
+        "Tensor[] reset_states, Tensor? rec_mask, Tensor?[] zoneout) -> Tensor[]");
   m.def("scan_backward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
-        "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
-        "Tensor?[] zoneout) -> Tensor[]");
+        "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? mask, Tensor? restart, "
+        "Tensor[] reset_states, Tensor? rec_mask, Tensor?[] zoneout) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
   // how many row chunks a scan of `batch` rows with per-step products of `flops` runs (for the tests)
   m.def("scan_row_chunks(int batch, float flops) -> int", &seqtorch_cpu::row_chunks);
