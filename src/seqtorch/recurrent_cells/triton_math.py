@@ -1,7 +1,7 @@
 """Device helpers every cell's Triton code uses: activations and their derivatives, tile loads, the dot.
 
 Plain functions, decorated by ``triton.jit`` only when the kernels are first launched
-(:func:`seqtorch.ops.triton_kernels.kernels` says why), so importing this module needs no GPU and compiles
+(:mod:`seqtorch.ops.triton.common` says why), so importing this module needs no GPU and compiles
 nothing. Only ``triton.language``'s builtins are used (``tl.full``, not ``tl.zeros``): the functions of
 ``triton.language.standard`` are themselves jit functions, decorated when triton is imported, and the
 interpreter cannot call them when it is switched on later (as the tests do). Names: ``b_`` register blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks.

@@ -1,4 +1,4 @@
-"""torch's GRU (reset_after=True): pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`;
+"""torch's GRU (reset_after=True): pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton`;
 the LSTM's ``triton.py`` describes the arguments). Saved as this folder's ``__init__.py``: RZ (r at 0, z
 at H), N, HN = h~ W_hn^T + b_hn, PRE (hard sigmoids); gradient buffer dP0 = (dr, dz, r dn)."""
 

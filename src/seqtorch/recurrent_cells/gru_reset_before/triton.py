@@ -1,5 +1,5 @@
 """The reset-before GRU (reset_after=False): pointwise code for the Triton kernels
-(:mod:`seqtorch.ops.triton_kernels`; the LSTM's ``triton.py`` describes the arguments). Its second product
+(:mod:`seqtorch.ops.triton`; the LSTM's ``triton.py`` describes the arguments). Its second product
 ``(r * h~) W_hn^T`` follows the first inside the step; u = r * h~ is saved for the weight gradient. Saved
 A = r, z, n and PRE (hard sigmoids) as this folder's ``__init__.py``."""
 

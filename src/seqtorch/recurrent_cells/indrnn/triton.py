@@ -1,4 +1,4 @@
-"""IndRNN's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`; the LSTM's
+"""IndRNN's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton`; the LSTM's
 ``triton.py`` describes the arguments). Its weight is a vector: the kernel hands it over as a (1, BLOCK_H)
 row in ``b_w0`` (``W_VECTOR``). Saved Y = h'."""
 

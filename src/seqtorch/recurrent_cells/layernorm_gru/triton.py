@@ -1,4 +1,4 @@
-"""The LayerNorm GRU's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`; the LSTM's
+"""The LayerNorm GRU's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton`; the LSTM's
 ``triton.py`` describes the arguments). Equations and layout as this folder's ``__init__.py``: weight W2 =
 g_hh (3H); saved RZ (2H), N (H), GHN (H), XH (3H), RS (rstd at column 0), PRE (2H, hard sigmoids); gradient
 buffers dP0 (3H) and DGH (3H). eps is CARGS[0].

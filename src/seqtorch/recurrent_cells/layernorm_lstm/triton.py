@@ -1,4 +1,4 @@
-"""The LayerNorm LSTM's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`; the LSTM's
+"""The LayerNorm LSTM's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton`; the LSTM's
 ``triton.py`` describes the arguments). Equations and layout as this folder's ``__init__.py``: weights W2 =
 g_hh (4H), W3 = g_c (H), W4 = b_c (H); saved A (4H), XH (4H), RS (rstd of the product at column 0, of c' at
 1), CH (H), Y (H), PRE (4H, hard sigmoids); gradient buffers dP0 (4H) and DLC (H). eps is CARGS[0].

@@ -1,4 +1,4 @@
-"""The LSTM's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`): one step of one
+"""The LSTM's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton`): one step of one
 block of batch rows, on register tiles. Equations and saved layout as this folder's ``__init__.py``:
 A = i, f, g, o at columns 0, H, 2H, 3H; TC = act(c'); PRE = the pre-activations (hard sigmoids only).
 

@@ -1,4 +1,4 @@
-"""The projected LSTM (proj_size): pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`;
+"""The projected LSTM (proj_size): pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton`;
 the LSTM's ``triton.py`` describes the arguments). The LSTM's step (``lstm/triton.py``, saving A, TC, PRE as
 this folder's ``__init__.py`` says) writes u = sig(o) * act(c') to U; then h' = u W_hr^T, with W_hr (P, H) the
 cell's weight W2, is the second product, done here in the same step. Gradient buffer dP1 (P) = d h'.

@@ -1,4 +1,4 @@
-"""SimpleRNN's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`; the LSTM's
+"""SimpleRNN's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton`; the LSTM's
 ``triton.py`` describes the arguments). Saved Y = h', the activation's output its derivative reads."""
 
 from __future__ import annotations

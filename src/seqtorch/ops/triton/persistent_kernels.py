@@ -1,11 +1,10 @@
-"""Triton kernels for the recurrent scan: one persistent launch per layer and direction, written once.
+"""The persistent Triton kernels of the scan: one launch per layer and direction, written once for all cells.
 
 The kernels own the time loop, the state in registers, ``lengths``, ``reverse``, the recurrent-dropout
 mask, the state history and the loads of W_hh; a cell's ``triton.py`` (``CELL_FWD`` / ``CELL_BWD``, passed
 as constexpr functions) owns one step's math on register tiles. The buffers are those of the op contract
 (:mod:`seqtorch.ops.contract`), so these kernels and the C++ and Python loops are interchangeable and
-are tested against the same reference. Launchers, autograd and argument checks live in
-:mod:`seqtorch.ops.triton_scan`.
+are tested against the same reference. The launchers live in :mod:`.persistent`.
 
 Strategy (haste's): the input projection ``gx = x @ W_ih^T + b_ih`` is one GEMM done before the scan, so
 the sequential kernels do only the recurrent products and the gate math. Each program owns ``BLOCK_B``
@@ -21,31 +20,18 @@ Tensors are contiguous: gx (T, B, G*H), h's history (T+1, B, P), c's (T+1, B, H)
 tile is (BLOCK_B, BLOCK_H) with BLOCK_H >= H > P, so a P-wide row is a tile masked to its first P columns
 and W_hh (G*H, P) loads as tiles masked to P inputs.
 
-Why the kernels are decorated lazily (:func:`kernels`): ``triton.jit`` reads ``TRITON_INTERPRET`` when it
-decorates. Decorating on first launch, once per mode, lets the tests switch the interpreter on after
-``seqtorch.ops`` was imported, and keeps importing seqtorch free of any Triton compilation.
+The functions here are plain Python until :func:`kernels` decorates them on first launch, once per mode
+(:mod:`.common` says why).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import types
 
-import triton
 import triton.language as tl
 
-from ..recurrent_cells import triton_math
-from ..recurrent_cells.triton_math import load_tile, store_tile
-
-
-def interpreting() -> bool:
-    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``) right now."""
-    knobs = getattr(triton, "knobs", None)
-    if knobs is not None:
-        return bool(knobs.runtime.interpret)
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+from ...recurrent_cells.triton_math import load_tile, store_tile
+from .common import decorate_cells, device_helpers, interpreting, jit_all, load_bias_rows, load_weight_vector
 
 
 def _load_w(w, k, H, P, o_h, TRANSPOSE: tl.constexpr):
@@ -66,7 +52,8 @@ def _load_ws(w, H, P, o_h, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr, W_V
              ACC: tl.constexpr):
     """W_hh's gate tiles 0..3; a cell with fewer gates gets tile 0 in the unused places (never read).
     W_VECTOR: a cell without recurrent products (IndRNN) has a weight vector (H,), loaded as a (1, BLOCK_H)
-    row by :func:`_load_wv` instead (a Triton function returns one type, whatever its constexpr branches)."""
+    row by :func:`.common.load_weight_vector` instead (a Triton function returns one type, whatever its
+    constexpr branches)."""
     b_w0 = _load_w(w, 0, H, P, o_h, TRANSPOSE)
     b_w1 = b_w0
     b_w2 = b_w0
@@ -77,35 +64,6 @@ def _load_ws(w, H, P, o_h, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr, W_V
     if NUM_GATES > 3:
         b_w3 = _load_w(w, 3, H, P, o_h, TRANSPOSE)
     return b_w0, b_w1, b_w2, b_w3
-
-
-def _load_wv(w, H, o_h, ACC: tl.constexpr):
-    """A weight vector (H,) as a (1, BLOCK_H) row, in the four places of W_hh's tiles."""
-    b_v = tl.load(w + o_h, mask=o_h < H, other=0.0).to(ACC)[None, :]
-    return b_v, b_v, b_v, b_v
-
-
-def _load_b(bias, k, H, o_h, m_h, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr):
-    """Gate k of b_hh (G*H,) as a (1, BLOCK_H) row, zeros without a bias."""
-    if HAS_BIAS:
-        return tl.load(bias + k * H + o_h, mask=m_h, other=0.0).to(ACC)[None, :]
-    else:
-        return tl.full((1, BLOCK_H), 0.0, ACC)
-
-
-def _load_bs(bias, H, o_h, m_h, NUM_GATES: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr,
-             BLOCK_H: tl.constexpr):
-    """b_hh's gate rows 0..3 (:func:`_load_b`); a cell with fewer gates gets row 0 in the unused places."""
-    b_b0 = _load_b(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-    b_b1 = b_b0
-    b_b2 = b_b0
-    b_b3 = b_b0
-    if NUM_GATES > 1:
-        b_b1 = _load_b(bias, 1, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-        b_b2 = _load_b(bias, 2, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-    if NUM_GATES > 3:
-        b_b3 = _load_b(bias, 3, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
-    return b_b0, b_b1, b_b2, b_b3
 
 
 def _row_ptr(base, t, B, width, o_b, o_h):
@@ -154,10 +112,10 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, W2, W3, W4, CARGS, lengths, rmask, ZH,
         b_len = tl.load(lengths + o_b, mask=m_b, other=0)
     if W_ON_CHIP:
         if W_VECTOR:
-            b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+            b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
         else:
             b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, True, W_VECTOR, ACC)
-    b_b0, b_b1, b_b2, b_b3 = _load_bs(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
+    b_b0, b_b1, b_b2, b_b3 = load_bias_rows(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
     if REVERSE:
         first = T
     else:
@@ -176,7 +134,7 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, W2, W3, W4, CARGS, lengths, rmask, ZH,
             n = t + 1
         if not W_ON_CHIP:
             if W_VECTOR:
-                b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+                b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
             else:
                 b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, True, W_VECTOR, ACC)
         if HAS_MASK:
@@ -267,7 +225,7 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
         b_len = tl.load(lengths + o_b, mask=m_b, other=0)
     if W_ON_CHIP:
         if W_VECTOR:
-            b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+            b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
         else:
             b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, False, W_VECTOR, ACC)
 
@@ -282,7 +240,7 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
             n = t + 1
         if not W_ON_CHIP:
             if W_VECTOR:
-                b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+                b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
             else:
                 b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, False, W_VECTOR, ACC)
         if HAS_LENGTHS:
@@ -344,21 +302,9 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
 # ----------------------------------------------------------------------------------------------------
 # lazy decoration
 
-_KERNEL_HELPERS = (_load_w, _load_ws, _load_wv, _load_b, _load_bs, _row_ptr)
+_KERNEL_HELPERS = (_load_w, _load_ws, _row_ptr)
 _KERNELS = (_scan_fwd_kernel, _scan_bwd_kernel)
 _BUILT: dict = {}
-
-
-def _rebind(fn, namespace: dict):
-    """The same function (same code, so Triton finds its source) resolving globals in ``namespace``."""
-    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
-    clone.__module__, clone.__qualname__, clone.__doc__ = fn.__module__, fn.__qualname__, fn.__doc__
-    return clone
-
-
-def _jit_all(functions, namespace: dict) -> None:
-    for fn in functions:
-        namespace[fn.__name__] = triton.jit(_rebind(fn, namespace))
 
 
 def kernels() -> types.SimpleNamespace:
@@ -367,41 +313,10 @@ def kernels() -> types.SimpleNamespace:
     functions decorated the same way. Built once per mode and cached."""
     mode = interpreting()
     if mode not in _BUILT:
-        # one namespace per mode, so a kernel calls helpers decorated the same way it is
-        helpers = dict(vars(triton_math))
-        _jit_all(triton_math.HELPERS, helpers)
+        helpers = device_helpers()
         namespace = dict(globals())
-        namespace.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
-        _jit_all(_KERNEL_HELPERS + _KERNELS, namespace)
+        namespace.update(helpers)
+        jit_all(_KERNEL_HELPERS + _KERNELS, namespace)
         _BUILT[mode] = types.SimpleNamespace(fwd=namespace["_scan_fwd_kernel"], bwd=namespace["_scan_bwd_kernel"],
-                                             cells=decorate_cells(helpers), helpers=helpers, namespace=namespace)
+                                             cells=decorate_cells(helpers))
     return _BUILT[mode]
-
-
-def decorate_cells(helpers: dict) -> dict:
-    """Each cell's (forward, backward) step functions decorated by ``triton.jit``, calling ``helpers``
-    (the decorated :mod:`~seqtorch.recurrent_cells.triton_math` functions, by name)."""
-    cells, namespaces, decorated = {}, [], {}
-    for name in cell_names():
-        module = importlib.import_module(f"seqtorch.recurrent_cells.{name}.triton")
-        cell_ns = dict(vars(module))
-        cell_ns.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
-        _jit_all((module.forward, module.backward), cell_ns)
-        cells[name] = (cell_ns["forward"], cell_ns["backward"])
-        decorated.update({module.forward: cell_ns["forward"], module.backward: cell_ns["backward"]})
-        namespaces.append(cell_ns)
-    # a cell may build on another's step (lstm_proj on lstm's): it imported that cell's plain functions,
-    # which are swapped here for their decorated versions (Triton reads globals when it compiles)
-    for cell_ns in namespaces:
-        for key, value in list(cell_ns.items()):
-            if isinstance(value, types.FunctionType) and value in decorated:
-                cell_ns[key] = decorated[value]
-    return cells
-
-
-def cell_names() -> list[str]:
-    """The registered cells that have a ``triton.py``."""
-    from ..recurrent_cells import CELLS
-
-    return [name for name in CELLS
-            if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]
