@@ -114,7 +114,7 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
     T, B = gx.shape[0], gx.shape[1]
     H = spec.hidden_size(weights)
     w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights[:2])
-    extra, cargs = cell_weights(weights, opts.cell_args)
+    extra, cargs = cell_weights(spec, weights, opts.cell_args)
     zh, zc = zoneout_args(zoneout, K)
     new = lambda shape: new_buffer(shape, gx.dtype, gx.device)  # noqa: E731
     outputs = [new(shape) for shape in contract.forward_shapes(spec, opts, gx, states, rec_mask is not None, save)]
@@ -174,7 +174,7 @@ def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):
     has_c = K == 2
     zh, zc = zoneout_args(zoneout, K)
     w_hh = weights[0].contiguous()
-    extra, cargs = cell_weights(weights, opts.cell_args)
+    extra, cargs = cell_weights(spec, weights, opts.cell_args)
     S_h = saved[0]
     S_c = saved[1] if has_c else None
     T, B = S_h.shape[0] - 1, S_h.shape[1]

@@ -31,7 +31,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ...recurrent_cells import Cell, triton_math
-from ...recurrent_cells.triton_math import GATE_IDS
+from ...recurrent_cells.triton_math import GATE_IDS, extra_weights
 from ..contract import ScanOptions
 
 GX_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -40,9 +40,10 @@ GX_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 #: kernel forgot to write cannot pass a comparison.
 POISON_NEW_BUFFERS = False
 
-MAX_SAVED = 6          # per-step buffers a cell may save (the kernels' SV0..SV5)
-MAX_GRAD_BUFFERS = 2   # per-step gradient buffers it may write (G0, G1)
-MAX_EXTRA_WEIGHTS = 3  # recurrent weights after W_hh and b_hh (W2..W4)
+# The kernels' fixed argument slots, handed to a cell as its tuples (recurrent_cells/triton_math.py):
+MAX_SAVED = 6          # per-step buffers a cell may save (the kernels' SV0..SV5: ``saved``)
+MAX_GRAD_BUFFERS = 2   # per-step gradient buffers it may write (G0, G1: ``grads``)
+MAX_EXTRA_WEIGHTS = 3  # recurrent weights after W_hh and b_hh (W2..W4: ``extra``)
 
 
 def interpreting() -> bool:
@@ -112,15 +113,22 @@ def slot_pointers(buffers: list[Tensor], dummy: Tensor, slots: int) -> list[Tens
 
 def slot_widths(buffers: list[Tensor], slots: int) -> list[int]:
     """The widths (last dimension) of per-step buffers in ``slots`` kernel arguments, 0 where unused."""
+    if len(buffers) > slots:
+        raise ValueError(f"{len(buffers)} per-step buffers, the Triton kernels have {slots} slots for them")
     return [b.shape[-1] if b.numel() else 0 for b in buffers] + [0] * (slots - len(buffers))
 
 
-def cell_weights(weights: list[Tensor | None],
+def cell_weights(spec: Cell, weights: list[Tensor | None],
                  cell_args: list[float] | tuple[float, ...]) -> tuple[list[Tensor | None], Tensor]:
-    """The weights after W_hh and b_hh in the kernels' W2..W4 (None where a cell has fewer), and the
-    cell's numeric options as a tensor in W_hh's dtype (the kernels' CARGS; one 0 when it has none)."""
-    extra = [None if w is None else w.contiguous() for w in weights[2:]]
-    extra += [None] * (MAX_EXTRA_WEIGHTS - len(extra))
+    """The weights the cell reads itself, in the kernels' W2..W4 (its ``extra``: those
+    :func:`~seqtorch.recurrent_cells.triton_math.extra_weights` names, in that order; None where it has
+    fewer), and its numeric options as a tensor in W_hh's dtype (the kernels' CARGS, the cell's ``p_args``;
+    one 0 when it has none)."""
+    extra = [weights[spec.weights.index(name)] for name in extra_weights(spec)]
+    if len(extra) > MAX_EXTRA_WEIGHTS:
+        raise ValueError(f"cell {spec.name!r} has {len(extra)} extra weights, the Triton kernels have "
+                         f"{MAX_EXTRA_WEIGHTS} slots for them")
+    extra = [None if w is None else w.contiguous() for w in extra] + [None] * (MAX_EXTRA_WEIGHTS - len(extra))
     w_hh = weights[0]
     return extra, torch.tensor(list(cell_args) or [0.0], dtype=w_hh.dtype, device=w_hh.device)
 

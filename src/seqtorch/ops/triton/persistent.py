@@ -90,7 +90,7 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     spec = opts.cell
     K = len(spec.states)
     w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights[:2])
-    extra, cargs = cell_weights(list(weights), cell_args)
+    extra, cargs = cell_weights(spec, list(weights), cell_args)
     zh, zc = zoneout_args(zoneout, K)
     gx, states = gx.contiguous(), [s.contiguous() for s in states]
     outputs = [new_buffer(shape, gx.dtype, gx.device)
@@ -124,7 +124,7 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     zh, zc = zoneout_args(zoneout, K)
     saved = [s.contiguous() for s in saved]
     w_hh = weights[0].contiguous()
-    extra, cargs = cell_weights(list(weights), cell_args)
+    extra, cargs = cell_weights(spec, list(weights), cell_args)
     S_h = saved[0]
     steps, batch, hidden, proj = S_h.shape[0] - 1, S_h.shape[1], spec.hidden_size(weights), S_h.shape[2]
     outputs = [new_buffer(shape, S_h.dtype, S_h.device)

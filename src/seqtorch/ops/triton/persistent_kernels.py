@@ -2,9 +2,11 @@
 
 The kernels own the time loop, the state in registers, ``lengths``, ``reverse``, the recurrent-dropout
 mask, the state history and the loads of W_hh; a cell's ``triton.py`` (``CELL_FWD`` / ``CELL_BWD``, passed
-as constexpr functions) owns one step's math on register tiles. The buffers are those of the op contract
-(:mod:`seqtorch.ops.contract`), so these kernels and the C++ and Python loops are interchangeable and
-are tested against the same reference. The launchers live in :mod:`.persistent`.
+as constexpr functions) owns one step's math on register tiles, called with the arguments of
+:mod:`seqtorch.recurrent_cells.triton_math`: the kernels' flat slots (SV0..SV5, G0, G1, W2..W4) go to it as
+the tuples ``saved``, ``grads`` and ``extra``, which it reads by the names its spec gives them. The buffers
+are those of the op contract (:mod:`seqtorch.ops.contract`), so these kernels and the C++ and Python loops
+are interchangeable and are tested against the same reference. The launchers live in :mod:`.persistent`.
 
 Strategy (haste's): the input projection ``gx = x @ W_ih^T + b_ih`` is one GEMM done before the scan, so
 the sequential kernels do only the recurrent products and the gate math. Each program owns ``BLOCK_B``
@@ -66,6 +68,21 @@ def _load_ws(w, H, P, o_h, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr, W_V
     return b_w0, b_w1, b_w2, b_w3
 
 
+def _block(B, H, P, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """This program's batch rows o_b and the columns o_h, their masks, and the masks and offsets of a (B, H)
+    and a (B, P) tile."""
+    i_b = tl.program_id(0)
+    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    o_h = tl.arange(0, BLOCK_H)
+    m_b = o_b < B
+    m_h = o_h < H
+    m_bh = m_b[:, None] & m_h[None, :]
+    m_bp = m_b[:, None] & (o_h < P)[None, :]
+    o_bh = o_b[:, None] * H + o_h[None, :]
+    o_bp = o_b[:, None] * P + o_h[None, :]
+    return o_b, o_h, m_b, m_h, m_bh, m_bp, o_bh, o_bp
+
+
 def _row_ptr(base, t, B, width, o_b, o_h):
     """Pointers to columns o_h of rows o_b of step t in a (T, B, width) buffer."""
     return base + (t * B + o_b[:, None]) * width + o_h[None, :]
@@ -89,17 +106,10 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, W2, W3, W4, CARGS, lengths, rmask, ZH,
     HM = h * rmask per step (HAS_MASK), U, and the cell's saved buffers SV0..SV5 (widths SW0..SW5).
     ZONEOUT_H / ZONEOUT_C: ZH (T, B, P) / ZC (T, B, H) hold the zoneout coefficients k of each state,
     ``state = k * previous + (1 - k) * new``. W2..W4: the cell's recurrent weights after W_hh and b_hh
-    (None where it has fewer), CARGS its numeric options (cell_args) in the math dtype; the cell reads both.
+    (None where it has fewer; its ``extra``), CARGS its numeric options (cell_args) in the math dtype (its
+    ``p_args``); the cell reads both.
     """
-    i_b = tl.program_id(0)
-    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    o_h = tl.arange(0, BLOCK_H)
-    m_b = o_b < B
-    m_h = o_h < H
-    m_bh = m_b[:, None] & m_h[None, :]
-    m_bp = m_b[:, None] & (o_h < P)[None, :]
-    o_bh = o_b[:, None] * H + o_h[None, :]
-    o_bp = o_b[:, None] * P + o_h[None, :]
+    o_b, o_h, m_b, m_h, m_bh, m_bp, o_bh, o_bp = _block(B, H, P, BLOCK_B, BLOCK_H)
 
     # padded rows/columns load as 0 and stay 0 through every cell (all activations map 0 to 0 or keep c)
     b_h = load_tile(h0 + o_bp, m_bp, ACC)
@@ -112,10 +122,10 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, W2, W3, W4, CARGS, lengths, rmask, ZH,
         b_len = tl.load(lengths + o_b, mask=m_b, other=0)
     if W_ON_CHIP:
         if W_VECTOR:
-            b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
+            b_w = load_weight_vector(w, H, o_h, ACC)
         else:
-            b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, True, W_VECTOR, ACC)
-    b_b0, b_b1, b_b2, b_b3 = load_bias_rows(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
+            b_w = _load_ws(w, H, P, o_h, NUM_GATES, True, W_VECTOR, ACC)
+    b_b = load_bias_rows(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
     if REVERSE:
         first = T
     else:
@@ -134,9 +144,9 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, W2, W3, W4, CARGS, lengths, rmask, ZH,
             n = t + 1
         if not W_ON_CHIP:
             if W_VECTOR:
-                b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
+                b_w = load_weight_vector(w, H, o_h, ACC)
             else:
-                b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, True, W_VECTOR, ACC)
+                b_w = _load_ws(w, H, P, o_h, NUM_GATES, True, W_VECTOR, ACC)
         if HAS_MASK:
             b_hin = b_h * b_m
             if SAVE:
@@ -148,12 +158,11 @@ def _scan_fwd_kernel(gx, h0, c0, w, bias, W2, W3, W4, CARGS, lengths, rmask, ZH,
         else:
             b_valid = None
         p_gx = gx + (t * B + o_b[:, None]) * (NUM_GATES * H) + o_h[None, :]
-        b_h_new, b_c_new = CELL_FWD(
-            b_hin, b_h, b_c, p_gx, H, P, o_h, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
-            _row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
-            _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
-            _row_ptr(SV4, t, B, SW4, o_b, o_h), _row_ptr(SV5, t, B, SW5, o_b, o_h),
-            _row_ptr(U, t, B, H, o_b, o_h), W2, W3, W4, CARGS, m_bh, b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
+        saved = (_row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
+                 _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
+                 _row_ptr(SV4, t, B, SW4, o_b, o_h), _row_ptr(SV5, t, B, SW5, o_b, o_h))
+        b_h_new, b_c_new = CELL_FWD(b_hin, b_h, b_c, p_gx, saved, _row_ptr(U, t, B, H, o_b, o_h), b_w, b_b,
+                                    (W2, W3, W4), CARGS, H, P, o_h, m_bh, b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
         # zoneout as the reference writes it: a 0/1 coefficient keeps or replaces a value exactly
         if ZONEOUT_H:
             b_kh = load_tile(ZH + t * B * P + o_bp, m_bp, ACC)
@@ -199,15 +208,7 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
     into the gradient of the states the step read. Writes dh0 (B, P), dc0 (B, H). dS_h, dS_c: the
     gradients of the forward's state histories (HAS_DH / HAS_DC: given; else zero).
     """
-    i_b = tl.program_id(0)
-    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    o_h = tl.arange(0, BLOCK_H)
-    m_b = o_b < B
-    m_h = o_h < H
-    m_bh = m_b[:, None] & m_h[None, :]
-    m_bp = m_b[:, None] & (o_h < P)[None, :]
-    o_bh = o_b[:, None] * H + o_h[None, :]
-    o_bp = o_b[:, None] * P + o_h[None, :]
+    o_b, o_h, m_b, m_h, m_bh, m_bp, o_bh, o_bp = _block(B, H, P, BLOCK_B, BLOCK_H)
 
     if REVERSE:
         last = 0
@@ -225,9 +226,9 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
         b_len = tl.load(lengths + o_b, mask=m_b, other=0)
     if W_ON_CHIP:
         if W_VECTOR:
-            b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
+            b_w = load_weight_vector(w, H, o_h, ACC)
         else:
-            b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, False, W_VECTOR, ACC)
+            b_w = _load_ws(w, H, P, o_h, NUM_GATES, False, W_VECTOR, ACC)
 
     for s in range(0, T):
         if REVERSE:
@@ -240,9 +241,9 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
             n = t + 1
         if not W_ON_CHIP:
             if W_VECTOR:
-                b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
+                b_w = load_weight_vector(w, H, o_h, ACC)
             else:
-                b_w0, b_w1, b_w2, b_w3 = _load_ws(w, H, P, o_h, NUM_GATES, False, W_VECTOR, ACC)
+                b_w = _load_ws(w, H, P, o_h, NUM_GATES, False, W_VECTOR, ACC)
         if HAS_LENGTHS:
             b_valid = (b_len > t)[:, None]
         else:
@@ -265,14 +266,14 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
         if ZONEOUT_C:
             b_kc = load_tile(ZC + t * B * H + o_bh, m_bh, ACC)
             b_dc_new = b_dc - b_kc * b_dc
-        b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(
-            b_dh_new, b_dc_new, b_hp, b_cp, b_hin, b_hnext, _row_ptr(dgx, t, B, NUM_GATES * H, o_b, o_h),
-            _row_ptr(G0, t, B, GW0, o_b, o_h), _row_ptr(G1, t, B, GW1, o_b, o_h), H, P, o_h,
-            b_w0, b_w1, b_w2, b_w3,
-            _row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
-            _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
-            _row_ptr(SV4, t, B, SW4, o_b, o_h), _row_ptr(SV5, t, B, SW5, o_b, o_h),
-            _row_ptr(U, t, B, H, o_b, o_h), W2, W3, W4, CARGS, m_bh, b_valid, ACC, HAS_LENGTHS, RELU, GATE)
+        p_dgx = _row_ptr(dgx, t, B, NUM_GATES * H, o_b, o_h)
+        grads = (_row_ptr(G0, t, B, GW0, o_b, o_h), _row_ptr(G1, t, B, GW1, o_b, o_h))
+        saved = (_row_ptr(SV0, t, B, SW0, o_b, o_h), _row_ptr(SV1, t, B, SW1, o_b, o_h),
+                 _row_ptr(SV2, t, B, SW2, o_b, o_h), _row_ptr(SV3, t, B, SW3, o_b, o_h),
+                 _row_ptr(SV4, t, B, SW4, o_b, o_h), _row_ptr(SV5, t, B, SW5, o_b, o_h))
+        b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(b_dh_new, b_dc_new, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved,
+                                                  _row_ptr(U, t, B, H, o_b, o_h), b_w, (W2, W3, W4), CARGS, H, P,
+                                                  o_h, m_bh, b_valid, ACC, HAS_LENGTHS, RELU, GATE)
         if HAS_MASK:
             b_dhin = b_dhin * b_m
         b_dh_prev = b_dhin + b_dh_direct
@@ -302,7 +303,7 @@ def _scan_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, ZH, ZC,     # forward
 # ----------------------------------------------------------------------------------------------------
 # lazy decoration
 
-_KERNEL_HELPERS = (_load_w, _load_ws, _row_ptr)
+_KERNEL_HELPERS = (_load_w, _load_ws, _block, _row_ptr)
 _KERNELS = (_scan_fwd_kernel, _scan_bwd_kernel)
 _BUILT: dict = {}
 

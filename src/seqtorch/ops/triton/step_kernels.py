@@ -70,7 +70,7 @@ def _step_fwd_kernel(gx, Q, w, bias, W2, W3, W4, CARGS, lengths, t, ZH, ZC,   # 
     if HAS_C:
         b_c = load_tile(c_prev + o_bh, m_bh, ACC)
     if W_VECTOR:
-        b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
+        b_w = load_weight_vector(w, H, o_h, ACC)
     else:  # the product's gate tiles, where the persistent kernel hands over W_hh's
         p_q = Q + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
         b_w0 = load_tile(p_q, m_bh, ACC)
@@ -82,17 +82,18 @@ def _step_fwd_kernel(gx, Q, w, bias, W2, W3, W4, CARGS, lengths, t, ZH, ZC,   # 
             b_w2 = load_tile(p_q + 2 * H, m_bh, ACC)
         if NUM_GATES > 3:
             b_w3 = load_tile(p_q + 3 * H, m_bh, ACC)
-    b_b0, b_b1, b_b2, b_b3 = load_bias_rows(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
+        b_w = (b_w0, b_w1, b_w2, b_w3)
+    b_b = load_bias_rows(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
     if HAS_LENGTHS:
         b_valid = (tl.load(lengths + o_b, mask=m_b, other=0) > t)[:, None]
     else:
         b_valid = None
     p_gx = gx + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
-    b_h_new, b_c_new = CELL_FWD(
-        b_hin, b_h, b_c, p_gx, H, H, o_h, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
-        _tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
-        _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h),
-        p_gx, W2, W3, W4, CARGS, m_bh, b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
+    saved = (_tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
+             _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h))
+    # no U here (a cell with a second product does not run in this loop): gx's rows stand in
+    b_h_new, b_c_new = CELL_FWD(b_hin, b_h, b_c, p_gx, saved, p_gx, b_w, b_b, (W2, W3, W4), CARGS, H, H, o_h, m_bh,
+                                b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
     if ZONEOUT_H:
         b_kh = load_tile(ZH + o_bh, m_bh, ACC)
         b_h_new = b_kh * b_h + (1.0 - b_kh) * b_h_new
@@ -144,12 +145,10 @@ def _step_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, t, t_done, ZH, ZC,   
         b_dh += b_q
     if STEP:
         if W_VECTOR:
-            b_w0, b_w1, b_w2, b_w3 = load_weight_vector(w, H, o_h, ACC)
+            b_w = load_weight_vector(w, H, o_h, ACC)
         else:  # the cell's dot(dgate, W_k) terms: zero tiles (their sum is the next GEMM)
-            b_w0 = tl.full((BLOCK_B, BLOCK_H), 0.0, ACC)
-            b_w1 = b_w0
-            b_w2 = b_w0
-            b_w3 = b_w0
+            b_zero = tl.full((BLOCK_B, BLOCK_H), 0.0, ACC)
+            b_w = (b_zero, b_zero, b_zero, b_zero)
         if HAS_LENGTHS:
             b_valid = (b_len > t)[:, None]
         else:
@@ -169,12 +168,13 @@ def _step_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, t, t_done, ZH, ZC,   
             b_kc = load_tile(ZC + o_bh, m_bh, ACC)
             b_dc_new = b_dc - b_kc * b_dc
         p_dgx = dgx + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
-        b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(
-            b_dh_new, b_dc_new, b_hp, b_cp, b_hin, b_hnext, p_dgx, _tile(G0, GW0, o_b, o_h),
-            _tile(G1, GW1, o_b, o_h), H, H, o_h, b_w0, b_w1, b_w2, b_w3,
-            _tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
-            _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h),
-            p_dgx, W2, W3, W4, CARGS, m_bh, b_valid, ACC, HAS_LENGTHS, RELU, GATE)
+        grads = (_tile(G0, GW0, o_b, o_h), _tile(G1, GW1, o_b, o_h))
+        saved = (_tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
+                 _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h))
+        # no U here, as in the forward: dgx's rows stand in
+        b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(b_dh_new, b_dc_new, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved,
+                                                  p_dgx, b_w, (W2, W3, W4), CARGS, H, H, o_h, m_bh, b_valid, ACC,
+                                                  HAS_LENGTHS, RELU, GATE)
         if HAS_MASK:
             b_dhin = b_dhin * b_m
         b_dh_prev = b_dhin + b_dh_direct
