@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ...recurrent_cells import Cell, triton_math
+from ...recurrent_cells import CELLS, Cell, triton_math
 from ...recurrent_cells.triton_math import GATE_IDS, extra_weights
 from ..contract import ScanOptions
 
@@ -59,8 +59,6 @@ def interpreting() -> bool:
 
 def cell_names() -> list[str]:
     """The registered cells that have a ``triton.py``."""
-    from ...recurrent_cells import CELLS
-
     return [name for name in CELLS
             if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]
 
