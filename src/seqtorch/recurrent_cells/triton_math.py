@@ -50,12 +50,10 @@ reference's autograd formulas; the hard sigmoids read the saved pre-activation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import triton.language as tl
 
-if TYPE_CHECKING:
-    from .base import Cell
+from .base import Cell
 
 GATE_IDS = {"sigmoid": 0, "hard_sigmoid_keras2": 1, "hardsigmoid": 2}
 # torch's float32 1/6, in every dtype (see activations.py); a tl.constexpr, the only kind of global a
