@@ -29,9 +29,9 @@ def _poison(monkeypatch):
     write fails the comparison (the Triton launchers have a switch of their own)."""
     buffers.set_poison(True)
     if importlib.util.find_spec("triton") is not None:
-        from seqtorch.ops import triton_scan
+        from seqtorch.ops.triton import common
 
-        monkeypatch.setattr(triton_scan, "POISON_NEW_BUFFERS", True)
+        monkeypatch.setattr(common, "POISON_NEW_BUFFERS", True)
     yield
     buffers.set_poison(False)
 
@@ -71,11 +71,11 @@ def backends_for(cell):
     cases = [("cpu_fused", "native")] if cell in native.cell_headers() else []
     cases += [("cpu_fused", "python")]
     if "triton" in dispatch.available_backends():
-        from seqtorch.ops import triton_alternating, triton_scan
+        from seqtorch.ops.triton import alternating, common
 
-        if triton_scan.has_cell(get_cell(cell)):
+        if common.has_cell(get_cell(cell)):
             cases.append(("triton", "interpreter"))
-            cases += [("triton", "alternating")] if triton_alternating.supports_cell(get_cell(cell)) is None else []
+            cases += [("triton", "alternating")] if alternating.supports_cell(get_cell(cell)) is None else []
     return cases
 
 
@@ -87,12 +87,12 @@ def use(cell, backend, loop, monkeypatch, like):
     """Set up the case's backend; for the C++ case, check that the C++ loop is what serves ``cell``."""
     monkeypatch.setattr(dispatch, "USE_NATIVE", loop == "native")
     if backend == "triton":
-        from seqtorch.ops import triton_alternating, triton_scan
+        from seqtorch.ops.triton import alternating, persistent
 
         monkeypatch.setenv("TRITON_INTERPRET", "1")
         # the alternating loop serves above the persistent kernels' largest H: lowered, it serves every size
-        monkeypatch.setattr(triton_scan, "MAX_HIDDEN", 0 if loop == "alternating" else triton_scan.MAX_HIDDEN)
-        want = triton_alternating.KERNEL if loop == "alternating" else triton_scan.KERNEL
+        monkeypatch.setattr(persistent, "MAX_HIDDEN", 0 if loop == "alternating" else persistent.MAX_HIDDEN)
+        want = alternating.KERNEL if loop == "alternating" else persistent.KERNEL
         assert serving_kernel("triton", cell, like, H) is want
     if loop == "native":
         assert native.kernel(cell) is not None, native.failure()
@@ -112,9 +112,9 @@ def test_cell_has_its_cpp_kernel(cell):
 @pytest.mark.parametrize("cell", KERNEL_CELLS)
 def test_cell_has_its_triton_kernels(cell):
     pytest.importorskip("triton")
-    from seqtorch.ops import triton_scan
+    from seqtorch.ops.triton import common
 
-    assert triton_scan.has_cell(get_cell(cell))
+    assert common.has_cell(get_cell(cell))
     assert ("triton", "interpreter") in backends_for(cell)
 
 

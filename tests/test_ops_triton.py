@@ -15,7 +15,8 @@ import torch
 pytest.importorskip("triton")
 
 from conftest import assert_close  # noqa: E402
-from seqtorch.ops import triton_alternating, triton_scan  # noqa: E402
+from seqtorch.ops.triton import alternating as alternating_loop  # noqa: E402  (`alternating` is a fixture here)
+from seqtorch.ops.triton import common, persistent  # noqa: E402
 from seqtorch.recurrent_cells import get_cell  # noqa: E402
 from support.dispatching import resolve_backend, serving_kernel  # noqa: E402
 from support.layer_families import GATES, recurrent_scan_reference, recurrent_scan_triton, rnn  # noqa: E402
@@ -41,7 +42,7 @@ def _interpreter_without_gpu():
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch):
     """Every buffer the launchers allocate starts as NaN: an element a kernel forgot to write fails."""
-    monkeypatch.setattr(triton_scan, "POISON_NEW_BUFFERS", True)
+    monkeypatch.setattr(common, "POISON_NEW_BUFFERS", True)
 
 
 def make_inputs(mode, T, B, H, *, dtype=torch.float32, lengths=None, mask=False, bias=True, seed=0):
@@ -134,7 +135,7 @@ def test_matches_reference_float64(mode):
                          ids=["lstm-H40-on-chip", "gru-H70-from-L2", "rnn-H128-max"])
 def test_larger_hidden_sizes(mode, H):
     """H up to MAX_HIDDEN; W_hh kept on chip or re-read each step depending on its size."""
-    config = triton_scan._launch_config(get_cell(mode), H, torch.float32)
+    config = persistent._launch_config(get_cell(mode), H, torch.float32)
     assert config["W_ON_CHIP"] == (mode != "gru")
     check_against_reference(mode, 3, 2, H, lengths=[3, 2], mask=True)
 
@@ -143,14 +144,14 @@ def test_larger_hidden_sizes(mode, H):
 def alternating(monkeypatch):
     """The alternating loop (a GEMM and a launch per step) for every hidden size: the persistent kernels' limit
     lowered to 0."""
-    monkeypatch.setattr(triton_scan, "MAX_HIDDEN", 0)
+    monkeypatch.setattr(persistent, "MAX_HIDDEN", 0)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("T,B,H,opts", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_alternating_loop_matches_reference_float32(mode, T, B, H, opts, alternating):
     assert serving_kernel("triton", mode, torch.zeros(1, 1, GATES[mode] * H, device=DEVICE), H) \
-        is triton_alternating.KERNEL
+        is alternating_loop.KERNEL
     check_against_reference(mode, T, B, H, **opts)
 
 
@@ -165,7 +166,7 @@ def test_alternating_loop_takes_the_reset_after_gru_only(reset_after, alternatin
     """The reset-before GRU's second product needs r inside the step: the alternating loop refuses it, with
     the reason (auto then falls back), and the persistent kernels keep it up to their limit."""
     gx = torch.zeros(2, 3, 3 * 6, device=DEVICE)
-    reason = triton_alternating.supports_cell(get_cell("gru" if reset_after else "gru_reset_before"))
+    reason = alternating_loop.supports_cell(get_cell("gru" if reset_after else "gru_reset_before"))
     assert (reason is None) == reset_after
     if not reset_after:
         assert "2 recurrent products" in reason
@@ -179,7 +180,7 @@ def test_alternating_loop_takes_the_reset_after_gru_only(reset_after, alternatin
 def test_hidden_sizes_above_the_persistent_kernels(mode, H, opts):
     """H > MAX_HIDDEN runs (the alternating loop, H split over column blocks of 128), against the reference."""
     assert serving_kernel("triton", mode, torch.zeros(1, 1, GATES[mode] * H, device=DEVICE), H) \
-        is triton_alternating.KERNEL
+        is alternating_loop.KERNEL
     check_against_reference(mode, 3, 3, H, **opts)
 
 
@@ -187,7 +188,7 @@ def test_hidden_sizes_above_the_persistent_kernels(mode, H, opts):
 def test_inference_path_matches_without_grad(loop, monkeypatch):
     """Under no_grad the forward runs without saving the backward's buffers; same numbers."""
     if loop == "alternating":
-        monkeypatch.setattr(triton_scan, "MAX_HIDDEN", 0)
+        monkeypatch.setattr(persistent, "MAX_HIDDEN", 0)
     inputs, options = make_inputs("lstm", 4, 3, 5, lengths=[4, 2, 1], mask=True)
     with torch.no_grad():
         got = recurrent_scan_triton("lstm", *inputs.values(), **options, reverse=True)
@@ -198,7 +199,7 @@ def test_inference_path_matches_without_grad(loop, monkeypatch):
 
 
 def test_poisoned_buffers_start_as_nan():
-    buffer = triton_scan._new((2, 3), torch.float32, "cpu")
+    buffer = common.new_buffer((2, 3), torch.float32, "cpu")
     assert torch.isnan(buffer).all()
 
 
@@ -230,17 +231,17 @@ def test_layer_stack_through_functional_matches_reference(H):
 
 def test_supports_triton_rules(monkeypatch):
     gx = torch.zeros(3, 2, 8, device=DEVICE)
-    assert serving_kernel("triton", "lstm", gx, 8) is triton_scan.KERNEL
+    assert serving_kernel("triton", "lstm", gx, 8) is persistent.KERNEL
     assert serving_kernel("triton", "lstm", torch.zeros(3, 2, 4 * 129, device=DEVICE), 129) \
-        is triton_alternating.KERNEL
+        is alternating_loop.KERNEL
     with pytest.raises(RuntimeError) as info:
         serving_kernel("triton", "gru_reset_before", torch.zeros(3, 2, 3 * 129, device=DEVICE), 129)
     assert "hidden_size 129 is above what the persistent kernel covers (128)" in str(info.value)
-    assert "dtype torch.int32" in triton_scan.supports_device(gx.int())
-    assert "non-empty" in triton_scan.supports_device(torch.zeros(0, 2, 8, device=DEVICE))
+    assert "dtype torch.int32" in common.supports_device(gx.int())
+    assert "non-empty" in common.supports_device(torch.zeros(0, 2, 8, device=DEVICE))
     if not HAS_CUDA:
         monkeypatch.setenv("TRITON_INTERPRET", "0")
-        reason = triton_scan.supports_device(gx)
+        reason = common.supports_device(gx)
         assert "CUDA" in reason and "'cpu'" in reason
 
 

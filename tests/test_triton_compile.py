@@ -2,8 +2,8 @@
 
 Triton's interpreter (how tests/test_ops_triton.py runs the kernels on CPU) executes the kernels as Python:
 it accepts code that the compiler rejects (a non-constexpr global, a construct LLVM cannot lower) and it
-never runs LLVM, whose SLP vectorizer has crashed on these kernels before (see triton_scan.py). So every
-cell's forward and backward kernel is compiled here ahead of time, with Triton's bundled ptxas, for the
+never runs LLVM, whose SLP vectorizer has crashed on these kernels before (see ops/triton/persistent.py). So
+every cell's forward and backward kernel is compiled here ahead of time, with Triton's bundled ptxas, for the
 option sets the scans launch: W_hh on chip and re-read from L2, lengths and masks on and off, each
 recurrent activation, float32 and float64. Nothing runs; the compiled binaries are only checked to exist.
 """
@@ -13,10 +13,11 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from seqtorch.ops import triton_alternating, triton_scan  # noqa: E402
 from seqtorch.ops.contract import ScanOptions  # noqa: E402
-from seqtorch.ops.triton_kernels import cell_names, kernels  # noqa: E402
-from seqtorch.ops.triton_step_kernels import step_kernels  # noqa: E402
+from seqtorch.ops.triton import alternating, persistent  # noqa: E402
+from seqtorch.ops.triton.common import cell_names  # noqa: E402
+from seqtorch.ops.triton.persistent_kernels import kernels  # noqa: E402
+from seqtorch.ops.triton.step_kernels import step_kernels  # noqa: E402
 from seqtorch.recurrent_cells import get_cell  # noqa: E402
 
 try:
@@ -69,11 +70,11 @@ def test_kernels_compile_for_sm90(cell, hidden, dtype, lengths, mask, recurrent_
     two_states = len(get_cell(cell).states) == 2
     zoneout = (mask, mask and two_states)  # with the mask's option sets: zoneout on every state
     built = kernels()
-    constexprs, warps = triton_scan.forward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, bias=True,
-                                                       save=True, zoneout=zoneout)
+    constexprs, warps = persistent.forward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, bias=True,
+                                                      save=True, zoneout=zoneout)
     assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
-    constexprs, warps = triton_scan.backward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, dh=True,
-                                                        dc=two_states, zoneout=zoneout)
+    constexprs, warps = persistent.backward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, dh=True,
+                                                       dc=two_states, zoneout=zoneout)
     assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]
 
 
@@ -86,7 +87,7 @@ ALTERNATING_SETS = [  # (id, batch, hidden, dtype, lengths, mask, recurrent_acti
 
 @pytest.mark.parametrize("batch, hidden, dtype, lengths, mask, recurrent_activation, activation",
                          [case[1:] for case in ALTERNATING_SETS], ids=[case[0] for case in ALTERNATING_SETS])
-@pytest.mark.parametrize("cell", [c for c in cell_names() if triton_alternating.supports_cell(get_cell(c)) is None])
+@pytest.mark.parametrize("cell", [c for c in cell_names() if alternating.supports_cell(get_cell(c)) is None])
 def test_step_kernels_compile_for_sm90(cell, batch, hidden, dtype, lengths, mask, recurrent_activation, activation):
     """The alternating loop's per-step kernels: the forward, and the backward as its first, middle and last
     launches (step only, finish + step, finish only)."""
@@ -94,11 +95,11 @@ def test_step_kernels_compile_for_sm90(cell, batch, hidden, dtype, lengths, mask
     two_states = len(get_cell(cell).states) == 2
     zoneout = (mask, mask and two_states)
     built = step_kernels()
-    constexprs, warps = triton_alternating.forward_constexprs(opts, batch, hidden, dtype, lengths=lengths, bias=True,
-                                                              save=True, zoneout=zoneout)
+    constexprs, warps = alternating.forward_constexprs(opts, batch, hidden, dtype, lengths=lengths, bias=True,
+                                                       save=True, zoneout=zoneout)
     assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
     for finish, step in [(False, True), (True, True), (True, False)]:
-        constexprs, warps = triton_alternating.backward_constexprs(
+        constexprs, warps = alternating.backward_constexprs(
             opts, batch, hidden, dtype, lengths=lengths, mask=mask, dh=True, dc=two_states, finish=finish, step=step,
             zoneout=zoneout)
         assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]

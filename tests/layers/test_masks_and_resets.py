@@ -268,3 +268,39 @@ def test_unbatched_mask():
     alone, alone_h = layer(x[mask])
     assert_close(out[mask], alone)
     assert_close(h_n, alone_h)
+
+
+def test_masks_and_resets_compose_with_the_transforms(backend):
+    """Double backward and forward mode go through the reference with the same masks and resets; vmap folds
+    its dimension into the batch (the masks with it)."""
+    torch.manual_seed(1)
+    layer = seqtorch.GRU(2, 3, batch_first=True, dtype=torch.float64, backend=backend)
+    x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[False, True, True, False, True], [True, True, True, True, True]])
+    resets = torch.tensor([[False, False, False, False, True], [False, False, True, False, False]])
+    run = lambda x: layer(x, mask=mask, resets=resets)[0]  # noqa: E731
+    torch.autograd.gradgradcheck(run, (x,))
+    tangent = torch.randn_like(x)
+    _, jvp = torch.func.jvp(run, (x,), (tangent,))
+    _, vjp = torch.func.vjp(run, x)
+    probe = torch.randn_like(jvp)
+    assert_close((jvp * probe).sum(), (vjp(probe)[0] * tangent).sum())  # <J t, p> = <t, J^T p>
+    batched = torch.func.vmap(lambda x, m, r: layer(x, mask=m, resets=r)[0])(x.unsqueeze(1), mask.unsqueeze(1),
+                                                                               resets.unsqueeze(1))
+    assert_close(batched.squeeze(1), run(x))
+
+
+def test_masks_and_resets_compile_to_one_graph():
+    torch.manual_seed(2)
+    layer = seqtorch.LSTM(3, 4, 2, batch_first=True, bidirectional=True)
+    x = torch.randn(B, T, 3)
+    mask, resets = _holes(), torch.zeros(B, T, dtype=torch.bool)
+    resets[2, 3] = True
+    explained = torch._dynamo.explain(layer)(x, mask=mask, resets=resets)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    got, want = compiled(x, mask=mask, resets=resets)[0], layer(x, mask=mask, resets=resets)[0]
+    assert_close(got, want)
+    exported = torch.export.export(layer, (x,), {"mask": mask, "resets": resets})
+    assert_close(exported.module()(x, mask=mask, resets=resets)[0], want)

@@ -3,8 +3,8 @@
 Each implementation (the Python loop, the C++ loop, the Triton kernels) registers a pair of
 ``torch.library`` ops with the same schema, ``seqtorch::scan_forward_<impl>`` and
 ``seqtorch::scan_backward_<impl>``; :mod:`.autograd` links them into one differentiable scan and
-:mod:`.cpu_fused` / :mod:`.triton_scan` pick the implementation. The options travel as one
-:class:`ScanOptions`, unpacked into the schema's leading ``str``/``bool`` arguments.
+:mod:`.dispatch` picks the implementation. The options travel as one :class:`ScanOptions`, unpacked into
+the schema's leading ``str``/``bool`` arguments.
 
 Inputs besides the options: gx (T, B, G*H), the initial states, the cell's recurrent weights, and the
 optional per-step ones of :class:`ScanInputs` (``lengths``, ``mask``, ``restart``, ``rec_mask``,

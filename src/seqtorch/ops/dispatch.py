@@ -7,9 +7,9 @@
 implementation      backend      serves
 ==================  ===========  ======================================================================
 triton persistent   triton       a cell with ``triton.py``, H <= 128: one kernel per layer and direction
-                                 (:mod:`.triton_scan`); CUDA tensors (CPU under ``TRITON_INTERPRET=1``)
+                                 (:mod:`.triton.persistent`); CUDA tensors (CPU under ``TRITON_INTERPRET=1``)
 triton alternating  triton       H > 128, a cell with one product over all of W_hh: per step a cuBLAS
-                                 GEMM and one Triton launch (:mod:`.triton_alternating`)
+                                 GEMM and one Triton launch (:mod:`.triton.alternating`)
 C++ loop            cpu_fused    CPU float32/float64, a cell with ``cpu.h``, the library built (:mod:`.native`)
 Python loop         cpu_fused    any device, any floating dtype (:mod:`.python_loop`)
 reference           reference    anything: the plain autograd loop (:mod:`.reference`)
@@ -106,16 +106,16 @@ IMPLEMENTATIONS: list[Implementation] = [
 
 # triton is an optional dependency: without it, its implementations are not offered.
 if importlib.util.find_spec("triton") is not None:
-    from . import triton_alternating, triton_scan
+    from .triton import alternating, persistent
 
-    for _kernel in (triton_scan.KERNEL, triton_alternating.KERNEL):
+    for _kernel in (persistent.KERNEL, alternating.KERNEL):
         autograd.register(_kernel)
         _REGISTERED.add(_kernel.name)
     IMPLEMENTATIONS[:0] = [
-        Implementation("triton persistent", "triton", triton_scan.supports, lambda opts: triton_scan.KERNEL,
+        Implementation("triton persistent", "triton", persistent.supports, lambda opts: persistent.KERNEL,
                        dtypes="weights", auto_needs_cuda=True),
-        Implementation("triton alternating", "triton", triton_alternating.supports,
-                       lambda opts: triton_alternating.KERNEL, dtypes="weights", auto_needs_cuda=True),
+        Implementation("triton alternating", "triton", alternating.supports, lambda opts: alternating.KERNEL,
+                       dtypes="weights", auto_needs_cuda=True),
     ]
 
 

@@ -1,10 +1,46 @@
-"""Device helpers every cell's Triton code uses: activations and their derivatives, tile loads, the dot.
+"""The Triton cell interface: how a cell's ``triton.py`` is called, its named slots, the device helpers.
 
-Plain functions, decorated by ``triton.jit`` only when the kernels are first launched
-(:func:`seqtorch.ops.triton_kernels.kernels` says why), so importing this module needs no GPU and compiles
+A cell's ``triton.py`` holds two plain functions, ``forward`` and ``backward``: one step of one block of
+batch rows on register tiles. The kernels of :mod:`seqtorch.ops.triton` (the persistent ones and the
+alternating loop's per-step ones) own everything else and call them with these arguments (shapes of the
+tiles: (BLOCK_B, BLOCK_H), BLOCK_H >= H; rows (1, BLOCK_H); row pointers address the step's rows of a
+buffer, gate k of a G*H-wide one at ``+ k * H``)::
+
+    forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m_bh, b_valid,
+            ACC, SAVE, HAS_LENGTHS, RELU, GATE) -> (h', c')
+    backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved, p_u, w, extra, p_args,
+             H, P, o_h, m_bh, b_valid, ACC, HAS_LENGTHS, RELU, GATE) -> (d h~, d h, d c)
+
+* states: ``b_hin`` = h * rec_mask (the product's input), ``b_h``, ``b_c`` the states the step reads
+  (h masked to its P columns; ``b_c`` a placeholder for a cell with one state, which returns it as its
+  c'); in the backward ``b_dh``, ``b_dc`` the gradients of the states the step wrote, ``b_hp``, ``b_cp``
+  the states it read and ``b_hnext`` the h it wrote. The backward returns the gradient of h~ (through
+  the product), of h directly, and of c.
+* ``p_gx`` / ``p_dgx``: gx's / dgx's row pointer (G*H wide); ``p_u``: the row of U (the vector a first
+  stage hands to a second product).
+* grouped arguments (tuples), read by constant index: ``w``, the 4 gate tiles of W_hh (transposed in the
+  forward; on the alternating loop, the product's tiles; a (1, BLOCK_H) row in each place for a weight
+  vector, ``W_VECTOR``); ``b``, b_hh's 4 gate rows (zero without a bias); and, named by the cell's spec
+  through :func:`slots`, ``saved``: the row pointers of its saved buffers (:meth:`Cell.saved
+  <seqtorch.recurrent_cells.base.Cell.saved>`), ``grads``: those of its gradient buffers
+  (:meth:`~seqtorch.recurrent_cells.base.Cell.grad_buffers`), ``extra``: the pointers of its further
+  recurrent weights (:func:`extra_weights`), which it loads itself. ``p_args`` points at its numeric
+  options (:attr:`~seqtorch.recurrent_cells.base.Cell.cell_args`, in the math dtype), named the same way:
+  ``tl.load(p_args + EPS)``.
+* ``H``, ``P`` the hidden and h sizes, ``o_h`` the block's column offsets, ``m_bh`` its mask, ``b_valid``
+  (BLOCK_B, 1) whether each row's step is inside its sequence (with ``HAS_LENGTHS``); ``ACC`` the math
+  dtype, ``SAVE`` whether to write the saved buffers, ``RELU`` and ``GATE`` the activations.
+
+So a cell names each slot once: ``A, TC, PRE = slots(CELL.saved_names(), "A", "TC", "PRE")`` at the top of
+its ``triton.py``, then ``saved[A]``; the index is a ``tl.constexpr`` (the only kind of global a compiled
+kernel may read), and a name its spec does not have raises on import.
+
+The device helpers below are plain functions, decorated by ``triton.jit`` only when the kernels are first
+launched (:mod:`seqtorch.ops.triton.common` says why), so importing this module needs no GPU and compiles
 nothing. Only ``triton.language``'s builtins are used (``tl.full``, not ``tl.zeros``): the functions of
 ``triton.language.standard`` are themselves jit functions, decorated when triton is imported, and the
-interpreter cannot call them when it is switched on later (as the tests do). Names: ``b_`` register blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks.
+interpreter cannot call them when it is switched on later (as the tests do). Names: ``b_`` register
+blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks.
 
 ``GATE`` numbers the gates' function as the C++ loop does: 0 sigmoid, 1 Keras 2's hard sigmoid
 ``clip(0.2 x + 0.5, 0, 1)``, 2 torch's hardsigmoid ``clamp(x + 3, 0, 6) / 6``. The derivatives are the
@@ -13,12 +49,35 @@ reference's autograd formulas; the hard sigmoids read the saved pre-activation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import triton.language as tl
+
+from .base import Cell
 
 GATE_IDS = {"sigmoid": 0, "hard_sigmoid_keras2": 1, "hardsigmoid": 2}
 # torch's float32 1/6, in every dtype (see activations.py); a tl.constexpr, the only kind of global a
 # compiled kernel may read (the interpreter reads any, so only a compile for the GPU shows the difference)
 HARDSIGMOID_SLOPE = tl.constexpr(0.1666666716337204)
+
+
+def slots(names: Sequence[str], *wanted: str) -> tuple[tl.constexpr, ...]:
+    """Where each name of ``wanted`` sits in ``names`` (a cell's saved-buffer, gradient-buffer, extra-weight
+    or numeric-option names, in the order its spec declares them and the kernels hand them over), as
+    ``tl.constexpr`` indices: ``A, TC = slots(CELL.saved_names(), "A", "TC")``, then ``saved[A]``. A name
+    that is not in ``names`` raises a ValueError (a typo fails on import, not as a wrong buffer)."""
+    names = list(names)
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise ValueError(f"no slot named {', '.join(map(repr, unknown))}; the spec names {names}")
+    return tuple(tl.constexpr(names.index(name)) for name in wanted)
+
+
+def extra_weights(cell: Cell) -> tuple[str, ...]:
+    """The names of the recurrent weights a cell's Triton code finds in ``extra``, in that order: those of
+    :attr:`~seqtorch.recurrent_cells.base.Cell.weights` after ``weight_hh`` and ``bias_hh``, which the
+    kernels load themselves (into ``w`` and ``b``)."""
+    return tuple(cell.weights[2:])
 
 
 def act(x, RELU: tl.constexpr):

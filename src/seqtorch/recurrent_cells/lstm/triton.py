@@ -1,35 +1,33 @@
-"""The LSTM's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton_kernels`): one step of one
-block of batch rows, on register tiles. Equations and saved layout as this folder's ``__init__.py``:
-A = i, f, g, o at columns 0, H, 2H, 3H; TC = act(c'); PRE = the pre-activations (hard sigmoids only).
-
-The kernel hands over the state tiles (h's masked to its P columns), gx's and the saved buffers' pointers
-(``p_s0..p_s5``) and the gradient buffers' (``p_g0``, ``p_g1``) at this step's rows (gate k at ``+ k * H``),
-the column offsets ``o_h``, W_hh's gate tiles (transposed for the forward) and the bias rows, and the
-pointers to the cell's further recurrent weights (``p_w2..p_w4``, in its spec's order) and numeric options
-(``p_args``), which a cell that has them loads itself.
+"""The LSTM's pointwise code for the Triton kernels (:mod:`seqtorch.ops.triton`; the arguments are the
+interface of :mod:`~seqtorch.recurrent_cells.triton_math`): one step of one block of batch rows, on register
+tiles. Equations and saved layout as this folder's ``__init__.py``: A = i, f, g, o at columns 0, H, 2H, 3H;
+TC = act(c'); PRE = the pre-activations (hard sigmoids only). ``w[k]`` and ``b[k]`` are gate k's tile of
+W_hh and row of b_hh.
 """
 
 from __future__ import annotations
 
 import triton.language as tl
 
-from ..triton_math import act, act_grad, dot, gate, gate_grad, keep_valid, load_tile, store_tile
+from ..triton_math import act, act_grad, dot, gate, gate_grad, keep_valid, load_tile, slots, store_tile
+from . import CELL
+
+A, TC, PRE = slots(CELL.saved_names(), "A", "TC", "PRE")
 
 
-def forward(b_hin, b_h, b_c, p_gx, H, P, o_h, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
-            p_s0, p_s1, p_s2, p_s3, p_s4, p_s5, p_u, p_w2, p_w3, p_w4, p_args, m_bh, b_valid,
+def forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m_bh, b_valid,
             ACC: tl.constexpr, SAVE: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr,
             GATE: tl.constexpr):
-    a_i = load_tile(p_gx, m_bh, ACC) + dot(b_hin, b_w0) + b_b0
-    a_f = load_tile(p_gx + H, m_bh, ACC) + dot(b_hin, b_w1) + b_b1
-    a_g = load_tile(p_gx + 2 * H, m_bh, ACC) + dot(b_hin, b_w2) + b_b2
-    a_o = load_tile(p_gx + 3 * H, m_bh, ACC) + dot(b_hin, b_w3) + b_b3
+    a_i = load_tile(p_gx, m_bh, ACC) + dot(b_hin, w[0]) + b[0]
+    a_f = load_tile(p_gx + H, m_bh, ACC) + dot(b_hin, w[1]) + b[1]
+    a_g = load_tile(p_gx + 2 * H, m_bh, ACC) + dot(b_hin, w[2]) + b[2]
+    a_o = load_tile(p_gx + 3 * H, m_bh, ACC) + dot(b_hin, w[3]) + b[3]
     if SAVE:
         if GATE != 0:
-            store_tile(p_s2, keep_valid(a_i, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(p_s2 + H, keep_valid(a_f, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(p_s2 + 2 * H, keep_valid(a_g, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(p_s2 + 3 * H, keep_valid(a_o, b_valid, HAS_LENGTHS), m_bh)
+            store_tile(saved[PRE], keep_valid(a_i, b_valid, HAS_LENGTHS), m_bh)
+            store_tile(saved[PRE] + H, keep_valid(a_f, b_valid, HAS_LENGTHS), m_bh)
+            store_tile(saved[PRE] + 2 * H, keep_valid(a_g, b_valid, HAS_LENGTHS), m_bh)
+            store_tile(saved[PRE] + 3 * H, keep_valid(a_o, b_valid, HAS_LENGTHS), m_bh)
     b_i = gate(a_i, GATE)
     b_f = gate(a_f, GATE)
     b_g = act(a_g, RELU)
@@ -37,27 +35,26 @@ def forward(b_hin, b_h, b_c, p_gx, H, P, o_h, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1
     b_c_new = b_f * b_c + b_i * b_g
     b_y = act(b_c_new, RELU)
     if SAVE:
-        store_tile(p_s0, keep_valid(b_i, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(p_s0 + H, keep_valid(b_f, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(p_s0 + 2 * H, keep_valid(b_g, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(p_s0 + 3 * H, keep_valid(b_o, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(p_s1, keep_valid(b_y, b_valid, HAS_LENGTHS), m_bh)
+        store_tile(saved[A], keep_valid(b_i, b_valid, HAS_LENGTHS), m_bh)
+        store_tile(saved[A] + H, keep_valid(b_f, b_valid, HAS_LENGTHS), m_bh)
+        store_tile(saved[A] + 2 * H, keep_valid(b_g, b_valid, HAS_LENGTHS), m_bh)
+        store_tile(saved[A] + 3 * H, keep_valid(b_o, b_valid, HAS_LENGTHS), m_bh)
+        store_tile(saved[TC], keep_valid(b_y, b_valid, HAS_LENGTHS), m_bh)
     return b_o * b_y, b_c_new
 
 
-def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, p_g0, p_g1, H, P, o_h, b_w0, b_w1, b_w2, b_w3,
-             p_s0, p_s1, p_s2, p_s3, p_s4, p_s5, p_u, p_w2, p_w3, p_w4, p_args, m_bh, b_valid,
-             ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
+def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved, p_u, w, extra, p_args, H, P, o_h, m_bh,
+             b_valid, ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
     """Returns (d h_in through the product, d h direct, d c of the state read); stores dgx."""
-    b_i = load_tile(p_s0, m_bh, ACC)
-    b_f = load_tile(p_s0 + H, m_bh, ACC)
-    b_g = load_tile(p_s0 + 2 * H, m_bh, ACC)
-    b_o = load_tile(p_s0 + 3 * H, m_bh, ACC)
-    b_y = load_tile(p_s1, m_bh, ACC)
+    b_i = load_tile(saved[A], m_bh, ACC)
+    b_f = load_tile(saved[A] + H, m_bh, ACC)
+    b_g = load_tile(saved[A] + 2 * H, m_bh, ACC)
+    b_o = load_tile(saved[A] + 3 * H, m_bh, ACC)
+    b_y = load_tile(saved[TC], m_bh, ACC)
     if GATE != 0:
-        p_i = load_tile(p_s2, m_bh, ACC)
-        p_f = load_tile(p_s2 + H, m_bh, ACC)
-        p_o = load_tile(p_s2 + 3 * H, m_bh, ACC)
+        p_i = load_tile(saved[PRE], m_bh, ACC)
+        p_f = load_tile(saved[PRE] + H, m_bh, ACC)
+        p_o = load_tile(saved[PRE] + 3 * H, m_bh, ACC)
     else:
         p_i = b_i
         p_f = b_f
@@ -71,5 +68,5 @@ def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, p_g0, p_g1, H, P, o_
     store_tile(p_dgx + H, b_da_f, m_bh)
     store_tile(p_dgx + 2 * H, b_da_g, m_bh)
     store_tile(p_dgx + 3 * H, b_da_o, m_bh)
-    b_dhin = dot(b_da_i, b_w0) + dot(b_da_f, b_w1) + dot(b_da_g, b_w2) + dot(b_da_o, b_w3)
+    b_dhin = dot(b_da_i, w[0]) + dot(b_da_f, w[1]) + dot(b_da_g, w[2]) + dot(b_da_o, w[3])
     return b_dhin, b_dh * 0.0, b_dcn * b_f

@@ -1,15 +1,15 @@
 """The ``triton`` backend's scan for large hidden sizes: per step one cuBLAS GEMM, then one Triton launch.
 
-Where the persistent kernels (:mod:`.triton_kernels`) would have to hold a (16, H) state block and W_hh's
-tiles in one program (H > :data:`seqtorch.ops.triton_scan.MAX_HIDDEN`), this loop alternates, as haste
-and FlashRNN do: ``torch.mm`` computes the step's recurrent product for all rows at once (cuBLAS on CUDA;
+Where the persistent kernels (:mod:`.persistent_kernels`) would have to hold a (16, H) state block and
+W_hh's tiles in one program (H > :data:`.persistent.MAX_HIDDEN`), this loop alternates, as haste and
+FlashRNN do: ``torch.mm`` computes the step's recurrent product for all rows at once (cuBLAS on CUDA;
 ``torch.mm``'s precision, so TF32 only where ``torch.backends.cuda.matmul.allow_tf32`` allows it), then
-one launch of :mod:`.triton_step_kernels` does the cell's pointwise math and the state update over
+one launch of :mod:`.step_kernels` does the cell's pointwise math and the state update over
 (batch, hidden) blocks. The backward mirrors it: per step one launch (finishing the previous step's
 gradient, then this step's cell backward) and one GEMM ``dP @ W_hh``. The weights' gradients are one GEMM
-over all steps afterwards (:mod:`.autograd`), as on every backend. Buffers as :mod:`.contract`, so it is
-interchangeable with the persistent kernels and tested against the same reference (in Triton's
-interpreter on CPU, with :data:`seqtorch.ops.triton_scan.MAX_HIDDEN` lowered).
+over all steps afterwards (:mod:`seqtorch.ops.autograd`), as on every backend. Buffers as
+:mod:`seqtorch.ops.contract`, so it is interchangeable with the persistent kernels and tested against the
+same reference (in Triton's interpreter on CPU, with :data:`.persistent.MAX_HIDDEN` lowered).
 
 A cell runs here when :func:`supports_cell` says so: at most one recurrent product, of ``h~`` and all of
 W_hh (every built-in cell but the reset-before GRU and the projected LSTM, whose second product needs the
@@ -22,10 +22,12 @@ import torch
 import triton
 from torch import Tensor
 
-from ..recurrent_cells import Cell
-from . import contract, triton_scan
-from .contract import Kernel, ScanInputs, ScanOptions
-from .triton_step_kernels import step_kernels
+from ...recurrent_cells import Cell
+from .. import contract
+from ..contract import Kernel, ScanInputs, ScanOptions
+from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, slot_pointers,
+                     slot_widths, supports_device, supports_step_inputs, zoneout_args)
+from .step_kernels import step_kernels
 
 BLOCK_H = 128          # columns per program for a cell whose step is separable by column
 BLOCK_B = 16           # rows per program (at most; fewer when a program holds whole rows)
@@ -35,7 +37,7 @@ ROW_ELEMENTS = 4096    # a whole-row program's (BLOCK_B, BLOCK_H) tile holds at 
 def supports_cell(spec: Cell) -> str | None:
     """Why ``spec`` cannot run in the alternating loop, or None if it can."""
     cell = spec.name
-    if not triton_scan.has_cell(spec):
+    if not has_cell(spec):
         return f"cell {cell!r} has no Triton kernels (no triton.py in its folder)"
     if len(spec.products) > 1:
         return (f"cell {cell!r} has {len(spec.products)} recurrent products per step (the second needs the "
@@ -47,10 +49,10 @@ def supports_cell(spec: Cell) -> str | None:
 
 def supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
     """Why the alternating loop cannot run this scan, or None: the Triton kernels' device rules
-    (:func:`.triton_scan.supports_device`), per-step inputs and a cell it takes (:func:`supports_cell`). It
-    serves the hidden sizes above :data:`.triton_scan.MAX_HIDDEN`; below, the persistent kernels come first."""
-    return (triton_scan.supports_device(inputs.gx) or triton_scan.supports_step_inputs(inputs)
-            or supports_cell(opts.cell))
+    (:func:`.common.supports_device`, :func:`.common.supports_step_inputs`) and a cell it takes
+    (:func:`supports_cell`). It serves the hidden sizes above :data:`.persistent.MAX_HIDDEN`; below, the
+    persistent kernels come first in the dispatch."""
+    return supports_device(inputs.gx) or supports_step_inputs(inputs) or supports_cell(opts.cell)
 
 
 def _blocks(spec: Cell, batch: int, hidden: int) -> tuple[int, int]:
@@ -66,14 +68,6 @@ def _slots(t: int, reverse: bool) -> tuple[int, int]:
     return (t + 1, t) if reverse else (t, t + 1)
 
 
-def _flags(opts: ScanOptions, dtype: torch.dtype) -> dict:
-    """The persistent kernels' cell flags (:func:`seqtorch.ops.triton_scan._flags`) but REVERSE: here the
-    host loop owns the step order."""
-    flags = triton_scan._flags(opts, dtype)
-    del flags["REVERSE"]
-    return flags
-
-
 def forward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch.dtype, *, lengths: bool, bias: bool,
                        save: bool, zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
     """The forward step kernel's constexpr arguments and warp count for a launch with these options (also
@@ -81,7 +75,7 @@ def forward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch.
     block_b, block_h = _blocks(opts.cell, batch, hidden)
     return dict(CELL_FWD=step_kernels().cells[opts.cell.name][0], HAS_LENGTHS=lengths, HAS_BIAS=bias, SAVE=save,
                 ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], BLOCK_B=block_b, BLOCK_H=block_h,
-                **_flags(opts, dtype)), _warps(block_b, block_h)
+                **cell_flags(opts, dtype)), _warps(block_b, block_h)
 
 
 def backward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch.dtype, *, lengths: bool,
@@ -91,7 +85,7 @@ def backward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch
     block_b, block_h = _blocks(opts.cell, batch, hidden)
     return dict(CELL_BWD=step_kernels().cells[opts.cell.name][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh,
                 HAS_DC=dc, ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], FINISH=finish, STEP=step,
-                BLOCK_B=block_b, BLOCK_H=block_h, **_flags(opts, dtype)), _warps(block_b, block_h)
+                BLOCK_B=block_b, BLOCK_H=block_h, **cell_flags(opts, dtype)), _warps(block_b, block_h)
 
 
 def _warps(block_b: int, block_h: int) -> int:
@@ -100,19 +94,14 @@ def _warps(block_b: int, block_h: int) -> int:
 
 def _rows(buffers: list[Tensor], t: int, dummy: Tensor, slots: int) -> list[Tensor]:
     """Step t's rows of per-step buffers (T, B, width) in ``slots`` kernel arguments (``dummy`` elsewhere)."""
-    rows = [b[t] if b.numel() else dummy for b in buffers]
-    return rows + [dummy] * (slots - len(rows))
-
-
-def _widths(buffers: list[Tensor], slots: int) -> list[int]:
-    return [b.shape[-1] if b.numel() else 0 for b in buffers] + [0] * (slots - len(buffers))
+    return slot_pointers([b[t] if b.numel() else b for b in buffers], dummy, slots)
 
 
 def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
             zoneout: list[Tensor | None]) -> list[Tensor]:
-    """The forward op: T steps of (GEMM, launch); outputs as :mod:`.contract` says."""
+    """The forward op: T steps of (GEMM, launch); outputs as :mod:`seqtorch.ops.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     # the caller chose the dtype: autocast must not turn the products into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
@@ -127,9 +116,9 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
     T, B = gx.shape[0], gx.shape[1]
     H = spec.hidden_size(weights)
     w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights[:2])
-    extra, cargs = triton_scan._cell_weights(weights, opts.cell_args)
-    zh, zc = triton_scan._zoneout_args(zoneout, K)
-    new = lambda shape: triton_scan._new(shape, gx.dtype, gx.device)  # noqa: E731
+    extra, cargs = cell_weights(spec, weights, opts.cell_args)
+    zh, zc = zoneout_args(zoneout, K)
+    new = lambda shape: new_buffer(shape, gx.dtype, gx.device)  # noqa: E731
     outputs = [new(shape) for shape in contract.forward_shapes(spec, opts, gx, states, rec_mask is not None, save)]
     S_h = outputs[0]
     saved = outputs[K + 2:] if save else []
@@ -141,7 +130,7 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
     flags, num_warps = forward_constexprs(opts, B, H, w_hh.dtype, lengths=lengths is not None, bias=b_hh is not None,
                                           save=save, zoneout=(zh is not None, zc is not None))
     grid = (triton.cdiv(B, flags["BLOCK_B"]), triton.cdiv(H, flags["BLOCK_H"]))
-    widths = _widths(saved, triton_scan.MAX_SAVED)
+    widths = slot_widths(saved, MAX_SAVED)
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
     rec_mask = None if rec_mask is None else rec_mask.contiguous()
 
@@ -166,7 +155,7 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
             c_next = outputs[1][n] if save else c_turns[(T - 1 - i) % 2]
         kernel[grid](gx[t], product, w_hh, b_hh, *extra, cargs, lengths, t,
                      None if zh is None else zh[t], None if zc is None else zc[t],
-                     h_in, S_h[p], c_prev, S_h[n], c_next, *_rows(saved, t, gx, triton_scan.MAX_SAVED),
+                     h_in, S_h[p], c_prev, S_h[n], c_next, *_rows(saved, t, gx, MAX_SAVED),
                      B, H, *widths, **flags, num_warps=num_warps)
         c_prev = c_next
     return outputs
@@ -176,7 +165,8 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
              grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
              mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
              zoneout: list[Tensor | None]) -> list[Tensor]:
-    """The backward op: T steps of (launch, GEMM) and a last launch; outputs as :mod:`.contract` says."""
+    """The backward op: T steps of (launch, GEMM) and a last launch; outputs as
+    :mod:`seqtorch.ops.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     with torch.autocast(device_type=saved[0].device.type, enabled=False):
         return _backward(opts, grads, [s.contiguous() for s in saved], list(weights), lengths, rec_mask, zoneout)
@@ -186,15 +176,15 @@ def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):
     spec = opts.cell
     K = len(spec.states)
     has_c = K == 2
-    zh, zc = triton_scan._zoneout_args(zoneout, K)
+    zh, zc = zoneout_args(zoneout, K)
     w_hh = weights[0].contiguous()
-    extra, cargs = triton_scan._cell_weights(weights, opts.cell_args)
+    extra, cargs = cell_weights(spec, weights, opts.cell_args)
     S_h = saved[0]
     S_c = saved[1] if has_c else None
     T, B = S_h.shape[0] - 1, S_h.shape[1]
     H = spec.hidden_size(weights)
     like = S_h
-    outputs = [triton_scan._new(shape, like.dtype, like.device)
+    outputs = [new_buffer(shape, like.dtype, like.device)
                for shape in contract.backward_shapes(spec, saved, weights)]
     dgx, D_h = outputs[0], outputs[1]
     D_c = outputs[2] if has_c else None
@@ -208,10 +198,10 @@ def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):
     D_h.copy_(d_h[last]) if d_h is not None else D_h.zero_()
     if has_c:
         D_c.copy_(d_c[last]) if d_c is not None else D_c.zero_()
-    product = triton_scan._new((B, H), like.dtype, like.device) if spec.products else like
+    product = new_buffer((B, H), like.dtype, like.device) if spec.products else like
     options = dict(lengths=lengths is not None, mask=rec_mask is not None, dh=d_h is not None, dc=d_c is not None,
                    zoneout=(zh is not None, zc is not None))
-    widths = _widths(cell_saved, triton_scan.MAX_SAVED) + _widths(grad_buffers, triton_scan.MAX_GRAD_BUFFERS)
+    widths = slot_widths(cell_saved, MAX_SAVED) + slot_widths(grad_buffers, MAX_GRAD_BUFFERS)
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
     rec_mask = None if rec_mask is None else rec_mask.contiguous()
     kernel = step_kernels().bwd
@@ -220,14 +210,14 @@ def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):
         """Finish step t_done (None: nothing to finish), then run step t (None: none left)."""
         if t is None:
             rows = dict(h_prev=like, c_prev=None, h_in=like, h_next=like, dS_h=None, dS_c=None, dgx=like)
-            per_step, grad_rows, zone = [like] * triton_scan.MAX_SAVED, [like] * triton_scan.MAX_GRAD_BUFFERS, (None,) * 2
+            per_step, grad_rows, zone = [like] * MAX_SAVED, [like] * MAX_GRAD_BUFFERS, (None,) * 2
         else:
             p, n = _slots(t, opts.reverse)
             rows = dict(h_prev=S_h[p], c_prev=None if S_c is None else S_c[p],
                         h_in=hm[t] if hm.numel() else S_h[p], h_next=S_h[n],
                         dS_h=None if d_h is None else d_h[p], dS_c=None if d_c is None else d_c[p], dgx=dgx[t])
-            per_step = _rows(cell_saved, t, like, triton_scan.MAX_SAVED)
-            grad_rows = _rows(grad_buffers, t, like, triton_scan.MAX_GRAD_BUFFERS)
+            per_step = _rows(cell_saved, t, like, MAX_SAVED)
+            grad_rows = _rows(grad_buffers, t, like, MAX_GRAD_BUFFERS)
             zone = (None if zh is None else zh[t], None if zc is None else zc[t])
         flags, num_warps = backward_constexprs(opts, B, H, w_hh.dtype, finish=t_done is not None, step=t is not None,
                                                **options)

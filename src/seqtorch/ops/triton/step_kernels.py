@@ -1,7 +1,7 @@
 """Triton kernels for the alternating scan: one launch per step for the gate math, the products in cuBLAS.
 
 Haste's and FlashRNN's "alternating" design, for hidden sizes the persistent kernels of
-:mod:`.triton_kernels` cannot hold on chip (H > 128). The host loop (:mod:`.triton_alternating`) runs,
+:mod:`.persistent_kernels` cannot hold on chip (H > 128). The host loop (:mod:`.alternating`) runs,
 per step, one GEMM for the recurrent product (``h~ @ W_hh^T`` forward, ``dP @ W_hh`` backward, cuBLAS via
 ``torch.mm``) and one launch of a kernel here for everything else: the cell's pointwise math, the state
 update, ``lengths``, zoneout, the saved buffers. A program owns a (BLOCK_B, BLOCK_H) block of one step's
@@ -13,10 +13,10 @@ multiplies the state by W_hh's gate tile k; here the kernels hand the cell the p
 (computed by cuBLAS) in place of W's, and the cells are decorated with a ``dot`` that returns its second
 argument (:func:`computed_product`). In the backward the cell's ``dot(dgate, W_k)`` terms so return zero
 tiles; their sum, ``dP @ W_hh``, is the next GEMM, added at the start of the next launch (``FINISH``).
-Cells that qualify (:func:`seqtorch.ops.triton_alternating.supports_cell`): at most one product, read
+Cells that qualify (:func:`.alternating.supports_cell`): at most one product, read
 from ``h~``, over all of W_hh's rows.
 
-Names as :mod:`.triton_kernels`: ``b_`` register blocks, ``p_``/``o_`` pointers and offsets, ``m_`` masks,
+Names as :mod:`.persistent_kernels`: ``b_`` register blocks, ``p_``/``o_`` pointers and offsets, ``m_`` masks,
 ``i_`` program ids. Every row pointer points at one step's (B, width) rows (a view of a (T, B, width)
 buffer); the launcher passes the step ``t`` only where ``lengths`` need it.
 """
@@ -28,9 +28,8 @@ import types
 import triton
 import triton.language as tl
 
-from ..recurrent_cells.triton_math import load_tile, store_tile
-from . import triton_kernels
-from .triton_kernels import _jit_all, _load_bs, _load_wv, _rebind, interpreting
+from ...recurrent_cells.triton_math import load_tile, store_tile
+from .common import decorate_cells, device_helpers, interpreting, jit_all, load_bias_rows, load_weight_vector
 
 
 def computed_product(a, b):
@@ -71,7 +70,7 @@ def _step_fwd_kernel(gx, Q, w, bias, W2, W3, W4, CARGS, lengths, t, ZH, ZC,   # 
     if HAS_C:
         b_c = load_tile(c_prev + o_bh, m_bh, ACC)
     if W_VECTOR:
-        b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+        b_w = load_weight_vector(w, H, o_h, ACC)
     else:  # the product's gate tiles, where the persistent kernel hands over W_hh's
         p_q = Q + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
         b_w0 = load_tile(p_q, m_bh, ACC)
@@ -83,17 +82,18 @@ def _step_fwd_kernel(gx, Q, w, bias, W2, W3, W4, CARGS, lengths, t, ZH, ZC,   # 
             b_w2 = load_tile(p_q + 2 * H, m_bh, ACC)
         if NUM_GATES > 3:
             b_w3 = load_tile(p_q + 3 * H, m_bh, ACC)
-    b_b0, b_b1, b_b2, b_b3 = _load_bs(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
+        b_w = (b_w0, b_w1, b_w2, b_w3)
+    b_b = load_bias_rows(bias, H, o_h, m_h, NUM_GATES, HAS_BIAS, ACC, BLOCK_H)
     if HAS_LENGTHS:
         b_valid = (tl.load(lengths + o_b, mask=m_b, other=0) > t)[:, None]
     else:
         b_valid = None
     p_gx = gx + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
-    b_h_new, b_c_new = CELL_FWD(
-        b_hin, b_h, b_c, p_gx, H, H, o_h, b_w0, b_w1, b_w2, b_w3, b_b0, b_b1, b_b2, b_b3,
-        _tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
-        _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h),
-        p_gx, W2, W3, W4, CARGS, m_bh, b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
+    saved = (_tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
+             _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h))
+    # no U here (a cell with a second product does not run in this loop): gx's rows stand in
+    b_h_new, b_c_new = CELL_FWD(b_hin, b_h, b_c, p_gx, saved, p_gx, b_w, b_b, (W2, W3, W4), CARGS, H, H, o_h, m_bh,
+                                b_valid, ACC, SAVE, HAS_LENGTHS, RELU, GATE)
     if ZONEOUT_H:
         b_kh = load_tile(ZH + o_bh, m_bh, ACC)
         b_h_new = b_kh * b_h + (1.0 - b_kh) * b_h_new
@@ -145,12 +145,10 @@ def _step_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, t, t_done, ZH, ZC,   
         b_dh += b_q
     if STEP:
         if W_VECTOR:
-            b_w0, b_w1, b_w2, b_w3 = _load_wv(w, H, o_h, ACC)
+            b_w = load_weight_vector(w, H, o_h, ACC)
         else:  # the cell's dot(dgate, W_k) terms: zero tiles (their sum is the next GEMM)
-            b_w0 = tl.full((BLOCK_B, BLOCK_H), 0.0, ACC)
-            b_w1 = b_w0
-            b_w2 = b_w0
-            b_w3 = b_w0
+            b_zero = tl.full((BLOCK_B, BLOCK_H), 0.0, ACC)
+            b_w = (b_zero, b_zero, b_zero, b_zero)
         if HAS_LENGTHS:
             b_valid = (b_len > t)[:, None]
         else:
@@ -170,12 +168,13 @@ def _step_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, t, t_done, ZH, ZC,   
             b_kc = load_tile(ZC + o_bh, m_bh, ACC)
             b_dc_new = b_dc - b_kc * b_dc
         p_dgx = dgx + o_b[:, None] * (NUM_GATES * H) + o_h[None, :]
-        b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(
-            b_dh_new, b_dc_new, b_hp, b_cp, b_hin, b_hnext, p_dgx, _tile(G0, GW0, o_b, o_h),
-            _tile(G1, GW1, o_b, o_h), H, H, o_h, b_w0, b_w1, b_w2, b_w3,
-            _tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
-            _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h),
-            p_dgx, W2, W3, W4, CARGS, m_bh, b_valid, ACC, HAS_LENGTHS, RELU, GATE)
+        grads = (_tile(G0, GW0, o_b, o_h), _tile(G1, GW1, o_b, o_h))
+        saved = (_tile(SV0, SW0, o_b, o_h), _tile(SV1, SW1, o_b, o_h), _tile(SV2, SW2, o_b, o_h),
+                 _tile(SV3, SW3, o_b, o_h), _tile(SV4, SW4, o_b, o_h), _tile(SV5, SW5, o_b, o_h))
+        # no U here, as in the forward: dgx's rows stand in
+        b_dhin, b_dh_direct, b_dc_prev = CELL_BWD(b_dh_new, b_dc_new, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved,
+                                                  p_dgx, b_w, (W2, W3, W4), CARGS, H, H, o_h, m_bh, b_valid, ACC,
+                                                  HAS_LENGTHS, RELU, GATE)
         if HAS_MASK:
             b_dhin = b_dhin * b_m
         b_dh_prev = b_dhin + b_dh_direct
@@ -199,7 +198,7 @@ def _step_bwd_kernel(w, W2, W3, W4, CARGS, lengths, rmask, t, t_done, ZH, ZC,   
 
 
 # ----------------------------------------------------------------------------------------------------
-# lazy decoration (as triton_kernels.kernels, with the cells' dot swapped)
+# lazy decoration (as persistent_kernels.kernels, with the cells' dot swapped)
 
 _KERNELS = (
     (_step_fwd_kernel, ("t",), ("gx", "ZH", "ZC", "h_in", "h_prev", "c_prev", "h_next", "c_next",
@@ -211,21 +210,17 @@ _BUILT: dict = {}
 
 
 def step_kernels() -> types.SimpleNamespace:
-    """``fwd`` and ``bwd`` decorated for the current mode, and ``cells``: each cell's (forward, backward)
-    step functions decorated with :func:`computed_product` as their ``dot``. Built once per mode."""
+    """``fwd`` and ``bwd`` decorated for the current mode, and ``cells``: each cell's (forward, backward) step
+    functions decorated with :func:`computed_product` as their ``dot``. Built once per mode."""
     mode = interpreting()
     if mode not in _BUILT:
-        persistent = triton_kernels.kernels()
-        helpers = dict(persistent.helpers)
-        helpers["dot"] = triton.jit(computed_product)
         namespace = dict(globals())
-        namespace.update(persistent.helpers)
-        namespace.update({name: persistent.namespace[name] for name in ("_load_bs", "_load_wv")})
-        _jit_all((_block, _tile), namespace)
+        namespace.update(device_helpers())
+        jit_all((_block, _tile), namespace)
         # the step and the per-step row pointers change every launch: no recompilation for their values
         for fn, steps, rows in _KERNELS:
-            namespace[fn.__name__] = triton.jit(_rebind(fn, namespace), do_not_specialize=steps,
-                                                do_not_specialize_on_alignment=rows)
+            jit_all((fn,), namespace, do_not_specialize=steps, do_not_specialize_on_alignment=rows)
+        cell_helpers = dict(device_helpers(), dot=triton.jit(computed_product))
         _BUILT[mode] = types.SimpleNamespace(fwd=namespace["_step_fwd_kernel"], bwd=namespace["_step_bwd_kernel"],
-                                             cells=triton_kernels.decorate_cells(helpers))
+                                             cells=decorate_cells(cell_helpers))
     return _BUILT[mode]

@@ -1,0 +1,239 @@
+"""What both Triton scans share: the device rule, buffers and arguments, the cell flags, lazy decoration.
+
+The persistent kernels (:mod:`.persistent`) and the alternating loop (:mod:`.alternating`) launch different
+kernels over the same cells and the same op contract. Here, once for both:
+
+* :func:`supports_device`, :func:`has_cell`: what any Triton kernel can run;
+* the launchers' side: :func:`new_buffer` (and the NaN poisoning the tests switch on,
+  :data:`POISON_NEW_BUFFERS`), :func:`cell_flags` (the constexprs that describe the cell and the math
+  dtype), and the packing of the cell's per-step buffers, extra weights, numeric options and zoneout
+  coefficients into the kernels' fixed argument slots (:func:`slot_pointers`, :func:`cell_weights`,
+  :func:`zoneout_args`);
+* the device side: the loads of W_hh as a vector and of b_hh's gate rows that both kernel families
+  hand to a cell (:func:`load_weight_vector`, :func:`load_bias_rows`);
+* the lazy ``triton.jit`` decoration: :func:`device_helpers` (the cells' interface,
+  :mod:`seqtorch.recurrent_cells.triton_math`, and the loads above) and :func:`decorate_cells` (each cell's
+  ``triton.py``). ``triton.jit`` reads ``TRITON_INTERPRET`` when it decorates; decorating on first launch,
+  once per mode, lets the tests switch the interpreter on after seqtorch was imported, and keeps importing
+  seqtorch free of any Triton compilation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import types
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from ...recurrent_cells import CELLS, Cell, triton_math
+from ...recurrent_cells.triton_math import GATE_IDS, extra_weights
+from ..contract import ScanOptions
+
+GX_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+#: Tests set this: every buffer the launchers allocate is filled with NaN first, so an element a
+#: kernel forgot to write cannot pass a comparison.
+POISON_NEW_BUFFERS = False
+
+# The kernels' fixed argument slots, handed to a cell as its tuples (recurrent_cells/triton_math.py):
+MAX_SAVED = 6          # per-step buffers a cell may save (the kernels' SV0..SV5: ``saved``)
+MAX_GRAD_BUFFERS = 2   # per-step gradient buffers it may write (G0, G1: ``grads``)
+MAX_EXTRA_WEIGHTS = 3  # recurrent weights after W_hh and b_hh (W2..W4: ``extra``)
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``) right now."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+# ----------------------------------------------------------------------------------------------------
+# what a Triton kernel can run
+
+def cell_names() -> list[str]:
+    """The registered cells that have a ``triton.py``."""
+    return [name for name in CELLS
+            if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]
+
+
+def has_cell(cell: Cell) -> bool:
+    """Whether ``cell`` has Triton kernels (a ``triton.py`` in its folder)."""
+    return cell.name in cell_names()
+
+
+def supports_device(gx: Tensor) -> str | None:
+    """Why no Triton kernel can run a scan on ``gx`` (T, B, G*H), or None: CUDA tensors (CPU only under
+    ``TRITON_INTERPRET=1``), gx in float32/float64/float16/bfloat16, T >= 1, B >= 1, and fewer than 2**31
+    elements per tensor (the kernels use 32-bit offsets). Both Triton implementations check this first."""
+    if gx.device.type != "cuda" and not (gx.device.type == "cpu" and interpreting()):
+        return (f"Triton kernels need CUDA tensors, got device {gx.device.type!r} "
+                f"(CPU tensors run only in Triton's interpreter, TRITON_INTERPRET=1)")
+    if gx.dtype not in GX_DTYPES:
+        return f"dtype {gx.dtype} is not supported (supported: {', '.join(map(str, GX_DTYPES))})"
+    if gx.dim() != 3 or gx.shape[0] == 0 or gx.shape[1] == 0:
+        return f"needs a non-empty (T, B, G*H) input projection, got shape {tuple(gx.shape)}"
+    if gx.numel() >= 2**31:
+        return f"gx has {gx.numel()} elements; the kernels use 32-bit offsets (< 2**31 elements)"
+    return None
+
+
+def supports_step_inputs(inputs) -> str | None:
+    """Why the Triton kernels cannot take this scan's per-step inputs (:class:`seqtorch.ops.contract.ScanInputs`),
+    or None: they take lengths, rec_mask and zoneout, not yet masks with holes or resets."""
+    if inputs.mask is not None or inputs.restart is not None:
+        return "masks with holes and resets are not in the Triton kernels yet"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# the launchers' side: buffers, flags, argument slots
+
+def new_buffer(shape, dtype: torch.dtype, device) -> Tensor:
+    """An uninitialized buffer for a kernel to fill (NaN-filled when :data:`POISON_NEW_BUFFERS` is set)."""
+    buffer = torch.empty(shape, dtype=dtype, device=device)
+    if POISON_NEW_BUFFERS:
+        buffer.fill_(float("nan"))
+    return buffer
+
+
+def cell_flags(opts: ScanOptions, dtype: torch.dtype) -> dict:
+    """The constexprs both kernel families take for the cell, its activations and the math dtype ``dtype``."""
+    spec = opts.cell
+    return dict(NUM_GATES=spec.gates, HAS_C=len(spec.states) == 2, W_VECTOR=len(spec.products) == 0,
+                ACC=tl.float64 if dtype == torch.float64 else tl.float32,
+                RELU=opts.activation == "relu", GATE=GATE_IDS[opts.recurrent_activation])
+
+
+def slot_pointers(buffers: list[Tensor], dummy: Tensor, slots: int) -> list[Tensor]:
+    """Per-step buffers (or one step's rows of them) in ``slots`` kernel arguments; unused slots and
+    0-element buffers point at ``dummy`` (never read or written: a cell touches only the buffers it declares)."""
+    return [b if b.numel() else dummy for b in buffers] + [dummy] * (slots - len(buffers))
+
+
+def slot_widths(buffers: list[Tensor], slots: int) -> list[int]:
+    """The widths (last dimension) of per-step buffers in ``slots`` kernel arguments, 0 where unused."""
+    if len(buffers) > slots:
+        raise ValueError(f"{len(buffers)} per-step buffers, the Triton kernels have {slots} slots for them")
+    return [b.shape[-1] if b.numel() else 0 for b in buffers] + [0] * (slots - len(buffers))
+
+
+def cell_weights(spec: Cell, weights: list[Tensor | None],
+                 cell_args: list[float] | tuple[float, ...]) -> tuple[list[Tensor | None], Tensor]:
+    """The weights the cell reads itself, in the kernels' W2..W4 (its ``extra``: those
+    :func:`~seqtorch.recurrent_cells.triton_math.extra_weights` names, in that order; None where it has
+    fewer), and its numeric options as a tensor in W_hh's dtype (the kernels' CARGS, the cell's ``p_args``;
+    one 0 when it has none)."""
+    extra = [weights[spec.weights.index(name)] for name in extra_weights(spec)]
+    if len(extra) > MAX_EXTRA_WEIGHTS:
+        raise ValueError(f"cell {spec.name!r} has {len(extra)} extra weights, the Triton kernels have "
+                         f"{MAX_EXTRA_WEIGHTS} slots for them")
+    extra = [None if w is None else w.contiguous() for w in extra] + [None] * (MAX_EXTRA_WEIGHTS - len(extra))
+    w_hh = weights[0]
+    return extra, torch.tensor(list(cell_args) or [0.0], dtype=w_hh.dtype, device=w_hh.device)
+
+
+def zoneout_args(zoneout: list[Tensor | None], states: int) -> tuple[Tensor | None, Tensor | None]:
+    """The zoneout coefficients of h and (LSTM) c, contiguous, or None."""
+    zoneout = list(zoneout) + [None] * (2 - len(zoneout))
+    return tuple(None if z is None or k >= states else z.contiguous() for k, z in enumerate(zoneout[:2]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the device side both kernel families share (plain functions, decorated by device_helpers)
+
+def load_weight_vector(w, H, o_h, ACC: tl.constexpr):
+    """A weight vector (H,) as a (1, BLOCK_H) row, in the four places of W_hh's gate tiles (the ``w`` a cell
+    without recurrent products gets, ``W_VECTOR``)."""
+    b_v = tl.load(w + o_h, mask=o_h < H, other=0.0).to(ACC)[None, :]
+    return b_v, b_v, b_v, b_v
+
+
+def _load_bias_row(bias, k, H, o_h, m_h, HAS_BIAS: tl.constexpr, ACC: tl.constexpr, BLOCK_H: tl.constexpr):
+    """Gate k of b_hh (G*H,) as a (1, BLOCK_H) row, zeros without a bias."""
+    if HAS_BIAS:
+        return tl.load(bias + k * H + o_h, mask=m_h, other=0.0).to(ACC)[None, :]
+    else:
+        return tl.full((1, BLOCK_H), 0.0, ACC)
+
+
+def load_bias_rows(bias, H, o_h, m_h, NUM_GATES: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr,
+                   BLOCK_H: tl.constexpr):
+    """b_hh's gate rows 0..3 (the ``b`` a cell gets); a cell with fewer gates gets row 0 in the unused places."""
+    b_b0 = _load_bias_row(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    b_b1 = b_b0
+    b_b2 = b_b0
+    b_b3 = b_b0
+    if NUM_GATES > 1:
+        b_b1 = _load_bias_row(bias, 1, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+        b_b2 = _load_bias_row(bias, 2, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    if NUM_GATES > 3:
+        b_b3 = _load_bias_row(bias, 3, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    return b_b0, b_b1, b_b2, b_b3
+
+
+_SHARED_DEVICE = (load_weight_vector, _load_bias_row, load_bias_rows)
+
+
+# ----------------------------------------------------------------------------------------------------
+# lazy decoration
+
+def rebind(fn, namespace: dict):
+    """The same function (same code, so Triton finds its source) resolving globals in ``namespace``."""
+    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    clone.__module__, clone.__qualname__, clone.__doc__ = fn.__module__, fn.__qualname__, fn.__doc__
+    return clone
+
+
+def jit_all(functions, namespace: dict, **options) -> None:
+    """Decorate each of ``functions`` by ``triton.jit`` (with ``options``) into ``namespace``, by name, each
+    resolving its globals there: a function calls the decorated versions of the others."""
+    for fn in functions:
+        namespace[fn.__name__] = triton.jit(rebind(fn, namespace), **options)
+
+
+_DEVICE: dict = {}
+
+
+def device_helpers() -> dict:
+    """The device functions a kernel calls besides its own, decorated for the current mode, by name: the
+    cells' interface (:data:`~seqtorch.recurrent_cells.triton_math.HELPERS`) and the loads above. Built
+    once per mode, so a kernel calls helpers decorated the same way it is."""
+    mode = interpreting()
+    if mode not in _DEVICE:
+        math = dict(vars(triton_math))
+        jit_all(triton_math.HELPERS, math)
+        shared = dict(globals())
+        jit_all(_SHARED_DEVICE, shared)
+        _DEVICE[mode] = {fn.__name__: namespace[fn.__name__]
+                         for functions, namespace in ((triton_math.HELPERS, math), (_SHARED_DEVICE, shared))
+                         for fn in functions}
+    return _DEVICE[mode]
+
+
+def decorate_cells(helpers: dict) -> dict:
+    """Each cell's (forward, backward) step functions decorated by ``triton.jit``, calling ``helpers`` in
+    place of the :mod:`~seqtorch.recurrent_cells.triton_math` functions of the same name (the kernels of
+    the alternating loop swap ``dot``)."""
+    cells, namespaces, decorated = {}, [], {}
+    for name in cell_names():
+        module = importlib.import_module(f"seqtorch.recurrent_cells.{name}.triton")
+        cell_ns = dict(vars(module))
+        cell_ns.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
+        jit_all((module.forward, module.backward), cell_ns)
+        cells[name] = (cell_ns["forward"], cell_ns["backward"])
+        decorated.update({module.forward: cell_ns["forward"], module.backward: cell_ns["backward"]})
+        namespaces.append(cell_ns)
+    # a cell may build on another's step (lstm_proj on lstm's): it imported that cell's plain functions,
+    # which are swapped here for their decorated versions (Triton reads globals when it compiles)
+    for cell_ns in namespaces:
+        for key, value in list(cell_ns.items()):
+            if isinstance(value, types.FunctionType) and value in decorated:
+                cell_ns[key] = decorated[value]
+    return cells
