@@ -64,6 +64,7 @@ class ImdbConfig(TrainConfig):
     maxlen: int = 500
     num_words: int = 10000
     padding: str = "pre"
+    mask: bool = False  # with --padding pre: skip the padding with a mask
     strip_html: bool = False
     data_seed: int = 113  # Keras' imdb.load_data shuffle seed: the book's train/val split
     torch_nn: bool = False
@@ -104,6 +105,9 @@ def parse_config(argv=None) -> ImdbConfig:
     g.add_argument("--num-words", dest="num_words", type=int, default=d.num_words)
     g.add_argument("--padding", choices=("pre", "post"), default=d.padding,
                    help="pre: the book's; post: words first and lengths passed to the model")
+    g.add_argument("--mask", action="store_true", default=d.mask,
+                   help="with --padding pre (the book's), skip the padding with a mask: the layer no longer "
+                        "reads it (post padding skips it with lengths= already)")
     g.add_argument("--strip-html", dest="strip_html", action="store_true", default=d.strip_html,
                    help="drop '<br />' before tokenizing raw text (Keras keeps it as 'br')")
     g.add_argument("--data-seed", dest="data_seed", type=int, default=d.data_seed)
@@ -113,6 +117,8 @@ def parse_config(argv=None) -> ImdbConfig:
                         "no --input-dropout, --recurrent-dropout or --padding post, and --model gru only "
                         "with --torch-defaults")
     cfg = config_from_args(ImdbConfig, parser.parse_args(argv))
+    if cfg.mask and cfg.padding == "post":
+        parser.error("--mask is for --padding pre: with --padding post the model skips the padding with lengths=")
     if not 0.0 < cfg.val_split < 1.0:
         parser.error(f"--val-split must be in (0, 1), got {cfg.val_split}")
     # Said here, before minutes of data loading, rather than when the model is built.
@@ -121,7 +127,8 @@ def parse_config(argv=None) -> ImdbConfig:
                      "(reset_after=False, the default) has no torch.nn equivalent; torch.nn's GRU is "
                      "reset_after=True")
     torch_nn_lacks = [flag for flag, used in (("--input-dropout", cfg.input_dropout), ("--recurrent-dropout",
-                      cfg.recurrent_dropout), ("--padding post", cfg.padding == "post")) if used]
+                      cfg.recurrent_dropout), ("--padding post", cfg.padding == "post"), ("--mask", cfg.mask))
+                      if used]
     if cfg.torch_nn and torch_nn_lacks:
         parser.error(f"--torch-nn: torch.nn's layers have no equivalent of {', '.join(torch_nn_lacks)}")
     return cfg
@@ -133,7 +140,8 @@ def main(argv=None) -> dict:
         kind=cfg.model, num_words=cfg.num_words, embed_dim=cfg.embed_dim, hidden=cfg.hidden,
         layers=cfg.layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
         input_dropout=cfg.input_dropout, recurrent_dropout=cfg.recurrent_dropout,
-        use_lengths=cfg.padding == "post", maxlen=cfg.maxlen, keras_faithful=not cfg.torch_defaults,
+        use_lengths=cfg.padding == "post", use_mask=cfg.mask, maxlen=cfg.maxlen,
+        keras_faithful=not cfg.torch_defaults,
         backend=cfg.backend, torch_nn=cfg.torch_nn,
     )
     # A bad --out is refused before the data is read; a bad --data leaves no empty --out behind.

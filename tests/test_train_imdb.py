@@ -87,6 +87,23 @@ def test_lengths_make_post_padding_irrelevant(kind, bidirectional):
     assert not torch.allclose(model(tokens, lengths), model(other, lengths))
 
 
+@pytest.mark.parametrize("kind", ["simplernn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_a_mask_makes_pre_padding_irrelevant(kind, bidirectional):
+    """The book's pre padding (words last), skipped with a mask: each review gives what it gives unpadded."""
+    torch.manual_seed(0)
+    model = RNNClassifier(kind, num_words=30, embed_dim=6, hidden=5, layers=2, bidirectional=bidirectional,
+                          use_mask=True, backend="reference").eval()
+    tokens = torch.randint(1, 30, (3, 7))
+    lengths = torch.tensor([7, 4, 1])
+    other = tokens.clone()
+    other[1, :3] = 0  # change only the padding before each review's words
+    other[2, :6] = 7
+    torch.testing.assert_close(model(tokens, lengths), model(other, lengths))
+    for i, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(model(tokens[i:i + 1, 7 - n:], lengths[i:i + 1]), model(tokens, lengths)[i:i + 1])
+
+
 def test_model_input_checks():
     model = RNNClassifier("lstm", num_words=30, embed_dim=4, hidden=3)
     with pytest.raises(ValueError, match=r"\(B, T\), got \(2, 3, 4\)"):

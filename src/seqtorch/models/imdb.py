@@ -47,7 +47,9 @@ class ImdbModelConfig:
             (:mod:`seqtorch.options`; Keras' ``dropout`` is ``input_dropout``).
         use_lengths: pass ``lengths`` to the recurrent layer. Only right for ``'post'``-padded
             tokens (words first): with ``'pre'`` padding the words are at the end and, as in
-            Keras, the layer reads the padding.
+            Keras, the layer reads the padding, unless ``use_mask``.
+        use_mask: with ``'pre'`` padding (the book's), skip the padding with a mask: each review's
+            ``length`` last steps are its words (Keras' ``mask_zero``).
         maxlen: review length, needed by "dense" (its Linear sees maxlen * embed_dim features).
         keras_faithful: Keras' initializers and GRU flavour (see the module docstring).
         reset_after: GRU only; None means ``not keras_faithful``.
@@ -65,6 +67,7 @@ class ImdbModelConfig:
     input_dropout: float = 0.0
     recurrent_dropout: float = 0.0
     use_lengths: bool = False
+    use_mask: bool = False
     maxlen: int = 500
     keras_faithful: bool = False
     reset_after: bool | None = None
@@ -135,12 +138,15 @@ class RNNClassifier(nn.Module):
     def __init__(self, kind: str = "lstm", num_words: int = 10000, embed_dim: int = 32,
                  hidden: int = 32, layers: int = 1, bidirectional: bool = False,
                  dropout: float = 0.0, use_lengths: bool = False, keras_faithful: bool = False,
-                 reset_after: bool | None = None, torch_nn: bool = False, **options) -> None:
+                 reset_after: bool | None = None, torch_nn: bool = False, use_mask: bool = False,
+                 **options) -> None:
         super().__init__()
         if kind not in _RNN_CLASSES:
             raise ValueError(f"kind must be one of {tuple(_RNN_CLASSES)}, got {kind!r}")
         self.kind = kind
-        self.use_lengths = use_lengths
+        if use_lengths and use_mask:
+            raise ValueError("use_lengths (post padding) and use_mask (pre padding) exclude each other")
+        self.use_lengths, self.use_mask = use_lengths, use_mask
         self.embedding = nn.Embedding(num_words, embed_dim)
         # seqtorch's options of the layer (:mod:`seqtorch.options`) pass through as given
         options = dict(num_layers=layers, batch_first=True, dropout=dropout, bidirectional=bidirectional,
@@ -161,10 +167,14 @@ class RNNClassifier(nn.Module):
             _keras_linear_(self.head)
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """tokens (B, T) int ids; lengths (B,) used only if ``use_lengths`` -> logits (B,)."""
+        """tokens (B, T) int ids; lengths (B,) used only if ``use_lengths`` or ``use_mask`` -> logits (B,)."""
         _check_tokens(tokens)
         x = self.embedding(tokens)  # (B, T, E)
-        _, state = self.rnn(x, lengths=lengths if self.use_lengths else None)
+        if self.use_mask:  # pre padding: each review's words are its last ``length`` steps
+            steps = torch.arange(tokens.shape[1], device=tokens.device)
+            _, state = self.rnn(x, mask=steps >= tokens.shape[1] - lengths.to(tokens.device).unsqueeze(1))
+        else:
+            _, state = self.rnn(x, lengths=lengths if self.use_lengths else None)
         h_n = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
         # h_n (L*D, B, H): the last layer's D final states, concatenated per review.
         last = h_n[-self.num_directions:].transpose(0, 1).reshape(tokens.shape[0], -1)  # (B, D*H)
@@ -205,5 +215,5 @@ def build_model(cfg: ImdbModelConfig) -> nn.Module:
         return DenseClassifier(cfg.num_words, cfg.embed_dim or 8, cfg.maxlen, cfg.keras_faithful)
     return RNNClassifier(cfg.kind, cfg.num_words, cfg.embed_dim or 32, cfg.hidden, cfg.layers, cfg.bidirectional,
                          cfg.dropout, cfg.use_lengths, cfg.keras_faithful, cfg.reset_after, cfg.torch_nn,
-                         **cfg.layer_options())
+                         cfg.use_mask, **cfg.layer_options())
 
