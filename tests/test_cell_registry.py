@@ -161,10 +161,10 @@ def test_cell_with_zoneout_matches_its_reference(cell, backend, loop, kind, monk
                      for s in states)
     else:
         keep = tuple(torch.full((1, 1, 1), 0.3, dtype=torch.float64).expand(T, B, s.shape[-1]) for s in states)
-    options = dict(lengths=L, rec_mask=M, reverse=True, zoneout=keep, cell_args=cell_args(cell))
+    options = dict(lengths=L, rec_mask=M, reverse=True, keep=keep, cell_args=cell_args(cell))
     got = outputs_and_grads(lambda: scan(cell, gx, states, weights, backend=backend, **options), gx, states, weights)
     want = outputs_and_grads(lambda: scan_reference(cell, gx, states, weights, lengths=L, rec_mask=M, reverse=True,
-                                                    zoneout=keep, cell_args=cell_args(cell)), gx, states, weights)
+                                                    keep=keep, cell_args=cell_args(cell)), gx, states, weights)
     for a, b in zip(got, want):
         assert torch.isfinite(a).all()
         assert_close(a, b)
@@ -184,12 +184,12 @@ def test_cell_in_float32_matches_the_float64_reference(cell, backend, loop, recu
                  for s in states)
     options = dict(lengths=L, reverse=reverse, recurrent_activation=recurrent_activation, cell_args=cell_args(cell))
     got = outputs_and_grads(lambda: scan(cell, gx, states, weights, backend=backend, rec_mask=M,
-                                         zoneout=tuple(k.float() for k in keep), **options), gx, states, weights)
+                                         keep=tuple(k.float() for k in keep), **options), gx, states, weights)
     as64 = [None if t is None else t.detach().double().requires_grad_() for t in (gx, *states, *weights)]
     gx64, states64, weights64 = as64[0], tuple(as64[1:1 + len(states)]), tuple(as64[1 + len(states):])
     want = outputs_and_grads(lambda: scan_reference(cell, gx64, states64, weights64, lengths=L, rec_mask=M.double(),
                                                     reverse=reverse, acts=Acts.of("tanh", recurrent_activation),
-                                                    zoneout=keep, cell_args=cell_args(cell)), gx64, states64, weights64)
+                                                    keep=keep, cell_args=cell_args(cell)), gx64, states64, weights64)
     assert len(got) == len(want)
     for a, b in zip(got, want):
         assert a.dtype == torch.float32 and torch.isfinite(a).all()
@@ -226,7 +226,7 @@ def run_cpp_in_chunks(cell, dtype, threads):
         leaves = [t.to(dtype).requires_grad_() for t in (gx, *states, *weights)]
         gx_c, states_c, weights_c = leaves[0], tuple(leaves[1:1 + len(states)]), tuple(leaves[1 + len(states):])
         return outputs_and_grads(lambda: scan(cell, gx_c, states_c, weights_c, backend="cpu_fused", lengths=L,
-                                              rec_mask=M.to(dtype), zoneout=tuple(k.to(dtype) for k in keep),
+                                              rec_mask=M.to(dtype), keep=tuple(k.to(dtype) for k in keep),
                                               reverse=True, cell_args=cell_args(cell)), gx_c, states_c, weights_c)
     finally:
         torch.set_num_threads(old)
@@ -241,7 +241,7 @@ def test_cpp_loop_in_row_chunks_matches_its_reference(cell, monkeypatch):
     gx, states, weights, L, M, keep = row_chunk_case(cell)
     leaves = [t.requires_grad_() for t in (gx, *states, *weights)]
     gx, states, weights = leaves[0], tuple(leaves[1:1 + len(states)]), tuple(leaves[1 + len(states):])
-    want = outputs_and_grads(lambda: scan_reference(cell, gx, states, weights, lengths=L, rec_mask=M, zoneout=keep,
+    want = outputs_and_grads(lambda: scan_reference(cell, gx, states, weights, lengths=L, rec_mask=M, keep=keep,
                                                     reverse=True, cell_args=cell_args(cell)), gx, states, weights)
     assert len(got) == len(want)
     for a, b in zip(got, want):

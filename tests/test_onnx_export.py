@@ -191,14 +191,14 @@ def test_training_recurrent_dropout_is_refused():
 @pytest.mark.parametrize("kwargs, words", [
     (dict(cell="layernorm_lstm"), ["layernorm_lstm", "no ONNX operator"]),
     (dict(cell_args=[1e-5]), ["cell_args", "[1e-05]"]),
-    (dict(zoneout=[object(), None]), ["zoneout"]),
+    (dict(keep=[object(), None]), ["zoneout"]),
     (dict(activation="softsign"), ["activation='softsign'"]),
     (dict(mask=object()), ["mask=", "lengths="]),
     (dict(restart=object()), ["resets="]),
 ])
 def test_options_onnx_lacks_are_named(kwargs, words):
     args = dict(cell="lstm", activation="tanh", recurrent_activation="sigmoid", cell_args=[], rec_mask=None,
-                zoneout=[None, None])
+                keep=[None, None])
     args.update(kwargs)
     with pytest.raises(sonnx.OnnxExportError) as info:
         sonnx.check_exportable(**args)

@@ -42,7 +42,7 @@ def scan_options(cell: Cell | str, options: Mapping[str, Any]) -> ScanOptions:
 def scan(cell: Cell | str, gx: Tensor, states: Sequence[Tensor], weights: Sequence[Tensor | None], *,
          lengths: Tensor | None = None, rec_mask: Tensor | None = None, reverse: bool = False,
          activation: str = "tanh", recurrent_activation: str = "sigmoid",
-         zoneout: Sequence[Tensor] | None = None, cell_args: Sequence[float] = (), backend: str = "auto",
+         keep: Sequence[Tensor] | None = None, cell_args: Sequence[float] = (), backend: str = "auto",
          mask: Tensor | None = None, restart: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer, one direction of any registered cell over a sequence, on the chosen backend.
 
@@ -52,8 +52,8 @@ def scan(cell: Cell | str, gx: Tensor, states: Sequence[Tensor], weights: Sequen
         weights: the cell's recurrent weights, in its order (``(w_hh, b_hh)`` for the built-in cells;
             b_hh may be None). lengths: (B,) int64 on gx's device with 1 <= lengths <= T, or None.
         rec_mask: (B, P) recurrent-dropout mask, or None. reverse: run from t = T-1 down to 0.
-        zoneout: None, or per state the (T, B, width) coefficients k of ``state = k * previous +
-            (1 - k) * new`` (see :func:`zoneout_coefficients`). cell_args: the cell's numeric options.
+        keep: None, or per state the (T, B, width) coefficients k of ``state = k * previous + (1 - k) *
+            new`` (zoneout's, :func:`zoneout_coefficients`). cell_args: the cell's numeric options.
         mask, restart: (T, B) bool or None, as :class:`~seqtorch.ops.contract.ScanInputs` says (``restart``
             in this direction's step order).
 
@@ -64,7 +64,7 @@ def scan(cell: Cell | str, gx: Tensor, states: Sequence[Tensor], weights: Sequen
     opts = ScanOptions(cell, canonical(activation), canonical(recurrent_activation), bool(reverse),
                        tuple(float(a) for a in cell_args))
     inputs = ScanInputs(gx, tuple(states), tuple(weights), lengths=lengths, mask=mask, restart=restart,
-                        rec_mask=rec_mask, zoneout=None if zoneout is None else tuple(zoneout))
+                        rec_mask=rec_mask, keep=None if keep is None else tuple(keep))
     return dispatch.scan(opts, inputs, backend=backend)
 
 
@@ -188,7 +188,7 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
             gx, recurrent_weights = cell.scan_inputs(x, input_weights, recurrent_weights, opts.cell_args)
             inputs = ScanInputs(gx, states, tuple(recurrent_weights), lengths=lengths, mask=mask,
                                 restart=restarts[direction], reset_states=tuple(s[index] for s in reset_states0),
-                                rec_mask=rec_mask, zoneout=keep)
+                                rec_mask=rec_mask, keep=keep)
             out, last, *histories = dispatch.scan(opts, inputs, backend=backend, histories=all_states and last_layer)
             direction_outputs.append(out)
             for k, state in enumerate(last):

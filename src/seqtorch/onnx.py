@@ -108,7 +108,7 @@ ONNX_ACTIVATIONS: dict[str, tuple[str, tuple[float, float] | None]] = {
 # the translation
 
 def check_exportable(cell: str, activation: str, recurrent_activation: str, cell_args, rec_mask,
-                     zoneout, mask=None, restart=None) -> OnnxCell:
+                     keep, mask=None, restart=None) -> OnnxCell:
     """The ONNX mapping of one scan's options, or :class:`OnnxExportError` naming the one ONNX lacks."""
     if cell not in ONNX_CELLS:
         raise OnnxExportError(f"seqtorch cell {cell!r} has no ONNX operator: ONNX has RNN, LSTM and GRU, "
@@ -124,7 +124,7 @@ def check_exportable(cell: str, activation: str, recurrent_activation: str, cell
                               "from the initial state); export a model called without resets")
     if rec_mask is not None:
         raise OnnxExportError(OPTIONS["recurrent_dropout"].onnx)
-    if any(z is not None for z in zoneout):
+    if any(k is not None for k in keep):
         raise OnnxExportError(OPTIONS["zoneout"].onnx)
     for role, name in (("activation", activation), ("recurrent_activation", recurrent_activation)):
         if name not in ONNX_ACTIVATIONS:
@@ -133,7 +133,7 @@ def check_exportable(cell: str, activation: str, recurrent_activation: str, cell
 
 
 def scan_to_onnx(cell, activation, recurrent_activation, reverse, cell_args, save, gx, states, weights, lengths,
-                 mask, restart, reset_states, rec_mask, zoneout):
+                 mask, restart, reset_states, rec_mask, keep):
     """ONNX nodes computing ``seqtorch::scan_forward_<impl>``'s outputs (same arguments, as the exporter
     passes them: strings and flags as Python values, tensors as ONNX values).
 
@@ -142,7 +142,7 @@ def scan_to_onnx(cell, activation, recurrent_activation, reverse, cell_args, sav
     """
     from onnxscript import opset18 as op
 
-    mapping = check_exportable(cell, activation, recurrent_activation, cell_args, rec_mask, zoneout, mask, restart)
+    mapping = check_exportable(cell, activation, recurrent_activation, cell_args, rec_mask, keep, mask, restart)
     spec = get_cell(cell)
     acts = Acts(activation, recurrent_activation)
     w_hh, b_hh = weights[0], weights[1]

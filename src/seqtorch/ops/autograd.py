@@ -36,7 +36,7 @@ from .contract import ForwardLayout, Kernel, ScanInputs, ScanOptions
 from .reference import state_history_reference, valid_steps
 
 # The per-step inputs travel to the ops and through autograd as one tuple, in the ops' order:
-# (lengths, mask, restart, rec_mask, zoneout), zoneout a tuple with one tensor or None per state. None of them
+# (lengths, mask, restart, rec_mask, keep), keep a tuple with one tensor or None per state. None of them
 # is differentiated; the first four are tensors (or None) that torch.func may batch.
 N_STEP_TENSORS = 4
 
@@ -65,12 +65,12 @@ def scan(kernel: Kernel, opts: ScanOptions, inputs: ScanInputs,
 
 
 def _step_inputs(inputs: ScanInputs) -> tuple:
-    zoneout = tuple(inputs.zoneout) if inputs.zoneout is not None else (None,) * len(inputs.states)
-    return inputs.lengths, inputs.mask, inputs.restart, inputs.rec_mask, zoneout
+    keep = tuple(inputs.keep) if inputs.keep is not None else (None,) * len(inputs.states)
+    return inputs.lengths, inputs.mask, inputs.restart, inputs.rec_mask, keep
 
 
 def _op_step_inputs(step: tuple, resets) -> tuple:
-    """The ops' trailing arguments: lengths, mask, restart, reset_states, rec_mask, zoneout."""
+    """The ops' trailing arguments: lengths, mask, restart, reset_states, rec_mask, keep."""
     lengths, mask, restart, rec_mask, keep = step
     return lengths, mask, restart, list(resets), rec_mask, list(keep)
 
@@ -124,9 +124,9 @@ def _reference_histories(opts: ScanOptions, step: tuple, n_states: int, n_resets
         states, resets = rest[:n_states], rest[n_states:n_states + n_resets]
         present = iter(rest[n_states + n_resets:])
         weights = tuple(None if none else next(present) for none in none_weights)
-        zoneout = None if all(k is None for k in keep) else keep
         return state_history_reference(opts.cell, gx, states, weights, lengths=lengths, rec_mask=rec_mask,
-                                       reverse=opts.reverse, acts=opts.acts, zoneout=zoneout,
+                                       reverse=opts.reverse, acts=opts.acts,
+                                       keep=None if all(k is None for k in keep) else keep,
                                        cell_args=opts.cell_args, mask=mask, restart=restart,
                                        reset_states=tuple(resets))
 
@@ -142,13 +142,13 @@ def _needs_graph(tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-_HEAD = 2 + N_STEP_TENSORS + 3  # kernel, opts, the step tensors, zoneout, n_states, n_resets: no gradient
+_HEAD = 2 + N_STEP_TENSORS + 3  # kernel, opts, the step tensors, keep, n_states, n_resets: no gradient
 
 
 class _Scan(torch.autograd.Function):
-    """The eager scan: inputs (kernel, opts, lengths, mask, restart, rec_mask, zoneout, n_states, n_resets, gx,
+    """The eager scan: inputs (kernel, opts, lengths, mask, restart, rec_mask, keep, n_states, n_resets, gx,
     *states, *reset_states, *weights), outputs the forward op's (the state histories, then saved buffers,
-    which are not differentiable). ``zoneout``: a tuple (one tensor or None per state), constants to autograd."""
+    which are not differentiable). ``keep``: a tuple (one tensor or None per state), constants to autograd."""
 
     @staticmethod
     def forward(kernel, opts, lengths, mask, restart, rec_mask, keep, n_states, n_resets, gx, *rest):
@@ -284,7 +284,7 @@ def register(kernel: Kernel) -> None:
         weights = [None if none else next(present) for none in ctx.none_weights]
         K = len(ctx.opts.cell.states)
         grads = list(grads[:K])
-        # one entry per input, in the inputs' structure (a list of Nones, as zoneout without tensors, is one)
+        # one entry per input, in the inputs' structure (a list of Nones, as keep without tensors, is one)
         keep_grads = None if all(k is None for k in ctx.keep) else [None] * len(ctx.keep)
         head = (None,) * 4 + ([None] * ctx.n_cell_args, None)
         if all(g is None for g in grads):

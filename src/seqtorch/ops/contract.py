@@ -8,7 +8,7 @@ the schema's leading ``str``/``bool`` arguments.
 
 Inputs besides the options: gx (T, B, G*H), the initial states, the cell's recurrent weights, and the
 optional per-step ones of :class:`ScanInputs` (``lengths``, ``mask``, ``restart``, ``rec_mask``,
-``zoneout``), which every implementation honours the same way (the reference says how).
+``keep``), which every implementation honours the same way (the reference says how).
 
 Forward outputs (``save`` True when a backward may follow; unused entries are 0-element tensors)::
 
@@ -38,7 +38,7 @@ from ..recurrent_cells import Acts, Cell, Sizes, get_cell
 
 # cell_args: a cell's numeric options (LayerNorm's eps); the per-step inputs as ScanInputs says.
 _STEP_INPUTS = ("Tensor? lengths, Tensor? mask, Tensor? restart, Tensor[] reset_states, Tensor? rec_mask, "
-                "Tensor?[] zoneout")
+                "Tensor?[] keep")
 FORWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
                   f"bool save, Tensor gx, Tensor[] states, Tensor?[] weights, {_STEP_INPUTS}) -> Tensor[]")
 BACKWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
@@ -59,8 +59,8 @@ class ScanInputs:
     * ``reset_states``: the states a reset restarts from, (B, width) each; empty: the initial states. (A
       layer given ``hx`` restarts from its own initial state, zeros or learned, not from ``hx``.)
     * ``rec_mask`` (B, P): recurrent dropout's mask on h where the products read it.
-    * ``zoneout``: per state, None or the (T, B, width) coefficients k of ``state = k * previous + (1 - k) *
-      new`` (0/1 masks in training, the probability in evaluation); not differentiated.
+    * ``keep``: per state, None or the (T, B, width) coefficients k of ``state = k * previous + (1 - k) * new``
+      (zoneout's: 0/1 masks in training, the probability in evaluation); not differentiated.
     """
 
     gx: Tensor
@@ -71,7 +71,7 @@ class ScanInputs:
     restart: Tensor | None = None
     reset_states: tuple[Tensor, ...] = ()
     rec_mask: Tensor | None = None
-    zoneout: tuple[Tensor | None, ...] | None = None
+    keep: tuple[Tensor | None, ...] | None = None
 
 
 
@@ -173,7 +173,7 @@ def backward_shapes(cell: Cell, saved: list[Tensor], weights: list[Tensor | None
 def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
                  save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
                  mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
-                 zoneout: list[Tensor | None]) -> list[Tensor]:
+                 keep: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every forward op (the same shape function for all of them)."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     shapes = forward_shapes(opts.cell, opts, gx, list(states), rec_mask is not None or restart is not None, save)
@@ -183,7 +183,7 @@ def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse:
 def fake_backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
                   grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None],
                   lengths: Tensor | None, mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor],
-                  rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+                  rec_mask: Tensor | None, keep: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every backward op."""
     shapes = backward_shapes(get_cell(cell), list(saved), list(weights), len(reset_states) > 0)
     return [saved[0].new_empty(shape) for shape in shapes]

@@ -172,7 +172,7 @@ def scan(opts: ScanOptions, inputs: ScanInputs, *, backend: str = "auto", histor
         cast(inputs.gx), tuple(cast(s) for s in inputs.states), tuple(cast(w) for w in inputs.weights),
         None if inputs.lengths is None else inputs.lengths.to(torch.int64).contiguous(), contiguous(inputs.mask),
         contiguous(inputs.restart), tuple(cast(s) for s in inputs.reset_states), cast(inputs.rec_mask),
-        None if inputs.zoneout is None else tuple(cast(z) for z in inputs.zoneout))
+        None if inputs.keep is None else tuple(cast(k) for k in inputs.keep))
     out, finals, *every = autograd.scan(impl.kernel(opts), opts, cast_inputs, histories)
     back = (lambda t: t.to(inputs.gx.dtype)) if impl.dtypes == "promote" else (lambda t: t)
     result = (out.to(inputs.gx.dtype), tuple(back(f) for f in finals))
@@ -181,7 +181,7 @@ def scan(opts: ScanOptions, inputs: ScanInputs, *, backend: str = "auto", histor
 
 def _reference(opts: ScanOptions, inputs: ScanInputs, histories: bool):
     kwargs = dict(lengths=inputs.lengths, rec_mask=inputs.rec_mask, reverse=opts.reverse, acts=opts.acts,
-                  zoneout=inputs.zoneout, cell_args=opts.cell_args, mask=inputs.mask, restart=inputs.restart,
+                  keep=inputs.keep, cell_args=opts.cell_args, mask=inputs.mask, restart=inputs.restart,
                   reset_states=inputs.reset_states)
     out, finals = scan_reference(opts.cell, inputs.gx, inputs.states, inputs.weights, **kwargs)
     if not histories:

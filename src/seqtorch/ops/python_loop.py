@@ -80,19 +80,19 @@ def _rows(grads: dict[str, Tensor], dgx: Tensor, cell, index: int) -> Tensor:
 def forward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
-            zoneout: list[Tensor | None]) -> list[Tensor]:
+            keep: list[Tensor | None]) -> list[Tensor]:
     """The forward op (schema and outputs in :mod:`.contract`)."""
     opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse, cell_args)
     steps = Steps(gx.shape[0], reverse, lengths, mask, restart, gx.shape[1])
     # the caller chose the dtype: autocast must not turn the loop's GEMMs into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
-        return _forward(opts, save, gx, states, weights, steps, list(reset_states) or list(states), rec_mask, zoneout)
+        return _forward(opts, save, gx, states, weights, steps, list(reset_states) or list(states), rec_mask, keep)
 
 
-def _forward(opts, save, gx, states, weights, steps, targets, rec_mask, zoneout):
+def _forward(opts, save, gx, states, weights, steps, targets, rec_mask, keep):
     args = opts.cell_args
     cell, acts = opts.cell, opts.acts
-    zoneout = [None if z is None else z.contiguous() for z in zoneout]
+    keep = [None if k is None else k.contiguous() for k in keep]
     sizes = sizes_of(cell, gx, states)
     T, B, H, P = sizes.T, sizes.B, sizes.H, sizes.P
     widths = cell.state_sizes(H, P)
@@ -134,9 +134,9 @@ def _forward(opts, save, gx, states, weights, steps, targets, rec_mask, zoneout)
                 x = h_in if cell.products[stage].input == "h_in" else step.u
                 step.product = torch.mm(x, mats[stage], out=products[stage])
             cell.loop_forward(stage, step)
-        for a, b, keep in zip(nxt, prev, zoneout):
-            if keep is not None:  # zoneout: k * previous + (1 - k) * new
-                torch.lerp(a, b, keep[t], out=a)
+        for a, b, k in zip(nxt, prev, keep):
+            if k is not None:  # zoneout: k * previous + (1 - k) * new
+                torch.lerp(a, b, k[t], out=a)
         if steps.masked[t]:
             valid = steps.valid[t]
             for a, b in zip(nxt, prev):
@@ -156,16 +156,16 @@ def _forward(opts, save, gx, states, weights, steps, targets, rec_mask, zoneout)
 def backward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved_outputs: list[Tensor], weights: list[Tensor | None],
              lengths: Tensor | None, mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor],
-             rec_mask: Tensor | None, zoneout: list[Tensor | None]) -> list[Tensor]:
+             rec_mask: Tensor | None, keep: list[Tensor | None]) -> list[Tensor]:
     """The backward op (schema and outputs in :mod:`.contract`)."""
     opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse, cell_args)
     S = saved_outputs[0]
     steps = Steps(S.shape[0] - 1, reverse, lengths, mask, restart, S.shape[1])
     with torch.autocast(device_type=S.device.type, enabled=False):
-        return _backward(opts, grads, saved_outputs, weights, steps, list(reset_states), rec_mask, zoneout)
+        return _backward(opts, grads, saved_outputs, weights, steps, list(reset_states), rec_mask, keep)
 
 
-def _backward(opts, grads, saved_outputs, weights, steps, reset_states, rec_mask, zoneout):
+def _backward(opts, grads, saved_outputs, weights, steps, reset_states, rec_mask, keep):
     args = opts.cell_args
     cell, acts = opts.cell, opts.acts
     layout = ForwardLayout.split(cell, list(saved_outputs), save=True)
@@ -178,7 +178,7 @@ def _backward(opts, grads, saved_outputs, weights, steps, reset_states, rec_mask
     grad_buffers = {name: new_buffer((T, B, w), like) for name, w in cell.grad_buffers(Sizes(T, B, H, P))}
     upstream = [None if g is None else g.contiguous() for g in grads]
 
-    zoneout = [None if z is None else z.contiguous() for z in zoneout]
+    keep = [None if k is None else k.contiguous() for k in keep]
     # D[k]: the gradient of state k as the step being processed wrote it
     D = [upstream[k][steps.last].clone() if upstream[k] is not None else like.new_zeros((B, s.shape[-1]))
          for k, s in enumerate(S)]
@@ -189,7 +189,7 @@ def _backward(opts, grads, saved_outputs, weights, steps, reset_states, rec_mask
         p, n = steps.prev(t), steps.next(t)
         h_in = layout.hm[t] if layout.hm is not None else S[0][p]
         # zoneout: the new state got (1 - k) of D, the previous one k of it directly
-        d_new = tuple(d if keep is None else d * (1 - keep[t]) for d, keep in zip(D, zoneout))
+        d_new = tuple(d if k is None else d * (1 - k[t]) for d, k in zip(D, keep))
         prev = tuple(s[p] for s in S)
         if steps.restarts[t]:
             prev = tuple(torch.where(steps.restart[t], r, s_p) for r, s_p in zip(targets, prev))
@@ -210,9 +210,9 @@ def _backward(opts, grads, saved_outputs, weights, steps, reset_states, rec_mask
         new = list(step.d_prev)
         new[0] = d_h if new[0] is None else (new[0] if d_h is None else d_h.add_(new[0]))
         new = [like.new_zeros(D[k].shape) if v is None else v for k, v in enumerate(new)]
-        for k, keep in enumerate(zoneout):
-            if keep is not None:
-                new[k] = new[k].addcmul_(keep[t], D[k])
+        for k, coefficient in enumerate(keep):
+            if coefficient is not None:
+                new[k] = new[k].addcmul_(coefficient[t], D[k])
         if steps.masked[t]:  # an invalid step: no gate gradient, the state gradient passes through
             valid = steps.valid[t]
             for buffer in (step.dgx, *step.grads.values()):

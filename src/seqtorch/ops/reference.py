@@ -33,7 +33,7 @@ __all__ = ["scan_reference", "state_history_reference"]
 
 def scan_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...], weights: tuple[Tensor | None, ...],
                    *, lengths: Tensor | None = None, rec_mask: Tensor | None = None, reverse: bool = False,
-                   acts: Acts = Acts(), zoneout: tuple[Tensor, ...] | None = None,
+                   acts: Acts = Acts(), keep: tuple[Tensor, ...] | None = None,
                    cell_args: tuple[float, ...] = (), mask: Tensor | None = None, restart: Tensor | None = None,
                    reset_states: tuple[Tensor, ...] = ()) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Run one layer, one direction, over a whole sequence: the plain loop every fast path must equal.
@@ -44,7 +44,7 @@ def scan_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...], we
         lengths: (B,) int64 on gx's device, 1 <= lengths <= T, or None (every sequence is T long).
         rec_mask: (B, P) recurrent-dropout mask (already scaled by 1/(1-p)), or None.
         reverse: run from t = T-1 down to 0. acts: the activations.
-        zoneout: None, or per state (T, B, width) coefficients k: the state after step t is
+        keep: None, or per state (T, B, width) coefficients k: the state after step t is
             ``k[t] * previous + (1 - k[t]) * new`` (Krueger et al. 2017's zoneout: 0/1 masks in training,
             the probability p in evaluation), before ``lengths`` freezes it.
         cell_args: the cell's numeric options (LayerNorm's eps).
@@ -56,7 +56,7 @@ def scan_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...], we
         output (T, B, P) (zero at invalid steps) and the final states (each sequence's last valid one).
     """
     out, history = _scan(cell, gx, states0, weights, lengths=lengths, rec_mask=rec_mask, reverse=reverse,
-                         acts=acts, zoneout=zoneout, cell_args=cell_args, mask=mask, restart=restart,
+                         acts=acts, keep=keep, cell_args=cell_args, mask=mask, restart=restart,
                          reset_states=reset_states)
     return out, history[-1]
 
@@ -64,14 +64,14 @@ def scan_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...], we
 def state_history_reference(cell: Cell | str, gx: Tensor, states0: tuple[Tensor, ...],
                             weights: tuple[Tensor | None, ...], *, lengths: Tensor | None = None,
                             rec_mask: Tensor | None = None, reverse: bool = False, acts: Acts = Acts(),
-                            zoneout: tuple[Tensor, ...] | None = None, cell_args: tuple[float, ...] = (),
+                            keep: tuple[Tensor, ...] | None = None, cell_args: tuple[float, ...] = (),
                             mask: Tensor | None = None, restart: Tensor | None = None,
                             reset_states: tuple[Tensor, ...] = ()) -> tuple[Tensor, ...]:
     """Each state's history, as the fused scans keep it: (T+1, B, width) per state, the initial state in
     slot 0 (slot T when ``reverse``) and the state after step t in slot t+1 (slot t when ``reverse``);
     a sequence's state stays frozen over its invalid steps. Same arguments as :func:`scan_reference`."""
     _, history = _scan(cell, gx, states0, weights, lengths=lengths, rec_mask=rec_mask, reverse=reverse, acts=acts,
-                       zoneout=zoneout, cell_args=cell_args, mask=mask, restart=restart, reset_states=reset_states)
+                       keep=keep, cell_args=cell_args, mask=mask, restart=restart, reset_states=reset_states)
     if reverse:
         history = history[::-1]
     return tuple(torch.stack(per_state) for per_state in zip(*history))
@@ -88,7 +88,7 @@ def valid_steps(steps: int, lengths: Tensor | None, mask: Tensor | None) -> Tens
     return valid
 
 
-def _scan(cell, gx, states0, weights, *, lengths, rec_mask, reverse, acts, zoneout, cell_args, mask=None,
+def _scan(cell, gx, states0, weights, *, lengths, rec_mask, reverse, acts, keep, cell_args, mask=None,
           restart=None, reset_states=()):
     """The loop: output (T, B, P) and the states in the order they were visited (initial state first)."""
     cell = get_cell(cell) if isinstance(cell, str) else cell
@@ -106,8 +106,8 @@ def _scan(cell, gx, states0, weights, *, lengths, rec_mask, reverse, acts, zoneo
             gx_t = torch.where(valid, gx_t, 0.0)
         h_in = states[0] if rec_mask is None else states[0] * rec_mask
         new = cell.step(gx_t, h_in, states, weights, acts, cell_args)
-        if zoneout is not None:
-            new = tuple(k[t] * s + (1 - k[t]) * n for k, s, n in zip(zoneout, states, new))
+        if keep is not None:  # zoneout
+            new = tuple(k[t] * s + (1 - k[t]) * n for k, s, n in zip(keep, states, new))
         if valid_all is None:
             states, outputs[t] = new, new[0]
         else:

@@ -706,10 +706,10 @@ std::vector<std::string> cpp_cells() {
 TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
   m.def("scan_forward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "bool save, Tensor gx, Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? mask, Tensor? restart, "
-        "Tensor[] reset_states, Tensor? rec_mask, Tensor?[] zoneout) -> Tensor[]");
+        "Tensor[] reset_states, Tensor? rec_mask, Tensor?[] keep) -> Tensor[]");
   m.def("scan_backward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? mask, Tensor? restart, "
-        "Tensor[] reset_states, Tensor? rec_mask, Tensor?[] zoneout) -> Tensor[]");
+        "Tensor[] reset_states, Tensor? rec_mask, Tensor?[] keep) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
   // how many row chunks a scan of `batch` rows with per-step products of `flops` runs (for the tests)
   m.def("scan_row_chunks(int batch, float flops) -> int", &seqtorch_cpu::row_chunks);

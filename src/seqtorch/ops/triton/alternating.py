@@ -100,13 +100,13 @@ def _rows(buffers: list[Tensor], t: int, dummy: Tensor, slots: int) -> list[Tens
 def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
-            zoneout: list[Tensor | None]) -> list[Tensor]:
+            keep: list[Tensor | None]) -> list[Tensor]:
     """The forward op: T steps of (GEMM, launch); outputs as :mod:`seqtorch.ops.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     # the caller chose the dtype: autocast must not turn the products into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
         return _forward(opts, save, gx.contiguous(), [s.contiguous() for s in states], list(weights), lengths,
-                        rec_mask, zoneout)
+                        rec_mask, keep)
 
 
 def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
@@ -164,12 +164,12 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
 def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
              mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
-             zoneout: list[Tensor | None]) -> list[Tensor]:
+             keep: list[Tensor | None]) -> list[Tensor]:
     """The backward op: T steps of (launch, GEMM) and a last launch; outputs as
     :mod:`seqtorch.ops.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     with torch.autocast(device_type=saved[0].device.type, enabled=False):
-        return _backward(opts, grads, [s.contiguous() for s in saved], list(weights), lengths, rec_mask, zoneout)
+        return _backward(opts, grads, [s.contiguous() for s in saved], list(weights), lengths, rec_mask, keep)
 
 
 def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):

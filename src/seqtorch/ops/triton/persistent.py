@@ -87,14 +87,14 @@ def backward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, l
 def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
-            zoneout: list[Tensor | None]) -> list[Tensor]:
+            keep: list[Tensor | None]) -> list[Tensor]:
     """The forward op: launch the forward kernel; outputs as :mod:`seqtorch.ops.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     spec = opts.cell
     K = len(spec.states)
     w_hh, b_hh = (w.contiguous() if w is not None else None for w in weights[:2])
     extra, cargs = cell_weights(spec, list(weights), cell_args)
-    zh, zc = zoneout_args(zoneout, K)
+    zh, zc = zoneout_args(keep, K)
     gx, states = gx.contiguous(), [s.contiguous() for s in states]
     outputs = [new_buffer(shape, gx.dtype, gx.device)
                for shape in contract.forward_shapes(spec, opts, gx, states, rec_mask is not None, save)]
@@ -119,13 +119,13 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
 def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
              mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
-             zoneout: list[Tensor | None]) -> list[Tensor]:
+             keep: list[Tensor | None]) -> list[Tensor]:
     """The backward op: launch the backward kernel; outputs as :mod:`seqtorch.ops.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     spec = opts.cell
     K = len(spec.states)
     has_c = K == 2
-    zh, zc = zoneout_args(zoneout, K)
+    zh, zc = zoneout_args(keep, K)
     saved = [s.contiguous() for s in saved]
     w_hh = weights[0].contiguous()
     extra, cargs = cell_weights(spec, list(weights), cell_args)
