@@ -56,7 +56,7 @@ def scan(kernel: Kernel, opts: ScanOptions, inputs: ScanInputs,
     elif needs_grad or any(is_functorch_wrapped_tensor(t) for t in (*tensors, *step[:N_STEP_TENSORS])
                            if t is not None):
         save = True
-        outputs = _Scan.apply(kernel, opts, *step, len(states), len(resets), gx, *states, *resets, *weights)
+        outputs = RecurrentScan.apply(kernel, opts, *step, len(states), len(resets), gx, *states, *resets, *weights)
     else:
         save = histories
         outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), *_op_step_inputs(step, resets))
@@ -70,9 +70,10 @@ def _step_inputs(inputs: ScanInputs) -> tuple:
 
 
 def _op_step_inputs(step: tuple, resets) -> tuple:
-    """The ops' trailing arguments: lengths, mask, restart, reset_states, rec_mask, keep."""
+    """The ops' trailing arguments: lengths, mask, restart, reset_states (one entry per state, None for none),
+    rec_mask, keep."""
     lengths, mask, restart, rec_mask, keep = step
-    return lengths, mask, restart, list(resets), rec_mask, list(keep)
+    return lengths, mask, restart, list(resets) if resets else [None] * len(keep), rec_mask, list(keep)
 
 
 def finish(layout: ForwardLayout, opts: ScanOptions, inputs: ScanInputs, save: bool, histories: bool = False):
@@ -145,7 +146,7 @@ def _needs_graph(tensors) -> bool:
 _HEAD = 2 + N_STEP_TENSORS + 3  # kernel, opts, the step tensors, keep, n_states, n_resets: no gradient
 
 
-class _Scan(torch.autograd.Function):
+class RecurrentScan(torch.autograd.Function):
     """The eager scan: inputs (kernel, opts, lengths, mask, restart, rec_mask, keep, n_states, n_resets, gx,
     *states, *reset_states, *weights), outputs the forward op's (the state histories, then saved buffers,
     which are not differentiable). ``keep``: a tuple (one tensor or None per state), constants to autograd."""
@@ -180,7 +181,7 @@ class _Scan(torch.autograd.Function):
         step, rest = (*rest[:N_STEP_TENSORS], ctx.keep), rest[N_STEP_TENSORS:]
         n_in = ctx.n_states + ctx.n_resets + len(ctx.none_weights)
         inputs, outputs = rest[:n_in], rest[n_in:]
-        states, resets, weights = _Scan._split(ctx, inputs)
+        states, resets, weights = RecurrentScan._split(ctx, inputs)
         grads = list(grads[:ctx.K])
         head = (None,) * _HEAD
         if all(g is None for g in grads):
@@ -205,7 +206,7 @@ class _Scan(torch.autograd.Function):
     def jvp(ctx, *tangents):
         gx, *rest = ctx.saved_tensors
         step, inputs = (*rest[:N_STEP_TENSORS], ctx.keep), rest[N_STEP_TENSORS:]
-        states, resets, weights = _Scan._split(ctx, inputs)
+        states, resets, weights = RecurrentScan._split(ctx, inputs)
         present = [w for w in weights if w is not None]
         primals_in = (gx, *states, *resets, *present)
         tangents = tangents[_HEAD:]
@@ -236,7 +237,7 @@ class _Scan(torch.autograd.Function):
                 x = x.movedim(dim, 0) if dim is not None else x.unsqueeze(0).expand(n, *x.shape)
                 return x.movedim(0, batch_dim).flatten(batch_dim, batch_dim + 1)
 
-            outputs = _Scan.apply(kernel, opts, fold(lengths, d_len, 0), fold(mask, d_mask, 1),
+            outputs = RecurrentScan.apply(kernel, opts, fold(lengths, d_len, 0), fold(mask, d_mask, 1),
                                   fold(restart, d_restart, 1), fold(rec_mask, d_rec, 0),
                                   tuple(fold(k, None, 1) for k in keep), n_states, n_resets, fold(gx, d_gx, 1),
                                   *[fold(s, d, 0) for s, d in zip(fronts, d_fronts)], *weights)
@@ -256,7 +257,7 @@ class _Scan(torch.autograd.Function):
         per_member = []
         for i in range(n):
             picked = [None if a is None else (a.select(d, i) if d is not None else a) for a, d in zip(args, dims)]
-            per_member.append(_Scan.apply(kernel, opts, *picked[:N_STEP_TENSORS], keep, n_states, n_resets,
+            per_member.append(RecurrentScan.apply(kernel, opts, *picked[:N_STEP_TENSORS], keep, n_states, n_resets,
                                           *picked[N_STEP_TENSORS:]))
         return tuple(torch.stack(parts) for parts in zip(*per_member)), (0,) * len(per_member[0])
 
@@ -268,6 +269,7 @@ def register(kernel: Kernel) -> None:
         (cell, activation, recurrent_activation, reverse, cell_args, save, gx, states, weights, lengths, mask, restart,
          resets, rec_mask, keep) = inputs
         ctx.opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
+        resets = [r for r in resets if r is not None]  # one entry per state, all None where none are given
         ctx.n_states, ctx.n_resets, ctx.none_weights = len(states), len(resets), tuple(w is None for w in weights)
         ctx.n_cell_args = len(cell_args)
         ctx.keep = tuple(keep)
@@ -289,10 +291,10 @@ def register(kernel: Kernel) -> None:
         head = (None,) * 4 + ([None] * ctx.n_cell_args, None)
         if all(g is None for g in grads):
             return head + (None, [None] * ctx.n_states, [None] * len(weights), None, None, None,
-                           [None] * ctx.n_resets, None, keep_grads)
+                           [None] * ctx.n_states, None, keep_grads)
         needs = tuple(w is not None for w in weights)
         dgx, dstates, dresets, dweights = fused_backward(kernel, ctx.opts, grads, outputs, weights, step, resets,
                                                          needs)
-        return head + (dgx, dstates, dweights, None, None, None, dresets, None, keep_grads)
+        return head + (dgx, dstates, dweights, None, None, None, dresets or [None] * ctx.n_states, None, keep_grads)
 
     torch.library.register_autograd(kernel.forward, backward, setup_context=setup_context)

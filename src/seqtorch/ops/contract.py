@@ -37,7 +37,7 @@ from torch import Tensor
 from ..recurrent_cells import Acts, Cell, Sizes, get_cell
 
 # cell_args: a cell's numeric options (LayerNorm's eps); the per-step inputs as ScanInputs says.
-_STEP_INPUTS = ("Tensor? lengths, Tensor? mask, Tensor? restart, Tensor[] reset_states, Tensor? rec_mask, "
+_STEP_INPUTS = ("Tensor? lengths, Tensor? mask, Tensor? restart, Tensor?[] reset_states, Tensor? rec_mask, "
                 "Tensor?[] keep")
 FORWARD_SCHEMA = ("(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
                   f"bool save, Tensor gx, Tensor[] states, Tensor?[] weights, {_STEP_INPUTS}) -> Tensor[]")
@@ -57,7 +57,8 @@ class ScanInputs:
     * ``restart`` (T, B) bool: where True, the states entering step t are the reset states (a reset), in
       this direction's step order.
     * ``reset_states``: the states a reset restarts from, (B, width) each; empty: the initial states. (A
-      layer given ``hx`` restarts from its own initial state, zeros or learned, not from ``hx``.)
+      layer given ``hx`` restarts from its own initial state, zeros or learned, not from ``hx``.) The ops
+      take one entry per state, None for none.
     * ``rec_mask`` (B, P): recurrent dropout's mask on h where the products read it.
     * ``keep``: per state, None or the (T, B, width) coefficients k of ``state = k * previous + (1 - k) * new``
       (zoneout's: 0/1 masks in training, the probability in evaluation); not differentiated.
@@ -172,7 +173,7 @@ def backward_shapes(cell: Cell, saved: list[Tensor], weights: list[Tensor | None
 
 def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
                  save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-                 mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+                 mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor | None], rec_mask: Tensor | None,
                  keep: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every forward op (the same shape function for all of them)."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
@@ -182,10 +183,10 @@ def fake_forward(cell: str, activation: str, recurrent_activation: str, reverse:
 
 def fake_backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
                   grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None],
-                  lengths: Tensor | None, mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor],
-                  rec_mask: Tensor | None, keep: list[Tensor | None]) -> list[Tensor]:
+                  lengths: Tensor | None, mask: Tensor | None, restart: Tensor | None,
+                  reset_states: list[Tensor | None], rec_mask: Tensor | None, keep: list[Tensor | None]) -> list[Tensor]:
     """Meta implementation of every backward op."""
-    shapes = backward_shapes(get_cell(cell), list(saved), list(weights), len(reset_states) > 0)
+    shapes = backward_shapes(get_cell(cell), list(saved), list(weights), any(r is not None for r in reset_states))
     return [saved[0].new_empty(shape) for shape in shapes]
 
 

@@ -79,14 +79,15 @@ def _rows(grads: dict[str, Tensor], dgx: Tensor, cell, index: int) -> Tensor:
 
 def forward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-            mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+            mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor | None], rec_mask: Tensor | None,
             keep: list[Tensor | None]) -> list[Tensor]:
     """The forward op (schema and outputs in :mod:`.contract`)."""
     opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse, cell_args)
     steps = Steps(gx.shape[0], reverse, lengths, mask, restart, gx.shape[1])
     # the caller chose the dtype: autocast must not turn the loop's GEMMs into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
-        return _forward(opts, save, gx, states, weights, steps, list(reset_states) or list(states), rec_mask, keep)
+        targets = [r for r in reset_states if r is not None] or list(states)
+        return _forward(opts, save, gx, states, weights, steps, targets, rec_mask, keep)
 
 
 def _forward(opts, save, gx, states, weights, steps, targets, rec_mask, keep):
@@ -155,14 +156,15 @@ def _forward(opts, save, gx, states, weights, steps, targets, rec_mask, keep):
 
 def backward(cell_name: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved_outputs: list[Tensor], weights: list[Tensor | None],
-             lengths: Tensor | None, mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor],
+             lengths: Tensor | None, mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor | None],
              rec_mask: Tensor | None, keep: list[Tensor | None]) -> list[Tensor]:
     """The backward op (schema and outputs in :mod:`.contract`)."""
     opts = ScanOptions.from_op_args(cell_name, activation, recurrent_activation, reverse, cell_args)
     S = saved_outputs[0]
     steps = Steps(S.shape[0] - 1, reverse, lengths, mask, restart, S.shape[1])
     with torch.autocast(device_type=S.device.type, enabled=False):
-        return _backward(opts, grads, saved_outputs, weights, steps, list(reset_states), rec_mask, keep)
+        return _backward(opts, grads, saved_outputs, weights, steps, [r for r in reset_states if r is not None],
+                         rec_mask, keep)
 
 
 def _backward(opts, grads, saved_outputs, weights, steps, reset_states, rec_mask, keep):

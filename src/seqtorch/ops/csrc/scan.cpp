@@ -61,12 +61,15 @@ bool relu_of(const std::string& name) {
 Args make_args(const std::string& cell, const std::string& activation, const std::string& recurrent_activation,
                bool reverse, c10::ArrayRef<double> cell_args, const OptionalTensors& weights,
                const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-               const std::optional<at::Tensor>& restart, const std::vector<at::Tensor>& reset_states,
+               const std::optional<at::Tensor>& restart, const OptionalTensors& reset_states,
                const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
   // any layout in (the vmap rule folds batches with views); the loops read contiguous memory
   Args a{cell, relu_of(activation), gate_of(recurrent_activation), reverse, std::nullopt, std::nullopt, std::nullopt,
          {}, std::nullopt, {}, {}, std::vector<double>(cell_args.begin(), cell_args.end())};
-  for (const at::Tensor& r : reset_states) a.reset_states.push_back(r.contiguous());
+  for (size_t i = 0; i < reset_states.size(); ++i) {  // one entry per state, all None where none are given
+    const std::optional<at::Tensor> r = reset_states.get(i);
+    if (r.has_value()) a.reset_states.push_back(r->contiguous());
+  }
   if (mask.has_value()) a.mask = mask->to(at::kBool).contiguous();
   if (restart.has_value()) a.restart = restart->to(at::kBool).contiguous();
   for (size_t i = 0; i < zoneout.size(); ++i) {
@@ -649,7 +652,7 @@ std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activatio
                                          std::vector<at::Tensor> states, const OptionalTensors& weights,
                                          const std::optional<at::Tensor>& lengths,
                                          const std::optional<at::Tensor>& mask,
-                                         const std::optional<at::Tensor>& restart, std::vector<at::Tensor> reset_states,
+                                         const std::optional<at::Tensor>& restart, const OptionalTensors& reset_states,
                                          const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
   // The loops compute no autograd graph: in a process without seqtorch's Python (a loaded export), the op
   // may be called with parameters that require grad, and ATen's out= GEMMs refuse those under grad mode.
@@ -678,7 +681,7 @@ std::vector<at::Tensor> scan_backward_cpp(std::string cell, std::string activati
                                           const std::optional<at::Tensor>& lengths,
                                           const std::optional<at::Tensor>& mask,
                                           const std::optional<at::Tensor>& restart,
-                                          std::vector<at::Tensor> reset_states,
+                                          const OptionalTensors& reset_states,
                                           const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
   at::NoGradGuard no_grad;
   const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, mask,
@@ -706,10 +709,10 @@ std::vector<std::string> cpp_cells() {
 TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
   m.def("scan_forward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "bool save, Tensor gx, Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? mask, Tensor? restart, "
-        "Tensor[] reset_states, Tensor? rec_mask, Tensor?[] keep) -> Tensor[]");
+        "Tensor?[] reset_states, Tensor? rec_mask, Tensor?[] keep) -> Tensor[]");
   m.def("scan_backward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? mask, Tensor? restart, "
-        "Tensor[] reset_states, Tensor? rec_mask, Tensor?[] keep) -> Tensor[]");
+        "Tensor?[] reset_states, Tensor? rec_mask, Tensor?[] keep) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
   // how many row chunks a scan of `batch` rows with per-step products of `flops` runs (for the tests)
   m.def("scan_row_chunks(int batch, float flops) -> int", &seqtorch_cpu::row_chunks);

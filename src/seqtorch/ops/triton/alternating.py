@@ -99,7 +99,7 @@ def _rows(buffers: list[Tensor], t: int, dummy: Tensor, slots: int) -> list[Tens
 
 def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-            mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+            mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor | None], rec_mask: Tensor | None,
             keep: list[Tensor | None]) -> list[Tensor]:
     """The forward op: T steps of (GEMM, launch); outputs as :mod:`seqtorch.ops.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
@@ -163,7 +163,7 @@ def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
 
 def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
              grads: list[Tensor | None], saved: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
-             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor], rec_mask: Tensor | None,
+             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor | None], rec_mask: Tensor | None,
              keep: list[Tensor | None]) -> list[Tensor]:
     """The backward op: T steps of (launch, GEMM) and a last launch; outputs as
     :mod:`seqtorch.ops.contract` says."""
