@@ -39,6 +39,11 @@ class TrainConfig:
     torch_defaults: bool = False
     num_workers: int = 0
     progress: bool = True
+    # A batch whose loss or gradient is NaN/inf stops training (the default) or, with this, is
+    # skipped without a step and counted in the history ("skipped_batches").
+    skip_nonfinite: bool = False
+    # Seconds a DDP collective waits for the other processes before the run stops with a message.
+    collective_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -64,6 +69,8 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ValueError(f"seed must be >= 0, got {cfg.seed}")
     if cfg.num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {cfg.num_workers}")
+    if not cfg.collective_timeout > 0:
+        raise ValueError(f"collective_timeout must be > 0 seconds, got {cfg.collective_timeout}")
     if cfg.resume and cfg.overwrite:
         raise ValueError("resume (continue the run in out) and overwrite (replace it) exclude "
                          "each other: pass one")
@@ -128,6 +135,16 @@ def add_common_args(
     g.add_argument(
         "--no-progress", dest="progress", action="store_false", default=d.progress,
         help="hide the per-batch progress bar",
+    )
+    g.add_argument(
+        "--skip-nonfinite", dest="skip_nonfinite", action="store_true", default=d.skip_nonfinite,
+        help="skip a batch whose loss or gradient is NaN or inf (no step; counted as skipped_batches "
+             "in the history) instead of stopping the run at the first one",
+    )
+    g.add_argument(
+        "--collective-timeout", dest="collective_timeout", type=float, default=d.collective_timeout,
+        metavar="SECONDS", help="under torchrun: how long a process waits for the others before the "
+                                "run stops with a message (default %(default)s)",
     )
     return parser
 
