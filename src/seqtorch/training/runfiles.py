@@ -154,7 +154,7 @@ def unseal(data: bytes, path: str | os.PathLike) -> bytes:
         return original
     if n == 0:
         raise CheckpointError(path, "the file is empty (0 bytes): it was cut short")
-    if not data.startswith(_LOCAL_HEADER):
+    if not data.startswith(_LOCAL_HEADER) and not _LOCAL_HEADER.startswith(data):  # a prefix: cut short
         raise CheckpointError(path, f"not a checkpoint: torch.save writes a zip archive, this file starts "
                                     f"with {data[:8]!r}")
     end = data.rfind(_EOCD, max(0, n - _ZIP_TAIL))
