@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -134,10 +135,9 @@ class Runtime:
         self.close()
         if lost:
             raise PeerLostError(
-                f"rank {self.rank} of {self.world_size}: {lost}. The other processes of the run "
-                f"cannot go on without it either. The run's files (rank 0's --out) hold its last "
-                f"completed epoch: run the same command with --resume to continue (under torchrun, "
-                f"--max-restarts N does that by itself when the command has --resume)"
+                f"rank {self.rank} of {self.world_size}: {lost}. The run cannot go on without it; rank "
+                f"0's --out holds its last completed epoch: run the same command with --resume to "
+                f"continue (under torchrun, --max-restarts N does so when the command has --resume)"
             ) from exc
 
 
@@ -145,17 +145,34 @@ def _lost_peers(exc: BaseException) -> str | None:
     """What ``exc`` says about the other processes, if it is a collective that failed because one
     of them is gone or stuck (gloo, NCCL) or torchrun's SIGTERM; None for any other exception."""
     if isinstance(exc, _Terminated):
-        return ("stopped by SIGTERM: torchrun stops the survivors when a process of the run fails "
-                "(see its report for which one)")
+        return ("stopped by SIGTERM: torchrun stops the other processes when one of the run fails "
+                "(its report names which)")
     if isinstance(exc, UserError) or not isinstance(exc, RuntimeError):
         return None
     text = str(exc)
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    if isinstance(exc, getattr(dist, "DistError", ())) or "/gloo/" in text or "NCCL" in text:
-        if "Timed out" in text or "timeout" in text.lower():
-            return f"a collective timed out waiting for another process, which is hung or gone ({first})"
-        return f"the connection to another process broke: it died or stopped ({first})"
-    return None
+    if not (isinstance(exc, getattr(dist, "DistError", ())) or "/gloo/" in text or "NCCL" in text):
+        return None
+    # "[.../gloo/transport/tcp/pair.cc:537] Read error [addr]: Connection reset by peer. This is
+    # typically caused by ...": the first sentence, without the source location.
+    first = re.sub(r"^\[[^\]]*\]\s*", "", text.strip().splitlines()[0]).split(". ")[0].rstrip(".")
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return f"a collective timed out waiting for another process, which is hung or gone ({first})"
+    return f"the connection to another process broke: it died or stopped ({first})"
+
+
+def _attempt_store(rank: int, world_size: int, timeout: timedelta) -> dict:
+    """The store of this attempt of a torchrun job (``init_process_group`` keywords; none outside one).
+
+    torchrun keeps one store for all the attempts of a job (``--max-restarts``), and a restarted
+    process would find there the addresses the processes of the attempt before left: reading one
+    before its new owner overwrote it, gloo dials a dead port ("Connection refused"). Each attempt
+    gets keys of its own instead.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        return {}
+    store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+    return dict(store=dist.PrefixStore(f"seqtorch/attempt{attempt}/", store), rank=rank, world_size=world_size)
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -203,11 +220,12 @@ def setup(cfg: TrainConfig) -> Runtime:
     owns_group = False
     timeout = timedelta(seconds=cfg.collective_timeout)
     if distributed and not dist.is_initialized():
+        join = dict(timeout=timeout, **_attempt_store(rank, world_size, timeout))
         if device.type == "cuda":
             torch.cuda.set_device(device)
-            dist.init_process_group("nccl", device_id=device, timeout=timeout)
+            dist.init_process_group("nccl", device_id=device, **join)
         else:
-            dist.init_process_group("gloo", timeout=timeout)
+            dist.init_process_group("gloo", **join)
         owns_group = True
     if distributed and (dist.get_rank() != rank or dist.get_world_size() != world_size):
         raise RuntimeError(
