@@ -6,7 +6,8 @@ environment asks for it, on torchrun's first attempt only. Checked: the survivor
 time with one :class:`PeerLostError` message that says how to continue (no gloo traceback, no hang),
 whether the peer died (gloo sees the connection break) or hangs (the collective times out); a rerun with
 ``--resume``, and torchrun's own restart (``--max-restarts``) of a command with ``--resume``, end exactly
-where the uninterrupted 2-process run ends. The reproductions are marked slow.
+where the uninterrupted 2-process run ends; a save that fails on rank 0 stops every rank at once. The
+reproductions and the failed save are marked slow.
 """
 
 from __future__ import annotations
@@ -39,12 +40,26 @@ def worker_main(out: str, resume: bool) -> None:
     fault = os.environ.get("FAULT", "")
     first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
     train, val, test = cls_datasets()
+    if fault == "enospc":  # rank 0's second write of last.pt (epoch 2) finds the disk full
+        import errno
+
+        import seqtorch.training.runfiles as runfiles
+
+        real, writes = runfiles.atomic_write, []
+
+        def full_disk(path, write, mode="wb"):
+            writes.append(Path(path).name)
+            if writes.count("last.pt") == 2 and Path(path).name == "last.pt":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(path, write, mode)
+
+        runfiles.atomic_write = full_disk
 
     def make_train_loader(epoch, rank, world_size):
         sampler = torch.utils.data.DistributedSampler(train, world_size, rank, shuffle=True, seed=5)
         sampler.set_epoch(epoch)
         for batch_no, batch in enumerate(DataLoader(train, batch_size=4, sampler=sampler), start=1):
-            if fault and first_attempt:
+            if fault.startswith(("kill:", "hang:")) and first_attempt:
                 kind, at_rank, at_epoch, at_batch = fault.split(":")
                 if (rank, epoch + 1, batch_no) == (int(at_rank), int(at_epoch), int(at_batch)):
                     print(f"rank {rank}: {kind} at epoch {epoch + 1}, batch {batch_no}", flush=True)
@@ -118,6 +133,19 @@ def test_a_hung_rank_times_the_survivor_out(tmp_path):
     proc, elapsed = torchrun(tmp_path / "run", fault="hang:1:1:2", timeout=4.0)
     _assert_clear_stop(proc, "a collective timed out waiting for another process, which is hung or gone")
     assert elapsed < 90, elapsed  # the 600 s hang is cut short by the 4 s collective timeout
+
+
+@pytest.mark.slow
+def test_a_failed_save_on_rank_0_stops_every_rank(tmp_path):
+    """Rank 0 writes the files; when that fails the others stop too, with its message, not in a hang."""
+    proc, elapsed = torchrun(tmp_path / "run", fault="enospc", timeout=60.0)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert any(line.startswith("SaveError: could not write ") and "last.pt: No space left on device" in line
+               for line in output.splitlines()), output[-3000:]
+    assert any(line.startswith("RunStoppedError: rank 0 stopped the run: could not write ")
+               for line in output.splitlines()), output[-3000:]
+    assert elapsed < 60, elapsed  # not the 60 s collective timeout
 
 
 @pytest.fixture(scope="module")
