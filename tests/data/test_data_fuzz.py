@@ -106,6 +106,37 @@ def test_damaged_imdb_npz_is_an_imdb_file_error(tmp_path, isolated_cache, member
     assert not list(isolated_cache.rglob("*.npz"))  # nothing cached for a file that failed
 
 
+def _flip_compression_method(path, member: str):
+    """Set ``member``'s compression method, in its local header and its directory entry, to one zip lacks."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+        at = archive.start_dir
+    struct.pack_into("<H", data, info.header_offset + 8, 99)
+    while data[at:at + 4] == b"PK\x01\x02":
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", data, at + 28)
+        if data[at + 46:at + 46 + name_len].decode() == member:
+            struct.pack_into("<H", data, at + 10, 99)
+        at += 46 + name_len + extra_len + comment_len
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_npz_member_with_an_unknown_compression_method(tmp_path):
+    path = _flip_compression_method(_npz(tmp_path / "imdb.npz"), "y_test.npy")
+    with pytest.raises(ImdbFileError, match=r"imdb.npz is corrupt \(NotImplementedError"):
+        _read(path)
+
+
+def test_a_jena_zip_member_with_an_unknown_compression_method(tmp_path):
+    from jena_fixture import zip_csv
+
+    csv = write_jena_csv(tmp_path / "jena_climate_2009_2016.csv", n_rows=50).path
+    path = _flip_compression_method(zip_csv(csv, tmp_path / "jena.zip"), "jena_climate_2009_2016.csv")
+    with pytest.raises(JenaFileError, match=r"jena.zip: the zip archive could not be read \(NotImplementedError"):
+        load_jena(path, cache=False)
+
+
 def test_a_damaged_word_index_beside_the_npz(tmp_path):
     path = _npz(tmp_path / "imdb.npz")
     (tmp_path / "imdb_word_index.json").write_text('{"the": "1"}')

@@ -341,8 +341,9 @@ def _check_npy_sizes(npz: Path) -> None:
                 if info.filename.endswith(".npy"):
                     with archive.open(info) as member:
                         _check_npy_size(npz, info, member)
-    except (ValueError, SyntaxError, tokenize.TokenError, EOFError, OSError, zipfile.BadZipFile,
-            zlib.error) as exc:  # what a damaged zip or npy header raises
+    except (ValueError, SyntaxError, tokenize.TokenError, EOFError, OSError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError, RuntimeError) as exc:  # a damaged zip (a compression method or the
+        # encryption flag flipped on: NotImplementedError, RuntimeError) or npy header
         raise ImdbFileError(f"{npz} is corrupt ({type(exc).__name__}: {exc}); delete it and download "
                             f"it again") from exc
 

@@ -24,6 +24,7 @@ import io
 import os
 import warnings
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -412,8 +413,9 @@ def _read_source(path: Path) -> bytes:
                     f"{names or 'none'}"
                 )
             return archive.read(chosen[0])
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise JenaFileError(f"{path}: the zip archive could not be read ({exc})") from exc
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # a damaged archive: bad CRC or headers, a compression method or encryption flag flipped on
+        raise JenaFileError(f"{path}: the zip archive could not be read ({type(exc).__name__}: {exc})") from exc
 
 
 def _load_parsed(path: Path, cache: bool) -> tuple[np.ndarray, np.ndarray, str, int]:

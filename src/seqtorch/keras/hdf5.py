@@ -28,8 +28,9 @@ from .errors import KerasFileError
 
 _SNAPSHOT = Path(__file__).with_name("hdf5_snapshot.py")
 _REFUSED, _UNREADABLE = 3, 4  # the child's exit statuses (see hdf5_snapshot)
-#: Time a child may take: enough to read a file at a slow disk's pace, then it counts as hung.
-TIME_LIMIT_S, TIME_PER_MIB_S = 60.0, 0.5
+#: Time a child may take: a Keras file is read in well under a second; 20 s, and more at a slow disk's
+#: pace for a large file, then libhdf5 counts as hung (damaged files make it loop).
+TIME_LIMIT_S, TIME_PER_MIB_S = 20.0, 0.5
 #: Memory a child may map: the interpreter with numpy and h5py, and the file's arrays several times over.
 MEMORY_LIMIT_BYTES, MEMORY_PER_FILE_BYTE = 2 << 30, 8
 
