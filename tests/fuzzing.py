@@ -672,9 +672,16 @@ def run_cases(target: str, count: int, seed: int, sources: list[Path], mutators:
 
 
 def summary(outcomes: list[Outcome]) -> str:
+    """Counts by result (refusals by error class, and how many were a crash or a hang the reader
+    itself contained), the slowest file, the worker's peak memory."""
     counts: dict[str, int] = {}
     for o in outcomes:
-        counts[o.result] = counts.get(o.result, 0) + 1
+        key = o.result
+        if o.result == "refused":
+            key = f"refused ({o.detail.split(':')[0]})"
+            if "crashed reading it" in o.detail or "took longer than" in o.detail:
+                key = f"refused ({o.detail.split(':')[0]}, a libhdf5 {'crash' if 'crashed' in o.detail else 'hang'} contained)"
+        counts[key] = counts.get(key, 0) + 1
     slowest = max((o.seconds for o in outcomes), default=0.0)
     rss = max((o.max_rss_mib for o in outcomes), default=0.0)
     return (f"{len(outcomes)} files: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

@@ -48,6 +48,11 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     write_with_digest(path, text.encode())
 
 
+def as_written(obj: Any) -> Any:
+    """``obj`` as :func:`atomic_write_json` writes it, which is what :func:`read_json` returns."""
+    return json.loads(json.dumps(_json_safe(obj), allow_nan=False))
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """A JSON file of a run (history.json, metrics.json), checked against its digest.
 

@@ -7,7 +7,6 @@ sees the same metrics; only rank 0 prints and writes files.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,
+    as_written,
     atomic_torch_save,
     atomic_write_json,
     capture_rng_state,
@@ -378,7 +378,7 @@ def refresh_history_files(out: Path, history: list[dict], task: Task, reference_
         current = read_json(out / HISTORY_FILE)
     except (OSError, RunFileError):
         current = None
-    if current == json.loads(json.dumps(history)) and (out / CURVES_FILE).exists():
+    if current == as_written(history) and (out / CURVES_FILE).exists():
         return
     write_history_files(out, history, task, reference_lines)
 

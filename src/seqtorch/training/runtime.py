@@ -63,7 +63,7 @@ class Runtime:
     distributed: bool = False
     _owns_group: bool = field(default=False, repr=False)
     _patient_group: Any = field(default=None, repr=False)  # main_first's barrier (gloo, long timeout)
-    _previous_sigterm: Any = field(default=None, repr=False)
+    _previous_sigterm: Any = field(default=None, repr=False)  # (handler,) while ours is installed
 
     @property
     def is_main(self) -> bool:
@@ -97,15 +97,15 @@ class Runtime:
     def run_on_main(self, work: Callable[[], None]) -> None:
         """Run ``work`` on rank 0 alone (writing files); a collective: every rank calls it.
 
-        A :class:`UserError` that ``work`` raises (a full disk) is raised on rank 0 and, as a
-        :class:`RunStoppedError` with the same message, on every other rank, so all of them stop
+        An exception ``work`` raises (a full disk) is raised on rank 0 and, as a
+        :class:`RunStoppedError` with its message, on every other rank, so all of them stop
         together instead of the others waiting for rank 0 in their next collective.
         """
         error = None
         if self.is_main:
             try:
                 work()
-            except UserError as exc:
+            except Exception as exc:  # re-raised below, on rank 0 as it is
                 error = exc
         if self.distributed:
             message = [None if error is None else str(error)]
@@ -119,7 +119,9 @@ class Runtime:
         """Leave the process group (if this Runtime joined it), restore SIGTERM, and release the
         output directories this process locked (:func:`~.outdir.prepare_out_dir`)."""
         if self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            # None: a handler installed outside Python, which cannot be put back; the default then
+            previous = self._previous_sigterm[0]
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
             self._previous_sigterm = None
         if self._owns_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -237,5 +239,5 @@ def setup(cfg: TrainConfig) -> Runtime:
     if distributed:
         rt._patient_group = dist.new_group(backend="gloo", timeout=DATA_PREPARATION_TIMEOUT)
         if threading.current_thread() is threading.main_thread():
-            rt._previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+            rt._previous_sigterm = (signal.signal(signal.SIGTERM, _raise_terminated),)
     return rt
