@@ -2,22 +2,28 @@
 
 h5py (an optional extra) and libhdf5 are not safe on damaged files: flipped bytes in a legacy ``.h5``
 crash the reading process or make it loop. :func:`read_hdf5` therefore runs
-:mod:`.hdf5_snapshot` in a child process, under a memory limit (RLIMIT_AS, where the platform has it)
-and a time limit, and returns what it printed: every group and dataset of the file, their attributes
+:mod:`.hdf5_snapshot` in a child process, one per file, under a memory limit (RLIMIT_AS, where the
+platform has it) and a time limit, and returns what it answered: every group and dataset of the file, their attributes
 and arrays, as :class:`Group` and :class:`Dataset` objects that answer the few h5py calls the layouts
 make (``keys``, ``in``, ``[path]``, ``get``, ``visit``, ``attrs``, ``name``, ``[()]``). Whatever goes
 wrong in the child (a crash, a hang, a refusal, an exhausted limit) is a :class:`KerasFileError`
-naming the file the user gave. The cost is one short-lived process per file read (about 0.2 s).
+naming the file the user gave. The children are forked by one small server process, started at the
+first file and kept (it imports h5py once, and never reads a file itself): after the first file,
+reading one costs a fork, not an interpreter start.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
+import select
 import signal
+import struct
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -27,7 +33,7 @@ import numpy as np
 from .errors import KerasFileError
 
 _SNAPSHOT = Path(__file__).with_name("hdf5_snapshot.py")
-_REFUSED, _UNREADABLE = 3, 4  # the child's exit statuses (see hdf5_snapshot)
+_REFUSED, _UNREADABLE, _TIMEOUT = 3, 4, 124  # the answers' statuses (see hdf5_snapshot)
 #: Time a child may take: a Keras file is read in well under a second; 20 s, and more at a slow disk's
 #: pace for a large file, then libhdf5 counts as hung (damaged files make it loop).
 TIME_LIMIT_S, TIME_PER_MIB_S = 20.0, 0.5
@@ -108,33 +114,102 @@ def read_hdf5(source: str | bytes, path: str) -> Group:
     """The root group of the HDF5 file ``source`` (a file name, or the file's bytes), read in a child
     process (see the module docstring). ``path`` is the file the user gave, for messages."""
     require_h5py()
-    data = source if isinstance(source, bytes) else None
-    size = len(data) if data is not None else os.path.getsize(source)
+    payload = b"B" + source if isinstance(source, bytes) else b"P" + os.fsencode(os.path.abspath(source))
+    size = len(payload) if isinstance(source, bytes) else os.path.getsize(source)
     limit_s = TIME_LIMIT_S + TIME_PER_MIB_S * size / 2**20
-    memory = MEMORY_LIMIT_BYTES + MEMORY_PER_FILE_BYTE * size
-    cmd = [sys.executable, "-c", _SNAPSHOT.read_text(encoding="utf-8"), "-" if data is not None else str(source)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "HDF5_USE_FILE_LOCKING": "FALSE"}
-    try:
-        done = subprocess.run(cmd, input=data if data is not None else b"", capture_output=True, timeout=limit_s,
-                              env=env, preexec_fn=_limit_memory(memory))
-    except subprocess.TimeoutExpired:
-        raise KerasFileError(f"{path}: reading the HDF5 data took longer than {limit_s:.0f} s; the file is "
-                             f"damaged (the HDF5 library loops on it)") from None
-    reason = done.stderr.decode("utf-8", "replace").strip()
-    if done.returncode == _REFUSED:
+    status, answer = _SERVER.read(payload, MEMORY_LIMIT_BYTES + MEMORY_PER_FILE_BYTE * size, limit_s)
+    reason = answer.decode("utf-8", "replace").strip() if status else ""
+    if status == _REFUSED:
         raise KerasFileError(f"{path}: not a Keras file's HDF5 content: {reason}")
-    if done.returncode == _UNREADABLE:
+    if status == _UNREADABLE:
         raise KerasFileError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {reason}")
-    if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name if -done.returncode in signal.valid_signals() else "a signal"
+    if status == _TIMEOUT:
+        raise KerasFileError(f"{path}: reading the HDF5 data took longer than {limit_s:.0f} s; the file is "
+                             f"damaged (the HDF5 library loops on it)")
+    if status < 0:
+        name = signal.Signals(-status).name if -status in signal.valid_signals() else f"signal {-status}"
         raise KerasFileError(f"{path}: the HDF5 library crashed reading it ({name}): the file is damaged")
-    if done.returncode != 0:
-        if "No module named 'h5py'" in reason:  # h5py is on this process's sys.path, not the child's
-            raise ImportError(f"reading Keras' HDF5 files needs h5py where {sys.executable} finds it "
-                              f"without this process's sys.path changes: pip install h5py")
-        raise KerasFileError(f"{path}: reading the HDF5 data failed (exit status {done.returncode}): "
-                             f"{reason[-500:]}")
-    return _tree(done.stdout, path)
+    return _tree(answer, path)
+
+
+class _Server:
+    """The process that runs :mod:`.hdf5_snapshot`'s server: started at the first file, kept for the
+    next ones (it forks a fresh child per file, so only the first file waits for imports)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        atexit.register(self.close)
+
+    def read(self, payload: bytes, memory: int, limit_s: float) -> tuple[int, bytes]:
+        """(status, answer) of one request (see hdf5_snapshot's protocol)."""
+        request = struct.pack("<QQd", len(payload), memory, limit_s) + payload
+        with self._lock:
+            if not hasattr(os, "fork"):  # the server reads in its own process: one per file
+                try:
+                    done = subprocess.run(_command(), input=request, capture_output=True, timeout=limit_s,
+                                          env=_environment())
+                except subprocess.TimeoutExpired:
+                    return _TIMEOUT, b""
+                return _answer(done.stdout, done.returncode)
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              stderr=subprocess.DEVNULL, env=_environment())
+            try:
+                self._proc.stdin.write(request)
+                self._proc.stdin.flush()
+                # The server kills a child at limit_s; waiting longer only guards against the server.
+                return _answer(_read(self._proc.stdout, limit_s + 60.0), self._proc.poll())
+            except (OSError, RuntimeError):
+                self.close_locked()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+    def close_locked(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+
+def _command() -> list[str]:
+    return [sys.executable, "-c", _SNAPSHOT.read_text(encoding="utf-8")]
+
+
+def _environment() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "HDF5_USE_FILE_LOCKING": "FALSE"}
+
+
+def _read(stream, limit_s: float) -> bytes:
+    """Everything of one answer from ``stream``, waiting at most ``limit_s`` seconds for each part."""
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            if not select.select([stream], [], [], limit_s)[0]:
+                raise RuntimeError(f"the process reading HDF5 files ({_SNAPSHOT.name}) did not answer in "
+                                   f"{limit_s:.0f} s")
+            chunk = os.read(stream.fileno(), n - len(data))
+            if not chunk:
+                raise RuntimeError(f"the process reading HDF5 files ({_SNAPSHOT.name}) ended unexpectedly")
+            data += chunk
+        return data
+
+    header = exactly(struct.calcsize("<iQ"))
+    return header + exactly(struct.unpack("<iQ", header)[1])
+
+
+def _answer(data: bytes, returncode: int | None) -> tuple[int, bytes]:
+    if len(data) < struct.calcsize("<iQ"):
+        raise RuntimeError(f"the process reading HDF5 files ({_SNAPSHOT.name}) ended without an answer "
+                           f"(exit status {returncode})")
+    status, size = struct.unpack("<iQ", data[:12])
+    return status, data[12:12 + size]
+
+
+_SERVER = _Server()
 
 
 def _tree(output: bytes, path: str) -> Group:
@@ -154,22 +229,6 @@ def _tree(output: bytes, path: str) -> Group:
             Dataset(name, entry["attrs"], arrays[entry["array"]])
         parent.members[leaf] = node
     return root
-
-
-def _limit_memory(limit: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that caps the child's address space (None where the platform cannot)."""
-    if os.name != "posix":
-        return None
-    try:
-        import resource
-    except ImportError:
-        return None
-
-    def cap() -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        new = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (new, hard))
-    return cap
 
 
 def _text(value) -> str:

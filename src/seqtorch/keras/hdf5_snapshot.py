@@ -1,27 +1,35 @@
-"""The program that reads an HDF5 file for :mod:`.hdf5`, in a child process: h5py in, a plain snapshot out.
+"""The program that reads HDF5 files for :mod:`.hdf5`, away from the user's process: h5py in, plain data out.
 
 libhdf5 is not written for damaged files: a few flipped bytes in a legacy ``.h5`` can crash the process
 that reads it (a segmentation fault) or make it loop. So seqtorch never lets libhdf5 read a Keras file
-in the user's process: this program runs in a child (``python -c`` with this file's text, importing
-only numpy and h5py), under a memory and a time limit, and prints what the file holds as an ``.npz``
-on stdout: every group and dataset reachable from the root, their attributes, and the arrays. A
-crash, a hang or an exhausted limit ends the child; the parent reports it as a damaged file.
+in the user's process. This program (run as ``python -c`` with this file's text, importing only numpy
+and h5py) is a small server: it imports h5py once, then for each request forks a fresh child that
+reads that one file under a memory limit (RLIMIT_AS) and a time limit, and exits. A crash or a hang
+costs that child only; the server, which never reads a file itself, reports it and serves the next
+request from the clean state it forked from. No process reads two files: a damaged file can leave
+libhdf5 in any state.
 
-Refused before any array is read (exit status 3, the reason on stderr): links other than hard links
-(Keras writes none; an external link would read another file), hard-link cycles, datasets stored in
-other files, datasets that are not numbers, and datasets that declare more bytes than the file stores
-for them (a damaged size: Keras does not compress). Any other error reading the file: exit status 4.
+A child answers with what the file holds: every group and dataset reachable from the root, their
+attributes and arrays, as an ``.npz`` (``tree``: UTF-8 JSON ``{path: {"kind": "group" | "dataset",
+"attrs": {...}, "array": "a<i>"}}`` with paths like ``/model_weights/lstm``; ``a0``, ``a1``, ...:
+the arrays). Refused before any array is read (status 3): links other than hard links (Keras writes
+none; an external link would read another file), hard-link cycles, datasets stored in other files,
+datasets that are not numbers, and datasets that declare more bytes than the file stores for them (a
+damaged size: Keras does not compress). Any other error reading the file: status 4.
 
-Output: ``tree`` (uint8, UTF-8 JSON ``{path: {"kind": "group" | "dataset", "attrs": {...}, "array":
-"a<i>"}}``, paths like ``/model_weights/lstm``) and the arrays ``a0``, ``a1``, ...
-Usage: ``python -c "<this file's text>" FILE``, or ``-`` to read the file's bytes from stdin.
+Protocol, on stdin and stdout: a request is ``<QQd`` (payload length, memory limit in bytes, time
+limit in seconds) and the payload (``P`` + a path, or ``B`` + the file's bytes); the answer is ``<iQ``
+(status: 0, 3, 4, 124 for a timeout, or minus the signal that killed the child; payload length) and
+the payload (the ``.npz``, or the reason). Where there is no fork (Windows), the server reads the one
+request in its own process and exits; the parent starts one per file.
 """
 
 import io
 import json
+import struct
 import sys
 
-REFUSED, UNREADABLE = 3, 4
+REFUSED, UNREADABLE, TIMEOUT = 3, 4, 124
 MAX_OBJECTS = 100_000  # far more groups and datasets than any Keras model has
 
 
@@ -107,27 +115,109 @@ def _dataset(dset, path, arrays):
     return key
 
 
-def main(argv):
+def read_one(payload, memory):
+    """(status, bytes) for one request's payload: run in a fresh child (or a process of its own)."""
+    try:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        resource.setrlimit(resource.RLIMIT_AS, (memory if hard == resource.RLIM_INFINITY else min(memory, hard),
+                                                hard))
+    except (ImportError, ValueError, OSError):  # no such limit on this platform: the time limit remains
+        pass
     import numpy as np
 
-    source = io.BytesIO(sys.stdin.buffer.read()) if argv[1] == "-" else argv[1]
+    import os
+
+    source = io.BytesIO(payload[1:]) if payload[:1] == b"B" else os.fsdecode(payload[1:])
     try:
         tree, arrays = snapshot(source)
+        out = io.BytesIO()
+        np.savez(out, tree=np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8), **arrays)
+        return 0, out.getvalue()
     except Refused as err:
-        sys.stderr.write(str(err))
-        return REFUSED
+        return REFUSED, str(err).encode()
     except MemoryError:
-        sys.stderr.write("it needs more memory than a Keras file of its size can")
-        return UNREADABLE
+        return UNREADABLE, b"it needs more memory than a Keras file of its size can"
     except Exception as err:  # h5py's errors for damaged files have many types; the parent names the file
-        sys.stderr.write(f"{type(err).__name__}: {err}")
-        return UNREADABLE
-    out = io.BytesIO()
-    np.savez(out, tree=np.frombuffer(json.dumps(tree).encode(), dtype=np.uint8), **arrays)
-    sys.stdout.buffer.write(out.getvalue())
-    return 0
+        return UNREADABLE, f"{type(err).__name__}: {err}".encode()
+
+
+def _read_exactly(stream, n):
+    data = b""
+    while len(data) < n:
+        chunk = stream.read(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _forked(payload, memory, limit_s):
+    """(status, bytes) of :func:`read_one` run in a forked child, which is killed after ``limit_s``."""
+    import os
+    import select
+    import signal
+    import time
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one file, then out, whatever happens (it must never return to serve)
+        try:
+            os.close(read_end)
+            status, data = read_one(payload, memory)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(struct.pack("<i", status) + data)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks, deadline, timed_out = [], time.monotonic() + limit_s, False
+    with os.fdopen(read_end, "rb", buffering=0) as answer:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([answer], [], [], left)[0]:
+                timed_out = True
+                os.kill(pid, signal.SIGKILL)
+                break
+            chunk = answer.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, wait_status = os.waitpid(pid, 0)
+    if timed_out:
+        return TIMEOUT, b""
+    if os.WIFSIGNALED(wait_status):
+        return -os.WTERMSIG(wait_status), b""
+    data = b"".join(chunks)
+    if len(data) < 4:
+        return UNREADABLE, b"the reading process ended without an answer"
+    return struct.unpack("<i", data[:4])[0], data[4:]
+
+
+def serve(stdin, stdout):
+    import h5py  # noqa: F401 - imported once, before any fork: each child starts with it loaded
+    import numpy  # noqa: F401
+
+    import os
+
+    while True:
+        header = _read_exactly(stdin, struct.calcsize("<QQd"))
+        if header is None:
+            return  # the parent closed the pipe: it has exited
+        size, memory, limit_s = struct.unpack("<QQd", header)
+        payload = _read_exactly(stdin, size)
+        if payload is None:
+            return
+        if hasattr(os, "fork"):
+            status, data = _forked(payload, memory, limit_s)
+        else:
+            status, data = read_one(payload, memory)
+        stdout.write(struct.pack("<iQ", status, len(data)) + data)
+        stdout.flush()
+        if not hasattr(os, "fork"):
+            return
 
 
 if __name__ == "__main__":
     del sys.path[0]  # run with -c: the working directory, which must not shadow numpy or h5py
-    sys.exit(main(sys.argv))
+    serve(sys.stdin.buffer, sys.stdout.buffer)
