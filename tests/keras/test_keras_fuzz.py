@@ -40,7 +40,7 @@ def _check(outcomes, count):
 
 
 def test_keras_files_fuzz_fast(tmp_path):
-    _check(fuzz("keras", 40, seed=0, work=tmp_path), 40)
+    _check(fuzz("keras", 30, seed=0, work=tmp_path), 30)
 
 
 @pytest.mark.slow

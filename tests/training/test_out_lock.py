@@ -1,6 +1,7 @@
 """One run at a time in an --out: a second run into a directory a live run is writing is refused by a
 lock (even with --resume or --overwrite), not interleaved; the lock of a killed run does not block the
-next one; the lock is released when the run ends. Real processes hold the locks."""
+next one; the lock is released when the run ends. Real processes hold the locks (two whole training
+runs racing for one --out: marked slow)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,7 @@ def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no lock file, nothing hidden left
 
 
+@pytest.mark.slow
 def test_two_runs_started_into_one_out_do_not_interleave(tmp_path):
     """The second one, started while the first trains, is refused even with --overwrite (which would
     delete the first one's files); the first one's files are one coherent run."""
