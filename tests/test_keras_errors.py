@@ -44,7 +44,6 @@ def test_unknown_layer_class_is_named(tmp_path):
     ("LSTM", "activation", "selu", r"option activation='selu'"),
     ("LSTM", "kernel_regularizer", {"class_name": "L2", "config": {"l2": 0.01}}, r"option kernel_regularizer="),
     ("LSTM", "dropout", 1.0, r"option dropout=1.0 is not supported \(expected a number in \[0.0, 1.0\)\)"),
-    ("LSTM", "units", "six", r"option units='six'"),
     ("LSTM", "some_future_option", 3, r"unknown option some_future_option=3"),
     ("Embedding", "mask_zero", True, r"layer 'embedding_1' \(Embedding\): option mask_zero=True"),
     ("Dense", "activation", "gelu", r"layer 'dense_1' \(Dense\): option activation='gelu'"),
@@ -53,6 +52,27 @@ def test_unknown_layer_class_is_named(tmp_path):
 def test_unsupported_option_names_layer_class_option_and_value(tmp_path, class_name, key, value, message):
     with pytest.raises(sk.UnsupportedKerasError, match=message):
         sk.load_model(_edited(tmp_path, _set(class_name, key, value)))
+
+
+@pytest.mark.parametrize("class_name, key, value, expected", [
+    ("LSTM", "units", "six", "an int"),
+    ("LSTM", "return_sequences", "yes", "true or false"),
+    ("LSTM", "dropout", [0.1], "a number"),
+    ("LSTM", "activation", 3, "a name"),
+    ("LSTM", "stateful", 0, "bool"),
+])
+def test_a_value_of_a_type_keras_never_writes_is_a_damaged_file(tmp_path, class_name, key, value, expected):
+    with pytest.raises(sk.KerasFileError) as info:
+        sk.load_model(_edited(tmp_path, _set(class_name, key, value)))
+    assert not isinstance(info.value, sk.UnsupportedKerasError)
+    assert f"option {key}={value!r} is not a value Keras writes there (expected {expected})" in str(info.value)
+    assert str(tmp_path / "edited.keras") in str(info.value)
+
+
+def test_every_importer_error_is_a_keras_file_error():
+    assert issubclass(sk.UnsupportedKerasError, sk.KerasFileError)
+    assert issubclass(sk.WeightMismatchError, sk.KerasFileError)
+    assert issubclass(sk.KerasFileError, ValueError)
 
 
 def test_bidirectional_merge_mode_none_only_as_last_layer(tmp_path):

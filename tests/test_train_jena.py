@@ -164,7 +164,7 @@ def test_script_trains_the_books_recipe_unless_told_otherwise(script, csv, tmp_p
 def test_naive_writes_the_baseline_only(script, csv, tmp_path):
     out = tmp_path / "naive"
     metrics = script.main(["--data", str(csv), "--model", "naive", "--out", str(out), "--clean", *SMALL])
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "metrics.json.sha256"]
     table = load_jena(csv, clean=True)
     prep = prepare_jena(table.values, WindowSpec(24, 6, 12), Splits(1000, 1500), 32)
     assert metrics["baseline_test_mae"] == pytest.approx(naive_mae(prep.data, prep.test_batches, prep.spec), abs=1e-12)
@@ -241,7 +241,7 @@ def test_script_refuses_to_mix_runs(script, csv, tmp_path):
     # The baseline trains nothing: --resume would only put its metrics.json beside another run's.
     with pytest.raises(ValueError, match="naive"):
         script.main(["--data", str(csv), "--model", "naive", "--out", str(out), "--resume", *SMALL])
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "metrics.json.sha256"]
 
 
 def test_script_refuses_a_read_only_out_before_reading_the_data(script, tmp_path):

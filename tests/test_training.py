@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from seqtorch.training import (
     ConfigError,
@@ -49,110 +49,15 @@ from seqtorch.training import (
 
 from conftest import TOL
 from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp, read_only_dir
+from tiny_runs import TinyRNNClassifier, cls_datasets, one_thread, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: extra intra-op threads only spin, and on a shared CPU that made
-    this file 4x slower. Restored afterwards so other test files keep their setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-# --- tiny models and data -------------------------------------------------------------------
-
-
-class TinyRNNClassifier(nn.Module):
-    """(B, T, 3) -> logits (B, 1); dropout so that resume must restore the RNG to match."""
-
-    def __init__(self, hidden: int = 6):
-        super().__init__()
-        self.rnn = nn.GRU(3, hidden, batch_first=True)
-        self.drop = nn.Dropout(0.3)
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x, lengths=None):
-        out, h = self.rnn(x)
-        if lengths is not None:  # the state at each sequence's last valid step
-            h_last = out[torch.arange(x.shape[0]), lengths.to(torch.long) - 1]
-        else:
-            h_last = h[-1]
-        return self.head(self.drop(h_last))
-
-
-class TinyRegressor(nn.Module):
-    """(B, T, 3) -> (B, 1) prediction; dropout on the flattened window."""
-
-    def __init__(self, steps: int = 5):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(3 * steps, 8), nn.ReLU(), nn.Linear(8, 1))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def classification_data(n: int = 96, steps: int = 5, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, steps, 3, generator=g)
-    y = (x[:, :, 0].sum(1) > 0).float()
-    return x, y
-
-
-def cls_datasets(n=96, with_lengths=False):
-    x, y = classification_data(n)
-    parts = []
-    a, b = int(n * 0.6), int(n * 0.8)
-    for lo, hi in ((0, a), (a, b), (b, n)):
-        if with_lengths:
-            lengths = torch.randint(1, x.shape[1] + 1, (hi - lo,), generator=torch.Generator().manual_seed(lo))
-            parts.append(TensorDataset(x[lo:hi], lengths, y[lo:hi]))
-        else:
-            parts.append(TensorDataset(x[lo:hi], y[lo:hi]))
-    return parts
-
-
-def regression_datasets(n=120):
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 5, 3, generator=g)
-    y = x[:, -1, 1] * 0.7 + 0.1 * torch.randn(n, generator=g)
-    a, b = int(n * 0.6), int(n * 0.8)
-    return [TensorDataset(x[lo:hi], y[lo:hi]) for lo, hi in ((0, a), (a, b), (b, n))]
-
-
-def steps_loader_fn(dataset, batch_size, steps, seed):
-    """Jena style: an epoch is `steps` random batches, a pure function of (seed, epoch, rank)."""
-
-    def make(epoch, rank, world_size):
-        sampler = RandomStepsSampler(len(dataset), steps * batch_size, seed=seed, rank=rank)
-        sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
-
-    return make
-
-
-def run(tmp_path, name, *, epochs, resume=False, kind="cls", **overrides):
-    """One complete script-like run: setup (seeds) -> build model -> fit. Returns metrics."""
-    cfg = TrainConfig(epochs=epochs, batch_size=8, out=str(tmp_path / name), seed=3, resume=resume,
-                      progress=False, **overrides)
-    with setup(cfg) as rt:
-        if kind == "cls":
-            train, val, test = cls_datasets()
-            model, task, train_arg = TinyRNNClassifier(), binary_classification_task(), train
-        elif kind == "cls_lengths":
-            train, val, test = cls_datasets(with_lengths=True)
-            model, task, train_arg = TinyRNNClassifier(), binary_classification_task(), train
-        else:
-            train, val, test = regression_datasets()
-            model, task = TinyRegressor(), regression_task(loss="mae", monitor="val_mae")
-            train_arg = steps_loader_fn(train, cfg.batch_size, steps=4, seed=cfg.seed)
-        metrics = fit(model, task, cfg, rt, train=train_arg, val=val, test=test,
-                      extra={"baseline_mae": 0.5} if kind == "reg" else None,
-                      reference_lines=[RefLine("mae", 0.5, "naive")] if kind == "reg" else ())
-    return model, task, (train, val, test), metrics
+def _one_thread():
+    with one_thread():
+        yield
 
 
 # --- end to end -----------------------------------------------------------------------------
@@ -163,7 +68,8 @@ def test_fit_writes_every_file(tmp_path, kind, capsys):
     model, task, (train, val, test), metrics = run(tmp_path, "run", epochs=3, kind=kind)
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["history.json", "metrics.json", "curves.png", "best.pt", "last.pt"]
+        ["history.json", "metrics.json", "curves.png", "best.pt", "last.pt", "last.prev.pt",
+         "history.json.sha256", "metrics.json.sha256", "curves.png.sha256"]
     )  # and no temporary files left behind
 
     history = json.loads((out / "history.json").read_text())
@@ -369,7 +275,7 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_write(path, fail_halfway)
     assert path.read_bytes() == before
-    assert os.listdir(tmp_path) == ["history.json"]  # no temporary file left
+    assert sorted(os.listdir(tmp_path)) == ["history.json", "history.json.sha256"]  # no temporary file
 
 
 def test_atomic_torch_save_failure_leaves_no_file(tmp_path):
@@ -390,9 +296,9 @@ def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="could not load"):
+    with pytest.raises(RuntimeError, match="junk.pt: not a checkpoint: torch.save writes a zip archive"):
         load_checkpoint(tmp_path / "junk.pt")
-    torch.save({"model": {}}, tmp_path / "other.pt")
+    atomic_torch_save(tmp_path / "other.pt", {"model": {}})
     with pytest.raises(RuntimeError, match="not a 'seqtorch.training/1' checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
 
@@ -623,7 +529,8 @@ def test_overwrite_replaces_the_whole_previous_run(tmp_path):
     # No epoch: fit writes metrics.json only, so any file of the old run left beside it would
     # pass for part of the new one (best.pt, curves.png, history.json, last.pt).
     metrics = run(tmp_path, "run", epochs=0, overwrite=True)[3]
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.json", "notes.txt"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "metrics.json", "metrics.json.sha256", "notes.txt"]
     assert metrics["epochs"] == 0 and metrics["best_epoch"] is None
     run(tmp_path, "run", epochs=1, overwrite=True)
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 1

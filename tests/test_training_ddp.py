@@ -57,17 +57,21 @@ def worker_main(out: str, record_dir: str) -> None:
     """
     import torch.distributed as dist
 
-    import seqtorch.training.checkpoint as checkpoint
+    import seqtorch.training.runfiles as runfiles
 
     written: list[str] = []
-    real_atomic_write = checkpoint.atomic_write
+    real_atomic_write, real_link_or_copy = runfiles.atomic_write, runfiles.atomic_link_or_copy
 
     def recording_atomic_write(path, write, mode="wb"):
         written.append(Path(path).name)
         return real_atomic_write(path, write, mode)
 
-    # Every file fit writes goes through checkpoint.atomic_write (looked up at call time).
-    checkpoint.atomic_write = recording_atomic_write
+    def recording_link_or_copy(src, dest):
+        written.append(Path(dest).name)
+        return real_link_or_copy(src, dest)
+
+    # Every file fit writes goes through runfiles' atomic_write or atomic_link_or_copy (looked up at call time).
+    runfiles.atomic_write, runfiles.atomic_link_or_copy = recording_atomic_write, recording_link_or_copy
     dist.init_process_group("gloo")
     for name, epochs, resume in (("straight", EPOCHS, False), ("resumed", EPOCHS - 1, False), ("resumed", EPOCHS, True)):
         cfg = TrainConfig(epochs=epochs, batch_size=4, eval_batch_size=5, out=str(Path(out, name)), seed=7,
@@ -102,13 +106,11 @@ def test_ddp_two_processes_match_single_process_evaluation_and_resume(tmp_path):
     # Only rank 0 prints and writes (3 runs: EPOCHS + (EPOCHS - 1) + 1 epoch lines).
     assert proc.stdout.count("Total params") == 3
     assert sum(line.startswith("Epoch ") for line in proc.stdout.splitlines()) == 2 * EPOCHS
+    files = {"best.pt", "last.pt", "last.prev.pt", "history.json", "curves.png", "metrics.json",
+             "history.json.sha256", "curves.png.sha256", "metrics.json.sha256"}
     assert json.loads((records / "rank1.json").read_text()) == []
-    assert set(json.loads((records / "rank0.json").read_text())) == {
-        "best.pt", "last.pt", "history.json", "curves.png", "metrics.json"
-    }
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["best.pt", "last.pt", "history.json", "curves.png", "metrics.json"]
-    )
+    assert set(json.loads((records / "rank0.json").read_text())) == files
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
 
     metrics = json.loads((out / "metrics.json").read_text())
     history = json.loads((out / "history.json").read_text())

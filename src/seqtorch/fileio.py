@@ -1,5 +1,5 @@
-"""Files that are never seen half-written: atomic writes, the temporary files of killed writers,
-and cache entries that are read back or rebuilt.
+"""Files that are never seen half-written: atomic writes and copies, the temporary files of killed
+writers, and cache entries that are read back or rebuilt.
 
 One atomic write serves the whole tree (downloads, cache entries, checkpoints, run outputs): the
 bytes go to a temporary file beside the destination, named ``.<name>.<8 random characters>.part``,
@@ -16,6 +16,7 @@ never removed, however long it has been writing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -32,8 +33,8 @@ except ImportError:  # Windows: no flock; an open file cannot be deleted there a
     fcntl = None
 
 __all__ = [
-    "TEMP_SUFFIX", "STALE_AFTER_S", "CacheEntryWarning", "atomic_write", "read_cache_entry",
-    "write_cache_entry", "remove_stale_temps",
+    "TEMP_SUFFIX", "STALE_AFTER_S", "CacheEntryWarning", "atomic_write", "atomic_link_or_copy",
+    "read_cache_entry", "write_cache_entry", "remove_stale_temps",
 ]
 
 TEMP_SUFFIX = ".part"
@@ -58,6 +59,10 @@ _FILE_MODE = 0o666 & ~_read_umask()
 # What reading a damaged .npz (or any damaged cache entry) raises: a missing file or key, a zip
 # cut short or filled with garbage, a short read, a bad CRC, arrays failing the reader's checks.
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error)
+
+# What os.link raises where a file system has no hard links (FAT, some network shares).
+_NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP,
+                  getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
 
 T = TypeVar("T")
 
@@ -90,6 +95,39 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         raise
     _fsync_dir(path.parent)
     remove_stale_temps(path.parent, path.name)
+
+
+def atomic_link_or_copy(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Make ``dest`` hold the bytes of ``src``, atomically: ``dest`` is the old file or the copy.
+
+    A hard link where the file system has them (no bytes copied: safe because seqtorch replaces
+    files by renaming new ones over them, never by writing into them), else an :func:`atomic_write`
+    of the bytes. Raises the OSError of a failure, ``dest`` unchanged.
+    """
+    src, dest = Path(src), Path(dest)
+    with contextlib.suppress(OSError):
+        if os.path.samefile(src, dest):  # linked already: a rename onto it would do nothing
+            return
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_SUFFIX, dir=dest.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp)  # mkstemp chose a fresh random name; the link takes it
+        os.link(src, tmp)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        data = src.read_bytes()  # a file system without hard links: copy the bytes
+        atomic_write(dest, lambda f: f.write(data))
+        return
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(dest.parent)
 
 
 def write_cache_entry(path: str | os.PathLike, write: Callable[[Any], None]) -> None:

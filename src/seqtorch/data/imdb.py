@@ -45,6 +45,7 @@ import lzma
 import os
 import re
 import tarfile
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ __all__ = [
     "KERAS_WORD_INDEX_SHA256",
     "ImdbCorpus",
     "ImdbData",
+    "ImdbFileError",
     "TokenSequenceDataset",
     "load_imdb",
     "read_corpus",
@@ -92,6 +94,13 @@ _CACHE_FORMAT = 2  # 2: sources with a review twice or bad npz dtypes are refuse
 # Groups: the top folder (aclImdb/, or none), split, label, file id, rating.
 _REVIEW = re.compile(r"^(?:\./)?(?:([^/]+)/)?(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 _LAYOUT = "aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt"
+
+
+
+
+class ImdbFileError(DataFileError, RuntimeError):
+    """An IMDB source (archive, directory, imdb.npz, word index) that cannot be read: damaged, cut
+    short, in another layout, or holding values Keras' files do not. The message names the file."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,7 +148,7 @@ class ImdbCorpus:
         return corpus
 
     def validate(self, origin: str) -> None:
-        """Raise RuntimeError if the arrays are inconsistent (a damaged file)."""
+        """Raise :class:`ImdbFileError` if the arrays are inconsistent (a damaged file)."""
         for s in SPLITS:
             r, o, y = self.ranks[s], self.offsets[s], self.labels[s]
             ok = (
@@ -148,7 +157,7 @@ class ImdbCorpus:
                 and bool(np.all((y == 0) | (y == 1))) and y.size > 0
             )
             if not ok:
-                raise RuntimeError(
+                raise ImdbFileError(
                     f"{origin}: inconsistent '{s}' arrays (ranks {r.shape}, offsets {o.shape}, "
                     f"labels {y.shape}); the file is damaged: delete it and load again"
                 )
@@ -163,13 +172,13 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
     name = member.name
     parts = Path(name).parts
     if name.startswith(("/", "\\")) or os.path.isabs(name) or ".." in parts:
-        raise DataFileError(
+        raise ImdbFileError(
             f"refusing {archive}: member {name!r} has an absolute path or '..' (it would escape "
             f"the target directory). This is not the aclImdb archive; download it again."
         )
     if not (member.isfile() or member.isdir()):
         kind = "link" if (member.issym() or member.islnk()) else "device or special file"
-        raise DataFileError(
+        raise ImdbFileError(
             f"refusing {archive}: member {name!r} is a {kind}; the aclImdb archive holds only "
             f"regular files and directories. Download it again."
         )
@@ -209,7 +218,7 @@ def _iter_tar_reviews(archive: Path, progress: bool):
                     trees.setdefault(match[1], member.name)
                     if len(trees) > 1:
                         (a, first_a), (b, first_b) = list(trees.items())[:2]
-                        raise DataFileError(
+                        raise ImdbFileError(
                             f"refusing {archive}: it holds two review trees, {a or '.'!r} "
                             f"({first_a}) and {b or '.'!r} ({first_b}); their reviews would be "
                             f"counted twice. The official archive holds one, {_LAYOUT}: pass "
@@ -232,12 +241,12 @@ def _iter_tar_reviews(archive: Path, progress: bool):
         raise _damaged(archive, f"{type(exc).__name__}: {exc}", truncated=False) from exc
 
 
-def _damaged(archive: Path, detail: str, truncated: bool) -> DataFileError:
+def _damaged(archive: Path, detail: str, truncated: bool) -> ImdbFileError:
     size = archive.stat().st_size if archive.exists() else 0
     truncated = truncated or size == 0
     what = (f"is truncated (cut short at {size:,} bytes; the official aclImdb_v1.tar.gz has "
             f"{ACLIMDB_SIZE:,}): {detail}" if truncated else f"is corrupt ({detail})")
-    return DataFileError(
+    return ImdbFileError(
         f"{archive} {what}. Delete it and download it again (official archive: {ACLIMDB_URL}, "
         f"sha256 {ACLIMDB_SHA256})."
     )
@@ -275,7 +284,7 @@ def _corpus_from_reviews(reviews, origin: str, strip_html: bool) -> ImdbCorpus:
         groups[(split, label)].append((file_id, text_to_word_sequence(text)))
     for (split, label), items in groups.items():
         if not items:
-            raise DataFileError(
+            raise ImdbFileError(
                 f"{origin}: no reviews found under aclImdb/{split}/{label}/ (missing split). "
                 f"Expected the layout of the official archive, {_LAYOUT}; pass "
                 f"aclImdb_v1.tar.gz or an extracted aclImdb directory."
@@ -284,7 +293,7 @@ def _corpus_from_reviews(reviews, origin: str, strip_html: bool) -> ImdbCorpus:
         ids = np.array([file_id for file_id, _ in items])
         twice = np.flatnonzero(ids[1:] == ids[:-1])
         if twice.size:
-            raise DataFileError(
+            raise ImdbFileError(
                 f"{origin}: under {split}/{label}/ the review id {ids[twice[0]]} occurs twice (the "
                 f"same review in two files, or two copies of the tree); the official layout "
                 f"{_LAYOUT} has each id once. Pass a clean copy of the data."
@@ -319,37 +328,78 @@ def _corpus_from_keras_npz(npz: Path, sha256: str, word_index: Path | None) -> I
     acceptable only for a file whose sha256 matches the published one (Keras makes the same
     check): a tampered file fails the check before any byte is unpickled. The lists are turned
     into plain int arrays at once, so the cache never needs pickle.
+
+    A file can still be damaged and match a digest the user passed (``npz_sha256`` of their own
+    copy). So every array's declared size is checked against the bytes stored for it before
+    numpy allocates it (:func:`_check_npy_sizes`), and any error that unpickling or reading raises
+    (damaged pickles raise nearly any exception type) is an :class:`ImdbFileError` naming the file.
     """
     actual = sha256sum(npz)
     if actual != sha256.lower():
-        raise DataFileError(
+        raise ImdbFileError(
             f"sha256 mismatch for {npz}: expected {sha256}, got {actual}. Refusing to unpickle "
             f"it. Delete it and download it again from {KERAS_NPZ_URL}."
         )
+    _check_npy_sizes(npz)
     try:
         with np.load(npz, allow_pickle=True) as f:  # safe only because the checksum matched
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
             if missing:
-                raise DataFileError(
+                raise ImdbFileError(
                     f"{npz} lacks {missing} (has {f.files}); expected Keras' imdb.npz with "
                     f"x_train, y_train, x_test, y_test (missing split)"
                 )
             raw = {s: (f[f"x_{s}"], f[f"y_{s}"]) for s in SPLITS}
-    except DataFileError:
+    except ImdbFileError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataFileError(f"{npz} is corrupt ({exc}); delete it and download it again") from exc
+    except Exception as exc:  # a damaged zip or pickle: unpickling raises any exception type (see above)
+        raise ImdbFileError(f"{npz} is corrupt ({type(exc).__name__}: {exc}); delete it and download "
+                            f"it again") from exc
 
     ranks, offsets, labels = {}, {}, {}
     for s, (x, y) in raw.items():
+        for name, array in ((f"x_{s}", x), (f"y_{s}", y)):
+            if array.ndim != 1:
+                raise ImdbFileError(f"{npz}: {name} has shape {array.shape}; Keras' imdb.npz holds one "
+                                    f"entry per review (a 1-D array)")
         if len(x) != len(y):
-            raise DataFileError(f"{npz}: x_{s} has {len(x)} reviews but y_{s} has {len(y)} labels")
+            raise ImdbFileError(f"{npz}: x_{s} has {len(x)} reviews but y_{s} has {len(y)} labels")
         ranks[s], offsets[s] = _npz_word_ids(x, f"{npz}: x_{s}")
         labels[s] = _npz_labels(y, f"{npz}: y_{s}")
     vocab = _vocab_from_word_index(word_index) if word_index is not None else None
     corpus = ImdbCorpus(ranks, offsets, labels, vocab)
     corpus.validate(str(npz))
     return corpus
+
+
+def _check_npy_sizes(npz: Path) -> None:
+    """Refuse an array whose header declares more data than its member stores (a damaged size that
+    would make numpy allocate terabytes). Plain arrays need shape x itemsize bytes; each element of
+    an object array at least one byte of pickle."""
+    try:
+        with zipfile.ZipFile(npz) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as member:
+                        _check_npy_size(npz, info, member)
+    except (ValueError, SyntaxError, tokenize.TokenError, EOFError, OSError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError, RuntimeError) as exc:  # a damaged zip (a compression method or the
+        # encryption flag flipped on: NotImplementedError, RuntimeError) or npy header
+        raise ImdbFileError(f"{npz} is corrupt ({type(exc).__name__}: {exc}); delete it and download "
+                            f"it again") from exc
+
+
+def _check_npy_size(npz: Path, info: zipfile.ZipInfo, member) -> None:
+    version = np.lib.format.read_magic(member)
+    read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_{version[1]}", None)
+    if read_header is None:
+        raise ImdbFileError(f"{npz}: {info.filename} is in npy format {version}, not one Keras writes")
+    shape, _, dtype = read_header(member)
+    stored = info.file_size - member.tell()
+    need = float(np.prod(shape, dtype=np.float64)) * (1 if dtype.hasobject else dtype.itemsize)
+    if need > stored:
+        raise ImdbFileError(f"{npz}: {info.filename} declares {shape} values of {dtype} ({need:,.0f} bytes) "
+                            f"but stores {stored:,} bytes; the file is damaged: delete it and download it again")
 
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
@@ -364,16 +414,19 @@ def _npz_word_ids(x, where: str) -> tuple[np.ndarray, np.ndarray]:
     reviews = []
     for i, seq in enumerate(x):
         if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
-            raise DataFileError(f"{where}, review {i}: expected a sequence of word ids, got "
+            raise ImdbFileError(f"{where}, review {i}: expected a sequence of word ids, got "
                                f"{type(seq).__name__} {seq!r:.60}")
-        ids = np.asarray(seq)
+        try:
+            ids = np.asarray(seq)
+        except (ValueError, TypeError):  # ragged nesting, objects numpy cannot lay out
+            ids = np.asarray([None])
         if ids.size == 0:
             reviews.append(np.zeros(0, dtype=np.int64))  # asarray([]) is float64: not a float id
             continue
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             kind = {"f": "float", "U": "str", "S": "bytes", "O": "mixed or too large"}.get(
                 ids.dtype.kind, ids.dtype.name)
-            raise DataFileError(
+            raise ImdbFileError(
                 f"{where}, review {i}: word ids must be integers, got {kind} values (dtype "
                 f"{ids.dtype}, shape {ids.shape}, first {ids.ravel()[0]!r})"
             )
@@ -385,7 +438,7 @@ def _npz_word_ids(x, where: str) -> tuple[np.ndarray, np.ndarray]:
     if out_of_range.size:
         at = int(out_of_range[0])
         review = int(np.searchsorted(offsets, at, side="right")) - 1
-        raise DataFileError(
+        raise ImdbFileError(
             f"{where}, review {review}: word id {flat[at]} is outside [0, {_INT32_MAX}] "
             f"(ids are ranks: 0 for an unknown word, 1 for the most frequent)"
         )
@@ -396,22 +449,27 @@ def _npz_labels(y, where: str) -> np.ndarray:
     """(N,) int8 labels from ``y``, which must hold the integers 0 and 1 only."""
     y = np.asarray(y)
     if y.ndim != 1 or y.dtype.kind not in "biu":
-        raise DataFileError(f"{where}: labels must be a 1-D array of integers 0 and 1, got dtype "
+        raise ImdbFileError(f"{where}: labels must be a 1-D array of integers 0 and 1, got dtype "
                            f"{y.dtype}, shape {y.shape}")
     bad = np.flatnonzero((y != 0) & (y != 1))
     if bad.size:
-        raise DataFileError(f"{where}: labels must be 0 or 1, found {y[bad[0]]!r} at index "
+        raise ImdbFileError(f"{where}: labels must be 0 or 1, found {y[bad[0]]!r} at index "
                            f"{int(bad[0])}")
     return y.astype(np.int8)
 
 
 def _vocab_from_word_index(path: Path) -> Vocabulary:
     """Vocabulary from Keras' imdb_word_index.json ({word: rank}, ranks 1..N)."""
-    with open(path, encoding="utf-8") as f:
-        index = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deep
+        raise ImdbFileError(f"{path}: not Keras' imdb_word_index.json ({exc})") from exc
+    if not (isinstance(index, dict) and all(type(r) is int for r in index.values())):
+        raise ImdbFileError(f"{path}: not Keras' imdb_word_index.json (a JSON object of word: rank)")
     words = sorted(index, key=index.__getitem__)
     if [index[w] for w in words] != list(range(1, len(words) + 1)):
-        raise DataFileError(f"{path}: ranks are not 1..{len(words)}; not Keras' imdb_word_index.json")
+        raise ImdbFileError(f"{path}: ranks are not 1..{len(words)}; not Keras' imdb_word_index.json")
     return Vocabulary(words)
 
 

@@ -24,6 +24,7 @@ import io
 import os
 import warnings
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from seqtorch.fileio import read_cache_entry, write_cache_entry
 __all__ = [
     "JENA_URL", "JENA_FILENAME", "COLUMNS", "FEATURES", "TEMPERATURE", "WIND_SPEED",
     "FULL_ROWS", "REFERENCE_MD5", "REFERENCE_BYTES", "SENTINEL",
-    "JenaSummary", "JenaTable", "JenaChecksumWarning",
+    "JenaSummary", "JenaTable", "JenaChecksumWarning", "JenaFileError",
     "fetch_jena", "load_jena", "parse_jena_csv", "clean_sentinels",
     "WindowSpec", "Splits", "normalize", "book_eval_steps", "book_sequential_batches",
     "JenaWindows", "RandomWindowBatchSampler", "JenaSplits", "SplitError", "check_split", "prepare_jena",
@@ -73,6 +74,11 @@ _STEP_S = 600  # 10 minutes
 # Bump when the parsed layout or what the parser accepts changes, so old caches are ignored.
 # 2: files cut inside their last row are refused (version 1 cached them).
 _CACHE_VERSION = "2"
+
+
+class JenaFileError(DataFileError, ValueError):
+    """A Jena file (CSV or zip) that is not the Jena record's format: cut short, damaged, or another
+    table. The message names the file, the line and what was expected."""
 
 
 class JenaChecksumWarning(UserWarning):
@@ -172,7 +178,7 @@ def load_jena(
 
     Raises:
         DataNotFoundError: ``source`` does not exist (a ``FileNotFoundError``).
-        DataFileError: the file cannot be read or its structure is not the Jena format (a
+        JenaFileError: the file cannot be read or its structure is not the Jena format (a
             ``ValueError``; the message names the path, the line and what was expected); a
             downloaded file that fails is deleted first.
         DownloadError: the download failed.
@@ -196,14 +202,14 @@ def load_jena(
     try:
         timestamps, values, md5, n_bytes = _load_parsed(path, cache)
         if expected_rows is not None and len(values) != expected_rows:
-            raise DataFileError(
+            raise JenaFileError(
                 f"{path}: expected {expected_rows:,} data rows, found {len(values):,}; the file "
                 f"is truncated or not the full Jena record"
             )
-    except DataFileError as exc:
+    except JenaFileError as exc:
         if downloaded:
             path.unlink(missing_ok=True)  # never leave a bad download in the cache as if complete
-            raise DataFileError(f"{exc}. The downloaded file was deleted; try again.") from exc
+            raise JenaFileError(f"{exc}. The downloaded file was deleted; try again.") from exc
         raise
     summary = _summarize(str(path), timestamps, values, md5, n_bytes, clean)
     if not summary.matches_reference:
@@ -230,16 +236,16 @@ def parse_jena_csv(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.n
     """Check and parse the bytes of a Jena CSV.
 
     Returns (timestamps (N,) datetime64[s], values (N, 14) float64). Line endings ``\\n`` or
-    ``\\r\\n``; the last row may end without one (the real file's does). Raises ValueError naming
+    ``\\r\\n``; the last row may end without one (the real file's does). Raises JenaFileError naming
     ``name``, the line and the problem when the header, the number of fields, a timestamp, a
     cell or the time order is off, and says "truncated" when the file stops short: empty, ending
     inside the header or inside its last row, or zero-filled (where a crash left no data).
     """
     if not data:
-        raise DataFileError(f"{name}: the file is empty (0 bytes): it is truncated. Fetch it again.")
+        raise JenaFileError(f"{name}: the file is empty (0 bytes): it is truncated. Fetch it again.")
     nul = data.find(b"\0")
     if nul >= 0:  # never in a text file; what a crash leaves where the data was not yet written
-        raise DataFileError(
+        raise JenaFileError(
             f"{name}: NUL bytes from byte {nul:,} on, where text should be: the file is "
             f"truncated (not completely written). Fetch it again."
         )
@@ -253,16 +259,16 @@ def parse_jena_csv(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.n
         header = header[3:]
     if header != _HEADER:
         if newline < 0 and _HEADER.startswith(header):
-            raise DataFileError(f"{name}: the file ends inside its header, after {len(data)} bytes: "
+            raise JenaFileError(f"{name}: the file ends inside its header, after {len(data)} bytes: "
                              f"it is truncated. Fetch it again.")
-        raise DataFileError(
+        raise JenaFileError(
             f"{name}: the header is not the Jena header.\n  expected: {_HEADER.decode()}\n"
             f"  found:    {header[:400].decode('utf-8', 'replace')}"
         )
     complete_last_line = data.endswith(b"\n")
     body = data[newline + 1:].rstrip(b"\n") if newline >= 0 else b""
     if not body:
-        raise DataFileError(f"{name}: no data rows after the header")
+        raise JenaFileError(f"{name}: no data rows after the header")
     buf = np.frombuffer(body, dtype=np.uint8)
     starts = np.concatenate([[0], np.flatnonzero(buf == ord("\n")) + 1])
     ends = np.concatenate([starts[1:] - 1, [len(buf)]])
@@ -273,7 +279,7 @@ def parse_jena_csv(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, np.n
     if bad.size:
         i = int(bad[0])
         cut = i == len(starts) - 1 and not complete_last_line
-        raise DataFileError(
+        raise JenaFileError(
             f"{name}: line {i + 2} has {n_commas[i] + 1} fields, expected {len(COLUMNS)}"
             f"{' (the file ends inside this line: it is truncated)' if cut else ''}: "
             f"{_line(body, starts, ends, i)!r}"
@@ -302,7 +308,7 @@ def _check_last_row_complete(body: bytes, starts, ends, name: str) -> None:
     cell = last_cell(len(starts) - 1)
     above = last_cell(len(starts) - 2) if len(starts) > 1 else b"0"
     if not cell or decimals(cell) < decimals(above):
-        raise DataFileError(
+        raise JenaFileError(
             f"{name}: the file ends inside its last row (line {len(starts) + 1}), whose last cell "
             f"reads {cell.decode('utf-8', 'replace')!r} where the row above has "
             f"{above.decode('utf-8', 'replace')!r}: it is truncated. Fetch it again."
@@ -318,7 +324,7 @@ def _parse_timestamps(buf, starts, first_commas, name, body, ends) -> np.ndarray
     bad = np.flatnonzero(first_commas - starts != _TIMESTAMP_LEN)
     if bad.size:
         i = int(bad[0])
-        raise DataFileError(
+        raise JenaFileError(
             f"{name}: line {i + 2}: the timestamp is not 'dd.mm.yyyy HH:MM:SS': "
             f"{_line(body, starts, ends, i)!r}"
         )
@@ -348,7 +354,7 @@ def _parse_timestamps(buf, starts, first_commas, name, body, ends) -> np.ndarray
     bad = np.flatnonzero(~ok)
     if bad.size:
         i = int(bad[0])
-        raise DataFileError(
+        raise JenaFileError(
             f"{name}: line {i + 2}: the timestamp is not a valid 'dd.mm.yyyy HH:MM:SS': "
             f"{_line(body, starts, ends, i)[:_TIMESTAMP_LEN]!r}"
         )
@@ -371,18 +377,21 @@ def _parse_values(body: bytes, name: str, starts, ends) -> np.ndarray:
     else:
         candidates = range(len(starts))
     for i in candidates:
-        cells = _line(body, starts, ends, i).split(",")
+        # The whole line (_line shortens it): a long number cut short would read as finite.
+        cells = body[starts[i]:ends[i]].decode("utf-8", "replace").split(",")
         for col, cell in enumerate(cells[1:], start=1):
             try:
-                number = float(cell)
+                # numpy's parser, unlike float(), takes no digit separators ("1_000")
+                number = float("nan") if "_" in cell else float(cell)
             except ValueError:
                 number = float("nan")
             if not np.isfinite(number):
-                raise DataFileError(
+                shown = cell if len(cell) <= 40 else f"{cell[:37]}... ({len(cell):,} characters)"
+                raise JenaFileError(
                     f"{name}: line {i + 2}, column {COLUMNS[col]!r}: expected a finite number, "
-                    f"found {cell!r}"
+                    f"found {shown!r}"
                 )
-    raise DataFileError(f"{name}: a cell could not be read as a number")  # unreachable in practice
+    raise JenaFileError(f"{name}: a cell could not be read as a number")  # unreachable in practice
 
 
 def _check_order(timestamps: np.ndarray, name: str) -> None:
@@ -390,7 +399,7 @@ def _check_order(timestamps: np.ndarray, name: str) -> None:
     back = np.flatnonzero(steps < 0)
     if back.size:
         i = int(back[0])
-        raise DataFileError(
+        raise JenaFileError(
             f"{name}: timestamps are not in time order: line {i + 3} ({timestamps[i + 1]}) comes "
             f"after line {i + 2} ({timestamps[i]})"
         )
@@ -400,7 +409,7 @@ def _read_source(path: Path) -> bytes:
     """The CSV bytes of a ``.csv`` file or of the Jena CSV inside a ``.zip``."""
     if not zipfile.is_zipfile(path):
         if path.suffix.lower() == ".zip":
-            raise DataFileError(f"{path}: not a readable zip archive (truncated or corrupt download?)")
+            raise JenaFileError(f"{path}: not a readable zip archive (truncated or corrupt download?)")
         return path.read_bytes()
     try:
         with zipfile.ZipFile(path) as archive:
@@ -409,13 +418,14 @@ def _read_source(path: Path) -> bytes:
             exact = [n for n in names if n.rsplit("/", 1)[-1] == JENA_FILENAME]
             chosen = exact or names
             if len(chosen) != 1:
-                raise DataFileError(
+                raise JenaFileError(
                     f"{path}: expected one {JENA_FILENAME} in the archive, found CSV members "
                     f"{names or 'none'}"
                 )
             return archive.read(chosen[0])
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise DataFileError(f"{path}: the zip archive could not be read ({exc})") from exc
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # a damaged archive: bad CRC or headers, a compression method or encryption flag flipped on
+        raise JenaFileError(f"{path}: the zip archive could not be read ({type(exc).__name__}: {exc})") from exc
 
 
 def _load_parsed(path: Path, cache: bool) -> tuple[np.ndarray, np.ndarray, str, int]:

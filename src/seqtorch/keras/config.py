@@ -6,7 +6,9 @@ function of a model whose weights are loaded (initializers, ``implementation``, 
 layer's ``name``); or *fixed*, allowed only at the one value seqtorch translates (``stateful=False``, no
 regularizers, ``mask_zero=False``, ...). A fixed option at another value, an option the importer does
 not know, and a layer class it does not know raise :class:`UnsupportedKerasError` naming the layer,
-its class, the option and the value.
+its class, the option and the value. A value of a type Keras never writes there (``units: "six"``, a
+layer entry that is not an object), or a required option missing, means a damaged config: a
+:class:`KerasFileError`. Values are shown cut short in messages (a damaged file can hold megabytes).
 
 ``recurrent_activation="hard_sigmoid"`` names two functions: Keras 2's ``clip(0.2 x + 0.5, 0, 1)``
 (seqtorch's ``"hard_sigmoid_keras2"``) and Keras 3's ``clip(x / 6 + 0.5, 0, 1)`` (torch's
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UnsupportedKerasError
+from .errors import KerasFileError, UnsupportedKerasError
 
 RECURRENT_CLASSES = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}  # Keras class -> seqtorch cell family
 DENSE_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax")
@@ -119,10 +121,20 @@ class ModelSpec:
     layers: list
 
 
+def show(value, width: int = 60) -> str:
+    """``repr(value)`` for a message, at most ``width`` characters (an int of thousands of digits
+    has no repr at all: Python refuses to convert it)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<an int of {value.bit_length()} bits>"
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def keras_major(version: str | None) -> int | None:
     """3 for "3.15.1", 2 for "2.13.1"; None when unknown or unreadable."""
     head = (version or "").split(".")[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isdigit() and len(head) < 4 else None
 
 
 def parse_model_config(config: dict, keras_version: str | None, path: str) -> ModelSpec:
@@ -132,15 +144,18 @@ def parse_model_config(config: dict, keras_version: str | None, path: str) -> Mo
     if major is not None and major < 2:
         raise UnsupportedKerasError(f"{path}: written by Keras {keras_version}; only Keras 2 and 3 files are read")
     class_name = config.get("class_name")
+    if not isinstance(class_name, str):
+        raise KerasFileError(f"{path}: the model config's class_name is {show(class_name)}, not a class name")
     if class_name != "Sequential":
-        raise UnsupportedKerasError(f"{path}: the model is a {class_name!r} model; only Sequential models are "
-                                    f"translated (build the module by hand and use load_weights)")
+        raise UnsupportedKerasError(f"{path}: the model is a {show(class_name)} model; only Sequential models "
+                                    f"are translated (build the module by hand and use load_weights)")
     body = config.get("config")
     # Keras <= 2.2.2 stored the layer list itself; later versions {"name": ..., "layers": [...]}.
-    entries = body if isinstance(body, list) else (body or {}).get("layers")
+    entries = body if isinstance(body, list) else body.get("layers") if isinstance(body, dict) else None
     if not isinstance(entries, list):
-        raise UnsupportedKerasError(f"{path}: the Sequential config holds no layer list")
-    name = body.get("name", "sequential") if isinstance(body, dict) else "sequential"
+        raise KerasFileError(f"{path}: the Sequential config holds no layer list (found {show(body)})")
+    name = body.get("name") if isinstance(body, dict) else None
+    name = name if isinstance(name, str) else "sequential"
     reader = _LayerReader(path, major, keras_version)
     input_spec, layers = None, []
     for index, entry in enumerate(entries):
@@ -187,45 +202,57 @@ class _Options:
         self.read.add(key)
         if key not in self.config:
             if default is _REQUIRED:
-                raise UnsupportedKerasError(f"{self.where}: the config has no {key!r}")
+                raise KerasFileError(f"{self.where}: the config has no {key!r}, which Keras always writes")
             return default
         return self.config[key]
 
     def fixed(self, key: str, allowed, why: str) -> None:
         """The option may only be absent or equal to ``allowed``."""
         value = self.get(key, allowed)
+        if allowed is not None and not isinstance(value, type(allowed)):
+            self.damaged(key, value, type(allowed).__name__)
         if value != allowed or type(value) is not type(allowed):
             self.refuse(key, value, why)
 
     def number(self, key: str, default: float, low: float, high: float) -> float:
         """A number in [low, high)."""
         value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.damaged(key, value, "a number")
+        if not low <= value < high:
             self.refuse(key, value, f"expected a number in [{low}, {high})")
         return float(value)
 
     def integer(self, key: str) -> int:
         value = self.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            self.refuse(key, value, "expected an int >= 1")
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.damaged(key, value, "an int")
+        if not 1 <= value < 2**31:
+            self.refuse(key, value, "expected an int in [1, 2**31)")
         return value
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.get(key, default)
         if not isinstance(value, bool):
-            self.refuse(key, value, "expected true or false")
+            self.damaged(key, value, "true or false")
         return value
 
     def choice(self, key: str, default, choices: tuple) -> str:
         """An activation-like option: a name (or Keras 3's ``{"class_name": "function", "config": name}``)."""
         value = self.get(key, default)
         name = value.get("config") if isinstance(value, dict) and value.get("class_name") == "function" else value
+        if not (name is None or isinstance(name, str) or isinstance(value, dict)):
+            self.damaged(key, value, "a name")
         if name not in choices:
             self.refuse(key, value, f"supported: {choices}")
         return name
 
     def refuse(self, key: str, value, why: str):
-        raise UnsupportedKerasError(f"{self.where}: option {key}={value!r} is not supported ({why})")
+        raise UnsupportedKerasError(f"{self.where}: option {key}={show(value)} is not supported ({why})")
+
+    def damaged(self, key: str, value, expected: str):
+        raise KerasFileError(f"{self.where}: option {key}={show(value)} is not a value Keras writes there "
+                             f"(expected {expected}): the config is damaged")
 
     def finish(self) -> None:
         """Check the options nobody read: ignorable ones pass, fixed kinds are checked, others refused."""
@@ -237,11 +264,12 @@ class _Options:
                     self.refuse(key, value, "training-time penalties and constraints are not carried over")
                 continue
             if key == "dtype":
-                policy = value.get("config", {}).get("name") if isinstance(value, dict) else value
+                policy = value.get("config") if isinstance(value, dict) else value
+                policy = policy.get("name") if isinstance(policy, dict) else policy
                 if policy not in ("float32", None):
                     self.refuse(key, policy, "only float32 models are translated")
                 continue
-            raise UnsupportedKerasError(f"{self.where}: unknown option {key}={value!r} (not translated; "
+            raise UnsupportedKerasError(f"{self.where}: unknown option {key}={show(value)} (not translated; "
                                         f"it might change the layer's function)")
 
 
@@ -254,10 +282,12 @@ class _LayerReader:
         self.version = version
 
     def layer(self, entry: dict):
-        if not isinstance(entry, dict) or "class_name" not in entry:
-            raise UnsupportedKerasError(f"{self.path}: a layer entry without class_name: {entry!r}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
+            raise KerasFileError(f"{self.path}: a layer entry without a class_name: {show(entry)}")
         class_name, config = entry["class_name"], entry.get("config") or {}
-        where = f"{self.path}: layer {config.get('name')!r} ({class_name})"
+        if not isinstance(config, dict):
+            raise KerasFileError(f"{self.path}: layer {show(class_name)}'s config is {show(config)}, not an object")
+        where = f"{self.path}: layer {show(config.get('name'))} ({class_name[:40]})"
         options = _Options(where, config)
         if class_name in RECURRENT_CLASSES:
             spec = self._recurrent(class_name, options)
@@ -266,14 +296,15 @@ class _LayerReader:
                      "Dense": self._dense, "Dropout": self._dropout, "Flatten": self._flatten}.get(class_name)
             if build is None:
                 raise UnsupportedKerasError(
-                    f"{where}: layer class {class_name!r} is not supported (supported: InputLayer, Embedding, "
+                    f"{where}: layer class {show(class_name)} is not supported (supported: InputLayer, Embedding, "
                     f"{', '.join(RECURRENT_CLASSES)}, Bidirectional, Dense, Dropout, Flatten)")
             spec = build(options)
         options.finish()
         return spec
 
     def _name(self, options: _Options) -> str:
-        return str(options.get("name", ""))
+        name = options.get("name", "")
+        return name if isinstance(name, str) else show(name)
 
     def _trainable(self, options: _Options) -> bool:
         return options.flag("trainable", True)
@@ -282,6 +313,9 @@ class _LayerReader:
         shape = options.get("batch_shape", None)
         if shape is None:
             shape = options.get("batch_input_shape", None)
+        if shape is not None and not (isinstance(shape, list) and all(
+                d is None or (type(d) is int and d >= 0) for d in shape)):
+            options.damaged("batch_shape", shape, "a list of sizes (ints or null)")
         options.fixed("sparse", False, "sparse inputs")
         options.fixed("ragged", False, "ragged inputs")
         options.fixed("optional", False, "optional inputs")
@@ -351,7 +385,7 @@ class _LayerReader:
     def _wrapped(self, entry, where: str, key: str) -> RecurrentSpec:
         class_name = entry.get("class_name") if isinstance(entry, dict) else None
         if class_name not in RECURRENT_CLASSES:
-            raise UnsupportedKerasError(f"{where}: option {key} wraps {class_name!r}; supported: "
+            raise UnsupportedKerasError(f"{where}: option {key} wraps {show(class_name)}; supported: "
                                         f"{tuple(RECURRENT_CLASSES)}")
         return self.layer(entry)
 

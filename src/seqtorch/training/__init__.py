@@ -16,18 +16,24 @@ from .checkpoint import (
     atomic_write_json,
     capture_rng_state,
     load_checkpoint,
+    load_checkpoint_or_previous,
+    read_json,
     restore_rng_state,
+    save_checkpoint,
 )
 from .config import TrainConfig, add_common_args, config_from_args, config_to_dict, flag_name
 from .errors import ConfigError, ResumeError, SetupError, UserError
 from .interrupt import RunInterrupted
 from .loaders import eval_loader, to_device, train_loader_factory
+from .errors import UserError
 from .loop import evaluate, fit, train_one_epoch, unwrap
 from .meters import MetricSums
 from .optim import KerasAdam, KerasRMSprop, make_optimizer
+from .numerics import NonFiniteError
 from .outdir import RUN_FILES, RunDirectoryError, claimed_out_dir, prepare_out_dir
 from .plots import RefLine, plot_history
-from .runtime import Runtime, resolve_device, seed_everything, setup
+from .runfiles import CheckpointError, RunFileError, SaveError, UnverifiedFileWarning
+from .runtime import PeerLostError, RunStoppedError, Runtime, resolve_device, seed_everything, setup
 from .samplers import RandomStepsSampler, ShardedEvalSampler, derive_seed
 from .summary import count_parameters, model_summary
 from .tasks import (
@@ -39,9 +45,11 @@ from .tasks import (
 )
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "ConfigError", "KerasAdam", "KerasRMSprop", "MetricSums", "RUN_FILES",
-    "RandomStepsSampler", "RefLine", "ResumeError", "RunDirectoryError", "RunInterrupted", "Runtime",
-    "SetupError", "UserError", "ShardedEvalSampler", "Task", "TrainConfig", "add_common_args", "atomic_torch_save",
+    "CHECKPOINT_FORMAT", "CheckpointError", "ConfigError", "KerasAdam", "KerasRMSprop", "MetricSums",
+    "NonFiniteError", "PeerLostError", "RUN_FILES", "RandomStepsSampler", "RefLine", "ResumeError",
+    "RunDirectoryError", "RunFileError", "RunInterrupted", "RunStoppedError", "Runtime", "SaveError", "SetupError",
+    "ShardedEvalSampler", "Task", "TrainConfig", "UnverifiedFileWarning", "UserError", "add_common_args",
+    "atomic_torch_save", "load_checkpoint_or_previous", "read_json", "save_checkpoint",
     "atomic_write", "atomic_write_bytes", "atomic_write_json", "binary_accuracy",
     "binary_classification_task", "capture_rng_state", "claimed_out_dir", "config_from_args",
     "config_to_dict",

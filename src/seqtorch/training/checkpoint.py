@@ -1,10 +1,12 @@
-"""What a run saves: its files written atomically (bytes, JSON, torch objects), checkpoints, and
-RNG state capture.
+"""What a run saves: its files written atomically with their digests (JSON, PNG bytes, torch
+objects), checkpoints read back verified, the previous checkpoint kept, and RNG state capture.
 
 Every file goes through :func:`seqtorch.fileio.atomic_write` (a temporary file beside it, fsync'ed,
-then renamed over it), so a crash leaves either the old file or the new one, never a partial file.
+then renamed over it), so a crash leaves either the old file or the new one, never a partial file;
+and every file carries the sha256 of its bytes, checked on every read (:mod:`.runfiles`).
 Checkpoints hold only tensors and plain Python values so that
-``torch.load(path, weights_only=True)`` can read them.
+``torch.load(path, weights_only=True)`` can read them (their digest does not get in its way).
+A failed write raises :class:`~.runfiles.SaveError` naming the file and the error.
 """
 
 from __future__ import annotations
@@ -14,47 +16,132 @@ import json
 import math
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..fileio import atomic_write
+from .runfiles import (
+    CheckpointError,
+    RunFileError,
+    UnverifiedFileWarning,
+    keep_copy,
+    read_sealed,
+    read_with_digest,
+    write_sealed,
+    write_with_digest,
+)
 
 CHECKPOINT_FORMAT = "seqtorch.training/1"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+    """``data`` to ``path`` with its digest in ``<path>.sha256`` (:func:`~.runfiles.write_with_digest`)."""
+    write_with_digest(path, data)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """JSON with indent 2; NaN/inf are written as null so the file stays standard JSON."""
+    """JSON with indent 2 (and its digest); NaN/inf are written as null so the file stays standard JSON."""
     text = json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n"
-    atomic_write(path, lambda f: f.write(text), mode="w")
+    write_with_digest(path, text.encode())
+
+
+def as_written(obj: Any) -> Any:
+    """``obj`` as :func:`atomic_write_json` writes it, which is what :func:`read_json` returns."""
+    return json.loads(json.dumps(_json_safe(obj), allow_nan=False))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file of a run (history.json, metrics.json), checked against its digest.
+
+    Raises :class:`~.runfiles.RunFileError` naming the file when its bytes are not those written.
+    """
+    data = read_with_digest(path)
+    try:
+        return json.loads(data)
+    except ValueError as exc:  # no digest to check it against, and not JSON
+        raise RunFileError(path, f"not valid JSON ({exc})") from exc
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically, sealed with its digest (:func:`~.runfiles.seal`)."""
     # Serialise to memory first: a pickling error then never touches the disk at all.
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    write_sealed(path, buf.getvalue())
+
+
+def save_checkpoint(path: str | os.PathLike, obj: Any, previous: str | os.PathLike | None = None) -> None:
+    """:func:`atomic_torch_save`; with ``previous``, the checkpoint at ``path`` is first kept there.
+
+    The one at ``path`` is kept only if it passes its check: a damaged one never replaces a good
+    ``previous``. So ``previous`` always holds the checkpoint before the newest, or an older good one.
+    """
+    path = Path(path)
+    if previous is not None and path.exists():
+        try:
+            with warnings.catch_warnings():  # one from before digests: kept all the same
+                warnings.simplefilter("ignore", UnverifiedFileWarning)
+                read_sealed(path)
+        except CheckpointError as exc:
+            warnings.warn(f"{exc}; it is not kept as {Path(previous).name}, which stays as it was",
+                          stacklevel=2)
+        else:
+            keep_copy(path, previous)
+    atomic_torch_save(path, obj)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint written by the training loop (``weights_only=True``), checking its format."""
+    """Load a checkpoint written by the training loop (``weights_only=True``), verified.
+
+    Its bytes are checked against the digest it carries before anything is unpickled; then its
+    format is checked. Raises :class:`~.runfiles.CheckpointError` naming the file and the problem:
+    missing (also a FileNotFoundError), empty or cut short, damaged (digest mismatch), unreadable,
+    or not a training checkpoint.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+    data = read_sealed(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors have many types; name the file in one message
-        raise RuntimeError(f"could not load checkpoint {path}: {e}") from e
+        raise CheckpointError(path, f"could not load checkpoint: {type(e).__name__}: {_first_line(e)}",
+                              "It is not a checkpoint of seqtorch.training, or it was damaged "
+                              "before seqtorch kept digests") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise RuntimeError(f"{path} is not a {CHECKPOINT_FORMAT!r} checkpoint (found {found!r})")
+        raise CheckpointError(path, f"is not a {CHECKPOINT_FORMAT!r} checkpoint (found {found!r})")
     return ckpt
+
+
+def load_checkpoint_or_previous(path: str | os.PathLike, previous: str | os.PathLike,
+                                map_location: Any = "cpu") -> tuple[dict, Path]:
+    """(checkpoint, the file it came from): ``path``'s, or, if that one is cut short or damaged,
+    ``previous``'s, with a warning naming both files.
+
+    Raises :class:`~.runfiles.CheckpointError` naming both when neither can be used.
+    """
+    path, previous = Path(path), Path(previous)
+    try:
+        return load_checkpoint(path, map_location), path
+    except CheckpointError as newest:
+        if isinstance(newest, FileNotFoundError) or not previous.exists():
+            raise
+        try:
+            ckpt = load_checkpoint(previous, map_location)
+        except CheckpointError as older:
+            raise newest.with_fix(f"The checkpoint before it, {previous}, cannot be used either "
+                                  f"({older.problem}). Start the run again with --overwrite, or "
+                                  f"restore the files from a backup") from None
+        warnings.warn(f"{newest}; using {previous} instead, the checkpoint before it "
+                      f"(epoch {ckpt.get('epoch')})", stacklevel=2)
+        return ckpt, previous
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def capture_rng_state() -> dict:

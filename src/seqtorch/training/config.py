@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .cli import add_debug_flag
+from ..ops.dispatch import BACKENDS
 from .errors import ConfigError
 
 OPTIMIZERS = ("rmsprop", "adam")
-BACKENDS = ("auto", "reference", "cpu_fused", "triton")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -44,6 +44,11 @@ class TrainConfig:
     torch_defaults: bool = False
     num_workers: int = 0
     progress: bool = True
+    # A batch whose loss or gradient is NaN/inf stops training (the default) or, with this, is
+    # skipped without a step and counted in the history ("skipped_batches").
+    skip_nonfinite: bool = False
+    # Seconds a DDP collective waits for the other processes before the run stops with a message.
+    collective_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -66,6 +71,8 @@ def validate_config(cfg: TrainConfig) -> None:
             raise ConfigError(f"{flag_name(field)} must be one of {choices}, got {getattr(cfg, field)!r}")
     if not cfg.lr > 0:
         raise ConfigError(f"--lr must be > 0, got {cfg.lr}")
+    if not cfg.collective_timeout > 0:
+        raise ConfigError(f"--collective-timeout must be > 0 seconds, got {cfg.collective_timeout}")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume (continue the run in --out) and --overwrite (replace it) exclude "
                           "each other: pass one")
@@ -142,6 +149,16 @@ def add_common_args(
     g.add_argument(
         "--no-progress", dest="progress", action="store_false", default=d.progress,
         help="hide the per-batch progress bar",
+    )
+    g.add_argument(
+        "--skip-nonfinite", dest="skip_nonfinite", action="store_true", default=d.skip_nonfinite,
+        help="skip a batch whose loss or gradient is NaN or inf (no step; counted as skipped_batches "
+             "in the history) instead of stopping the run at the first one",
+    )
+    g.add_argument(
+        "--collective-timeout", dest="collective_timeout", type=float, default=d.collective_timeout,
+        metavar="SECONDS", help="under torchrun: how long a process waits for the others before the "
+                                "run stops with a message (default %(default)s)",
     )
     add_debug_flag(g)
     return parser

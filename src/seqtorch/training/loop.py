@@ -22,11 +22,15 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,
+    as_written,
     atomic_torch_save,
     atomic_write_json,
     capture_rng_state,
     load_checkpoint,
+    load_checkpoint_or_previous,
+    read_json,
     restore_rng_state,
+    save_checkpoint,
 )
 from .config import TrainConfig, config_to_dict, flag_name
 from .errors import ResumeError
@@ -34,8 +38,12 @@ from .interrupt import reported, uninterrupted
 from .loaders import TrainLoaderFn, eval_loader, to_device, train_loader_factory
 from .meters import MetricSums
 from .optim import make_optimizer
-from .outdir import BEST_FILE, CURVES_FILE, HISTORY_FILE, LAST_FILE, METRICS_FILE, prepare_out_dir
+from .numerics import NonFiniteError, nonfinite_in_batch
+from .outdir import (
+    BEST_FILE, CURVES_FILE, HISTORY_FILE, LAST_FILE, METRICS_FILE, PREVIOUS_FILE, prepare_out_dir,
+)
 from .plots import RefLine, plot_history
+from .runfiles import CheckpointError, RunFileError, SaveError, keep_copy
 from .runtime import Runtime, seed_everything
 from .samplers import derive_seed
 from .summary import count_parameters, model_summary
@@ -48,7 +56,8 @@ METRICS_FIELDS = (
 )
 
 # Fields whose change between a run and its --resume is expected (they do not change the maths).
-_RESUME_FREE_FIELDS = {"epochs", "resume", "overwrite", "out", "progress", "num_workers", "device"}
+_RESUME_FREE_FIELDS = {"epochs", "resume", "overwrite", "out", "progress", "num_workers", "device",
+                       "collective_timeout"}
 
 
 @dataclass
@@ -110,14 +119,22 @@ def fit(
     resumed_from = None
     if cfg.resume:
         resumed_from = resume(out / LAST_FILE, model, optimizer, state, cfg, rt)
+        rt.run_on_main(lambda: refresh_history_files(out, state.history, task, reference_lines))
 
     train_model = wrap_for_training(model, rt)
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.perf_counter()
         loader = make_train_loader(epoch, rt.rank, rt.world_size)
-        train_metrics = train_one_epoch(
-            train_model, task, loader, optimizer, rt, epoch=epoch, epochs=cfg.epochs, progress=cfg.progress
-        )
+        try:
+            train_metrics = train_one_epoch(
+                train_model, task, loader, optimizer, rt, epoch=epoch, epochs=cfg.epochs, progress=cfg.progress,
+                skip_nonfinite=cfg.skip_nonfinite,
+            )
+        except NonFiniteError as exc:
+            kept = f"{out / LAST_FILE} (epoch {state.epoch})" if state.epoch else "no checkpoint (first epoch)"
+            raise NonFiniteError(f"{exc}. Training stopped; the run's last good checkpoint is {kept}. "
+                                 f"Lower --lr (or fix the data) and continue with --resume, or pass "
+                                 f"--skip-nonfinite to skip such batches") from None
         val_metrics = evaluate(model, task, val_loader, rt)
         record = {"epoch": epoch + 1, **train_metrics, **{f"val_{k}": v for k, v in val_metrics.items()}}
         record["seconds"] = time.perf_counter() - t0
@@ -132,7 +149,11 @@ def fit(
     test_metrics = evaluate_best(model, task, test_loader, out, state, rt)
     metrics = build_metrics(model, task, cfg, rt, state, test_metrics, resumed_from, started, extra)
     if rt.is_main:
-        atomic_write_json(out / METRICS_FILE, metrics)
+        try:
+            atomic_write_json(out / METRICS_FILE, metrics)
+        except SaveError as exc:
+            raise exc.with_hint(f"Training is complete ({out / LAST_FILE} holds epoch {state.epoch}): free "
+                                f"space (or fix the error) and run again with --resume to write it") from exc.cause
         log(rt, format_final_line(metrics, out))
     return metrics
 
@@ -147,11 +168,14 @@ def train_one_epoch(
     epoch: int = 0,
     epochs: int = 1,
     progress: bool = True,
+    skip_nonfinite: bool = False,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns the epoch's mean loss and metrics over all ranks.
 
     The numbers are those of the model as it trains (dropout on, weights changing), as Keras
-    reports them. Running values are shown in the progress bar of rank 0.
+    reports them. Running values are shown in the progress bar of rank 0. A batch with a NaN or
+    inf loss or gradient raises :class:`~.numerics.NonFiniteError` before its optimizer step, or,
+    with ``skip_nonfinite``, is skipped and counted (``skipped_batches`` in the result).
     """
     model.train()
     check_equal_steps(loader, rt)
@@ -162,13 +186,19 @@ def train_one_epoch(
         loader, total=total, desc=f"Epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
         disable=True if not (progress and rt.is_main) else None, file=sys.stderr,
     )
-    steps = 0
+    steps = skipped = 0
     for steps, batch in enumerate(bar, start=1):
         batch = to_device(batch, rt.device)
         output, target = task.forward_batch(model, batch)
         loss = task.loss_fn(output, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        bad = nonfinite_in_batch(loss, model, rt)  # before the step: no weight ever takes the value
+        if bad is not None:
+            if not skip_nonfinite:
+                raise NonFiniteError(f"non-finite {bad} at epoch {epoch + 1}, batch {steps}")
+            skipped += 1
+            continue
         optimizer.step()
         sums.add(loss, output, target)
         # Reading the sums synchronises a GPU; do it only every few steps.
@@ -177,7 +207,10 @@ def train_one_epoch(
     bar.close()
     if steps == 0:
         raise RuntimeError(f"the training loader yielded no batches in epoch {epoch + 1} (rank {rt.rank})")
-    return sums.reduced_means(rt.distributed)
+    if skipped == steps:
+        raise NonFiniteError(f"every batch of epoch {epoch + 1} ({steps}) had a non-finite loss or gradient")
+    means = sums.reduced_means(rt.distributed)
+    return {**means, "skipped_batches": skipped} if skip_nonfinite else means
 
 
 @torch.no_grad()
@@ -253,7 +286,10 @@ def resume(path: Path, model: nn.Module, optimizer, state: TrainState, cfg: Trai
     if not path.exists():
         log(rt, f"--resume: no checkpoint at {path}; starting from scratch")
         return None
-    ckpt = load_checkpoint(path, map_location="cpu")
+    previous = path.with_name(PREVIOUS_FILE)
+    ckpt, used = load_checkpoint_or_previous(path, previous, map_location="cpu")
+    if used != path:  # the newest was damaged: the good one takes its place before training goes on
+        rt.run_on_main(lambda: keep_copy(previous, path))
     old_config = {**ckpt["config"], "torch_defaults": _trained_with_torch_defaults(ckpt["config"])}
     if old_config["torch_defaults"] != cfg.torch_defaults:
         # Refused, not warned: the weights and the optimizer state load either way (same shapes),
@@ -286,33 +322,72 @@ def resume(path: Path, model: nn.Module, optimizer, state: TrainState, cfg: Trai
         # Different process count: exact replay is impossible; keep runs reproducible at least.
         log(rt, f"warning: checkpoint from {ckpt['world_size']} processes, now {rt.world_size}; RNG reseeded")
         seed_everything(derive_seed(cfg.seed, state.epoch, rt.rank) % 2**32)
-    log(rt, f"resumed from {path} after epoch {state.epoch}")
+    log(rt, f"resumed from {used} after epoch {state.epoch}")
     return state.epoch
 
 
 @uninterrupted  # an epoch's files are written together, even if Ctrl-C arrives meanwhile
 def save_epoch(model, optimizer, state: TrainState, task: Task, cfg: TrainConfig, rt: Runtime,
                improved: bool, reference_lines: Sequence[RefLine]) -> None:
-    """best.pt (if improved), last.pt, history.json, curves.png. Collective: every rank calls it."""
+    """best.pt (if improved), last.pt (the one before kept as last.prev.pt), history.json, curves.png.
+
+    Collective: every rank calls it. A failed write (a full disk) stops every rank with one
+    message naming the file and the error and saying what the run's files hold.
+    """
     rng = gather_rng_states(rt)  # every rank's stream, so a resumed DDP run replays all of them
-    if not rt.is_main:
-        return
     out = Path(cfg.out)
     config = config_to_dict(cfg)
     model = unwrap(model)
-    if improved:
-        atomic_torch_save(out / BEST_FILE, {
-            "format": CHECKPOINT_FORMAT, "epoch": state.epoch, "model": model.state_dict(),
-            "monitor": task.monitor, "value": state.best_value, "config": config,
-        })
-    atomic_torch_save(out / LAST_FILE, {
-        "format": CHECKPOINT_FORMAT, "epoch": state.epoch, "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(), "history": state.history,
-        "best": {"epoch": state.best_epoch, "value": state.best_value},
-        "config": config, "world_size": rt.world_size, "rng": rng,
-    })
-    atomic_write_json(out / HISTORY_FILE, state.history)
-    plot_history(state.history, out / CURVES_FILE, task.metric_names, reference_lines)
+
+    def write() -> None:
+        try:
+            if improved:
+                atomic_torch_save(out / BEST_FILE, {
+                    "format": CHECKPOINT_FORMAT, "epoch": state.epoch, "model": model.state_dict(),
+                    "monitor": task.monitor, "value": state.best_value, "config": config,
+                })
+            save_checkpoint(out / LAST_FILE, {
+                "format": CHECKPOINT_FORMAT, "epoch": state.epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "history": state.history,
+                "best": {"epoch": state.best_epoch, "value": state.best_value},
+                "config": config, "world_size": rt.world_size, "rng": rng,
+            }, previous=out / PREVIOUS_FILE)
+        except SaveError as exc:
+            raise exc.with_hint(_continue_from(out, state.epoch - 1)) from exc.cause
+        try:
+            write_history_files(out, state.history, task, reference_lines)
+        except SaveError as exc:
+            raise exc.with_hint(_continue_from(out, state.epoch)) from exc.cause
+
+    rt.run_on_main(write)
+
+
+def _continue_from(out: Path, epoch: int) -> str:
+    """What a user does after a failed save, when last.pt holds ``epoch`` completed epochs."""
+    if not epoch:
+        return "Training stopped before any epoch was saved: free space (or fix the error) and run again with --overwrite"
+    return (f"Training stopped: {out / LAST_FILE} holds epoch {epoch}. Free space (or fix the error) and "
+            f"continue with --resume")
+
+
+def write_history_files(out: Path, history: list[dict], task: Task, reference_lines: Sequence[RefLine]) -> None:
+    """history.json and curves.png, both derived from ``history`` (rank 0)."""
+    atomic_write_json(out / HISTORY_FILE, history)
+    plot_history(history, out / CURVES_FILE, task.metric_names, reference_lines)
+
+
+def refresh_history_files(out: Path, history: list[dict], task: Task, reference_lines: Sequence[RefLine]) -> None:
+    """Rewrite history.json and curves.png from a resumed checkpoint's ``history`` unless they hold it
+    already: a save that stopped after last.pt (a full disk) or a damaged copy left them behind."""
+    if not history:
+        return
+    try:
+        current = read_json(out / HISTORY_FILE)
+    except (OSError, RunFileError):
+        current = None
+    if current == as_written(history) and (out / CURVES_FILE).exists():
+        return
+    write_history_files(out, history, task, reference_lines)
 
 
 def gather_rng_states(rt: Runtime) -> list[dict]:
@@ -331,7 +406,18 @@ def evaluate_best(model: nn.Module, task: Task, test_loader, out: Path, state: T
     if state.best_epoch is None:
         log(rt, "no epoch produced a finite monitored value: no best checkpoint, no test evaluation")
         return None
-    unwrap(model).load_state_dict(load_checkpoint(out / BEST_FILE)["model"])
+    try:
+        best = load_checkpoint(out / BEST_FILE)
+    except CheckpointError as exc:
+        raise exc.with_fix(f"It holds the weights of epoch {state.best_epoch}, the run's best, which no "
+                           f"other file keeps: restore it from a copy, or train again with --overwrite "
+                           f"(the other checkpoints are not affected)") from None
+    if best.get("epoch") != state.best_epoch:
+        raise CheckpointError(out / BEST_FILE, f"holds epoch {best.get('epoch')}, but {LAST_FILE} says the "
+                                               f"run's best epoch is {state.best_epoch}",
+                              f"A save stopped between the two files: run again with --resume and "
+                              f"--epochs {max(state.epoch, best.get('epoch') or 0)} or more")
+    unwrap(model).load_state_dict(best["model"])
     if test_loader is None:
         return None
     return evaluate(model, task, test_loader, rt)
@@ -379,6 +465,8 @@ def format_epoch_line(record: dict, epochs: int, names: Sequence[str], improved:
     parts = [f"Epoch {record['epoch']}/{epochs}", f"{record['seconds']:.1f}s"]
     parts += [f"{k}: {record[k]:.4f}" for k in names]
     parts += [f"val_{k}: {record['val_' + k]:.4f}" for k in names]
+    if record.get("skipped_batches"):
+        parts.append(f"skipped {record['skipped_batches']} non-finite batches")
     return " - ".join(parts) + (" *" if improved else "")
 
 
