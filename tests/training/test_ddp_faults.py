@@ -93,7 +93,16 @@ def torchrun(out: Path, *, resume=False, fault="", max_restarts=0, timeout=20.0,
            f"--rdzv-endpoint=127.0.0.1:{free_port()}", f"--max-restarts={max_restarts}", "--monitor-interval=0.5",
            __file__, str(out), "resume" if resume else "fresh"]
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env=env)
+    # its own process group: on a timeout the workers go too, not only torchrun (they would outlive the test)
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             start_new_session=True)
+    try:
+        stdout, stderr = child.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        raise
+    proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
     return proc, time.monotonic() - started
 
 
