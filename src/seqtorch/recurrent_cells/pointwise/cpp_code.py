@@ -1,0 +1,194 @@
+"""The C++ loop's pointwise code of a :class:`~seqtorch.PointwiseCell`, written from its :class:`~.ir.Step`.
+
+The header it writes is a cell struct in the ``cpu.h`` convention (``seqtorch/ops/csrc/scan.h`` says
+what a cell provides), as the hand-written ones are: ``forward``/``backward`` hand one batch row's
+pointers to a ``forward_row``/``backward_row`` whose pointers are ``__restrict`` parameters (GCC
+vectorizes only then), and each row function is one loop over the H columns in which every IR node is one
+``const`` scalar. The math is that of ``csrc/math.h`` (``sigmoid``, ``tanh_``) and ``csrc/pointwise_math.h``
+(``exp_``, ``log_``, ...), branch-free, so the loop vectorizes. :mod:`seqtorch.ops.native_cells` compiles it.
+
+Buffers (the spec's, :class:`~seqtorch.PointwiseCell`): weights ``W_hh, b_hh`` then the vectors; saved
+buffer 0 (``S``) holds the saved slots, H columns each; gradient buffers ``dP0`` (the gradient of zh,
+``inputs="separate"`` only) and ``DV`` (the vectors' per-row gradient terms, H columns each).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+from .ir import Step
+
+MAX_STATES = 4   # scan.h's kMaxStates
+MAX_VECTORS = 4  # scan.h's kMaxWeights (6) less W_hh and b_hh
+
+_OPS = {
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})", "neg": "(-{0})",
+    "maximum": "maximum_({0}, {1})", "minimum": "minimum_({0}, {1})",
+    "exp": "exp_({0})", "expm1": "expm1_({0})", "log": "log_({0})", "log1p": "log1p_({0})",
+    "sigmoid": "sigmoid({0})", "tanh": "tanh_({0})", "relu": "relu_({0})", "abs": "std::abs({0})",
+    "sign": "sign_({0})", "sqrt": "std::sqrt({0})", "rsqrt": "(T(1) / std::sqrt({0}))",
+    "reciprocal": "(T(1) / {0})", "erf": "std::erf({0})",
+    "sigmoid_backward": "({0} * (T(1) - {1}) * {1})", "tanh_backward": "({0} * (T(1) - {1} * {1}))",
+    "eq": "({0} == {1})", "ne": "({0} != {1})", "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})",
+    "ge": "({0} >= {1})", "not": "(!{0})", "and": "({0} && {1})", "or": "({0} || {1})",
+    "where": "({0} ? {1} : {2})", "float": "T({0})",
+}
+
+
+def limits(states: int, vectors: int) -> str | None:
+    """Why the C++ loop cannot take a cell of this many states and vectors, or None."""
+    if states > MAX_STATES or vectors > MAX_VECTORS:
+        return (f"the C++ loop takes at most {MAX_STATES} states and {MAX_VECTORS} vectors "
+                f"(this cell has {states} and {vectors})")
+    return None
+
+
+def _number(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if math.isnan(value):
+        return "std::numeric_limits<T>::quiet_NaN()"
+    if math.isinf(value):
+        return ("" if value > 0 else "-") + "std::numeric_limits<T>::infinity()"
+    return f"T({value!r})"
+
+
+def _at(block: int) -> str:
+    return "j" if block == 0 else f"{block} * H + j" if block > 1 else "H + j"
+
+
+class _Row:
+    """One row function: its pointer parameters (in order of first use) and its loop body."""
+
+    def __init__(self, step: Step, inputs: str, state_names, vector_names) -> None:
+        self.step, self.inputs = step, inputs
+        self.states, self.vectors = state_names, vector_names
+        self.params: dict[str, tuple[str, bool]] = {}  # parameter -> (the row's field it takes, const)
+        self.body: list[str] = []
+        self.names: dict[int, str] = {}
+
+    def pointer(self, name: str, field: str, const: bool = True) -> str:
+        self.params.setdefault(name, (field, const))
+        return name
+
+    def load(self, source: str, index: int, dtype: str) -> str:
+        at = _at(index)
+        if source == "z":
+            gx, gh, b = self.pointer("gx", "r.gx"), self.pointer("gh", "r.product"), self.pointer("b_hh", "r.weights[1]")
+            return f"{gx}[{at}] + {b}[{at}] + {gh}[{at}]"
+        if source == "zx":
+            return f"{self.pointer('gx', 'r.gx')}[{at}]"
+        if source == "zh":
+            return f"{self.pointer('gh', 'r.product')}[{at}] + {self.pointer('b_hh', 'r.weights[1]')}[{at}]"
+        if source == "state":
+            return f"{self.pointer(f'prev_{self.states[index]}', f'r.prev[{index}]')}[j]"
+        if source == "vector":
+            return f"{self.pointer(f'vec_{self.vectors[index]}', f'r.weights[{2 + index}]')}[j]"
+        if source == "dnext":
+            return f"{self.pointer(f'dnext_{self.states[index]}', f'r.d_next[{index}]')}[j]"
+        assert source == "saved"
+        value = f"{self.pointer('saved', 'r.saved[0]')}[{at}]"
+        return f"{value} != T(0)" if dtype == "bool" else value
+
+    def scalar(self, source: str, index: int) -> str:
+        """A load's variable: s_<state>, p_<vector>, d_<state> (the new state's gradient), z0, zh1, saved2."""
+        if source in ("state", "dnext"):
+            return f"{'s' if source == 'state' else 'd'}_{self.states[index]}"
+        return f"p_{self.vectors[index]}" if source == "vector" else f"{source}{index}"
+
+    def compute(self, roots) -> None:
+        for index in self.step.order(roots):
+            node = self.step.nodes[index]
+            if node.op == "const":
+                self.names[index] = _number(node.args[0])
+                continue
+            if node.op == "load":
+                text = self.load(*node.args, node.dtype)
+                name = self.scalar(*node.args)
+            else:
+                text = _OPS[node.op].format(*(self.names[a] for a in node.args))
+                name = f"v{index}"
+            self.names[index] = name
+            self.body.append(f"      const {'bool' if node.dtype == 'bool' else 'T'} {name} = {text};")
+
+    def store(self, pointer: str, field: str, at: str, index: int | None) -> None:
+        out = self.pointer(pointer, field, const=False)
+        if index is None:
+            value = "T(0)"
+        else:
+            value = self.names[index]
+            value = f"T({value})" if self.step.nodes[index].dtype == "bool" else value
+        self.body.append(f"      {out}[{at}] = {value};")
+
+    def function(self, name: str) -> tuple[list[str], str]:
+        """The row function's text, and the call that hands it a row's pointers."""
+        params = ["int64_t H"] + [f"{'const ' if const else ''}T* __restrict {p}" for p, (_, const) in self.params.items()]
+        head = _wrap(f"  static void {name}(", params, ") {")
+        lines = ["  template <typename T>", *head, "    for (int64_t j = 0; j < H; ++j) {", *self.body, "    }", "  }"]
+        call = _wrap(f"    {name}<T>(", ["r.d.H"] + [field for field, _ in self.params.values()], ");")
+        return lines, call
+
+
+def _wrap(head: str, items: list[str], tail: str, width: int = 120) -> list[str]:
+    """``head item, item, ... tail`` in lines of at most ``width``, continued under the first item."""
+    lines, line = [], head
+    for i, item in enumerate(items):
+        piece = item + (", " if i + 1 < len(items) else tail)
+        if len(line) + len(piece.rstrip()) > width and line.strip() != head.strip():
+            lines.append(line.rstrip())
+            line = " " * len(head) + piece
+        else:
+            line += piece
+    return lines + [line]
+
+
+def source(step: Step, name: str, inputs: str, gates: int, states: tuple[str, ...], vectors: tuple[str, ...]) -> str:
+    """The header of cell ``name`` (a struct of that name in ``seqtorch_cpu::cells``)."""
+    K, V = len(states), len(vectors)
+    grads = (["dP0"] if inputs == "separate" else []) + (["DV"] if V else [])
+    fw = _Row(step, inputs, states, vectors)
+    fw.compute(step.forward.values())
+    for k, state in enumerate(states):
+        fw.store(f"next_{state}", f"r.next[{k}]", "j", step.forward[("next", k)])
+    for s in range(step.saved_slots):
+        fw.store("saved_out", "r.saved[0]", _at(s), step.forward[("saved", s)])
+    bw = _Row(step, inputs, states, vectors)
+    bw.compute(step.backward.values())
+    targets = [("dz", "dgx", "r.dgx")] if inputs == "joint" else [("dzx", "dgx", "r.dgx"), ("dzh", "dzh", "r.grads[0]")]
+    for target, pointer, field in targets:
+        for b in range(gates):
+            bw.store(pointer, field, _at(b), step.backward.get((target, b)))
+    for v in range(V):
+        bw.store("dvectors", f"r.grads[{grads.index('DV')}]", _at(v), step.backward.get(("dvector", v)))
+    for k, state in enumerate(states):
+        bw.store(f"dprev_{state}", f"r.d_prev[{k}]", "j", step.backward.get(("dprev", k)))
+    fw_lines, fw_call = fw.function("forward_row")
+    bw_lines, bw_call = bw.function("backward_row")
+    summary = (f"Inputs {inputs}, {gates} gate blocks, states {', '.join(states)}; weights W_hh, b_hh"
+               f"{''.join(', ' + v for v in vectors)}; saved S: {step.saved_slots} slots of H; gradient buffers: "
+               f"{', '.join(grads) or 'none'}. v<n> is node n of its IR.")
+
+    saved_width = f"{step.saved_slots} * d.H" if step.saved_slots else "0"
+    widths = {"dP0": f"{gates} * d.H", "DV": f"{V} * d.H"}
+    grad_width = " : ".join(f"j == {i} ? {widths[g]}" for i, g in enumerate(grads[:-1])) + \
+        (" : " if len(grads) > 1 else "") + (widths[grads[-1]] if grads else "0")
+    lines = [
+        f"// Cell {name}: the C++ loop's pointwise code (seqtorch/ops/csrc/scan.cpp; scan.h says what a",
+        "// cell provides), generated by seqtorch from its equations (seqtorch/recurrent_cells/pointwise/cpp_code.py).",
+        *textwrap.wrap(summary, 117, initial_indent="// ", subsequent_indent="// "),
+        "#pragma once", "", "#include <array>", "#include <limits>", "", '#include "pointwise_math.h"',
+        '#include "scan.h"', "", "namespace seqtorch_cpu::cells {", "", f"struct {name} {{",
+        f"  static constexpr int kGates = {gates}, kStates = {K}, kSaved = 1, kGradBuffers = {len(grads)};",
+        "  static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};",
+        f"  static constexpr std::array<int, 1> kProductGrad{{{{{0 if inputs == 'separate' else -1}}}}};",
+        "  static constexpr bool kWritesDHIn = false, kUsesGate = false, kUsesActivation = false;", "",
+        "  static int64_t state_width(int, Dims d) { return d.H; }",
+        "  static int64_t u_width(Dims) { return 0; }",
+        f"  static int64_t saved_width(int, Dims d, bool) {{ return {saved_width}; }}",
+        f"  static int64_t grad_width(int{' j' if len(grads) > 1 else ''}, Dims{' d' if grads else ''}) "
+        f"{{ return {grad_width}; }}", "",
+        "  template <typename T, class A>", "  static void forward(int, const ForwardRow<T>& r) {", *fw_call, "  }",
+        "", "  template <typename T, class A>", "  static void backward(int, const BackwardRow<T>& r) {",
+        *bw_call, "  }", "", *fw_lines, "", *bw_lines, "};", "", "}  // namespace seqtorch_cpu::cells", ""]
+    return "\n".join(lines)
