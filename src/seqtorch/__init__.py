@@ -20,7 +20,7 @@ from .cells import (GRUCell, IndRNNCell, LayerNormGRUCell, LayerNormLSTMCell, LS
 from .functional import available_backends
 from .layers import GRU, LSTM, IndRNN, LayerNormGRU, LayerNormLSTM, Recurrent, SimpleRNN
 from .recurrent_cells import Cell, PointwiseCell
-from .recurrent_cells import equations  # cells that ship written as their equations
+from . import equations  # cells that ship written as their equations
 
 # torch.nn's names: the same classes, so isinstance and pickles agree under either name.
 RNN = SimpleRNN

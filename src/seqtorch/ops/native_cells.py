@@ -41,6 +41,7 @@ _libraries: dict[str, object] = {}   # library name -> its torch.ops namespace
 _kernels: dict[str, Kernel] = {}
 _failures: dict[str, str] = {}
 _POISON = [False]
+_on_load: list = []  # callbacks (the ONNX exporter's registration) told each library's name when it loads
 
 
 def cache_root() -> Path:
@@ -78,6 +79,8 @@ def kernel(cell) -> Kernel | None:
     ops = getattr(torch.ops, name)
     ops.set_poison_buffers(_POISON[0])
     _libraries[name] = ops
+    for callback in _on_load:
+        callback(name)
     forward, backward = ops.scan_forward_cpp.default, ops.scan_backward_cpp.default
     register_fakes(forward, backward)
     for c in cells:
@@ -96,6 +99,19 @@ def group(cell) -> list:
              and other.generated_cpp() is not None}
     cells[cell.name] = cell
     return [cells[name] for name in sorted(cells)]
+
+
+def loaded() -> list[str]:
+    """The names (op namespaces) of the libraries loaded in this process."""
+    return list(_libraries)
+
+
+def on_load(callback) -> None:
+    """Call ``callback(name)`` for each library loaded, now and from now on (how :mod:`seqtorch.onnx` adds
+    the translation of each library's op without this module knowing of it)."""
+    _on_load.append(callback)
+    for name in _libraries:
+        callback(name)
 
 
 def failure(cell: str) -> str | None:

@@ -403,5 +403,6 @@ def cell_names() -> list[str]:
     """The registered cells that have a ``triton.py``."""
     from ..recurrent_cells import CELLS
 
-    return [name for name in CELLS
-            if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]
+    # a folder cell's: a cell written as equations (no folder) has none yet
+    return [name for name in CELLS if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}") is not None
+            and importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]

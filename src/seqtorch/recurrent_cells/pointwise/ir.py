@@ -286,6 +286,13 @@ def read(fw, bw, sig: Signature) -> Step:
     return step
 
 
+@dataclass(frozen=True)
+class _Unreadable:
+    """A graph value that is no H-wide block value: its error, raised where the value is used."""
+
+    error: UnsupportedEquations
+
+
 def _spread(value: Blocks, n: int) -> tuple[int, ...]:
     return value.ids * n if value.broadcast else value.ids
 
@@ -316,10 +323,17 @@ class _Reader:
         env.update(zip(placeholders, inputs))
         for node in gm.graph.nodes:
             if node.op == "call_function":
-                env[node] = self.call(node, env)
-                self.check_shape(node, env[node])
+                try:
+                    env[node] = self.call(node, env)
+                    self.check_shape(node, env[node])
+                except UnsupportedEquations as error:  # raised where it is used: that op says more (a product)
+                    env[node] = _Unreadable(error)
             elif node.op == "output":
-                return [None if out is None else env[out] for out in node.args[0]]
+                outputs = [None if out is None else env[out] for out in node.args[0]]
+                for out in outputs:
+                    if isinstance(out, _Unreadable):
+                        raise out.error
+                return outputs
             elif node.op != "placeholder":
                 self.fail(node, f"a graph node of kind {node.op!r}")
         raise AssertionError("a graph without output")
@@ -390,6 +404,9 @@ class _Reader:
 
     def call(self, node, env):
         target = node.target
+        unreadable = [env[a] for a in node.all_input_nodes if isinstance(env.get(a), _Unreadable)]
+        if unreadable and not self.is_product(target):
+            raise unreadable[0].error
         if target is operator.getitem:
             return env[node.args[0]][node.args[1]]
         if not isinstance(target, torch._ops.OpOverload) or target.namespace != "aten":
@@ -443,13 +460,18 @@ class _Reader:
             return self.cat(node, env)
         if name == "sum" and overload == "dim_IntList":
             return self.batch_sum(node, env)
-        if name in ("mm", "addmm", "bmm", "matmul", "linear", "mv", "dot"):
+        if self.is_product(target):
             self.fail(node, f"a matrix product ({target}): a cell's products are the scan's, z = ... + h W_hh^T")
         if name in ("sum", "mean", "amax", "amin", "var", "std", "prod", "cumsum", "max", "min", "softmax",
                     "_softmax", "native_layer_norm", "logsumexp", "norm", "linalg_vector_norm"):
             self.fail(node, f"a reduction ({target}) other than the gradient's sum over the batch")
         self.fail(node, f"{target} is outside the ops seqtorch generates code for "
                         f"(supported: {', '.join(sorted(OPS))} and the ATen ops that map to them)")
+
+    @staticmethod
+    def is_product(target) -> bool:
+        return isinstance(target, torch._ops.OpOverload) and target.overloadpacket.__name__ in (
+            "mm", "addmm", "bmm", "matmul", "linear", "mv", "dot", "baddbmm", "addmv")
 
     def _is_bool(self, arg) -> bool:
         val = arg.meta.get("val") if isinstance(arg, torch.fx.Node) else None
