@@ -2,8 +2,8 @@
 generated library) and the Python loop, passes the registry's generic checks, and behaves as a cell in every
 layer, step Module, pickle and transform; a cell the generators cannot write runs on the reference, said once.
 
-``Gated`` uses most of what the generators take: ``inputs = "separate"``, a vector, two states, a where, a
-maximum, softplus (decomposed into exp/log1p), a division, a relu of a state.
+``Gated`` uses most of what the generators take: ``inputs = "separate"``, slices and chunks, a vector, two
+states, a where, a maximum, softplus (decomposed into exp/log1p), a division, a relu of a state.
 """
 
 import copy
@@ -35,7 +35,8 @@ class Gated(seqtorch.PointwiseCell):
     inputs = "separate"
 
     def forward(self, zx, zh, h, a, leak):
-        r, u, n = zx.chunk(3, dim=-1)
+        H = h.shape[-1]
+        r, u, n = zx[:, :H], zx[:, H:2 * H], zx[:, 2 * H:]  # slices (a slice_backward in the backward graph)
         rh, uh, nh = zh.chunk(3, dim=-1)
         r = torch.sigmoid(r + rh)
         cand = torch.tanh(n + r * nh)

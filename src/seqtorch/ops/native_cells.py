@@ -7,8 +7,8 @@ user's :class:`~seqtorch.PointwiseCell` exists. Such a cell's C++ code
 library of its own, whose ops are registered in a namespace of their own
 (``torch.ops.seqtorch_gen_<hash>.scan_forward_cpp``; ``csrc/ops_namespace.h``), so it never clashes with
 the main library or another one. The library holds every cell of the cell's module made so far
-(:func:`group`): the cells of :mod:`seqtorch.equations` made before the first one runs build as one, in
-about the time of one. Its op pair keeps the contract's schema (:mod:`.contract`): the dispatch, the
+(:func:`group`; the cells of :mod:`seqtorch.equations` all five): they build as one, in about the time of
+one. Its op pair keeps the contract's schema (:mod:`.contract`): the dispatch, the
 autograd layer and every transform serve it unchanged, with :func:`native.kernel <.native.kernel>`
 handing out its :class:`~.contract.Kernel`.
 
@@ -90,10 +90,13 @@ def kernel(cell) -> Kernel | None:
 
 def group(cell) -> list:
     """The cells built into one library with ``cell``: it, and every other cell of its class's module made
-    so far (registered) that has C++ code and no library yet."""
-    from ..recurrent_cells import CELLS
+    so far (registered) that has C++ code and no library yet; for a shipped cell, all the shipped ones."""
+    from ..recurrent_cells import CELLS, equations
 
     module = type(cell).__module__
+    if module == equations.__name__:  # the shipped cells build as one library, whichever of them runs first
+        for cls in equations.SHIPPED:
+            cls()
     cells = {other.name: other for other in CELLS.values()
              if type(other).__module__ == module and other.name not in _kernels and other.name not in _failures
              and other.generated_cpp() is not None}

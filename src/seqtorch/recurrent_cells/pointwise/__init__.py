@@ -23,8 +23,9 @@ What happens to it (each step in a module of its own):
    the C++ loop (compiled on first use into a library of its own, cached across processes:
    :mod:`seqtorch.ops.native_cells`).
 
-The cell is registered under ``<ClassName>_<hash of its IR>``, so the scan's ops find it by name and a
-pickled Module finds it again in a process where the class is defined (:func:`resolve`).
+The cell is registered under ``<ClassName>_<hash>`` (of its class's module and name, its declaration and
+its IR), so the scan's ops find it by name and a pickled Module finds it again in a process where the
+class is defined (:func:`resolve`).
 """
 
 from __future__ import annotations
@@ -286,9 +287,9 @@ def _generate(cell: PointwiseCell) -> Generated:
         try:
             text = inspect.getsource(cls)
         except (OSError, TypeError):
-            text = cls.__qualname__
-        return Generated(f"{label}_{_digest(sig, text)}", None, None, None, None, refusal=str(error))
-    name = f"{label}_{_digest(sig, step.text())}"
+            text = ""
+        return Generated(f"{label}_{_digest(cls, sig, text)}", None, None, None, None, refusal=str(error))
+    name = f"{label}_{_digest(cls, sig, step.text())}"
     source = python_code.source(step, name, cell.inputs, cell.gates, len(cell.states), len(cell.vectors))
     filename = f"<seqtorch generated: {name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # for tracebacks
@@ -297,8 +298,10 @@ def _generate(cell: PointwiseCell) -> Generated:
     return Generated(name, step, source, namespace["forward"], namespace["backward"])
 
 
-def _digest(sig: ir.Signature, text: str) -> str:
-    declared = f"{sig.inputs} {sig.gates} {sig.states} {sig.vectors}\n"
+def _digest(cls, sig: ir.Signature, text: str) -> str:
+    """The hash in a cell's name: of its class's place (two classes are two cells, even with the same
+    equations), its declaration and its IR."""
+    declared = f"{cls.__module__}.{cls.__qualname__} {sig.inputs} {sig.gates} {sig.states} {sig.vectors}\n"
     return hashlib.sha256((declared + text).encode()).hexdigest()[:10]
 
 

@@ -456,6 +456,8 @@ class _Reader:
             return self.split(node, env, name)
         if name == "slice":
             return self.slice(node, env)
+        if name == "slice_backward":
+            return self.slice_backward(node, env)
         if name == "cat":
             return self.cat(node, env)
         if name == "sum" and overload == "dim_IntList":
@@ -589,6 +591,18 @@ class _Reader:
         if step != 1 or start % TRACE_H or end % TRACE_H:
             self.fail(node, f"a slice [{start}:{end}:{step}] of the traced H={TRACE_H} units (not whole blocks)")
         return Blocks(value.ids[start // TRACE_H:end // TRACE_H], summed=value.summed)
+
+    def slice_backward(self, node, env) -> Blocks:
+        """The gradient of a slice: its blocks in place, zeros elsewhere."""
+        grad, sizes, dim, start, end, step = (env[node.args[0]], *node.args[1:6])
+        self.last_dim(node, dim, len(sizes))
+        width = int(sizes[-1])
+        start, end = max(0, min(start, width)), max(0, min(end, width))
+        if step != 1 or start % TRACE_H or end % TRACE_H or width % TRACE_H:
+            self.fail(node, f"a slice [{start}:{end}:{step}] of the traced H={TRACE_H} units (not whole blocks)")
+        ids = [self.step.const(0.0)] * (width // TRACE_H)
+        ids[start // TRACE_H:end // TRACE_H] = _spread(grad, (end - start) // TRACE_H)
+        return Blocks(tuple(ids), summed=grad.summed)
 
     def cat(self, node, env) -> Blocks:
         parts = [env[p] for p in node.args[0]]
