@@ -33,7 +33,6 @@ import sys
 import tempfile
 import textwrap
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch

@@ -1,7 +1,6 @@
 """The peephole LSTM (seqtorch.equations.PeepholeLSTM): its equations written out, the registry's generic checks
-on every backend, and its export to ONNX's LSTM with the peepholes as its P input."""
+on every backend (its export to ONNX's LSTM with the peepholes as P: tests/test_onnx_export.py)."""
 
-import pytest
 import torch
 
 from conftest import assert_close

@@ -23,8 +23,8 @@ import seqtorch
 from conftest import assert_close
 from seqtorch.ops import dispatch, native, native_cells
 from seqtorch.ops.contract import ScanOptions
-from seqtorch.recurrent_cells import CELLS, UnsupportedEquations, get_cell
-from support.cell_checks import CellChecks, make, poison, use  # noqa: F401 (poison: autouse)
+from seqtorch.recurrent_cells import get_cell
+from support.cell_checks import CellChecks, make, poison  # noqa: F401 (poison: autouse)
 from support.dispatching import serving_kernel
 
 

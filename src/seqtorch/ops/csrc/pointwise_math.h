@@ -17,12 +17,14 @@ namespace seqtorch_cpu {
 // exp(x) for every x: math.h's fast_exp is clamped at |x| <= kMaxArg (enough for sigmoid and tanh); above
 // it the argument is shifted by 4 ln 2 into range and the result scaled by 16, and beyond the largest finite
 // result it is inf, as torch's. Below -kMaxArg the result is 0 (torch gives a subnormal there).
+// (Both selects feed one multiplier: written as a select of the result, GCC left a loop that also takes a
+// log_ of it unvectorized.)
 template <typename T>
 inline T exp_(T x) {
   constexpr T kLogMax = std::is_same_v<T, float> ? T(88.72283905206835) : T(709.782712893384);
   const bool high = x > T(ExpConstants<T>::kMaxArg);
-  const T y = fast_exp(high ? x - T(4 * 0.6931471805599453) : x) * (high ? T(16) : T(1));
-  return x > kLogMax ? std::numeric_limits<T>::infinity() : y;
+  const T scale = x > kLogMax ? std::numeric_limits<T>::infinity() : (high ? T(16) : T(1));
+  return fast_exp(high ? x - T(4 * 0.6931471805599453) : x) * scale;
 }
 
 template <typename T>

@@ -62,6 +62,7 @@ class Generated:
     forward: Callable | None
     backward: Callable | None
     refusal: str | None = None
+    cpp_source: str | None = None  # written on first use
 
 
 class PointwiseCell(Cell):
@@ -223,9 +224,13 @@ class PointwiseCell(Cell):
         return out
 
     def generated_cpp(self) -> str | None:
-        if self._code.step is None or cpp_code.limits(len(self.states), len(self.vectors)):
+        code = self._code
+        if code.step is None or cpp_code.limits(len(self.states), len(self.vectors)):
             return None
-        return cpp_code.source(self._code.step, self.name, self.inputs, self.gates, self.states, self.vectors)
+        if code.cpp_source is None:
+            code.cpp_source = cpp_code.source(code.step, self.name, self.inputs, self.gates, self.states,
+                                              self.vectors)
+        return code.cpp_source
 
     def generated_python(self) -> str | None:
         """The Python loop's code generated from the equations (None for a cell that runs on the reference only)."""

@@ -32,8 +32,10 @@ _OPS = {
     "sigmoid_backward": "({0} * (T(1) - {1}) * {1})", "tanh_backward": "({0} * (T(1) - {1} * {1}))",
     "eq": "({0} == {1})", "ne": "({0} != {1})", "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})",
     "ge": "({0} >= {1})", "not": "(!{0})", "and": "({0} && {1})", "or": "({0} || {1})",
-    "where": "({0} ? {1} : {2})", "float": "T({0})",
+    "where": "({0} ? {1} : {2})", "float": "({0} ? T(1) : T(0))",
 }
+# a bool as a number: a select (GCC does not vectorize a loop that converts a bool with T(b))
+_AS_NUMBER = "({} ? T(1) : T(0))"
 
 
 def limits(states: int, vectors: int) -> str | None:
@@ -56,6 +58,11 @@ def _number(value) -> str:
 
 def _at(block: int) -> str:
     return "j" if block == 0 else f"{block} * H + j" if block > 1 else "H + j"
+
+
+def _offset(block: int) -> str:
+    """Where block ``block`` of a row starts, at the call site (H is ``r.d.H`` there)."""
+    return "r.d.H" if block == 1 else f"{block} * r.d.H"
 
 
 class _Row:
@@ -107,19 +114,28 @@ class _Row:
                 text = self.load(*node.args, node.dtype)
                 name = self.scalar(*node.args)
             else:
-                text = _OPS[node.op].format(*(self.names[a] for a in node.args))
+                args = [self.names[a] for a in node.args]
+                if node.dtype == "float" and node.op not in ("where", "float"):
+                    args = [_AS_NUMBER.format(a) if self.step.nodes[i].dtype == "bool" else a
+                            for a, i in zip(args, node.args)]
+                text = _OPS[node.op].format(*args)
                 name = f"v{index}"
             self.names[index] = name
             self.body.append(f"      const {'bool' if node.dtype == 'bool' else 'T'} {name} = {text};")
 
-    def store(self, pointer: str, field: str, at: str, index: int | None) -> None:
+    def store(self, pointer: str, field: str, block: int | None, index: int | None) -> None:
+        """``pointer[j]`` (block None: a state's row) or block ``block`` of a buffer's row = node ``index``
+        (zero when None). Each block is a pointer of its own: GCC would check every pair of blocks of one
+        pointer for overlap at run time, and leaves a loop with more than 10 such pairs unvectorized."""
+        if block is not None:
+            pointer, field = f"{pointer}{block}", field if block == 0 else f"{field} + {_offset(block)}"
         out = self.pointer(pointer, field, const=False)
         if index is None:
             value = "T(0)"
         else:
             value = self.names[index]
-            value = f"T({value})" if self.step.nodes[index].dtype == "bool" else value
-        self.body.append(f"      {out}[{at}] = {value};")
+            value = _AS_NUMBER.format(value) if self.step.nodes[index].dtype == "bool" else value
+        self.body.append(f"      {out}[j] = {value};")
 
     def function(self, name: str) -> tuple[list[str], str]:
         """The row function's text, and the call that hands it a row's pointers."""
@@ -150,19 +166,19 @@ def source(step: Step, name: str, inputs: str, gates: int, states: tuple[str, ..
     fw = _Row(step, inputs, states, vectors)
     fw.compute(step.forward.values())
     for k, state in enumerate(states):
-        fw.store(f"next_{state}", f"r.next[{k}]", "j", step.forward[("next", k)])
+        fw.store(f"next_{state}", f"r.next[{k}]", None, step.forward[("next", k)])
     for s in range(step.saved_slots):
-        fw.store("saved_out", "r.saved[0]", _at(s), step.forward[("saved", s)])
+        fw.store("saved_out", "r.saved[0]", s, step.forward[("saved", s)])
     bw = _Row(step, inputs, states, vectors)
     bw.compute(step.backward.values())
     targets = [("dz", "dgx", "r.dgx")] if inputs == "joint" else [("dzx", "dgx", "r.dgx"), ("dzh", "dzh", "r.grads[0]")]
     for target, pointer, field in targets:
         for b in range(gates):
-            bw.store(pointer, field, _at(b), step.backward.get((target, b)))
+            bw.store(pointer, field, b, step.backward.get((target, b)))
     for v in range(V):
-        bw.store("dvectors", f"r.grads[{grads.index('DV')}]", _at(v), step.backward.get(("dvector", v)))
+        bw.store("dvector", f"r.grads[{grads.index('DV')}]", v, step.backward.get(("dvector", v)))
     for k, state in enumerate(states):
-        bw.store(f"dprev_{state}", f"r.d_prev[{k}]", "j", step.backward.get(("dprev", k)))
+        bw.store(f"dprev_{state}", f"r.d_prev[{k}]", None, step.backward.get(("dprev", k)))
     fw_lines, fw_call = fw.function("forward_row")
     bw_lines, bw_call = bw.function("backward_row")
     summary = (f"Inputs {inputs}, {gates} gate blocks, states {', '.join(states)}; weights W_hh, b_hh"

@@ -21,7 +21,6 @@ backward recomputes, and the repeats AOTAutograd leaves, are computed once.
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import dataclass, field
 
@@ -62,14 +61,25 @@ OPS: dict[str, OpInfo] = {
     "float": OpInfo(1),  # a bool as 0.0 / 1.0
 }
 
-# Constant folding: each op on Python numbers (the generated code never computes a constant at run time).
-_FOLD = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "neg": operator.neg,
-    "div": lambda a, b: a / b if b else math.copysign(math.inf, a) * math.copysign(1.0, b) if a else math.nan,
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
-    "ge": operator.ge, "not": operator.not_, "and": lambda a, b: bool(a and b), "or": lambda a, b: bool(a or b),
-    "where": lambda c, a, b: a if c else b, "float": float,
-}
+def _fold(op: str, values: tuple):
+    """``op`` of constants, computed once here (in float64, as torch computes it) so that the generated code
+    never computes a constant at run time."""
+    if OPS[op].dtype == "bool" or op == "where" and all(isinstance(v, bool) for v in values[1:]):
+        a = values[0]
+        b = values[1] if len(values) > 1 else None
+        return {"eq": lambda: a == b, "ne": lambda: a != b, "lt": lambda: a < b, "le": lambda: a <= b,
+                "gt": lambda: a > b, "ge": lambda: a >= b, "not": lambda: not a, "and": lambda: bool(a and b),
+                "or": lambda: bool(a or b), "where": lambda: values[1] if a else values[2]}[op]()
+    if op == "where":
+        return float(values[1] if values[0] else values[2])
+    t = [torch.tensor(float(v), dtype=torch.float64) for v in values]
+    fns = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "neg": torch.neg,
+           "maximum": torch.maximum, "minimum": torch.minimum, "exp": torch.exp, "expm1": torch.expm1,
+           "log": torch.log, "log1p": torch.log1p, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+           "abs": torch.abs, "sign": torch.sign, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
+           "reciprocal": torch.reciprocal, "erf": torch.erf, "float": lambda x: x,
+           "sigmoid_backward": lambda g, y: g * (1 - y) * y, "tanh_backward": lambda g, y: g * (1 - y * y)}
+    return float(fns[op](*t))
 
 
 @dataclass(frozen=True)
@@ -133,8 +143,8 @@ class Step:
         info = OPS[op]
         assert len(args) == info.arity, (op, args)
         nodes = [self.nodes[a] for a in args]
-        if all(n.op == "const" for n in nodes) and op in _FOLD:
-            return self.const(_FOLD[op](*(n.args[0] for n in nodes)))
+        if all(n.op == "const" for n in nodes):
+            return self.const(_fold(op, tuple(n.args[0] for n in nodes)))
         simpler = self._simplify(op, args, nodes)
         if simpler is not None:
             return simpler

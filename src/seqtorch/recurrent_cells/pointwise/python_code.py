@@ -26,7 +26,7 @@ _OPS = {
     "sigmoid_backward": "({0} * (1 - {1}) * {1})", "tanh_backward": "({0} * (1 - {1} * {1}))",
     "eq": "({0} == {1})", "ne": "({0} != {1})", "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})",
     "ge": "({0} >= {1})", "not": "torch.logical_not({0})", "and": "({0} & {1})", "or": "({0} | {1})",
-    "where": "torch.where({0}, {1}, {2})", "float": "torch.where({0}, 1.0, 0.0)",
+    "where": "torch.where({0}, {1}, {2})",
     "maximum": "torch.maximum({0}, {1})", "minimum": "torch.minimum({0}, {1})",
 }
 # maximum/minimum with a number: torch's clamp, which keeps NaN as they do
@@ -81,6 +81,10 @@ class _Writer:
                 consts = [self.step.nodes[a].op == "const" for a in node.args]
                 if node.op in _WITH_NUMBER and any(consts):
                     text = _WITH_NUMBER[node.op][consts[0]].format(*args)
+                elif node.op in ("where", "float") and all(consts[-2:]) or node.op == "float":
+                    # numbers alone make a tensor of torch's default dtype: in the step's dtype instead
+                    picks = args[1:] if node.op == "where" else ["1.0", "0.0"]
+                    text = f"torch.where({args[0]}, like.new_tensor({picks[0]}), like.new_tensor({picks[1]}))"
                 else:
                     text = _OPS[node.op].format(*args)
             self.names[index] = f"v{index}"
@@ -104,6 +108,7 @@ def source(step: Step, name: str, inputs: str, gates: int, states: int, vectors:
              "", "import math", "", "import torch", "", "",
              "def forward(H, gx, product, bias, states, vectors, next, saved):"]
     fw = _Writer(step)
+    fw.lines.append("    like = gx")
     if inputs == "joint":
         fw.lines.append("    z = gx + product if bias is None else gx + product + bias")
     else:
@@ -116,6 +121,7 @@ def source(step: Step, name: str, inputs: str, gates: int, states: int, vectors:
     lines += fw.lines + ["", "", "def backward(H, states, vectors, saved, d_next, dgx, dzh, dvectors):"]
 
     bw = _Writer(step)
+    bw.lines.append("    like = d_next[0]")
     bw.compute(step.backward.values())
     targets = [("dz", "dgx")] if inputs == "joint" else [("dzx", "dgx"), ("dzh", "dzh")]
     for target, buffer in targets:
