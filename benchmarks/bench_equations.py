@@ -47,19 +47,9 @@ QUICK = dict(T=5, B=3, I=6, H=8)
 CHECK_STEPS, CHECK_ATOL = 50, 1e-8
 
 
-class PeepholeUser(seqtorch.PointwiseCell):
-    """The peephole LSTM as a user writes it (issue 20's example)."""
-
-    gates = 4
-    states = ("h", "c")
-    vectors = ("w_ci", "w_cf", "w_co")
-
-    def forward(self, z, h, c, w_ci, w_cf, w_co):
-        i, f, g, o = z.chunk(4, dim=-1)
-        i = torch.sigmoid(i + w_ci * c)
-        f = torch.sigmoid(f + w_cf * c)
-        c = f * c + i * torch.tanh(g)
-        return torch.sigmoid(o + w_co * c) * torch.tanh(c), c
+class PeepholeUser(seqtorch.equations.PeepholeLSTM):
+    """The peephole LSTM as a user cell: a class of this script (its own name, its own C++ library) with the
+    equations of issue 20's example, which the shipped one has."""
 
 
 class LSTMEquations(seqtorch.PointwiseCell):

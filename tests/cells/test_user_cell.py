@@ -105,6 +105,7 @@ def test_a_layer_of_it_has_torch_nn_names_and_every_option():
     assert {"weight_ih_l1_reverse", "weight_hh_l0", "bias_ih_l1", "bias_hh_l0_reverse", "leak_l0",
             "leak_l1_reverse"} <= names
     assert layer.weight_ih_l0.shape == (15, 4) and layer.leak_l0.shape == (5,)
+    assert layer.mode == CELL.name  # no gate layout of torch.nn's
     x = torch.randn(3, 6, 4)
     got = run_layer(layer, x)
     assert got[0].shape == (3, 6, 10) and got[1].shape == got[2].shape == (4, 3, 5)
@@ -184,6 +185,33 @@ def test_double_backward_and_vmap_go_through_the_reference(monkeypatch):
     assert_close(gg, gg_r)
     batched = torch.func.vmap(lambda x: seqtorch.functional.scan(CELL, x, states, weights)[0], in_dims=1)(gx[:, None])
     assert_close(batched[0], out)
+
+
+def test_compile_is_one_graph_and_export_holds_its_own_op(monkeypatch):
+    """torch.compile(fullgraph=True) traces a layer of it as one graph with its backward; torch.export keeps
+    its own library's op (a dynamic T) and runs it (the op's fake kernel is registered in its namespace)."""
+    import torch._dynamo
+
+    monkeypatch.setattr(dispatch, "USE_NATIVE", True)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = seqtorch.Recurrent(Gated(), 4, 5)
+    compiled = torch.compile(layer, fullgraph=True, dynamic=True, backend="aot_eager")
+    for steps in (5, 9):
+        x = torch.randn(steps, 3, 4)
+        out, (h, a) = compiled(x)
+        want, (_, want_a) = layer(x)
+        assert_close(out, want, dtype=torch.float32)
+        got = torch.autograd.grad(out.sum() + a.sum(), list(layer.parameters()))
+        for g, w in zip(got, torch.autograd.grad(want.sum() + want_a.sum(), list(layer.parameters()))):
+            assert_close(g, w, dtype=torch.float32)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    program = torch.export.export(layer.eval(), (torch.randn(6, 3, 4),),
+                                  dynamic_shapes=({0: torch.export.Dim("steps", min=2, max=64)},))
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert f"{native.kernel(CELL.name).forward.namespace}.scan_forward_cpp.default" in targets, targets
+    x = torch.randn(11, 3, 4)
+    assert_close(program.module()(x)[0], layer(x)[0], dtype=torch.float32)
 
 
 # ---- refused equations ------------------------------------------------------------------------------

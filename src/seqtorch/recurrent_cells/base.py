@@ -118,7 +118,7 @@ class Cell:
     """
 
     name: str = ""
-    family: str = "rnn"  # "rnn", "lstm" or "gru": the gate layout Keras' initializers follow
+    family: str = "rnn"  # "rnn", "lstm" or "gru": the gate layout Keras' initializers follow ("pointwise": none)
     # the options of :mod:`seqtorch.options` this cell takes beyond every cell's (its activations, its numeric
     # options): a Module over it accepts them as keyword arguments
     options: tuple[str, ...] = ()

@@ -99,8 +99,10 @@ class PointwiseCell(Cell):
             the ``(H,)`` tensor in place (``torch.nn.init.ones_``). A vector not listed starts as every
             parameter of the layer's ``init`` scheme does: uniform in :math:`\pm 1/\sqrt{H}` under
             ``"torch"``, zeros under ``"keras"``. Override :meth:`init_` for more (a bias's blocks).
-        family (str): ``"lstm"`` or ``"gru"`` to take Keras' initialization of that gate layout under
-            ``init="keras"`` (the LSTM's forget-gate bias of 1 in block 1); default ``"rnn"``.
+        family (str): ``"lstm"`` or ``"gru"`` for a cell with that gate layout: it takes Keras'
+            initialization of it under ``init="keras"`` (the LSTM's forget-gate bias of 1 in block 1), and a
+            layer's ``mode`` says ``"LSTM"``/``"GRU"``; default ``"pointwise"`` (a layer's ``mode`` is then
+            the cell's name).
 
     Parameters of a layer over it (:class:`seqtorch.Recurrent`): ``weight_ih_l{k}{sfx}`` (G*H, I),
     ``weight_hh_l{k}{sfx}`` (G*H, H), ``bias_ih_l{k}{sfx}`` and ``bias_hh_l{k}{sfx}`` (G*H,), then
@@ -122,6 +124,7 @@ class PointwiseCell(Cell):
         >>> output, h_n = layer(torch.randn(7, 2, 3))       # (T, B, I) -> (7, 2, 5), (1, 2, 5)
     """
 
+    family = "pointwise"
     gates: int = 1
     states: tuple[str, ...] = ("h",)
     vectors: tuple[str, ...] = ()

@@ -17,23 +17,11 @@ from __future__ import annotations
 import math
 import textwrap
 
-from .ir import Step
+from .ir import OPS, Emitter, Step
 
 MAX_STATES = 4   # scan.h's kMaxStates
 MAX_VECTORS = 4  # scan.h's kMaxWeights (6) less W_hh and b_hh
 
-_OPS = {
-    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})", "neg": "(-{0})",
-    "maximum": "maximum_({0}, {1})", "minimum": "minimum_({0}, {1})",
-    "exp": "exp_({0})", "expm1": "expm1_({0})", "log": "log_({0})", "log1p": "log1p_({0})",
-    "sigmoid": "sigmoid({0})", "tanh": "tanh_({0})", "relu": "relu_({0})", "abs": "std::abs({0})",
-    "sign": "sign_({0})", "sqrt": "std::sqrt({0})", "rsqrt": "(T(1) / std::sqrt({0}))",
-    "reciprocal": "(T(1) / {0})", "erf": "std::erf({0})",
-    "sigmoid_backward": "({0} * (T(1) - {1}) * {1})", "tanh_backward": "({0} * (T(1) - {1} * {1}))",
-    "eq": "({0} == {1})", "ne": "({0} != {1})", "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})",
-    "ge": "({0} >= {1})", "not": "(!{0})", "and": "({0} && {1})", "or": "({0} || {1})",
-    "where": "({0} ? {1} : {2})", "float": "({0} ? T(1) : T(0))",
-}
 # a bool as a number: a select (GCC does not vectorize a loop that converts a bool with T(b))
 _AS_NUMBER = "({} ? T(1) : T(0))"
 
@@ -65,15 +53,14 @@ def _offset(block: int) -> str:
     return "r.d.H" if block == 1 else f"{block} * r.d.H"
 
 
-class _Row:
+class _Row(Emitter):
     """One row function: its pointer parameters (in order of first use) and its loop body."""
 
     def __init__(self, step: Step, inputs: str, state_names, vector_names) -> None:
-        self.step, self.inputs = step, inputs
-        self.states, self.vectors = state_names, vector_names
+        super().__init__(step)
+        self.inputs, self.states, self.vectors = inputs, state_names, vector_names
         self.params: dict[str, tuple[str, bool]] = {}  # parameter -> (the row's field it takes, const)
         self.body: list[str] = []
-        self.names: dict[int, str] = {}
 
     def pointer(self, name: str, field: str, const: bool = True) -> str:
         self.params.setdefault(name, (field, const))
@@ -104,24 +91,18 @@ class _Row:
             return f"{'s' if source == 'state' else 'd'}_{self.states[index]}"
         return f"p_{self.vectors[index]}" if source == "vector" else f"{source}{index}"
 
-    def compute(self, roots) -> None:
-        for index in self.step.order(roots):
-            node = self.step.nodes[index]
-            if node.op == "const":
-                self.names[index] = _number(node.args[0])
-                continue
-            if node.op == "load":
-                text = self.load(*node.args, node.dtype)
-                name = self.scalar(*node.args)
-            else:
-                args = [self.names[a] for a in node.args]
-                if node.dtype == "float" and node.op not in ("where", "float"):
-                    args = [_AS_NUMBER.format(a) if self.step.nodes[i].dtype == "bool" else a
-                            for a, i in zip(args, node.args)]
-                text = _OPS[node.op].format(*args)
-                name = f"v{index}"
-            self.names[index] = name
-            self.body.append(f"      const {'bool' if node.dtype == 'bool' else 'T'} {name} = {text};")
+    def number(self, value) -> str:
+        return _number(value)
+
+    def op(self, node, args: list[str]) -> str:
+        if node.dtype == "float" and node.op not in ("where", "float"):
+            args = [_AS_NUMBER.format(a) if self.step.nodes[i].dtype == "bool" else a for a, i in zip(args, node.args)]
+        return OPS[node.op].cpp.format(*args)
+
+    def declare(self, index: int, node, text: str) -> str:
+        name = self.scalar(*node.args) if node.op == "load" else f"v{index}"
+        self.body.append(f"      const {'bool' if node.dtype == 'bool' else 'T'} {name} = {text};")
+        return name
 
     def store(self, pointer: str, field: str, block: int | None, index: int | None) -> None:
         """``pointer[j]`` (block None: a state's row) or block ``block`` of a buffer's row = node ``index``

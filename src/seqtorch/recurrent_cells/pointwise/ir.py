@@ -4,7 +4,8 @@ A :class:`~seqtorch.PointwiseCell`'s ``forward`` is elementwise math on ``(B, k*
 AOTAutograd (:mod:`.trace`) it becomes two ATen graphs, the forward and the backward. This module reads
 them into one :class:`Step`: every value is a :class:`Node`, the value at one column ``j`` of one H-wide
 block, so that every code generator (:mod:`.python_code`, :mod:`.cpp_code`) writes a loop over ``j`` in
-which each node is one scalar expression.
+which each node is one scalar expression, from the one table of ops, :data:`OPS`, which says how each
+generator writes each op.
 
 How the graphs' shapes are read (they were traced at ``B = TRACE_B``, ``H = TRACE_H``, two sizes that
 cannot be confused): ``(B, k*H)`` is k column blocks of a batch row, ``(k*H,)`` or ``(1, k*H)`` k blocks of
@@ -36,30 +37,51 @@ class UnsupportedEquations(ValueError):
 @dataclass(frozen=True)
 class OpInfo:
     """An IR op: its number of operands, its result dtype (``"float"``, ``"bool"``, or ``"same"`` as its
-    operand ``same_as``), and which operands it is linear in (what may carry a vector's per-row gradient
-    terms through it)."""
+    operand ``same_as``), which operands it is linear in (what may carry a vector's per-row gradient terms
+    through it), and how each generator writes it (``{0}``, ``{1}``... its operands): the Python loop with
+    torch ops on row blocks, the C++ loop with scalars (``T``, the math of ``csrc/math.h`` and
+    ``csrc/pointwise_math.h``)."""
 
     arity: int
+    python: str
+    cpp: str
     dtype: str = "float"
     same_as: int = 0
     linear_in: tuple[int, ...] = ()
 
 
-#: The ops every generator writes, by IR name (the ATen ops they come from are in :class:`_Reader`).
+def _binary(symbol: str, python_symbol: str | None = None, **kwargs) -> OpInfo:
+    return OpInfo(2, f"({{0}} {python_symbol or symbol} {{1}})", f"({{0}} {symbol} {{1}})", **kwargs)
+
+
+def _unary(name: str, cpp: str) -> OpInfo:
+    return OpInfo(1, f"torch.{name}({{0}})", cpp)
+
+
+#: The ops every generator writes, by IR name (the ATen ops that map to them are in :class:`_Reader`).
 OPS: dict[str, OpInfo] = {
-    "add": OpInfo(2, linear_in=(0, 1)), "sub": OpInfo(2, linear_in=(0, 1)), "mul": OpInfo(2, linear_in=(0, 1)),
-    "div": OpInfo(2, linear_in=(0,)), "neg": OpInfo(1, linear_in=(0,)),
-    "maximum": OpInfo(2), "minimum": OpInfo(2),
-    "exp": OpInfo(1), "expm1": OpInfo(1), "log": OpInfo(1), "log1p": OpInfo(1),
-    "sigmoid": OpInfo(1), "tanh": OpInfo(1), "relu": OpInfo(1), "abs": OpInfo(1), "sign": OpInfo(1),
-    "sqrt": OpInfo(1), "rsqrt": OpInfo(1), "reciprocal": OpInfo(1), "erf": OpInfo(1),
-    "sigmoid_backward": OpInfo(2, linear_in=(0,)), "tanh_backward": OpInfo(2, linear_in=(0,)),
-    "eq": OpInfo(2, "bool"), "ne": OpInfo(2, "bool"), "lt": OpInfo(2, "bool"), "le": OpInfo(2, "bool"),
-    "gt": OpInfo(2, "bool"), "ge": OpInfo(2, "bool"),
-    "not": OpInfo(1, "bool"), "and": OpInfo(2, "bool"), "or": OpInfo(2, "bool"),
-    "where": OpInfo(3, "same", same_as=1, linear_in=(1, 2)),
-    "float": OpInfo(1),  # a bool as 0.0 / 1.0
+    "add": _binary("+", linear_in=(0, 1)), "sub": _binary("-", linear_in=(0, 1)),
+    "mul": _binary("*", linear_in=(0, 1)), "div": _binary("/", linear_in=(0,)),
+    "neg": OpInfo(1, "(-{0})", "(-{0})", linear_in=(0,)),
+    "maximum": OpInfo(2, "torch.maximum({0}, {1})", "maximum_({0}, {1})"),
+    "minimum": OpInfo(2, "torch.minimum({0}, {1})", "minimum_({0}, {1})"),
+    "exp": _unary("exp", "exp_({0})"), "expm1": _unary("expm1", "expm1_({0})"), "log": _unary("log", "log_({0})"),
+    "log1p": _unary("log1p", "log1p_({0})"), "sigmoid": _unary("sigmoid", "sigmoid({0})"),
+    "tanh": _unary("tanh", "tanh_({0})"), "relu": _unary("relu", "relu_({0})"), "abs": _unary("abs", "std::abs({0})"),
+    "sign": _unary("sign", "sign_({0})"), "sqrt": _unary("sqrt", "std::sqrt({0})"),
+    "rsqrt": _unary("rsqrt", "(T(1) / std::sqrt({0}))"), "reciprocal": _unary("reciprocal", "(T(1) / {0})"),
+    "erf": _unary("erf", "std::erf({0})"),  # libm's: a loop with erf stays scalar
+    # ATen's formulas, in its order of operations
+    "sigmoid_backward": OpInfo(2, "({0} * (1 - {1}) * {1})", "({0} * (T(1) - {1}) * {1})", linear_in=(0,)),
+    "tanh_backward": OpInfo(2, "({0} * (1 - {1} * {1}))", "({0} * (T(1) - {1} * {1}))", linear_in=(0,)),
+    "eq": _binary("==", dtype="bool"), "ne": _binary("!=", dtype="bool"), "lt": _binary("<", dtype="bool"),
+    "le": _binary("<=", dtype="bool"), "gt": _binary(">", dtype="bool"), "ge": _binary(">=", dtype="bool"),
+    "not": OpInfo(1, "torch.logical_not({0})", "(!{0})", "bool"),
+    "and": _binary("&&", "&", dtype="bool"), "or": _binary("||", "|", dtype="bool"),
+    "where": OpInfo(3, "torch.where({0}, {1}, {2})", "({0} ? {1} : {2})", "same", same_as=1, linear_in=(1, 2)),
+    "float": OpInfo(1, "torch.where({0}, like.new_tensor(1.0), like.new_tensor(0.0))", "({0} ? T(1) : T(0))"),
 }
+
 
 def _fold(op: str, values: tuple):
     """``op`` of constants, computed once here (in float64, as torch computes it) so that the generated code
@@ -203,6 +225,38 @@ class Step:
         for name, stores in (("forward", self.forward), ("backward", self.backward)):
             lines += [f"{name} {target} = v{index}" for target, index in sorted(stores.items())]
         return "\n".join(lines)
+
+
+class Emitter:
+    """What every code generator does with a :class:`Step`: walk the nodes a pass needs, in order, naming
+    each (a constant by its literal, a load or an op by the variable it declares). A generator says how to
+    write a number, a load, an op and a declaration."""
+
+    def __init__(self, step: Step) -> None:
+        self.step, self.names = step, {}
+
+    def compute(self, roots) -> None:
+        for index in self.step.order(roots):
+            node = self.step.nodes[index]
+            if node.op == "const":
+                self.names[index] = self.number(node.args[0])
+            elif node.op == "load":
+                self.names[index] = self.declare(index, node, self.load(*node.args, node.dtype))
+            else:
+                self.names[index] = self.declare(index, node, self.op(node, [self.names[a] for a in node.args]))
+
+    def number(self, value) -> str:
+        raise NotImplementedError
+
+    def load(self, source: str, index: int, dtype: str) -> str:
+        raise NotImplementedError
+
+    def op(self, node: Node, args: list[str]) -> str:
+        raise NotImplementedError
+
+    def declare(self, index: int, node: Node, text: str) -> str:
+        """Declare node ``index`` as ``text``; return its variable's name."""
+        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------------------------------

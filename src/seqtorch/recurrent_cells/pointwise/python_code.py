@@ -15,80 +15,55 @@ from __future__ import annotations
 
 import math
 
-from .ir import Step
+from .ir import OPS, Emitter, Step
 
-_OPS = {
-    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})", "neg": "(-{0})",
-    "exp": "torch.exp({0})", "expm1": "torch.expm1({0})", "log": "torch.log({0})", "log1p": "torch.log1p({0})",
-    "sigmoid": "torch.sigmoid({0})", "tanh": "torch.tanh({0})", "relu": "torch.relu({0})", "abs": "torch.abs({0})",
-    "sign": "torch.sign({0})", "sqrt": "torch.sqrt({0})", "rsqrt": "torch.rsqrt({0})",
-    "reciprocal": "torch.reciprocal({0})", "erf": "torch.erf({0})",
-    "sigmoid_backward": "({0} * (1 - {1}) * {1})", "tanh_backward": "({0} * (1 - {1} * {1}))",
-    "eq": "({0} == {1})", "ne": "({0} != {1})", "lt": "({0} < {1})", "le": "({0} <= {1})", "gt": "({0} > {1})",
-    "ge": "({0} >= {1})", "not": "torch.logical_not({0})", "and": "({0} & {1})", "or": "({0} | {1})",
-    "where": "torch.where({0}, {1}, {2})",
-    "maximum": "torch.maximum({0}, {1})", "minimum": "torch.minimum({0}, {1})",
-}
 # maximum/minimum with a number: torch's clamp, which keeps NaN as they do
 _WITH_NUMBER = {"maximum": ("torch.clamp_min({0}, {1})", "torch.clamp_min({1}, {0})"),
                 "minimum": ("torch.clamp_max({0}, {1})", "torch.clamp_max({1}, {0})")}
 
 
-def _number(value) -> str:
-    if isinstance(value, bool):
-        return repr(value)
-    if math.isnan(value):
-        return "math.nan"
-    if math.isinf(value):
-        return "math.inf" if value > 0 else "-math.inf"
-    return repr(float(value))
+_ROWS = {"state": "states", "vector": "vectors", "dnext": "d_next"}  # the arguments a load of each reads
 
 
 def _block(name: str, index: int) -> str:
     return f"{name}[:, {index} * H:{index + 1} * H]"
 
 
-def _load(source: str, index: int, dtype: str) -> str:
-    if source in ("z", "zx", "zh"):
-        return _block(source, index)
-    if source == "state":
-        return f"states[{index}]"
-    if source == "vector":
-        return f"vectors[{index}]"
-    if source == "dnext":
-        return f"d_next[{index}]"
-    assert source == "saved"
-    return f"({_block('saved', index)} != 0)" if dtype == "bool" else _block("saved", index)
+class _Writer(Emitter):
+    """One function's body: a line per node, torch ops on row blocks."""
 
-
-class _Writer:
     def __init__(self, step: Step) -> None:
-        self.step, self.lines, self.names = step, [], {}
+        super().__init__(step)
+        self.lines: list[str] = []
 
-    def expr(self, index: int) -> str:
-        return self.names[index]
+    def number(self, value) -> str:
+        if isinstance(value, bool):
+            return repr(value)
+        if math.isnan(value):
+            return "math.nan"
+        if math.isinf(value):
+            return "math.inf" if value > 0 else "-math.inf"
+        return repr(float(value))
 
-    def compute(self, roots) -> None:
-        for index in self.step.order(roots):
-            node = self.step.nodes[index]
-            if node.op == "const":
-                self.names[index] = _number(node.args[0])
-                continue
-            if node.op == "load":
-                text = _load(*node.args, node.dtype)
-            else:
-                args = [self.names[a] for a in node.args]
-                consts = [self.step.nodes[a].op == "const" for a in node.args]
-                if node.op in _WITH_NUMBER and any(consts):
-                    text = _WITH_NUMBER[node.op][consts[0]].format(*args)
-                elif node.op in ("where", "float") and all(consts[-2:]) or node.op == "float":
-                    # numbers alone make a tensor of torch's default dtype: in the step's dtype instead
-                    picks = args[1:] if node.op == "where" else ["1.0", "0.0"]
-                    text = f"torch.where({args[0]}, like.new_tensor({picks[0]}), like.new_tensor({picks[1]}))"
-                else:
-                    text = _OPS[node.op].format(*args)
-            self.names[index] = f"v{index}"
-            self.lines.append(f"    v{index} = {text}")
+    def load(self, source: str, index: int, dtype: str) -> str:
+        if source in ("z", "zx", "zh"):
+            return _block(source, index)
+        if source == "saved":
+            return f"({_block('saved', index)} != 0)" if dtype == "bool" else _block("saved", index)
+        return f"{_ROWS[source]}[{index}]"
+
+    def op(self, node, args: list[str]) -> str:
+        consts = [self.step.nodes[a].op == "const" for a in node.args]
+        if node.op in _WITH_NUMBER and any(consts):
+            return _WITH_NUMBER[node.op][consts[0]].format(*args)
+        if node.op == "where" and all(consts[1:]):
+            # numbers alone make a tensor of torch's default dtype: in the step's dtype instead
+            return f"torch.where({args[0]}, like.new_tensor({args[1]}), like.new_tensor({args[2]}))"
+        return OPS[node.op].python.format(*args)
+
+    def declare(self, index: int, node, text: str) -> str:
+        self.lines.append(f"    v{index} = {text}")
+        return f"v{index}"
 
     def store(self, target: str, index: int | None) -> None:
         """``target`` (a view to write) = node ``index``, or zeros when None."""
