@@ -13,6 +13,8 @@ over the second's; lower is better):
   target <= 0.3x.
 * ``generated/lstm``, ``generated/gru``: the LSTM and torch's GRU written as equations against the built-in
   hand-written cells (``cpu.h``), same weights, equal values: target <= 1.10x.
+* ``ops/<cell>-forward``, ``ops/<cell>-backward``: the same cells' C++ scan ops alone (pass ``op``), the
+  generated code against ``cpu.h`` without the layer around it.
 * ``shipped/<cell>``: each cell of ``seqtorch.equations`` against the same equations in a torch loop
   (``torch_loops.EquationLoop``: ``nn.Linear`` projections and the cell's torch ops per step).
 * ``compile``: the first use of a new cell in a fresh process with an empty cache (``SEQTORCH_CACHE``): the
@@ -41,6 +43,7 @@ from torch import nn
 import harness
 import seqtorch
 import torch_loops
+from seqtorch.recurrent_cells import get_cell
 
 BOOK = dict(T=500, B=128, I=32, H=32)
 QUICK = dict(T=5, B=3, I=6, H=8)
@@ -88,6 +91,7 @@ class Row:
     id: str
     candidates: list[tuple[str, nn.Module, Callable]]
     target: str = ""
+    check: bool = True  # whether the candidates compute the same numbers, checked before timing
 
 
 def layer(cell, dims, backend="auto", **kwargs) -> nn.Module:
@@ -140,7 +144,43 @@ def shipped_rows(dims) -> list[Row]:
     return rows
 
 
-ROWS = {"peephole": peephole_rows, "generated": generated_rows, "shipped": shipped_rows}
+def scan_ops(cell, dims) -> tuple[Callable, Callable]:
+    """The C++ loop's forward and backward ops of ``cell`` on random inputs: the code of the cell alone, with
+    no Module, input projection or weight gradients around it."""
+    from seqtorch.ops import native
+    from seqtorch.ops.contract import ScanOptions
+
+    g = torch.Generator().manual_seed(0)
+    T, B, H = dims["T"], dims["B"], dims["H"]
+    gx = torch.randn(T, B, cell.gates * H, generator=g)
+    states = [torch.randn(B, H, generator=g) * 0.5 for _ in cell.states]
+    weights = [torch.randn(*shape, generator=g) * 0.3 for shape in cell.weight_shapes(H, H)]
+    kernel, args = native.kernel(cell.name), ScanOptions(cell).op_args()
+    none = [None] * len(states)
+    outputs = kernel.forward(*args, True, gx, states, weights, None, None, none)
+    grads = [torch.randn_like(outputs[0])] + none[1:]
+    return (lambda x: kernel.forward(*args, True, gx, states, weights, None, None, none)[0],
+            lambda x: kernel.backward(*args, grads, list(outputs), weights, None, None, none)[0])
+
+
+def op_rows(dims) -> list[Row]:
+    """The generated LSTM's and GRU's scan ops against the built-in cells' (``cpu.h``), forward and backward
+    apart (pass ``op``; the numbers differ only by rounding, which the layer rows check)."""
+    from seqtorch.ops import dispatch
+
+    if not dispatch.USE_NATIVE:
+        print("# skipping the ops rows: the C++ loop is off", file=sys.stderr)
+        return []
+    rows = []
+    for name, cell in (("lstm", LSTMEquations()), ("gru", GRUEquations())):
+        generated, hand = scan_ops(cell, dims), scan_ops(get_cell(name), dims)
+        for k, kind in enumerate(("forward", "backward")):
+            rows.append(Row(f"ops/{name}-{kind}", [(f"{name} from equations", nn.Module(), generated[k]),
+                                                    (f"{name} cpu.h", nn.Module(), hand[k])], "<= 1.10x", check=False))
+    return rows
+
+
+ROWS = {"peephole": peephole_rows, "generated": generated_rows, "ops": op_rows, "shipped": shipped_rows}
 
 
 def check(row: Row, x: torch.Tensor) -> None:
@@ -162,7 +202,10 @@ def check(row: Row, x: torch.Tensor) -> None:
 def jobs(row: Row, pass_name: str, x: torch.Tensor, grad_out: torch.Tensor) -> list[harness.Job]:
     def job(name, module, run):
         module.train(pass_name != "inference")
-        if pass_name == "inference":
+        if pass_name == "op":
+            def fn():
+                run(x)
+        elif pass_name == "inference":
             def fn():
                 with torch.no_grad():
                     run(x)
@@ -251,8 +294,9 @@ def main(argv: list[str] | None = None) -> dict:
     for row in rows:
         if run.out_of_time():
             break
-        check(row, x)
-        for pass_name in args.passes:
+        if row.check:
+            check(row, x)
+        for pass_name in args.passes if row.check else ("op",):
             summary = harness.summarize(harness.measure(jobs(row, pass_name, x, grad_out), run.timer, run.budget))
             record = {"id": row.id, "pass": pass_name, "target": row.target, **summary,
                       "pairs": [harness.pair(summary, row.candidates[0][0], row.candidates[1][0])]}
