@@ -216,6 +216,8 @@ def test_compile_is_one_graph_and_export_holds_its_own_op(monkeypatch):
 
 # ---- refused equations ------------------------------------------------------------------------------
 
+TWO = torch.tensor([2.0])
+
 class RowNorm(seqtorch.PointwiseCell):
     """Normalizes over the hidden units: a reduction no generator writes."""
 
@@ -244,7 +246,9 @@ def test_refused_equations_run_on_the_reference_and_say_so_once():
     (lambda self, z, h: torch.tanh(z[:, :2] + h[:, :2]).repeat(1, h.shape[-1] // 2 + 1)[:, :h.shape[-1]],
      "not whole blocks"),
     (lambda self, z, h: torch.tanh(z.cumsum(0) + h), "outside the ops|reduction"),
-], ids=["matmul", "partial-block", "cumsum"])
+    (lambda self, z, h: torch.tanh(z * TWO + h), "reads a tensor besides its arguments"),
+    (lambda self, z, h: torch.tanh(z + h) if bool(z.sum() > 0) else h, "without branches on tensor values"),
+], ids=["matmul", "partial-block", "cumsum", "tensor-constant", "branch"])
 def test_what_the_generators_refuse_is_named(forward, match):
     cls = type("Refused", (seqtorch.PointwiseCell,), {"forward": forward})
     with pytest.warns(RuntimeWarning, match=match):

@@ -398,6 +398,9 @@ class _Reader:
                     if isinstance(out, _Unreadable):
                         raise out.error
                 return outputs
+            elif node.op == "get_attr":
+                self.fail(node, "a tensor the forward reads besides its arguments (a constant of the equations "
+                                "must be a number)")
             elif node.op != "placeholder":
                 self.fail(node, f"a graph node of kind {node.op!r}")
         raise AssertionError("a graph without output")

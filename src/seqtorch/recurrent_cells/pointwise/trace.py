@@ -96,8 +96,10 @@ def graphs(forward, sig: Signature):
             out = traced(*inputs)
             torch.autograd.grad(sum(o.sum() for o in out), inputs, allow_unused=True)
         except Exception as error:  # noqa: BLE001 - any tracing failure: the cell cannot be generated, say why
+            first = str(error).splitlines()[0] if str(error) else ""
+            why = ("it reads a tensor besides its arguments (a constant of the equations must be a number)"
+                   if "FakeTensor" in first else "it needs one elementwise computation, without branches on tensor "
+                   "values")
             raise UnsupportedEquations(f"{sig.name}: its forward could not be traced into ATen graphs "
-                                       f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                                       f"seqtorch needs one elementwise computation, without branches on "
-                                       f"tensor values") from error
+                                       f"({type(error).__name__}: {first}); {why}") from error
     return captured["forward"], captured["backward"]
