@@ -256,6 +256,11 @@ def test_what_the_generators_refuse_is_named(forward, match):
     assert cell.reference_only is not None and cell.generated_cpp() is None
 
 
+def test_proj_size_is_refused_at_construction():
+    with pytest.raises(ValueError, match="proj_size=2 projects only the LSTM's"):
+        seqtorch.Recurrent(Gated(), 4, 5, proj_size=2)
+
+
 @pytest.mark.parametrize("attrs, error, match", [
     (dict(gates=0), ValueError, "gates must be a positive int"),
     (dict(states=["h"]), ValueError, "states must be a tuple of names"),

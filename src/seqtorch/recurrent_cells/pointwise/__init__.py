@@ -174,6 +174,9 @@ class PointwiseCell(Cell):
 
     # ---- what a Cell declares ------------------------------------------------------------------------
     def parameters(self, I: int, H: int, P: int) -> list[tuple[str, tuple[int, ...]]]:
+        if P != H:
+            raise ValueError(f"{type(self).__name__}: a cell written as equations has h of the hidden size "
+                             f"({H}); proj_size={P} projects only the LSTM's")
         return super().parameters(I, H, P) + [(name, (H,)) for name in self.vectors]
 
     def init_(self, params: dict[str, Tensor], scheme: str) -> None:
