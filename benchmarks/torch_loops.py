@@ -9,6 +9,8 @@ maps (T, B, I) to the output sequence (T, B, H).
 * :class:`LayerNormLSTMLoop`: seqtorch.LayerNormLSTM's equations with ``nn.Linear`` and ``nn.LayerNorm``.
 * :class:`IndRNNLoop`: seqtorch.IndRNN's equations with ``nn.Linear`` and an elementwise recurrent weight.
 * :class:`ZoneoutLSTMLoop`: ``nn.LSTMCell`` with zoneout (a fresh mask per step, for h and for c).
+* :class:`EquationLoop`: a cell written as equations (a ``seqtorch.PointwiseCell``'s ``forward``, torch
+  ops) after two ``nn.Linear`` projections, as a torch user runs a custom cell.
 
 Each takes the weights of the layer it is timed against (``copy_from``, :func:`cell_loop_state`), so the
 benchmark can check that both compute the same numbers (in eval mode, where the random masks are off)
@@ -160,4 +162,41 @@ class ZoneoutLSTMLoop(nn.Module):
             h_new, c_new = self.cell(x_t, (h, c))
             h, c = self.zone(h, h_new), self.zone(c, c_new)
             outputs.append(h)
+        return torch.stack(outputs)
+
+
+class EquationLoop(nn.Module):
+    """One layer of a cell written as equations, step by step as a torch user runs a custom cell: the
+    projections with ``nn.Linear``, then the cell's own ``forward`` (its torch ops)::
+
+        z = ih(x_t) + hh(h)                 (inputs="joint"; "separate": zx = ih(x_t), zh = hh(h) apart)
+        h, ... = cell.forward(z, h, ..., *vectors)
+    """
+
+    def __init__(self, cell, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.equations, self.hidden_size = cell, hidden_size
+        self.ih = nn.Linear(input_size, cell.gates * hidden_size)
+        self.hh = nn.Linear(hidden_size, cell.gates * hidden_size)
+        self.vectors = nn.ParameterList([nn.Parameter(torch.zeros(hidden_size)) for _ in cell.vectors])
+
+    @torch.no_grad()
+    def copy_from(self, layer: nn.Module) -> "EquationLoop":
+        """Take a one-layer seqtorch.Recurrent's weights (over the same cell)."""
+        pairs = [(self.ih.weight, "weight_ih_l0"), (self.ih.bias, "bias_ih_l0"), (self.hh.weight, "weight_hh_l0"),
+                 (self.hh.bias, "bias_hh_l0")] + [(v, f"{name}_l0") for v, name in zip(self.vectors,
+                                                                                       self.equations.vectors)]
+        for mine, name in pairs:
+            mine.copy_(getattr(layer, name))
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        states = tuple(x.new_zeros(x.shape[1], self.hidden_size) for _ in self.equations.states)
+        outputs = []
+        for x_t in x:
+            zx, zh = self.ih(x_t), self.hh(states[0])
+            z = (zx + zh,) if self.equations.inputs == "joint" else (zx, zh)
+            states = self.equations.forward(*z, *states, *self.vectors)
+            states = states if isinstance(states, tuple) else (states,)
+            outputs.append(states[0])
         return torch.stack(outputs)

@@ -13,7 +13,7 @@ from torch import nn
 
 import seqtorch
 import seqtorch.onnx as sonnx
-from seqtorch.ops import dispatch
+from seqtorch.ops import dispatch, native
 from conftest import assert_close
 
 ONNX_OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
@@ -211,9 +211,42 @@ def test_every_registered_cell_is_mapped_or_refused_by_name():
 
     assert set(sonnx.ONNX_CELLS) <= set(CELLS)
     assert {"rnn", "lstm", "gru", "gru_reset_before"} <= set(sonnx.ONNX_CELLS)
-    for name in set(CELLS) - set(sonnx.ONNX_CELLS):
+    for name in [name for name in CELLS if sonnx.onnx_cell(name) is None]:
         with pytest.raises(sonnx.OnnxExportError, match=name):
             sonnx.check_exportable(name, "tanh", "sigmoid", [], None, [None])
+
+
+@pytest.mark.parametrize("cpp", [True, False], ids=["cpp", "python-loop"])
+def test_peephole_lstm_exports_as_onnx_lstm_with_its_p_input(cpp, monkeypatch):
+    """The shipped peephole LSTM (a cell written as equations, its scan its own library's op or the Python
+    loop's) is ONNX's LSTM with P = (w_ci, w_co, w_cf): onnxruntime gives its numbers."""
+    monkeypatch.setattr(dispatch, "USE_NATIVE", cpp)
+    torch.manual_seed(0)
+    layer = seqtorch.Recurrent(seqtorch.equations.PeepholeLSTM(), I, H, bidirectional=True)
+    with torch.no_grad():  # peepholes and biases away from their small init: a misplaced one cannot pass
+        for name, p in layer.named_parameters():
+            if not name.startswith("weight"):
+                p.uniform_(-0.8, 0.8)
+    program, _ = export_and_compare(layer, use_lengths=True, use_hx=True)
+    lstm = [node for node in program.model.graph if node.op_type == "LSTM"]
+    assert len(lstm) == 2 and all(len(node.inputs) == 8 and node.inputs[7] is not None for node in lstm)
+    targets = {str(node.target) for node in program.exported_program.graph.nodes if "scan_forward" in str(node.target)}
+    assert targets == {str(native.kernel(layer.cell.name).forward) if cpp else "seqtorch.scan_forward_loop.default"}
+
+
+def test_a_cell_written_as_equations_without_onnx_operator_is_refused_by_name():
+    layer = seqtorch.Recurrent(seqtorch.equations.MGU(), I, H).eval()
+    x = torch.randn(7, 3, I)
+    layer(x)
+    with pytest.raises(Exception) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Model(layer, False, False), (x,), dynamo=True, verbose=False)
+    chain, error = [], info.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    refusals = [e for e in chain if isinstance(e, sonnx.OnnxExportError)]
+    assert refusals and "MGU" in str(refusals[0]) and layer.cell.name in str(refusals[0])
 
 
 def test_every_loaded_scan_op_is_registered():
@@ -222,7 +255,8 @@ def test_every_loaded_scan_op_is_registered():
     defined = {name for name in dir(torch.ops.seqtorch) if name.startswith("scan_forward_")}
     assert defined and defined <= {f"scan_forward_{impl}" for impl in sonnx.IMPLEMENTATIONS}
     table = sonnx.translation_table()
-    assert {op.name() for op in table} == {f"seqtorch::{name}" for name in defined}
+    generated = {f"{namespace}::scan_forward_cpp" for namespace in sonnx.native_cells.loaded()}
+    assert {op.name() for op in table} == {f"seqtorch::{name}" for name in defined} | generated
 
 
 def test_custom_translation_table_route():

@@ -19,7 +19,8 @@ from .cells import (GRUCell, IndRNNCell, LayerNormGRUCell, LayerNormLSTMCell, LS
                     SimpleRNNCell)
 from .functional import available_backends
 from .layers import GRU, LSTM, IndRNN, LayerNormGRU, LayerNormLSTM, Recurrent, SimpleRNN
-from .recurrent_cells import Cell
+from .recurrent_cells import Cell, PointwiseCell
+from . import equations  # cells that ship written as their equations
 
 # torch.nn's names: the same classes, so isinstance and pickles agree under either name.
 RNN = SimpleRNN
@@ -53,5 +54,6 @@ def safe_globals() -> list[type]:
 
 __all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "LayerNormLSTM", "LayerNormGRU",
            "IndRNN", "LayerNormLSTMCell", "LayerNormGRUCell", "IndRNNCell", "Recurrent", "RecurrentCell", "Cell",
+           "PointwiseCell", "equations",
            "RNN", "RNNCell", "RNNBase",
            "RNNCellBase", "NotATensorError", "functional", "available_backends", "safe_globals", "__version__"]

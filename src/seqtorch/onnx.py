@@ -36,6 +36,10 @@ The mapping, per scan (one layer, one direction -> one single-direction ONNX nod
   (GRU), so the one HardSigmoid is always first and takes the first alpha and beta.
 * GRU ``linear_before_reset``: 1 for cell ``"gru"`` (torch's, ``reset_after=True``), 0 for
   ``"gru_reset_before"`` (Keras 2.0's).
+* the peephole LSTM written as equations (:class:`seqtorch.equations.PeepholeLSTM`, whose registered name
+  carries the hash of its equations, so it is matched by its class): ONNX's ``LSTM`` with its vectors
+  ``w_ci, w_cf, w_co`` as ``P`` (ONNX's order i, o, f). Its scan is the op of its own C++ library
+  (``seqtorch_gen_<hash>::scan_forward_cpp``), whose translation is registered when the library loads.
 * ``lengths`` -> ``sequence_lens`` (int32); ``reverse`` -> ``direction="reverse"``, which ONNX runs
   from each sequence's own end, as seqtorch does; the initial states -> ``initial_h``/``initial_c``;
   ``b_hh`` -> ``Rb`` (with ``single_bias`` it is the zero buffer, exported as such); no bias -> no ``B``.
@@ -46,7 +50,7 @@ The mapping, per scan (one layer, one direction -> one single-direction ONNX nod
   them could not pass unnoticed; seqtorch's layers read none of them and the optimizer removes them.
 
 What ONNX cannot express is refused at export with :class:`OnnxExportError` naming the option: a cell
-without an ONNX operator, recurrent dropout in training mode (export in ``eval()``), zoneout, a cell's
+without an ONNX operator (every other cell written as equations, named), recurrent dropout in training mode (export in ``eval()``), zoneout, a cell's
 numeric options (``cell_args``), an activation outside the list above.
 """
 
@@ -59,8 +63,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._import_hooks import after_import
+from .ops import native_cells
 from .options import OPTIONS
-from .recurrent_cells import Acts, Sizes, get_cell
+from .recurrent_cells import Acts, PointwiseCell, Sizes, equations, get_cell
 
 # Every implementation of the scan registers seqtorch::scan_forward_<name> (seqtorch.ops.contract).
 IMPLEMENTATIONS = ("cpp", "loop", "triton", "triton_alternating")
@@ -77,6 +82,7 @@ class OnnxCell:
     op_type: str                       # "RNN", "LSTM" or "GRU"
     order: tuple[int, ...]             # ONNX's gate k is seqtorch's (torch's) gate block order[k]
     attributes: tuple[tuple[str, int], ...] = ()
+    peepholes: tuple[int, ...] = ()    # LSTM's P: the recurrent weights (by index) in ONNX's order i, o, f
 
     def activations(self, acts: Acts) -> list[str]:
         """The seqtorch activations in the order of the ONNX op's ``activations`` attribute."""
@@ -93,6 +99,15 @@ ONNX_CELLS: dict[str, OnnxCell] = {
     "gru": OnnxCell("GRU", (1, 0, 2), (("linear_before_reset", 1),)),
     "gru_reset_before": OnnxCell("GRU", (1, 0, 2), (("linear_before_reset", 0),)),
 }
+# cells written as equations, by class (their names carry a hash): weights W_hh, b_hh, w_ci, w_cf, w_co
+ONNX_EQUATION_CELLS: dict[type, OnnxCell] = {equations.PeepholeLSTM: OnnxCell("LSTM", (0, 3, 1, 2), peepholes=(2, 4, 3))}
+
+
+def onnx_cell(cell: str) -> OnnxCell | None:
+    """How the cell registered as ``cell`` maps onto an ONNX operator, or None if it does not."""
+    if cell in ONNX_CELLS:
+        return ONNX_CELLS[cell]
+    return ONNX_EQUATION_CELLS.get(type(get_cell(cell)))
 
 # seqtorch's canonical activation name -> ONNX's name and (alpha, beta) where the function takes them
 ONNX_ACTIVATIONS: dict[str, tuple[str, tuple[float, float] | None]] = {
@@ -110,12 +125,16 @@ ONNX_ACTIVATIONS: dict[str, tuple[str, tuple[float, float] | None]] = {
 def check_exportable(cell: str, activation: str, recurrent_activation: str, cell_args, rec_mask,
                      keep, mask=None, restart=None) -> OnnxCell:
     """The ONNX mapping of one scan's options, or :class:`OnnxExportError` naming the one ONNX lacks."""
-    if cell not in ONNX_CELLS:
-        raise OnnxExportError(f"seqtorch cell {cell!r} has no ONNX operator: ONNX has RNN, LSTM and GRU, "
-                              f"which express the cells {sorted(ONNX_CELLS)}")
+    mapping = onnx_cell(cell)
+    if mapping is None:
+        spec = get_cell(cell)
+        what = (f"the cell written as equations {type(spec).__qualname__} ({cell!r})"
+                if isinstance(spec, PointwiseCell) else f"seqtorch cell {cell!r}")
+        raise OnnxExportError(f"{what} has no ONNX operator: ONNX has RNN, LSTM and GRU, which express the cells "
+                              f"{sorted(ONNX_CELLS)} and {', '.join(c.__name__ for c in ONNX_EQUATION_CELLS)}")
     if len(cell_args):
         raise OnnxExportError(f"seqtorch cell {cell!r} with cell_args={list(cell_args)}: ONNX's "
-                              f"{ONNX_CELLS[cell].op_type} has no attribute for them")
+                              f"{mapping.op_type} has no attribute for them")
     if mask is not None:
         raise OnnxExportError("mask= has no ONNX equivalent (ONNX's recurrent operators skip only the steps past "
                               "each sequence's length, sequence_lens); for a right-padded batch pass lengths=")
@@ -129,7 +148,7 @@ def check_exportable(cell: str, activation: str, recurrent_activation: str, cell
     for role, name in (("activation", activation), ("recurrent_activation", recurrent_activation)):
         if name not in ONNX_ACTIVATIONS:
             raise OnnxExportError(f"{role}={name!r} has no ONNX activation; exportable: {sorted(ONNX_ACTIVATIONS)}")
-    return ONNX_CELLS[cell]
+    return mapping
 
 
 def scan_to_onnx(cell, activation, recurrent_activation, reverse, cell_args, save, gx, states, weights, lengths,
@@ -184,7 +203,9 @@ def scan_to_onnx(cell, activation, recurrent_activation, reverse, cell_args, sav
     inputs = [X, op.Unsqueeze(W, [0]), op.Unsqueeze(reorder(w_hh), [0]), B, seq_lens, h0]
     if mapping.op_type == "LSTM":
         c0 = op.Unsqueeze(states[1], [0])
-        Y, Y_h, Y_c = op.LSTM(*inputs, c0, **attributes)
+        P = op.Unsqueeze(op.Concat(*(weights[k] for k in mapping.peepholes), axis=0), [0]) if mapping.peepholes \
+            else None
+        Y, Y_h, Y_c = op.LSTM(*inputs, c0, P, **attributes)
     elif mapping.op_type == "GRU":
         Y, Y_h = op.GRU(*inputs, **attributes)
     else:
@@ -286,6 +307,8 @@ def translation_table() -> dict:
         packet = getattr(torch.ops.seqtorch, f"scan_forward_{name}", None)
         if packet is not None:
             table[packet.default] = scan_to_onnx
+    for namespace in native_cells.loaded():
+        table[getattr(torch.ops, namespace).scan_forward_cpp.default] = scan_to_onnx
     return table
 
 
@@ -303,11 +326,17 @@ def _register_with_exporter() -> None:
     if registration is None or torchlib is None or not hasattr(registration, "OnnxDecompMeta") \
             or not hasattr(torchlib, "_registry"):
         return
+    def register(target: str) -> None:
+        torchlib._registry.append(registration.OnnxDecompMeta(
+            onnx_function=scan_to_onnx, fx_target=target, signature=None, is_custom=True,
+            skip_signature_inference=True))
+
     try:
         for name in IMPLEMENTATIONS:
-            torchlib._registry.append(registration.OnnxDecompMeta(
-                onnx_function=scan_to_onnx, fx_target=f"seqtorch::scan_forward_{name}", signature=None,
-                is_custom=True, skip_signature_inference=True))
+            register(f"seqtorch::scan_forward_{name}")
+        # the libraries of cells written as equations, those loaded and those to come (the exporter builds its
+        # table after it has traced the model, so a library loaded while tracing is in it)
+        native_cells.on_load(lambda namespace: register(f"{namespace}::scan_forward_cpp"))
         _state["registered"] = True
     except Exception as error:  # noqa: BLE001 - a torch whose internals moved: say so, name the public route
         if not _state["warned"]:

@@ -27,6 +27,9 @@ def set_poison(on: bool) -> None:
     ops = native.load()
     if ops is not None:
         ops.set_poison_buffers(POISON)
+    from . import native_cells  # the libraries of cells generated from equations, each with its own pool
+
+    native_cells.set_poison(POISON)
 
 
 def new_buffer(shape: tuple[int, ...], like: Tensor) -> Tensor:

@@ -206,17 +206,17 @@ def define(name: str, forward_impl, backward_impl, *, device_types=None):
 
 
 def register_fakes(forward_op, backward_op) -> None:
-    """Fake kernels for a pair of ops defined elsewhere (the C++ library's)."""
-    lib = _library()
+    """Fake kernels for a pair of ops defined elsewhere (a C++ library's, in its op namespace)."""
+    lib = _library(forward_op.namespace)
     torch.library.register_fake(forward_op, fake_forward, lib=lib)
     torch.library.register_fake(backward_op, fake_backward, lib=lib)
 
 
-_LIB: list = []
+_LIBS: dict[str, torch.library.Library] = {}
 
 
-def _library() -> torch.library.Library:
+def _library(namespace: str = "seqtorch") -> torch.library.Library:
     # FRAGMENT: the C++ library may own the namespace's definitions; Python adds to it.
-    if not _LIB:
-        _LIB.append(torch.library.Library("seqtorch", "FRAGMENT"))
-    return _LIB[0]
+    if namespace not in _LIBS:
+        _LIBS[namespace] = torch.library.Library(namespace, "FRAGMENT")
+    return _LIBS[namespace]

@@ -16,11 +16,12 @@ reference           reference    anything: the plain autograd loop (:mod:`.refer
 ==================  ===========  ======================================================================
 
 The rule, in one place (:func:`choose`): ``backend="auto"`` takes the first implementation that supports
-the scan (the Triton ones only for CUDA tensors); a backend named explicitly takes the first of its own
-that does, and raises a RuntimeError with every reason when none does. :func:`scan` then runs it: the
-reference as plain autograd, every other through :func:`.autograd.scan`, which gives each op pair the
-same autograd semantics (first-order backward through its own backward op, the rest through the
-reference). Nothing above this module names an implementation.
+the scan (the Triton ones only for CUDA tensors; a cell whose equations no generator could write,
+:attr:`~seqtorch.recurrent_cells.Cell.reference_only`, only the reference); a backend named explicitly
+takes the first of its own that does, and raises a RuntimeError with every reason when none does.
+:func:`scan` then runs it: the reference as plain autograd, every other through :func:`.autograd.scan`,
+which gives each op pair the same autograd semantics (first-order backward through its own backward op,
+the rest through the reference). Nothing above this module names an implementation.
 
 Dtypes: the ``cpu_fused`` implementations run in the promoted floating dtype of gx, the states and the
 weights (at least float32) and return gx's dtype; the Triton ones run in W_hh's dtype (float32/float64),
@@ -77,7 +78,7 @@ def _cpp_supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
     if gx.device.type != "cpu" or gx.dtype not in (torch.float32, torch.float64):
         return f"the C++ loop runs CPU float32/float64 tensors, got {gx.device.type} {gx.dtype}"
     if not _cpp_available(opts.cell.name):
-        return native.failure() or f"the C++ library has no loop for cell {opts.cell.name!r}"
+        return native.failure(opts.cell.name) or f"the C++ library has no loop for cell {opts.cell.name!r}"
     return None
 
 
@@ -143,7 +144,8 @@ def choose(backend: str, opts: ScanOptions, inputs: ScanInputs) -> Implementatio
             continue
         if backend not in ("auto", impl.backend):
             continue
-        reason = impl.supports(opts, inputs)
+        reason = opts.cell.reference_only if impl.kernel is not None else None
+        reason = reason or impl.supports(opts, inputs)
         if reason is None:
             return impl
         reasons.append(f"{reason} ({impl.name})")

@@ -118,7 +118,7 @@ class Cell:
     """
 
     name: str = ""
-    family: str = "rnn"  # "rnn", "lstm" or "gru": the gate layout Keras' initializers follow
+    family: str = "rnn"  # "rnn", "lstm" or "gru": the gate layout Keras' initializers follow ("pointwise": none)
     # the options of :mod:`seqtorch.options` this cell takes beyond every cell's (its activations, its numeric
     # options): a Module over it accepts them as keyword arguments
     options: tuple[str, ...] = ()
@@ -137,6 +137,9 @@ class Cell:
     # whether the step's pointwise code reduces over all H columns of a row (LayerNorm's statistics): a kernel
     # that splits a row's columns across programs cannot run it, and gives each program whole rows instead
     reduces_over_hidden: bool = False
+    # why no fused implementation can run this cell, which then runs on the reference scan only; None: the
+    # implementations that have its code run it (a cell from equations the generators refuse sets it)
+    reference_only: str | None = None
 
     def __repr__(self) -> str:
         return f"<cell {self.name!r}>"
@@ -234,6 +237,12 @@ class Cell:
 
     def loop_backward(self, stage: int, s: BackwardStep) -> None:
         raise NotImplementedError
+
+    def generated_cpp(self) -> str | None:
+        """The C++ loop's pointwise code generated from this cell's equations (a header in the ``cpu.h``
+        convention, compiled into a library of its own: :mod:`seqtorch.ops.native_cells`), or None: a
+        built-in cell has its ``cpu.h`` in its folder, or none."""
+        return None
 
     # ---- gradients of the recurrent weights, after the loop (every backend) -------------------------
     def weight_grads(self, grads: dict[str, Tensor], dgx: Tensor, h_in: Tensor, u: Tensor | None,

@@ -9,6 +9,7 @@
 // Idle buffers are kept up to a cap (SEQTORCH_POOL_MB, default 1024 MiB); beyond it they are freed.
 
 #include "buffer_pool.h"
+#include "ops_namespace.h"
 
 #include <torch/library.h>
 
@@ -118,7 +119,7 @@ void set_poison_buffers(bool on) { poison.store(on); }
 }  // namespace seqtorch_cpu
 
 // No tensor arguments, so catch-all kernels: they run wherever the op is called from.
-TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
+TORCH_LIBRARY_FRAGMENT(SEQTORCH_OPS_NAMESPACE, m) {
   m.def("pooled_empty(int[] size, ScalarType dtype) -> Tensor", &seqtorch_cpu::pooled_empty);
   m.def("pool_idle_bytes() -> int", &seqtorch_cpu::pool_idle_bytes);
   // Tests turn this on: every buffer the C++ scans allocate then starts as NaN.

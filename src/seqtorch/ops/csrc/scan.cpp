@@ -9,7 +9,8 @@
 // seqtorch/ops/contract.py: the same outputs, in the same layout, so the two are interchangeable and are
 // tested against the same reference. A cell's math is in seqtorch/recurrent_cells/<cell>/cpu.h (scan.h
 // says what it provides); cells_generated.h, written by the build (seqtorch/ops/native.py), includes
-// every cell's cpu.h and lists them in SEQTORCH_FOR_EACH_CELL.
+// every cell's cpu.h and lists them in SEQTORCH_FOR_EACH_CELL. The library of one cell generated from its
+// equations is this file with that cell's cells_generated.h and an op namespace of its own (ops_namespace.h).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -24,6 +25,7 @@
 #include "buffer_pool.h"
 #include "cells_generated.h"
 #include "gemm.h"
+#include "ops_namespace.h"
 #include "scan.h"
 
 namespace seqtorch_cpu {
@@ -615,10 +617,14 @@ template <class Cell, class F>
 void with_types(const Args& a, at::ScalarType dtype, F&& f) {
   AT_DISPATCH_FLOATING_TYPES(dtype, "seqtorch_scan", [&] {
     using T = scalar_t;
-    const int gate = Cell::kUsesGate ? a.gate : kSigmoid;
-    dispatch_activations(a.relu, gate, [&](auto relu_t, auto gate_t) {
-      f(T(), Activations<decltype(relu_t)::value, decltype(gate_t)::value>());
-    });
+    if constexpr (Cell::kUsesGate || uses_activation<Cell>::value) {
+      const int gate = Cell::kUsesGate ? a.gate : kSigmoid;
+      dispatch_activations(a.relu, gate, [&](auto relu_t, auto gate_t) {
+        f(T(), Activations<decltype(relu_t)::value, decltype(gate_t)::value>());
+      });
+    } else {
+      f(T(), Activations<false, kSigmoid>());  // a cell that reads neither choice: compiled once per dtype
+    }
   });
 }
 
@@ -706,7 +712,7 @@ std::vector<std::string> cpp_cells() {
 }  // namespace seqtorch_cpu
 
 // The schemas are seqtorch/ops/contract.py's (a test checks that they agree).
-TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
+TORCH_LIBRARY_FRAGMENT(SEQTORCH_OPS_NAMESPACE, m) {
   m.def("scan_forward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "bool save, Tensor gx, Tensor[] states, Tensor?[] weights, Tensor? lengths, Tensor? mask, Tensor? restart, "
         "Tensor?[] reset_states, Tensor? rec_mask, Tensor?[] keep) -> Tensor[]");
@@ -718,7 +724,7 @@ TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
   m.def("scan_row_chunks(int batch, float flops) -> int", &seqtorch_cpu::row_chunks);
 }
 
-TORCH_LIBRARY_IMPL(seqtorch, CPU, m) {
+TORCH_LIBRARY_IMPL(SEQTORCH_OPS_NAMESPACE, CPU, m) {
   m.impl("scan_forward_cpp", &seqtorch_cpu::scan_forward_cpp);
   m.impl("scan_backward_cpp", &seqtorch_cpu::scan_backward_cpp);
 }

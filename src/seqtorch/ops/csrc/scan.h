@@ -7,6 +7,8 @@
 //   static constexpr int kGates, kStates, kSaved, kGradBuffers;   counts as in its Python spec
 //   static constexpr std::array<Product, N> kProducts;             its recurrent products (N = 0, 1 or 2)
 //   static constexpr bool kWritesDHIn;                              whether backward() sets d_h_in
+//   static constexpr bool kUsesGate;                                whether it reads A's gate function
+//   static constexpr bool kUsesActivation;   (optional, default true) whether it reads A's activation
 //   static int64_t state_width(int k, Dims d), u_width(Dims d);
 //   static int64_t saved_width(int j, Dims d, bool needs_pre), grad_width(int j, Dims d);
 //   template <typename T, class A> static void forward(int stage, const ForwardRow<T>& r);
@@ -21,12 +23,13 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
 
 #include "math.h"
 
 namespace seqtorch_cpu {
 
-constexpr int kMaxStates = 2;
+constexpr int kMaxStates = 4;  // sLSTM's h, c, n, m (seqtorch.equations.SLSTM)
 constexpr int kMaxSaved = 6;
 constexpr int kMaxWeights = 6;
 constexpr int kMaxGradBuffers = 2;
@@ -78,6 +81,13 @@ struct BackwardRow {
   T* d_h_in;                         // direct gradient of h_in (cells with kWritesDHIn)
   const double* args;
 };
+
+// A cell's kUsesActivation, true where it declares none (every hand-written cell reads the activation).
+template <class Cell, class = void>
+struct uses_activation : std::true_type {};
+template <class Cell>
+struct uses_activation<Cell, std::void_t<decltype(Cell::kUsesActivation)>>
+    : std::bool_constant<Cell::kUsesActivation> {};
 
 // Step order and history slots of one direction (as Steps in seqtorch/ops/python_loop.py).
 struct Steps {

@@ -58,9 +58,10 @@ def interpreting() -> bool:
 # what a Triton kernel can run
 
 def cell_names() -> list[str]:
-    """The registered cells that have a ``triton.py``."""
+    """The registered cells that have a ``triton.py`` (a cell written as equations has no folder, so none)."""
     return [name for name in CELLS
-            if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]
+            if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}") is not None
+            and importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]
 
 
 def has_cell(cell: Cell) -> bool:
