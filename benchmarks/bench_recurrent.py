@@ -13,8 +13,8 @@ Three groups of rows:
   shapes of :data:`SHAPES`, against torch.nn.LSTM/GRU/RNN (cuDNN on GPU; on CPU ATen, which runs
   oneDNN's fused RNN kernels). In training passes also recurrent dropout (p=0.25): seqtorch's against
   the Python loop over torch.nn cells a torch user writes to get it (:class:`torch_loops.CellLoop`).
-* ``steps/<cell>``: a cell called step by step in a Python loop (decoders, generation loops), seqtorch's
-  LSTMCell/GRUCell against torch.nn's, per call.
+* ``steps/<cell>cell-b<B>``: a cell called step by step in a Python loop (decoders, generation loops),
+  seqtorch's LSTMCell/GRUCell against torch.nn's, per call, at B=1 and B=32.
 * ``new-cells/<name>``: seqtorch's cells that torch.nn lacks, at the book's shape, against the
   torch-native program a user would write instead (:mod:`torch_loops`): LayerNormLSTM against a loop
   with ``nn.LayerNorm``, IndRNN against a loop of torch ops, zoneout against an ``nn.LSTMCell`` loop with
@@ -88,7 +88,8 @@ class Steps:
     H: int
 
 
-STEPS = {"lstmcell": Steps("lstm", 200, 32, 256), "grucell": Steps("gru", 200, 1, 256)}
+# each cell at B=1 (generation, one sequence) and B=32 (a decoder over a batch)
+STEPS = {f"{cell}cell-b{B}": Steps(cell, 200, B, 256) for cell in ("lstm", "gru") for B in (1, 32)}
 STEP_CELLS = {"lstm": (seqtorch.LSTMCell, nn.LSTMCell), "gru": (seqtorch.GRUCell, nn.GRUCell)}
 NEW_CELLS = ("layernorm-lstm", "indrnn", "zoneout-lstm", "lstm-proj")
 
@@ -396,7 +397,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the rows: 'cpu' (the default on CPU) or 'gpu' (the default on CUDA: adds the "
                              "fastrnns shape and the hidden-size sweep h32..h1024)")
     parser.add_argument("--only", nargs="+", default=None, metavar="SUBSTRING",
-                        help="only the rows whose id (layers/<shape>/<cell>, steps/<cell>, new-cells/<name>) "
+                        help="only the rows whose id (layers/<shape>/<cell>, steps/<cell>cell-b<B>/<cell>, new-cells/<name>) "
                              "contains one of these")
     parser.add_argument("--list", action="store_true", help="print the grid's row ids and exit")
     parser.add_argument("--backends", nargs="+", default=["auto"],

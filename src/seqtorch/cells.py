@@ -9,8 +9,13 @@ from . import init as sinit
 from ._validation import (check_cell_input, check_cell_sizes, check_eps, check_like, check_options, check_rank,
                           check_single_bias, check_state_shape)
 from .functional import zoneout_coefficients
-from .recurrent_cells import Acts, get_cell
+from .recurrent_cells import get_cell
 from .reference import ACTIVATIONS, cell_name
+
+
+# The argument signatures (RecurrentCell._signature) that passed a cell's input checks; cleared when full.
+_CHECKED: set[tuple] = set()
+_CHECKED_MAX = 4096
 
 
 class RecurrentCell(nn.Module):
@@ -68,11 +73,15 @@ class RecurrentCell(nn.Module):
         spec.init_({k: v for k, v in params.items() if v is not None}, self.init)
 
     def _step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, ...]:
-        """One step of the cell on x (B, I) from ``states`` (B, width) each: the spec's equations."""
-        spec = get_cell(self.cell)
-        gx = spec.input_projection(x, tuple(getattr(self, name) for name in spec.input_weights), self.cell_args)
-        new = spec.step(gx, states[0], tuple(states), tuple(getattr(self, name) for name in spec.weights),
-                        Acts.of(self.activation, self.recurrent_activation), self.cell_args)
+        """One step of the cell on x (B, I) from ``states`` (B, width) each: the spec's equations, as one C++
+        op where it serves (same numbers; the rule is :func:`seqtorch.ops.step.cell_step`'s)."""
+        from .ops import step as step_op  # the kernels sit below this layer; imported on first use
+
+        plan = step_op.plan(self.cell, self.activation, self.recurrent_activation, self.cell_args)
+        params = self._parameters  # read directly where they are (getattr's Module.__getattr__ is slower)
+        input_weights, weights = ([params[n] if n in params else getattr(self, n) for n in names]
+                                  for names in (plan.spec.input_weights, plan.spec.weights))
+        new = step_op.cell_step(plan, x, tuple(states), input_weights, weights)
         if self.zoneout > 0:
             keep = [zoneout_coefficients(1, *s.shape, self.zoneout, self.training, s)[0] for s in states]
             new = tuple(k * s + (1 - k) * n for k, s, n in zip(keep, states, new))
@@ -100,7 +109,38 @@ class RecurrentCell(nn.Module):
         batched, with missing states as zeros, and whether the input was batched.
 
         Errors as torch.nn's cells raise them: a rank other than 1 or 2 is a ValueError, everything
-        torch's cell op checks (number of states, sizes, batch, dtype, device) a RuntimeError."""
+        torch's cell op checks (number of states, sizes, batch, dtype, device) a RuntimeError. The checks
+        depend only on what :meth:`_signature` holds: a call whose signature passed them before skips them
+        (a few microseconds of a call that costs twenty at B=1)."""
+        signature = self._signature(input, given)
+        if signature is not None and signature in _CHECKED:
+            batched = input.dim() == 2
+            x = input if batched else input.unsqueeze(0)
+            if given is None:
+                return x, [torch.zeros((x.shape[0], self.hidden_size), dtype=x.dtype, device=x.device)] * (
+                    2 if self.mode == "lstm" else 1), batched
+            return x, given if batched else [s.unsqueeze(0) for s in given], batched
+        prepared = self._prepare_checked(input, given)
+        if signature is not None:
+            if len(_CHECKED) >= _CHECKED_MAX:
+                _CHECKED.clear()
+            _CHECKED.add(signature)
+        return prepared
+
+    def _signature(self, input: Tensor, given: list[Tensor] | None) -> tuple | None:
+        """Everything :meth:`_prepare_checked`'s checks read: the arguments' types, shapes, dtypes, devices,
+        the parameters' dtypes and devices, and the Module's sizes and nonlinearity (None for arguments
+        that are not all Tensors: the checks say what is wrong with them)."""
+        if not isinstance(input, Tensor) or (given is not None and not all(isinstance(s, Tensor) for s in given)):
+            return None
+        params = self._parameters
+        w_ih = params["weight_ih"] if "weight_ih" in params else self.weight_ih
+        w_hh = params["weight_hh"] if "weight_hh" in params else self.weight_hh
+        states = None if given is None else tuple((type(s), s.shape, s.dtype, s.device) for s in given)
+        return (type(self), self.input_size, self.hidden_size, self.activation, type(input), input.shape,
+                input.dtype, input.device, states, w_ih.dtype, w_ih.device, w_hh.dtype, w_hh.device)
+
+    def _prepare_checked(self, input: Tensor, given: list[Tensor] | None) -> tuple[Tensor, list[Tensor], bool]:
         name = type(self).__name__
         count = 2 if self.mode == "lstm" else 1
         labels = [f"hx[{i}]" for i in range(len(given))] if count == 2 and given else ["hx"]

@@ -24,67 +24,11 @@
 #include "buffer_pool.h"
 #include "cells_generated.h"
 #include "gemm.h"
+#include "op_args.h"
 #include "scan.h"
 
 namespace seqtorch_cpu {
 namespace {
-
-using OptionalTensors = c10::List<std::optional<at::Tensor>>;
-
-struct Args {
-  std::string cell;
-  bool relu;
-  int gate;
-  bool reverse;
-  std::optional<at::Tensor> lengths;
-  std::optional<at::Tensor> rec_mask;
-  std::vector<at::Tensor> weights;  // undefined where absent
-  std::vector<at::Tensor> zoneout;  // per state: (T, B, width) coefficients, undefined where absent
-  std::vector<double> cell_args;
-};
-
-int gate_of(const std::string& name) {
-  if (name == "sigmoid") return kSigmoid;
-  if (name == "hard_sigmoid_keras2") return kHardSigmoidKeras2;
-  if (name == "hardsigmoid") return kHardsigmoid;
-  TORCH_CHECK(false, "seqtorch C++ scan: unknown recurrent_activation '", name, "'");
-}
-
-bool relu_of(const std::string& name) {
-  TORCH_CHECK(name == "tanh" || name == "relu", "seqtorch C++ scan: unknown activation '", name, "'");
-  return name == "relu";
-}
-
-Args make_args(const std::string& cell, const std::string& activation, const std::string& recurrent_activation,
-               bool reverse, c10::ArrayRef<double> cell_args, const OptionalTensors& weights,
-               const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& rec_mask,
-               const OptionalTensors& zoneout) {
-  // any layout in (the vmap rule folds batches with views); the loops read contiguous memory
-  Args a{cell, relu_of(activation), gate_of(recurrent_activation), reverse, std::nullopt, std::nullopt, {}, {},
-         std::vector<double>(cell_args.begin(), cell_args.end())};
-  for (size_t i = 0; i < zoneout.size(); ++i) {
-    const std::optional<at::Tensor> z = zoneout.get(i);
-    a.zoneout.push_back(z.has_value() ? z->contiguous() : at::Tensor());
-  }
-  if (lengths.has_value()) a.lengths = lengths->contiguous();
-  if (rec_mask.has_value()) a.rec_mask = rec_mask->contiguous();
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const std::optional<at::Tensor> w = weights.get(i);
-    a.weights.push_back(w.has_value() ? w->contiguous() : at::Tensor());
-  }
-  check(a.weights.size() <= size_t(kMaxWeights), "too many weights");
-  if (lengths.has_value()) check(lengths->scalar_type() == at::kLong, "lengths must be int64");
-  return a;
-}
-
-// Each weight's data; an absent one (a layer without bias) reads as G*H zeros, so cells need no branch.
-template <typename T>
-void weights_or_zeros(const std::vector<at::Tensor>& weights, const at::Tensor& zeros, const T** data) {
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const at::Tensor& w = weights[i];
-    data[i] = w.defined() ? w.data_ptr<T>() : zeros.data_ptr<T>();
-  }
-}
 
 // Per state, the zoneout coefficients' data, or null.
 template <typename T>
@@ -110,16 +54,6 @@ void zone_grad(int64_t n, const T* __restrict keep, const T* __restrict d, T* __
 template <typename T>
 void zone_pass(int64_t n, const T* __restrict keep, const T* __restrict d, T* __restrict d_prev) {
   for (int64_t j = 0; j < n; ++j) d_prev[j] += keep[j] * d[j];
-}
-
-// The weight block a product multiplies by, rows [row_start, row_stop) * H of its weight, as a StepGemm:
-// by its transpose in the forward (product = x @ W^T), by itself in the backward (dx = d(product) @ W).
-template <typename T>
-StepGemm<T> product_gemm(const Product& product, const std::vector<at::Tensor>& weights, int64_t H, WeightOp op,
-                         int64_t M, bool pack) {
-  at::Tensor w = weights.at(product.weight);  // contiguous (make_args)
-  if (product.row_stop >= 0) w = w.narrow(0, product.row_start * H, (product.row_stop - product.row_start) * H);
-  return StepGemm<T>(w.data_ptr<T>(), w.size(0), w.size(1), w.stride(0), op, M, pack, w.options());
 }
 
 // The multiply-adds of one step's recurrent products for B rows, times 2 (FLOPs).
@@ -207,7 +141,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
     saved[j] = saved_width[j] ? per_step(saved_width[j]) : at::empty({0}, opt);
   }
   const int64_t G = gx.size(2);
-  const at::Tensor zeros = at::zeros({G}, opt);
+  const at::Tensor zeros = zeros_if_absent(a.weights, G, opt);
   const T* weight_data[kMaxWeights] = {nullptr};
   weights_or_zeros(a.weights, zeros, weight_data);
   const T* gx_ = gx.data_ptr<T>();
@@ -386,7 +320,7 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
   at::Tensor dh = at::empty({B, P}, opt);
   at::Tensor d_h_in = Cell::kWritesDHIn ? at::empty({B, P}, opt) : at::Tensor();
   at::Tensor du = U ? at::empty({B, U}, opt) : at::Tensor();
-  const at::Tensor zeros = at::zeros({G}, opt);
+  const at::Tensor zeros = zeros_if_absent(a.weights, G, opt);
   const T* weight_data[kMaxWeights] = {nullptr};
   weights_or_zeros(a.weights, zeros, weight_data);
   const T* zone[kMaxStates] = {nullptr};
@@ -517,17 +451,6 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
 // ---------------------------------------------------------------------------------------------------
 // dispatch on dtype, activations and cell
 
-template <class Cell, class F>
-void with_types(const Args& a, at::ScalarType dtype, F&& f) {
-  AT_DISPATCH_FLOATING_TYPES(dtype, "seqtorch_scan", [&] {
-    using T = scalar_t;
-    const int gate = Cell::kUsesGate ? a.gate : kSigmoid;
-    dispatch_activations(a.relu, gate, [&](auto relu_t, auto gate_t) {
-      f(T(), Activations<decltype(relu_t)::value, decltype(gate_t)::value>());
-    });
-  });
-}
-
 template <class Cell>
 std::vector<at::Tensor> forward_for(const Args& a, bool save, const at::Tensor& gx, const std::vector<at::Tensor>& states) {
   std::vector<at::Tensor> out;
@@ -544,13 +467,6 @@ std::vector<at::Tensor> backward_for(const Args& a, const OptionalTensors& grads
     out = backward_impl<decltype(t), Cell, decltype(acts)>(a, grads, saved);
   });
   return out;
-}
-
-void check_inputs(const at::Tensor& like, const std::vector<at::Tensor>& tensors) {
-  for (const at::Tensor& t : tensors) {
-    check(t.scalar_type() == like.scalar_type(), "every tensor must share one dtype");
-    check(t.device().is_cpu(), "CPU tensors only");
-  }
 }
 
 std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activation, std::string recurrent_activation,
