@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torch._C._functorch import is_functorch_wrapped_tensor
+from torch._functorch.utils import unwrap_dead_wrappers
 
 from ..reference import state_history_reference
 from .contract import ForwardLayout, ScanOptions
@@ -64,9 +65,18 @@ def scan(kernel: Kernel, opts: ScanOptions, gx: Tensor, states: tuple[Tensor, ..
         outputs = _Scan.apply(kernel, opts, lengths, rec_mask, keep, len(states), gx, *states, *weights)
     else:
         save = False
-        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask, list(keep))
+        outputs = _forward_eager(kernel, opts.op_args(), save, gx, list(states), list(weights), lengths, rec_mask,
+                                 list(keep))
     layout = ForwardLayout.split(opts.spec, list(outputs), save)
     return finish(layout, opts, lengths, save)
+
+
+def _forward_eager(kernel: Kernel, op_args: tuple, *args):
+    """The forward op, called below the autograd dispatch key. Its registered autograd formula (a Python
+    kernel, for what torch.compile traces) would only pass an eager call on, at about 30 us a call; the
+    eager paths here do their own autograd (:class:`_Scan`) or need none."""
+    with torch._C._AutoDispatchBelowAutograd():
+        return kernel.forward(*op_args, *args)
 
 
 def finish(layout: ForwardLayout, opts: ScanOptions, lengths: Tensor | None,
@@ -130,10 +140,19 @@ class _Scan(torch.autograd.Function):
     the forward op's (the state histories, then saved buffers, which are not differentiable). ``keep``: the
     zoneout coefficients, a tuple (one tensor or None per state), constants to autograd."""
 
+    @classmethod
+    def apply(cls, *args):
+        # torch's Function.apply binds the arguments to forward's signature (inspect.signature) on every call,
+        # about 60 us, only to fill in defaults, of which forward has none. Outside functorch's transforms
+        # (which need that path) the base class's apply is called directly, after what torch does there too.
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        return super(torch.autograd.Function, cls).apply(*unwrap_dead_wrappers(args))
+
     @staticmethod
     def forward(kernel, opts, lengths, rec_mask, keep, n_states, gx, *rest):
         states, weights = list(rest[:n_states]), list(rest[n_states:])
-        return tuple(kernel.forward(*opts.op_args(), True, gx, states, weights, lengths, rec_mask, list(keep)))
+        return tuple(_forward_eager(kernel, opts.op_args(), True, gx, states, weights, lengths, rec_mask, list(keep)))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
