@@ -116,12 +116,20 @@ def test_bench_transforms_quick_has_every_transform(tmp_path):
 def test_gpu_check_cpu_path(tmp_path):
     results = tmp_path / "check"
     env = {**os.environ, "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--quick", "--no-tests",
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--smoke", "--no-tests",
                            "--results", str(results)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_rows(json.loads((results / "bench.json").read_text()), {**REQUIRED_CPU, **REQUIRED_GPU_EXTRA})
     assert "| row (T, B, I, H[, layers]) | pass |" in (results / "bench.md").read_text()
     assert "torch" in (results / "environment.txt").read_text()
-    again = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--quick", "--no-tests",
+    again = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--smoke", "--no-tests",
                             "--results", str(results)], env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_gpu_quick_grid_puts_the_main_figures_first():
+    """gpu_check.sh --quick (a short lease) times this grid first: the book's shape and the alternating loop at
+    fastrnns' H=512, H=256 and H=1024 before anything else, every GPU row's shape in the full grid too."""
+    quick = [bench_recurrent.row_id(*r) for r in bench_recurrent.GRIDS["gpu-quick"]]
+    assert quick[:4] == ["layers/book/lstm", "layers/fastrnns/lstm", "layers/h256/lstm", "layers/h1024/lstm"]
+    assert set(quick) <= {bench_recurrent.row_id(*r) for r in bench_recurrent.GRIDS["gpu"]}
