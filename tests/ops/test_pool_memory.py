@@ -52,6 +52,18 @@ def test_a_near_equal_size_reuses_a_block_and_a_much_smaller_one_does_not():
     assert half.data_ptr() != address
 
 
+def test_a_miss_frees_every_idle_block():
+    """A request no idle block serves means the shapes changed: the idle blocks go before the new one comes."""
+    seqtorch.empty_cache()
+    blocks = [_take(2), _take(3)]
+    del blocks
+    assert buffers.pool_stats()["idle_blocks"] >= 2
+    other = _take(7)
+    stats = buffers.pool_stats()
+    assert stats["idle_bytes"] == 0 and stats["idle_blocks"] == 0
+    del other
+
+
 def test_held_memory_never_exceeds_the_high_water_mark():
     """Random requests of changing sizes (a loader's varying sequence lengths), tensors dying in any order:
     idle plus in-use memory stays within the most ever in use, so idle memory never adds to a peak."""
@@ -65,20 +77,26 @@ def test_held_memory_never_exceeds_the_high_water_mark():
             live.append(_take(rng.choice([1, 1.5, 2, 3, 4.5, 8, 12])))
         stats = buffers.pool_stats()
         assert stats["idle_bytes"] + stats["in_use_bytes"] <= stats["high_water_bytes"], (step, stats)
-    live.clear()
-    assert _held() <= buffers.pool_stats()["high_water_bytes"]
 
 
-def test_training_steps_of_varying_lengths_hold_no_more_than_one_step_needs():
-    """LSTM training steps whose T changes every step (20% up and down): the pool's memory after them is at
-    most the largest step's, not a block per length."""
+def test_training_steps_reuse_blocks_for_one_shape_and_keep_none_across_shapes():
+    """LSTM training steps: at a fixed T the second step reuses every block (nothing new in use at its peak);
+    when T changes every step, the pool holds after a step no more than that step's own buffers."""
     seqtorch.empty_cache()
     lstm = seqtorch.LSTM(32, 64)
-    peaks = []
-    for T in (400, 480, 330, 450, 380, 500, 410):
-        x = torch.randn(T, 16, 32)
-        lstm(x)[0].sum().backward()
-        peaks.append(buffers.pool_stats()["high_water_bytes"])
-    assert _held() <= peaks[-1]
-    # the high-water mark is one step's: the largest T's step, not the sum over the lengths seen
-    assert peaks[-1] < 2 * peaks[0] * 500 / 400
+
+    def step(T):
+        lstm(torch.randn(T, 16, 32))[0].sum().backward()
+
+    step(400)
+    first = buffers.pool_stats()
+    step(400)
+    again = buffers.pool_stats()
+    assert again["high_water_bytes"] == first["high_water_bytes"] and again["idle_bytes"] == first["idle_bytes"]
+    for T in (480, 330, 450):
+        seqtorch.empty_cache()
+        step(T)
+        one_step = buffers.pool_stats()["idle_bytes"]  # what a step of this T gives back
+        step(T + 100)  # 20% longer or more: no block of T's serves it, nor the other way round
+        step(T)
+        assert buffers.pool_stats()["idle_bytes"] == one_step  # not T's and T + 100's blocks

@@ -8,11 +8,13 @@
 //
 // What it may hold, so that a drop-in does not grow a program's memory (seqtorch issue 22: a cache of one
 // block per size held twice a sentiment model's memory when every batch had another length):
-// * a request takes the smallest idle block that fits and is at most kSlack larger (sequence lengths that
-//   differ a little share blocks: 1/16), the most recently returned of that size;
-// * on a miss, idle blocks are freed first, least recently returned first, until the pool's memory (in use
-//   plus idle) after the new block is at most the most it has had in use at once (its high-water mark):
-//   so the pool never holds more than the program once needed, idle memory included;
+// * a request takes the smallest idle block that fits and is at most 1/16 larger (lengths that differ a
+//   little share blocks), the most recently returned of that size;
+// * a request that no idle block serves means the shapes changed (another sequence length, batch or layer
+//   size): every idle block is freed before the new one is allocated. A loop over one shape (a training
+//   loop over fixed-length batches) reuses its blocks step after step; one whose shapes keep changing
+//   holds no idle memory beyond what the current step gave back, so its peak is what it would be without
+//   the pool. The pool never holds more than the most it has had in use at once (its high-water mark);
 // * idle bytes are capped by SEQTORCH_POOL_MB (default 1024 MiB) besides; seqtorch.empty_cache() frees
 //   every idle block (and starts the high-water mark again from what is in use).
 
@@ -62,18 +64,11 @@ class BufferPool {
         block = idle_[best].block;
         idle_.erase(idle_.begin() + std::ptrdiff_t(best));
         idle_bytes_ -= block.bytes;
-      } else {
+      } else {  // a miss: the shapes changed, the idle blocks go
         block.bytes = bytes;
-        // free the least recently returned idle blocks until held memory stays within the high-water mark
-        const size_t after = in_use_ + bytes;
-        const size_t allowed_idle = std::max(high_water_, after) - after;
-        std::sort(idle_.begin(), idle_.end(), [](const Idle& a, const Idle& b) { return a.returned < b.returned; });
-        size_t drop = 0;
-        while (idle_bytes_ > allowed_idle && drop < idle_.size()) {
-          idle_bytes_ -= idle_[drop].block.bytes;
-          to_free.push_back(idle_[drop++].block.ptr);
-        }
-        idle_.erase(idle_.begin(), idle_.begin() + std::ptrdiff_t(drop));
+        for (const Idle& i : idle_) to_free.push_back(i.block.ptr);
+        idle_.clear();
+        idle_bytes_ = 0;
       }
       in_use_ += block.bytes;
       high_water_ = std::max(high_water_, in_use_);
