@@ -205,12 +205,21 @@ def stack(cell: str, input: Tensor, states0: Sequence[Tensor],
             keep = None
             if zoneout > 0:
                 keep = tuple(zoneout_coefficients(steps, batch, s.shape[-1], zoneout, training, x) for s in states)
-            # gx (T, B, G*H), all steps at once
-            gx, recurrent_weights = spec.scan_inputs(x, input_weights, recurrent_weights, tuple(cell_args))
-            out, last = scan(cell, gx, states, recurrent_weights, lengths=lengths, rec_mask=rec_mask,
-                             reverse=direction == 1, activation=activation,
-                             recurrent_activation=recurrent_activation, zoneout=keep, cell_args=cell_args,
-                             backend=backend)
+            from .ops import projected  # the kernels load on first use
+
+            if projected.serves(backend, spec, x, [*input_weights, *recurrent_weights],
+                                [*states, rec_mask, *(keep or ())]):
+                # inference on the C++ loop: x projected inside the scan, by chunks of steps
+                out, last = projected.scan(_options(cell, activation, recurrent_activation, direction == 1,
+                                                    cell_args), x, input_weights, states, recurrent_weights,
+                                           lengths, rec_mask, keep)
+            else:
+                # gx (T, B, G*H), all steps at once
+                gx, recurrent_weights = spec.scan_inputs(x, input_weights, recurrent_weights, tuple(cell_args))
+                out, last = scan(cell, gx, states, recurrent_weights, lengths=lengths, rec_mask=rec_mask,
+                                 reverse=direction == 1, activation=activation,
+                                 recurrent_activation=recurrent_activation, zoneout=keep, cell_args=cell_args,
+                                 backend=backend)
             direction_outputs.append(out)
             for k, state in enumerate(last):
                 finals[k].append(state)
