@@ -1,4 +1,4 @@
-"""The inference scan that projects its input inside the C++ loop (``seqtorch::scan_forward_x_cpp``,
+"""The inference scan that projects its input inside the C++ loop (``seqtorch::scan_projected_cpp``,
 :mod:`seqtorch.ops.projected`) against the reference scan of ``x W_ih^T + b_ih``: every cell with C++ code
 whose input projection is the plain one, both directions, lengths of 1 and of T, zoneout's expectation,
 no bias, T not a multiple of the eight-step chunk, one row chunk and two (two threads), float64 to the

@@ -1,4 +1,4 @@
-"""The C++ loop's inference scan with the input projection inside it: ``seqtorch::scan_forward_x_cpp``.
+"""The C++ loop's inference scan with the input projection inside it: ``seqtorch::scan_projected_cpp``.
 
 Every scan takes gx = x W_ih^T + b_ih, computed first as one GEMM over all steps (:mod:`seqtorch.functional`).
 Without a backward to come that costs more than it needs to on CPU: at the book's sizes gx is 32 MB, written
@@ -63,6 +63,6 @@ def scan(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...],
     (w_ih, b_ih), weights = opts.spec.folded_inputs(input_weights, weights)
     keep = list(zoneout) if zoneout is not None else [None] * len(states)
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
-    outputs = native.load().scan_forward_x_cpp(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights),
+    outputs = native.load().scan_projected_cpp(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights),
                                                lengths, rec_mask, keep)
     return finish(ForwardLayout.split(opts.spec, list(outputs), False), opts, lengths, False)

@@ -96,7 +96,7 @@ void run_row_chunks(int64_t B, double flops, const F& f) {
 // ---------------------------------------------------------------------------------------------------
 // forward
 
-// The input of an inference scan that projects it itself (scan_forward_x_cpp): x (T, B, I), W_ih (G, I) and
+// The input of an inference scan that projects it itself (scan_projected_cpp): x (T, B, I), W_ih (G, I) and
 // b_ih (G,) or undefined.
 struct Projection {
   at::Tensor x, w_ih, b_ih;
@@ -571,7 +571,7 @@ std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activatio
 
 // The inference forward (save false) with the input projection done inside, by chunks of steps (GxRows):
 // x (T, B, I), W_ih (G*H, I), b_ih (G*H,) or None; the rest and the outputs as scan_forward_cpp's.
-std::vector<at::Tensor> scan_forward_x_cpp(std::string cell, std::string activation, std::string recurrent_activation,
+std::vector<at::Tensor> scan_projected_cpp(std::string cell, std::string activation, std::string recurrent_activation,
                                            bool reverse, c10::ArrayRef<double> cell_args, const at::Tensor& x,
                                            const at::Tensor& w_ih, const std::optional<at::Tensor>& b_ih,
                                            std::vector<at::Tensor> states, const OptionalTensors& weights,
@@ -641,7 +641,7 @@ TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
   m.def("scan_backward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? rec_mask, "
         "Tensor?[] zoneout) -> Tensor[]");
-  m.def("scan_forward_x_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
+  m.def("scan_projected_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "Tensor x, Tensor weight_ih, Tensor? bias_ih, Tensor[] states, Tensor?[] weights, Tensor? lengths, "
         "Tensor? rec_mask, Tensor?[] zoneout) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
@@ -652,5 +652,5 @@ TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
 TORCH_LIBRARY_IMPL(seqtorch, CPU, m) {
   m.impl("scan_forward_cpp", &seqtorch_cpu::scan_forward_cpp);
   m.impl("scan_backward_cpp", &seqtorch_cpu::scan_backward_cpp);
-  m.impl("scan_forward_x_cpp", &seqtorch_cpu::scan_forward_x_cpp);
+  m.impl("scan_projected_cpp", &seqtorch_cpu::scan_projected_cpp);
 }
