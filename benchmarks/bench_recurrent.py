@@ -13,8 +13,8 @@ Three groups of rows:
   shapes of :data:`SHAPES`, against torch.nn.LSTM/GRU/RNN (cuDNN on GPU; on CPU ATen, which runs
   oneDNN's fused RNN kernels). In training passes also recurrent dropout (p=0.25): seqtorch's against
   the Python loop over torch.nn cells a torch user writes to get it (:class:`torch_loops.CellLoop`).
-* ``steps/<cell>``: a cell called step by step in a Python loop (decoders, generation loops), seqtorch's
-  LSTMCell/GRUCell against torch.nn's, per call.
+* ``steps/<cell>cell-b<B>``: a cell called step by step in a Python loop (decoders, generation loops),
+  seqtorch's LSTMCell/GRUCell against torch.nn's, per call, at B=1 and B=32.
 * ``new-cells/<name>``: seqtorch's cells that torch.nn lacks, at the book's shape, against the
   torch-native program a user would write instead (:mod:`torch_loops`): LayerNormLSTM against a loop
   with ``nn.LayerNorm``, IndRNN against a loop of torch ops, zoneout against an ``nn.LSTMCell`` loop with
@@ -32,15 +32,17 @@ events, TF32 off unless ``--tf32``. ``--budget SECONDS`` bounds the whole run.
     python benchmarks/bench_recurrent.py --only layers/word-lm --repeats 7
     python benchmarks/bench_recurrent.py --budget 120          # the whole grid in about two minutes
     python benchmarks/bench_recurrent.py --device cuda --grid gpu --out gpu.json --markdown gpu.md
+    python benchmarks/bench_recurrent.py --device cuda --grid gpu-quick --cuda-graphs --row-seconds 0.5
     python benchmarks/bench_recurrent.py --quick      # smoke test: every row at a tiny shape
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 from torch import nn
@@ -51,6 +53,11 @@ import torch_loops
 from seqtorch.ops import dispatch
 from seqtorch.ops.contract import ScanOptions
 from seqtorch.recurrent_cells import get_cell
+
+try:  # triton is optional: without it there is no alternating loop to time with CUDA graphs
+    from seqtorch.ops.triton import alternating as triton_alternating, persistent as triton_scan
+except ImportError:
+    triton_alternating = triton_scan = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,8 @@ class Steps:
     H: int
 
 
-STEPS = {"lstmcell": Steps("lstm", 200, 32, 256), "grucell": Steps("gru", 200, 1, 256)}
+# each cell at B=1 (generation, one sequence) and B=32 (a decoder over a batch)
+STEPS = {f"{cell}cell-b{B}": Steps(cell, 200, B, 256) for cell in ("lstm", "gru") for B in (1, 32)}
 STEP_CELLS = {"lstm": (seqtorch.LSTMCell, nn.LSTMCell), "gru": (seqtorch.GRUCell, nn.GRUCell)}
 NEW_CELLS = ("layernorm-lstm", "indrnn", "zoneout-lstm", "lstm-proj")
 
@@ -103,9 +111,16 @@ _COMMON_LAYERS = [("book", "lstm"), ("book", "gru"), ("book", "rnn"), ("word-lm-
 _SWEEP = [("fastrnns", "lstm"), ("fastrnns", "gru")] + \
          [(f"h{H}", cell) for H in (32, 128, 256, 512, 1024) for cell in ("lstm", "gru")]
 _OTHERS = [("steps", name, STEPS[name].cell) for name in STEPS] + [("new-cells", name, "") for name in NEW_CELLS]
+# "gpu-quick": a short lease's grid (gpu_check.sh --quick), the most informative rows first: the book's shape
+# (the persistent kernels), then the alternating loop at fastrnns' H=512, H=256 and H=1024, LSTM then GRU,
+# then the cell steps and the language model
+_GPU_QUICK = [("book", "lstm"), ("fastrnns", "lstm"), ("h256", "lstm"), ("h1024", "lstm"), ("book", "gru"),
+              ("fastrnns", "gru"), ("h256", "gru"), ("h1024", "gru")]
 GRIDS = {
     "cpu": [("layers", shape, cell) for shape, cell in _COMMON_LAYERS] + _OTHERS,
     "gpu": [("layers", shape, cell) for shape, cell in _COMMON_LAYERS + _SWEEP] + _OTHERS,
+    "gpu-quick": [("layers", shape, cell) for shape, cell in _GPU_QUICK] +
+                 [("steps", name, STEPS[name].cell) for name in STEPS] + [("layers", "word-lm-small", "lstm")],
 }
 PASSES = ("inference", "forward", "fwd+bwd")
 DEFAULT_PASSES = {"layers": ("inference", "fwd+bwd"), "steps": PASSES, "new-cells": ("inference", "fwd+bwd")}
@@ -138,6 +153,7 @@ class Candidate:
     versus: str | None = None
     backend: str = ""
     training_only: bool = False
+    context: Callable[[], ContextManager] = contextlib.nullcontext  # around each timed call (forward and backward)
 
 
 @dataclass
@@ -201,7 +217,7 @@ def random_input(T: int, B: int, I: int, width: int, device: torch.device) -> tu
 
 
 def layer_row(shape_name: str, cell: str, shape: Shape, device: torch.device, backends: list[str],
-              recdrop: bool) -> Row:
+              recdrop: bool, cuda_graphs: bool = False) -> Row:
     T, B, I, H, L = shape.T, shape.B, shape.I, shape.H, shape.layers
     seq_cls, nn_cls, cell_cls = LAYERS[cell]
     torch.manual_seed(0)
@@ -224,9 +240,26 @@ def layer_row(shape_name: str, cell: str, shape: Shape, device: torch.device, ba
                 layer.load_state_dict(reference.state_dict())
                 candidates.append(Candidate(f"seqtorch[{label}] + recdrop", layer, layer_run(layer), loop_name,
                                             f"{label} + recdrop", training_only=True))
+    if cuda_graphs and triton_scan is not None and device.type == "cuda" and H > triton_scan.MAX_HIDDEN:
+        for label, backend in usable:
+            if label in ("auto->triton", "triton"):
+                layer = next(c.module for c in candidates if c.backend == label)
+                candidates.append(Candidate(f"seqtorch[{label}] + CUDA graphs", layer, layer_run(layer), torch_name,
+                                            f"{label} + CUDA graphs", context=cuda_graphs_on))
     x, grad_out = random_input(T, B, I, H, device)
     return Row("layers", shape_name, cell, dict(T=T, B=B, I=I, H=H, layers=L), candidates, x, grad_out,
                label=f"{shape_name} {shape.text()} {cell}")
+
+
+@contextlib.contextmanager
+def cuda_graphs_on():
+    """The alternating loop's CUDA graphs on (seqtorch.ops.triton.alternating.CUDA_GRAPHS) for one call."""
+    previous = triton_alternating.CUDA_GRAPHS
+    triton_alternating.CUDA_GRAPHS = True
+    try:
+        yield
+    finally:
+        triton_alternating.CUDA_GRAPHS = previous
 
 
 def steps_row(name: str, spec: Steps, device: torch.device) -> Row:
@@ -298,7 +331,7 @@ def new_cell_row(name: str, shape: Shape, device: torch.device, backends: list[s
 def build_row(group: str, name: str, cell: str, args: argparse.Namespace, device: torch.device) -> Row:
     if group == "layers":
         shape = tiny(SHAPES[name]) if args.quick else SHAPES[name]
-        return layer_row(name, cell, shape, device, args.backends, not args.no_recdrop)
+        return layer_row(name, cell, shape, device, args.backends, not args.no_recdrop, args.cuda_graphs)
     if group == "steps":
         spec = STEPS[name]
         return steps_row(name, replace(spec, calls=min(spec.calls, 4), H=min(spec.H, 8)) if args.quick else spec,
@@ -312,19 +345,21 @@ def jobs_for(row: Row, pass_name: str) -> list[harness.Job]:
     training = pass_name != "inference"
 
     def job(candidate: Candidate) -> harness.Job:
-        x, run = row.x, candidate.run
+        x, run, context = row.x, candidate.run, candidate.context
         candidate.module.train(training)
         if pass_name == "inference":
             def fn():
-                with torch.no_grad():
+                with context(), torch.no_grad():
                     run(x)
         elif pass_name == "forward":
             def fn():
-                run(x)
+                with context():
+                    run(x)
         else:
             def fn():
-                out = run(x)
-                out.backward(row.grad_out[..., : out.shape[-1]])
+                with context():
+                    out = run(x)
+                    out.backward(row.grad_out[..., : out.shape[-1]])
         return harness.Job(candidate.name, fn, lambda: candidate.module.zero_grad(set_to_none=True))
 
     return [job(c) for c in row.candidates if training or not c.training_only]
@@ -341,7 +376,8 @@ def check_row(row: Row) -> None:
     def run(candidate: Candidate) -> torch.Tensor:
         candidate.module.double().eval()
         try:
-            return candidate.run(x)
+            with candidate.context():
+                return candidate.run(x)
         finally:
             candidate.module.float()
 
@@ -397,10 +433,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.add_common_arguments(parser)
     parser.add_argument("--grid", choices=list(GRIDS), default=None,
-                        help="the rows: 'cpu' (the default on CPU) or 'gpu' (the default on CUDA: adds the "
-                             "fastrnns shape and the hidden-size sweep h32..h1024)")
+                        help="the rows: 'cpu' (the default on CPU), 'gpu' (the default on CUDA: adds the "
+                             "fastrnns shape and the hidden-size sweep h32..h1024) or 'gpu-quick' (a short "
+                             "lease's: book, fastrnns, H=256 and 1024 first)")
     parser.add_argument("--only", nargs="+", default=None, metavar="SUBSTRING",
-                        help="only the rows whose id (layers/<shape>/<cell>, steps/<cell>, new-cells/<name>) "
+                        help="only the rows whose id (layers/<shape>/<cell>, steps/<cell>cell-b<B>/<cell>, new-cells/<name>) "
                              "contains one of these")
     parser.add_argument("--list", action="store_true", help="print the grid's row ids and exit")
     parser.add_argument("--backends", nargs="+", default=["auto"],
@@ -408,6 +445,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--passes", nargs="+", choices=PASSES, default=None,
                         help="passes for every row (default: inference and fwd+bwd; cell steps also forward)")
     parser.add_argument("--no-recdrop", action="store_true", help="leave out the recurrent-dropout candidates")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="CUDA: where a layer runs the alternating loop (H > 128), time it with CUDA graphs too "
+                             "(SEQTORCH_CUDA_GRAPHS), beside it")
     return parser.parse_args(argv)
 
 
@@ -422,8 +462,8 @@ def main(argv: list[str] | None = None) -> dict:
     passes = {group: tuple(args.passes) if args.passes else DEFAULT_PASSES[group] for group, _, _ in rows}
     run = harness.Run.start(args, device, settings={
         "grid": args.grid, "backends": args.backends, "recurrent_dropout": RECURRENT_DROPOUT,
-        "zoneout": ZONEOUT, "proj_size": f"H // {PROJ_SIZE_OF}", "requested": [row_id(*r) for r in rows]},
-        measurements=sum(len(passes[group]) for group, _, _ in rows))
+        "zoneout": ZONEOUT, "proj_size": f"H // {PROJ_SIZE_OF}", "cuda_graphs": args.cuda_graphs,
+        "requested": [row_id(*r) for r in rows]}, measurements=sum(len(passes[group]) for group, _, _ in rows))
     records = []
     for group, name, cell in rows:
         if run.out_of_time():  # --budget is spent: the rest are listed as untimed

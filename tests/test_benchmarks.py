@@ -31,8 +31,7 @@ REQUIRED_CPU = {
         ("book", "lstm"), ("book", "gru"), ("book", "rnn"), ("word-lm-small", "lstm"),
         ("word-lm-medium", "lstm"), ("small-batch", "lstm"), ("small-batch", "gru"), ("small-batch", "rnn"),
         ("jena", "gru")]},
-    "steps/lstmcell/lstm": {"inference", "forward", "fwd+bwd"},
-    "steps/grucell/gru": {"inference", "forward", "fwd+bwd"},
+    **{f"steps/{cell}cell-b{B}/{cell}": {"inference", "forward", "fwd+bwd"} for cell in ("lstm", "gru") for B in (1, 32)},
     **{f"new-cells/{name}": LAYER_PASSES for name in ("layernorm-lstm", "indrnn", "zoneout-lstm", "lstm-proj")},
 }
 REQUIRED_GPU_EXTRA = {f"layers/{shape}/{cell}": LAYER_PASSES for shape in
@@ -83,17 +82,17 @@ def test_bench_recurrent_quick_has_every_row(tmp_path):
 
 
 def test_bench_recurrent_selects_rows_and_refuses_to_overwrite(tmp_path):
-    args = bench_recurrent.parse_args(["--only", "word-lm", "steps/gru"])
+    args = bench_recurrent.parse_args(["--only", "word-lm", "steps/grucell-b1"])
     args.grid = "cpu"
     assert [bench_recurrent.row_id(*r) for r in bench_recurrent.selected_rows(args)] == [
-        "layers/word-lm-small/lstm", "layers/word-lm-medium/lstm", "steps/grucell/gru"]
+        "layers/word-lm-small/lstm", "layers/word-lm-medium/lstm", "steps/grucell-b1/gru"]
     args.only = ["no-such-row"]
     with pytest.raises(SystemExit, match="matches no row"):
         bench_recurrent.selected_rows(args)
     out = tmp_path / "previous.json"
     out.write_text("{}")
     with pytest.raises(SystemExit, match="exists"):
-        bench_recurrent.main(["--quick", "--only", "steps/gru", "--out", str(out)])
+        bench_recurrent.main(["--quick", "--only", "steps/grucell-b1", "--out", str(out)])
     assert out.read_text() == "{}"
 
 
@@ -117,12 +116,20 @@ def test_bench_transforms_quick_has_every_transform(tmp_path):
 def test_gpu_check_cpu_path(tmp_path):
     results = tmp_path / "check"
     env = {**os.environ, "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--quick", "--no-tests",
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--smoke", "--no-tests",
                            "--results", str(results)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_rows(json.loads((results / "bench.json").read_text()), {**REQUIRED_CPU, **REQUIRED_GPU_EXTRA})
     assert "| row (T, B, I, H[, layers]) | pass |" in (results / "bench.md").read_text()
     assert "torch" in (results / "environment.txt").read_text()
-    again = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--quick", "--no-tests",
+    again = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "--device", "cpu", "--smoke", "--no-tests",
                             "--results", str(results)], env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_gpu_quick_grid_puts_the_main_figures_first():
+    """gpu_check.sh --quick (a short lease) times this grid first: the book's shape and the alternating loop at
+    fastrnns' H=512, H=256 and H=1024 before anything else, every GPU row's shape in the full grid too."""
+    quick = [bench_recurrent.row_id(*r) for r in bench_recurrent.GRIDS["gpu-quick"]]
+    assert quick[:4] == ["layers/book/lstm", "layers/fastrnns/lstm", "layers/h256/lstm", "layers/h1024/lstm"]
+    assert set(quick) <= {bench_recurrent.row_id(*r) for r in bench_recurrent.GRIDS["gpu"]}

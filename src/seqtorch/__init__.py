@@ -31,6 +31,15 @@ RNNCellBase = RecurrentCell
 __version__ = "0.1.0"
 
 
+def empty_cache() -> None:
+    """Give the memory the CPU scans keep for reuse (their buffer pool's idle blocks) back to the system, as
+    ``torch.cuda.empty_cache()`` does for CUDA's cache; :func:`seqtorch.ops.buffers.pool_stats` shows what
+    the pool holds."""
+    from .ops import buffers  # the kernels load on first use
+
+    buffers.empty_cache()
+
+
 def safe_globals() -> list[type]:
     """Every seqtorch class a pickled model can hold: the layers, the cells, the models of
     :mod:`seqtorch.models` and what :func:`seqtorch.keras.load_model` builds, for ``torch.load(f, weights_only=True)``::
@@ -56,4 +65,5 @@ __all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell", "GRUCell", "
            "IndRNN", "LayerNormLSTMCell", "LayerNormGRUCell", "IndRNNCell", "Recurrent", "RecurrentCell", "Cell",
            "PointwiseCell", "equations",
            "RNN", "RNNCell", "RNNBase",
-           "RNNCellBase", "NotATensorError", "functional", "available_backends", "safe_globals", "__version__"]
+           "RNNCellBase", "NotATensorError", "functional", "available_backends", "safe_globals", "empty_cache",
+           "__version__"]

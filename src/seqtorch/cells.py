@@ -23,6 +23,10 @@ from .functional import scan_options, zoneout_coefficients
 from .recurrent_cells import CELLS, Cell, get_cell
 from .recurrent_cells.activations import ACTIVATIONS
 
+# The argument signatures (RecurrentCell._signature) that passed a cell's input checks; cleared when full.
+_CHECKED: set[tuple] = set()
+_CHECKED_MAX = 4096
+
 
 class RecurrentCell(nn.RNNCellBase):
     r"""One step of any cell, with torch.nn.RNNCellBase's API: ``states' = cell.step(x W_ih^T + b_ih, states)``.
@@ -117,12 +121,18 @@ class RecurrentCell(nn.RNNCellBase):
         self.cell.init_({k: v for k, v in params.items() if v is not None}, init)
 
     def _step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, ...]:
-        """One step of the cell on x (B, I) from ``states`` (B, width) each: the spec's equations."""
-        cell, opts = self.cell, scan_options(self.cell, self.option_values())
-        gx = cell.input_projection(x, tuple(getattr(self, name) for name in cell.input_weights), opts.cell_args)
-        new = cell.step(gx, states[0], tuple(states), tuple(getattr(self, name) for name in cell.weights),
-                        opts.acts, opts.cell_args)
-        zoneout = getattr(self, "zoneout", 0.0)
+        """One step of the cell on x (B, I) from ``states`` (B, width) each: the spec's equations, as one C++
+        op where it serves (same numbers; the rule is :func:`seqtorch.ops.step.cell_step`'s)."""
+        from .ops import step as step_op  # the kernels sit below this layer; imported on first use
+
+        cell, values = self.cell, self.__dict__  # the options are plain attributes (Module.__getattr__ is slower)
+        plan = step_op.plan(cell, values.get("activation", "tanh"), values.get("recurrent_activation", "sigmoid"),
+                            tuple(values[name] for name in cell.cell_args))
+        params = self._parameters
+        input_weights, weights = ([params[n] if n in params else getattr(self, n) for n in names]
+                                  for names in (cell.input_weights, cell.weights))
+        new = step_op.cell_step(plan, x, tuple(states), input_weights, weights)
+        zoneout = values.get("zoneout", 0.0)
         if zoneout > 0:
             keep = [zoneout_coefficients(1, *s.shape, zoneout, self.training, s)[0] for s in states]
             new = tuple(k * s + (1 - k) * n for k, s, n in zip(keep, states, new))
@@ -142,7 +152,46 @@ class RecurrentCell(nn.RNNCellBase):
         batched, with missing states as zeros, and whether the input was batched.
 
         Errors as torch.nn's cells raise them: a rank other than 1 or 2 is a ValueError, everything
-        torch's cell op checks (number of states, sizes, batch, dtype, device) a RuntimeError."""
+        torch's cell op checks (number of states, sizes, batch, dtype, device) a RuntimeError. The checks
+        depend only on what :meth:`_signature` holds: a call whose signature passed them before skips them
+        (a few microseconds of a call that costs twenty at B=1)."""
+        signature = self._signature(input, given)
+        if signature is not None and signature in _CHECKED:
+            batched = input.dim() == 2
+            x = input if batched else input.unsqueeze(0)
+            if given is None:
+                return x, self._initial_states(x), batched
+            return x, given if batched else [s.unsqueeze(0) for s in given], batched
+        prepared = self._prepare_checked(input, given)
+        if signature is not None:
+            if len(_CHECKED) >= _CHECKED_MAX:
+                _CHECKED.clear()
+            _CHECKED.add(signature)
+        return prepared
+
+    def _initial_states(self, x: Tensor) -> list[Tensor]:
+        """The states of a call without hx, (B, width) each: the learned initial states (one row per
+        sequence) with ``learn_initial_state``, else zeros."""
+        learned = self.initial_state_names()
+        if learned:
+            return [getattr(self, n).unsqueeze(0).expand(x.shape[0], -1) for n in learned]
+        shape = (x.shape[0], self.hidden_size)
+        return [torch.zeros(shape, dtype=x.dtype, device=x.device)] * len(self.cell.states)
+
+    def _signature(self, input: Tensor, given: list[Tensor] | None) -> tuple | None:
+        """Everything :meth:`_prepare_checked`'s checks read: the arguments' types, shapes, dtypes, devices,
+        the parameters' dtypes and devices, and the Module's sizes and nonlinearity (None for arguments
+        that are not all Tensors: the checks say what is wrong with them)."""
+        if not isinstance(input, Tensor) or (given is not None and not all(isinstance(s, Tensor) for s in given)):
+            return None
+        params = self._parameters
+        w_ih = params["weight_ih"] if "weight_ih" in params else self.weight_ih
+        w_hh = params["weight_hh"] if "weight_hh" in params else self.weight_hh
+        states = None if given is None else tuple((type(s), s.shape, s.dtype, s.device) for s in given)
+        return (type(self), self.input_size, self.hidden_size, self.__dict__.get("activation"), type(input),
+                input.shape, input.dtype, input.device, states, w_ih.dtype, w_ih.device, w_hh.dtype, w_hh.device)
+
+    def _prepare_checked(self, input: Tensor, given: list[Tensor] | None) -> tuple[Tensor, list[Tensor], bool]:
         name = type(self).__name__
         count = len(self.cell.states)
         labels = [f"hx[{i}]" for i in range(len(given))] if count > 1 and given else ["hx"]
@@ -156,12 +205,9 @@ class RecurrentCell(nn.RNNCellBase):
         check_cell_input(name, input, input_size=self.input_size, param=self.weight_ih)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
-        shape = (x.shape[0], self.hidden_size)
         if given is None:
-            learned = self.initial_state_names()
-            if learned:  # the learned initial states, one row per sequence
-                return x, [getattr(self, n).unsqueeze(0).expand(x.shape[0], -1) for n in learned], batched
-            return x, [torch.zeros(shape, dtype=x.dtype, device=x.device)] * count, batched
+            return x, self._initial_states(x), batched
+        shape = (x.shape[0], self.hidden_size)
         out = []
         for label, state in zip(labels, given):
             if state.dim() != input.dim():

@@ -184,12 +184,22 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
             keep = None
             if p_zoneout > 0:
                 keep = tuple(zoneout_coefficients(steps, batch, s.shape[-1], p_zoneout, training, x) for s in states)
-            # gx (T, B, G*H), all steps at once
-            gx, recurrent_weights = cell.scan_inputs(x, input_weights, recurrent_weights, opts.cell_args)
-            inputs = ScanInputs(gx, states, tuple(recurrent_weights), lengths=lengths, mask=mask,
-                                restart=restarts[direction], reset_states=tuple(s[index] for s in reset_states0),
-                                rec_mask=rec_mask, keep=keep)
-            out, last, *histories = dispatch.scan(opts, inputs, backend=backend, histories=all_states and last_layer)
+            histories = ()
+            result = None
+            if mask is None and resets is None and not (all_states and last_layer):
+                # inference on the C++ loop may project x inside the scan (None where it does not serve)
+                result = dispatch.scan_from_input(opts, x, tuple(input_weights), states, tuple(recurrent_weights),
+                                                  lengths=lengths, rec_mask=rec_mask, keep=keep, backend=backend)
+            if result is not None:
+                out, last = result
+            else:
+                # gx (T, B, G*H), all steps at once
+                gx, recurrent_weights = cell.scan_inputs(x, input_weights, recurrent_weights, opts.cell_args)
+                inputs = ScanInputs(gx, states, tuple(recurrent_weights), lengths=lengths, mask=mask,
+                                    restart=restarts[direction], reset_states=tuple(s[index] for s in reset_states0),
+                                    rec_mask=rec_mask, keep=keep)
+                out, last, *histories = dispatch.scan(opts, inputs, backend=backend,
+                                                      histories=all_states and last_layer)
             direction_outputs.append(out)
             for k, state in enumerate(last):
                 finals[k].append(state)

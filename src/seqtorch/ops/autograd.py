@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch._C._functorch import is_functorch_wrapped_tensor
+from torch._functorch.utils import unwrap_dead_wrappers
 
 from .contract import ForwardLayout, Kernel, ScanInputs, ScanOptions
 from .reference import state_history_reference, valid_steps
@@ -59,9 +60,18 @@ def scan(kernel: Kernel, opts: ScanOptions, inputs: ScanInputs,
         outputs = RecurrentScan.apply(kernel, opts, *step, len(states), len(resets), gx, *states, *resets, *weights)
     else:
         save = histories
-        outputs = kernel.forward(*opts.op_args(), save, gx, list(states), list(weights), *_op_step_inputs(step, resets))
+        outputs = _forward_eager(kernel, opts.op_args(), save, gx, list(states), list(weights),
+                                 *_op_step_inputs(step, resets))
     layout = ForwardLayout.split(opts.cell, list(outputs), save)
     return finish(layout, opts, inputs, save, histories)
+
+
+def _forward_eager(kernel: Kernel, op_args: tuple, *args):
+    """The forward op, called below the autograd dispatch key. Its registered autograd formula (a Python
+    kernel, for what torch.compile traces) would only pass an eager call on, at about 30 us a call; the
+    eager paths here do their own autograd (:class:`RecurrentScan`) or need none."""
+    with torch._C._AutoDispatchBelowAutograd():
+        return kernel.forward(*op_args, *args)
 
 
 def _step_inputs(inputs: ScanInputs) -> tuple:
@@ -151,11 +161,20 @@ class RecurrentScan(torch.autograd.Function):
     *states, *reset_states, *weights), outputs the forward op's (the state histories, then saved buffers,
     which are not differentiable). ``keep``: a tuple (one tensor or None per state), constants to autograd."""
 
+    @classmethod
+    def apply(cls, *args):
+        # torch's Function.apply binds the arguments to forward's signature (inspect.signature) on every call,
+        # about 60 us, only to fill in defaults, of which forward has none. Outside functorch's transforms
+        # (which need that path) the base class's apply is called directly, after what torch does there too.
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        return super(torch.autograd.Function, cls).apply(*unwrap_dead_wrappers(args))
+
     @staticmethod
     def forward(kernel, opts, lengths, mask, restart, rec_mask, keep, n_states, n_resets, gx, *rest):
         states, resets = list(rest[:n_states]), list(rest[n_states:n_states + n_resets])
         weights = list(rest[n_states + n_resets:])
-        return tuple(kernel.forward(*opts.op_args(), True, gx, states, weights, lengths, mask, restart, resets,
+        return tuple(_forward_eager(kernel, opts.op_args(), True, gx, states, weights, lengths, mask, restart, resets,
                                     rec_mask, list(keep)))
 
     @staticmethod

@@ -1,9 +1,11 @@
 """Fresh buffers for the fused scans: from the C++ pool for large CPU ones, NaN-filled when tests ask.
 
 Fresh memory of a MiB or more is mmap-ed and page-faults in on first touch, which costs more than a
-scan's arithmetic at the book's sizes; the pool (``csrc/buffer_pool.cpp``) hands back the last step's
-memory instead. :func:`set_poison` is the tests' switch: every fresh buffer of the Python and the C++
-loops then starts as NaN, so an element a loop forgot to write cannot pass a comparison by chance.
+scan's arithmetic at the book's sizes; the pool (``csrc/buffer_pool.cpp``, which says what it may hold)
+hands back the last step's memory instead. :func:`pool_stats` shows what it holds, :func:`empty_cache`
+(``seqtorch.empty_cache()``) gives its idle memory back to the system. :func:`set_poison` is the tests'
+switch: every fresh buffer of the Python and the C++ loops then starts as NaN, so an element a loop forgot
+to write cannot pass a comparison by chance.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ def set_poison(on: bool) -> None:
     from . import native_cells  # the libraries of cells generated from equations, each with its own pool
 
     native_cells.set_poison(POISON)
+
+
+def pool_stats() -> dict[str, int]:
+    """What the buffer pool holds: ``idle_bytes`` (kept for reuse, in ``idle_blocks`` blocks), ``in_use_bytes``
+    (its blocks that tensors hold), ``high_water_bytes`` (the most in use at once since the last
+    :func:`empty_cache`: the pool never holds more than that, idle memory included) and ``idle_cap_bytes``
+    (``SEQTORCH_POOL_MB``). All zero without the C++ library."""
+    ops = native.load()
+    values = ops.pool_stats() if ops is not None else [0] * 5
+    return dict(zip(("idle_bytes", "idle_blocks", "in_use_bytes", "high_water_bytes", "idle_cap_bytes"), values))
+
+
+def empty_cache() -> None:
+    """Give the buffer pool's idle memory back to the system (like ``torch.cuda.empty_cache``): the buffers
+    tensors still hold stay, and later scans allocate afresh."""
+    ops = native.load()
+    if ops is not None:
+        ops.pool_release_idle()
 
 
 def new_buffer(shape: tuple[int, ...], like: Tensor) -> Tensor:

@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import autograd, native, python_loop
+from . import autograd, native, projected, python_loop
 from .contract import Kernel, ScanInputs, ScanOptions
 from .reference import scan_reference, state_history_reference, valid_steps
 
@@ -204,3 +204,15 @@ def _math_dtype(impl: Implementation, inputs: ScanInputs) -> torch.dtype:
         if tensor is not None:
             dtype = torch.promote_types(dtype, tensor.dtype)
     return dtype
+
+
+def scan_from_input(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...],
+                    states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...], *, lengths: Tensor | None,
+                    rec_mask: Tensor | None, keep: tuple[Tensor | None, ...] | None, backend: str = "auto"):
+    """One layer, one direction from its input x (T, B, I) on the C++ loop's inference scan that projects x
+    itself (:mod:`.projected`: the rule where it serves is there), or None where it does not serve: the
+    caller then computes gx and calls :func:`scan`. Returns as :func:`scan`."""
+    tensors = [*states, rec_mask, *(keep or ())]
+    if not projected.serves(backend, USE_NATIVE, opts.cell, x, [*input_weights, *weights], tensors):
+        return None
+    return projected.scan(opts, x, input_weights, states, weights, lengths, rec_mask, keep)

@@ -39,7 +39,7 @@ import torch
 PACKAGE_DIR = Path(__file__).resolve().parent
 CSRC = PACKAGE_DIR / "csrc"
 CELLS_DIR = PACKAGE_DIR.parent / "recurrent_cells"
-SOURCES = [CSRC / name for name in ("scan.cpp", "buffer_pool.cpp")]
+SOURCES = [CSRC / name for name in ("scan.cpp", "step.cpp", "buffer_pool.cpp")]
 GENERATED_HEADER = "cells_generated.h"
 _state: dict = {}
 

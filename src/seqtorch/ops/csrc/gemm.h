@@ -96,11 +96,9 @@ class StepGemm {
   // the same at every call; pack: whether to pack W once for all calls (float with MKL only).
   StepGemm(const T* w, int64_t rows, int64_t cols, int64_t ld, WeightOp op, int64_t M, bool pack,
            const at::TensorOptions& opt)
-      : w_(w), ld_w_(ld), op_(op), M_(M), opt_(opt) {
+      : w_(w), rows_(rows), cols_(cols), ld_w_(ld), op_(op), M_(M), opt_(opt) {
     N_ = op == WeightOp::kTransposed ? rows : cols;
     K_ = op == WeightOp::kTransposed ? cols : rows;
-    view_ = at::from_blob(const_cast<T*>(w), {rows, cols}, {ld, 1}, opt);
-    if (op == WeightOp::kTransposed) view_ = view_.t();  // K x N either way
     blas_ok_ = std::max({M_, N_, K_, ld_w_}) < INT_MAX && !aten_only();  // else at::mm_out serves
     if constexpr (std::is_same_v<T, float>) {
       const bool mkl = cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr &&
@@ -143,17 +141,19 @@ class StepGemm {
         return;
       }
     }
+    at::Tensor w = at::from_blob(const_cast<T*>(w_), {rows_, cols_}, {ld_w_, 1}, opt_);
     at::Tensor out = at::from_blob(c, {M_, N_}, {ldc, 1}, opt_);
-    at::mm_out(out, at::from_blob(const_cast<T*>(a), {M_, K_}, {lda, 1}, opt_), view_);
+    at::mm_out(out, at::from_blob(const_cast<T*>(a), {M_, K_}, {lda, 1}, opt_),
+               op_ == WeightOp::kTransposed ? w.t() : w);  // K x N either way
   }
 
  private:
   const T* w_;
-  int64_t ld_w_;
+  int64_t rows_, cols_, ld_w_;
   WeightOp op_;
   int64_t M_, N_ = 0, K_ = 0;
   at::TensorOptions opt_;
-  at::Tensor view_, packed_;
+  at::Tensor packed_;
   bool blas_ok_ = false;
 };
 

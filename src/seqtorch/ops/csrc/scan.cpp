@@ -25,78 +25,12 @@
 #include "buffer_pool.h"
 #include "cells_generated.h"
 #include "gemm.h"
+#include "op_args.h"
 #include "ops_namespace.h"
 #include "scan.h"
 
 namespace seqtorch_cpu {
 namespace {
-
-using OptionalTensors = c10::List<std::optional<at::Tensor>>;
-
-struct Args {
-  std::string cell;
-  bool relu;
-  int gate;
-  bool reverse;
-  std::optional<at::Tensor> lengths;
-  std::optional<at::Tensor> mask;      // (T, B) bool: step t of row b is valid where true
-  std::optional<at::Tensor> restart;   // (T, B) bool: step t of row b starts from the reset states
-  std::vector<at::Tensor> reset_states;  // what a reset restarts from, (B, width) each; empty: the initial states
-  std::optional<at::Tensor> rec_mask;
-  std::vector<at::Tensor> weights;  // undefined where absent
-  std::vector<at::Tensor> zoneout;  // per state: (T, B, width) coefficients, undefined where absent
-  std::vector<double> cell_args;
-};
-
-int gate_of(const std::string& name) {
-  if (name == "sigmoid") return kSigmoid;
-  if (name == "hard_sigmoid_keras2") return kHardSigmoidKeras2;
-  if (name == "hardsigmoid") return kHardsigmoid;
-  TORCH_CHECK(false, "seqtorch C++ scan: unknown recurrent_activation '", name, "'");
-}
-
-bool relu_of(const std::string& name) {
-  TORCH_CHECK(name == "tanh" || name == "relu", "seqtorch C++ scan: unknown activation '", name, "'");
-  return name == "relu";
-}
-
-Args make_args(const std::string& cell, const std::string& activation, const std::string& recurrent_activation,
-               bool reverse, c10::ArrayRef<double> cell_args, const OptionalTensors& weights,
-               const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-               const std::optional<at::Tensor>& restart, const OptionalTensors& reset_states,
-               const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
-  // any layout in (the vmap rule folds batches with views); the loops read contiguous memory
-  Args a{cell, relu_of(activation), gate_of(recurrent_activation), reverse, std::nullopt, std::nullopt, std::nullopt,
-         {}, std::nullopt, {}, {}, std::vector<double>(cell_args.begin(), cell_args.end())};
-  for (size_t i = 0; i < reset_states.size(); ++i) {  // one entry per state, all None where none are given
-    const std::optional<at::Tensor> r = reset_states.get(i);
-    if (r.has_value()) a.reset_states.push_back(r->contiguous());
-  }
-  if (mask.has_value()) a.mask = mask->to(at::kBool).contiguous();
-  if (restart.has_value()) a.restart = restart->to(at::kBool).contiguous();
-  for (size_t i = 0; i < zoneout.size(); ++i) {
-    const std::optional<at::Tensor> z = zoneout.get(i);
-    a.zoneout.push_back(z.has_value() ? z->contiguous() : at::Tensor());
-  }
-  if (lengths.has_value()) a.lengths = lengths->contiguous();
-  if (rec_mask.has_value()) a.rec_mask = rec_mask->contiguous();
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const std::optional<at::Tensor> w = weights.get(i);
-    a.weights.push_back(w.has_value() ? w->contiguous() : at::Tensor());
-  }
-  check(a.weights.size() <= size_t(kMaxWeights), "too many weights");
-  if (lengths.has_value()) check(lengths->scalar_type() == at::kLong, "lengths must be int64");
-  return a;
-}
-
-// Each weight's data; an absent one (a layer without bias) reads as G*H zeros, so cells need no branch.
-template <typename T>
-void weights_or_zeros(const std::vector<at::Tensor>& weights, const at::Tensor& zeros, const T** data) {
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const at::Tensor& w = weights[i];
-    data[i] = w.defined() ? w.data_ptr<T>() : zeros.data_ptr<T>();
-  }
-}
 
 // Which steps of which rows are valid (inside the length and not masked) and which start from the initial
 // states, as the loops ask it: invalid(t, b), restarts(t, b).
@@ -148,16 +82,6 @@ void zone_pass(int64_t n, const T* __restrict keep, const T* __restrict d, T* __
   for (int64_t j = 0; j < n; ++j) d_prev[j] += keep[j] * d[j];
 }
 
-// The weight block a product multiplies by, rows [row_start, row_stop) * H of its weight, as a StepGemm:
-// by its transpose in the forward (product = x @ W^T), by itself in the backward (dx = d(product) @ W).
-template <typename T>
-StepGemm<T> product_gemm(const Product& product, const std::vector<at::Tensor>& weights, int64_t H, WeightOp op,
-                         int64_t M, bool pack) {
-  at::Tensor w = weights.at(product.weight);  // contiguous (make_args)
-  if (product.row_stop >= 0) w = w.narrow(0, product.row_start * H, (product.row_stop - product.row_start) * H);
-  return StepGemm<T>(w.data_ptr<T>(), w.size(0), w.size(1), w.stride(0), op, M, pack, w.options());
-}
-
 // The multiply-adds of one step's recurrent products for B rows, times 2 (FLOPs).
 template <class Cell>
 double step_flops(const std::vector<at::Tensor>& weights, int64_t H, int64_t B) {
@@ -198,23 +122,95 @@ void run_row_chunks(int64_t B, double flops, const F& f) {
 // ---------------------------------------------------------------------------------------------------
 // forward
 
-// Asks for the next step's gx row while this step computes: the rows of a long sequence's gx (32 MB at
-// the book's sizes) come from memory, and the gate math waited on them.
-template <typename T>
-inline void prefetch_row(const T* row, int64_t n) {
-  for (int64_t e = 0; e < n; e += 64 / sizeof(T)) __builtin_prefetch(row + e, 0, 3);
-}
+// The input of an inference scan that projects it itself (scan_projected_cpp): x (T, B, I), W_ih (G, I) and
+// b_ih (G,) or undefined.
+struct Projection {
+  at::Tensor x, w_ih, b_ih;
+};
 
+// A scan's gx rows, step by step, for the rows [r0, r1) of one row chunk: from the gx the caller computed, or,
+// with a Projection, projected here kChunkSteps steps at a time (x_t @ W_ih^T + b_ih) into a buffer that
+// stays in cache. At the book's sizes gx is 32 MB: as one GEMM it is written out and read back from memory,
+// and MKL's GEMM over its 64000 rows of K=32 ran at half its speed on a chunk of them.
+template <typename T>
+class GxRows {
+ public:
+  static constexpr int64_t kChunkSteps = 8;
+
+  GxRows(const at::Tensor& gx, const Projection* proj, const Steps& steps, int64_t B, int64_t G, int64_t r0,
+         int64_t r1)
+      : proj_(proj), steps_(steps), B_(B), G_(G), r0_(r0), rows_(r1 - r0) {
+    if (proj_ == nullptr) {
+      gx_ = gx.data_ptr<T>();
+      return;
+    }
+    I_ = proj_->x.size(2);
+    const at::TensorOptions opt = proj_->x.options();
+    chunk_ = at::empty({kChunkSteps, rows_, G_}, opt);
+    const T* w = proj_->w_ih.data_ptr<T>();
+    per_time_.emplace(w, G_, I_, I_, WeightOp::kTransposed, rows_, steps.T >= kPackMinSteps, opt);
+    if (rows_ == B_) {  // a chunk's steps are contiguous in x: one GEMM for all of them
+      per_chunk_.emplace(w, G_, I_, I_, WeightOp::kTransposed, kChunkSteps * B_, steps.T >= 2 * kChunkSteps, opt);
+    }
+  }
+
+  // Step `step`'s (the step-th the scan takes) rows: row b at the returned pointer + (b - r0) * G.
+  const T* at(int64_t step) {
+    const int64_t t = steps_.at(step);
+    if (proj_ == nullptr) return gx_ + (t * B_ + r0_) * G_;
+    if (step % kChunkSteps == 0) project(step);
+    return chunk_.data_ptr<T>() + (t - lo_) * rows_ * G_;
+  }
+
+  // Asks for the next step's rows of a caller's gx while this step computes (long sequences' gx comes from
+  // memory); projected rows are in cache already.
+  void prefetch(int64_t step, int64_t b) const {
+    if (proj_ != nullptr || step + 1 >= steps_.T) return;
+    const T* row = gx_ + (steps_.at(step + 1) * B_ + b) * G_;
+    for (int64_t e = 0; e < G_; e += 64 / int64_t(sizeof(T))) __builtin_prefetch(row + e, 0, 3);
+  }
+
+ private:
+  // the steps [step, step + kChunkSteps): the times [lo_, hi) in time order, whichever the direction
+  void project(int64_t step) {
+    const int64_t T_ = steps_.T, n = std::min(kChunkSteps, T_ - step);
+    lo_ = steps_.reverse ? T_ - step - n : step;
+    const T* x = proj_->x.data_ptr<T>();
+    T* out = chunk_.data_ptr<T>();
+    if (per_chunk_ && n == kChunkSteps) {
+      per_chunk_->run(x + lo_ * B_ * I_, I_, out, G_);
+    } else {
+      for (int64_t k = 0; k < n; ++k) per_time_->run(x + ((lo_ + k) * B_ + r0_) * I_, I_, out + k * rows_ * G_, G_);
+    }
+    if (proj_->b_ih.defined()) {
+      const T* __restrict bias = proj_->b_ih.data_ptr<T>();
+      for (int64_t row = 0; row < n * rows_; ++row) {
+        T* __restrict o = out + row * G_;
+        for (int64_t j = 0; j < G_; ++j) o[j] += bias[j];
+      }
+    }
+  }
+
+  const Projection* proj_;
+  Steps steps_;
+  int64_t B_, G_, r0_, rows_, I_ = 0, lo_ = 0;
+  const T* gx_ = nullptr;
+  at::Tensor chunk_;
+  std::optional<StepGemm<T>> per_time_, per_chunk_;
+};
+
+// gx (T, B, G) the caller's, or with a Projection none (x (T, B, I) then gives the sizes).
 template <typename T, class Cell, class A>
 std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor& gx,
-                                     const std::vector<at::Tensor>& states) {
+                                     const std::vector<at::Tensor>& states, const Projection* proj = nullptr) {
   constexpr int K = Cell::kStates;
   constexpr int NP = int(Cell::kProducts.size());
   constexpr int STAGES = NP > 1 ? NP : 1;
-  const int64_t T_ = gx.size(0), B = gx.size(1);
+  const at::Tensor& input = proj ? proj->x : gx;
+  const int64_t T_ = input.size(0), B = input.size(1);
   const int64_t H = a.weights.at(0).size(0) / Cell::kGates, P = states.at(0).size(1);
   const Dims d{H, P};
-  const at::TensorOptions opt = gx.options();
+  const at::TensorOptions opt = input.options();
   const Steps steps{T_, a.reverse};
   const StepFlags flags(a, B);
   const T* mask = a.rec_mask.has_value() ? a.rec_mask->data_ptr<T>() : nullptr;
@@ -245,17 +241,17 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
     saved_width[j] = Cell::saved_width(j, d, A::kNeedsPre);
     saved[j] = saved_width[j] ? per_step(saved_width[j]) : at::empty({0}, opt);
   }
-  const int64_t G = gx.size(2);
-  const at::Tensor zeros = at::zeros({G}, opt);
+  const int64_t G = Cell::kGates * H;
+  const at::Tensor zeros = zeros_if_absent(a.weights, G, opt);
   const T* weight_data[kMaxWeights] = {nullptr};
   weights_or_zeros(a.weights, zeros, weight_data);
-  const T* gx_ = gx.data_ptr<T>();
   const T* zone[kMaxStates] = {nullptr};
   zoneout_data(a, K, zone);
 
   // All T steps for rows [r0, r1): the rows' own products (W packed once per call) and gate math.
   auto scan_rows = [&](int64_t r0, int64_t r1) {
     const int64_t rows = r1 - r0;
+    GxRows<T> gx_rows(gx, proj, steps, B, G, r0, r1);
     std::vector<StepGemm<T>> gemm;
     at::Tensor product[kMaxProducts];
     int64_t product_width[kMaxProducts] = {0};
@@ -283,6 +279,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
       auto start = [&](int k, int64_t b) -> const T* {
         return flags.restarts(t, b) ? initial[k] + b * width[k] : prev[k] + b * width[k];
       };
+      const T* gx_step = gx_rows.at(step);
       const T* h_in_ = prev[0];
       if (hm.defined()) {
         T* out = hm.data_ptr<T>() + row_step * B * P;
@@ -322,7 +319,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
           for (int64_t b = lo; b < hi; ++b) {
             ForwardRow<T> r{};
             r.d = d;
-            r.gx = gx_ + (t * B + b) * G;
+            r.gx = gx_step + (b - r0) * G;
             r.product = product_ ? product_ + (b - r0) * pw : nullptr;
             r.h_in = h_in_ + b * P;
             for (int k = 0; k < K; ++k) {
@@ -335,7 +332,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
             }
             for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
             r.args = a.cell_args.data();
-            if (step + 1 < T_) prefetch_row(gx_ + (steps.at(step + 1) * B + b) * G, G);
+            gx_rows.prefetch(step, b);
             Cell::template forward<T, A>(stage, r);
             if (stage == STAGES - 1) {
               for (int k = 0; k < K; ++k) {  // zoneout: k * previous + (1 - k) * new
@@ -453,7 +450,7 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
   at::Tensor dh = at::empty({B, P}, opt);
   at::Tensor d_h_in = Cell::kWritesDHIn ? at::empty({B, P}, opt) : at::Tensor();
   at::Tensor du = U ? at::empty({B, U}, opt) : at::Tensor();
-  const at::Tensor zeros = at::zeros({G}, opt);
+  const at::Tensor zeros = zeros_if_absent(a.weights, G, opt);
   const T* weight_data[kMaxWeights] = {nullptr};
   weights_or_zeros(a.weights, zeros, weight_data);
   const T* zone[kMaxStates] = {nullptr};
@@ -613,26 +610,12 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
 // ---------------------------------------------------------------------------------------------------
 // dispatch on dtype, activations and cell
 
-template <class Cell, class F>
-void with_types(const Args& a, at::ScalarType dtype, F&& f) {
-  AT_DISPATCH_FLOATING_TYPES(dtype, "seqtorch_scan", [&] {
-    using T = scalar_t;
-    if constexpr (Cell::kUsesGate || uses_activation<Cell>::value) {
-      const int gate = Cell::kUsesGate ? a.gate : kSigmoid;
-      dispatch_activations(a.relu, gate, [&](auto relu_t, auto gate_t) {
-        f(T(), Activations<decltype(relu_t)::value, decltype(gate_t)::value>());
-      });
-    } else {
-      f(T(), Activations<false, kSigmoid>());  // a cell that reads neither choice: compiled once per dtype
-    }
-  });
-}
-
 template <class Cell>
-std::vector<at::Tensor> forward_for(const Args& a, bool save, const at::Tensor& gx, const std::vector<at::Tensor>& states) {
+std::vector<at::Tensor> forward_for(const Args& a, bool save, const at::Tensor& gx, const std::vector<at::Tensor>& states,
+                                    const Projection* proj = nullptr) {
   std::vector<at::Tensor> out;
-  with_types<Cell>(a, gx.scalar_type(), [&](auto t, auto acts) {
-    out = forward_impl<decltype(t), Cell, decltype(acts)>(a, save, gx, states);
+  with_types<Cell>(a, (proj ? proj->x : gx).scalar_type(), [&](auto t, auto acts) {
+    out = forward_impl<decltype(t), Cell, decltype(acts)>(a, save, gx, states, proj);
   });
   return out;
 }
@@ -644,13 +627,6 @@ std::vector<at::Tensor> backward_for(const Args& a, const OptionalTensors& grads
     out = backward_impl<decltype(t), Cell, decltype(acts)>(a, grads, saved);
   });
   return out;
-}
-
-void check_inputs(const at::Tensor& like, const std::vector<at::Tensor>& tensors) {
-  for (const at::Tensor& t : tensors) {
-    check(t.scalar_type() == like.scalar_type(), "every tensor must share one dtype");
-    check(t.device().is_cpu(), "CPU tensors only");
-  }
 }
 
 std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activation, std::string recurrent_activation,
@@ -676,6 +652,45 @@ std::vector<at::Tensor> scan_forward_cpp(std::string cell, std::string activatio
   }
 #define SEQTORCH_CELL(name) \
   if (cell == #name) return forward_for<cells::name>(a, save, gx.contiguous(), states);
+  SEQTORCH_FOR_EACH_CELL(SEQTORCH_CELL)
+#undef SEQTORCH_CELL
+  TORCH_CHECK(false, "seqtorch C++ scan: no C++ kernel for cell '", cell, "'");
+}
+
+// The inference forward (save false) with the input projection done inside, by chunks of steps (GxRows):
+// x (T, B, I), W_ih (G*H, I), b_ih (G*H,) or None; the rest and the outputs as scan_forward_cpp's (without
+// its mask, restart and reset_states).
+std::vector<at::Tensor> scan_projected_cpp(std::string cell, std::string activation, std::string recurrent_activation,
+                                           bool reverse, c10::ArrayRef<double> cell_args, const at::Tensor& x,
+                                           const at::Tensor& w_ih, const std::optional<at::Tensor>& b_ih,
+                                           std::vector<at::Tensor> states, const OptionalTensors& weights,
+                                           const std::optional<at::Tensor>& lengths,
+                                           const std::optional<at::Tensor>& rec_mask, const OptionalTensors& zoneout) {
+  at::NoGradGuard no_grad;
+  // no mask, resets or reset states: the caller (seqtorch/ops/projected.py) sends those scans to scan_forward_cpp
+  const Args a = make_args(cell, activation, recurrent_activation, reverse, cell_args, weights, lengths, std::nullopt,
+                           std::nullopt, OptionalTensors(), rec_mask, zoneout);
+  const Projection proj{x.contiguous(), w_ih.contiguous(), b_ih.has_value() ? b_ih->contiguous() : at::Tensor()};
+  check(proj.x.dim() == 3 && proj.w_ih.dim() == 2 && proj.w_ih.size(1) == proj.x.size(2),
+        "x must be (T, B, I) and weight_ih (G*H, I)");
+  check(!proj.b_ih.defined() || proj.b_ih.numel() == proj.w_ih.size(0), "bias_ih must be (G*H,)");
+  for (at::Tensor& s : states) s = s.contiguous();
+  check_inputs(proj.x, states);
+  check_inputs(proj.x, {proj.w_ih});
+  if (proj.b_ih.defined()) check_inputs(proj.x, {proj.b_ih});
+  for (const at::Tensor& w : a.weights) {
+    if (w.defined()) check_inputs(proj.x, {w});
+  }
+  if (a.rec_mask.has_value()) check_inputs(proj.x, {*a.rec_mask});
+  for (const at::Tensor& z : a.zoneout) {
+    if (z.defined()) check_inputs(proj.x, {z});
+  }
+#define SEQTORCH_CELL(name)                                                                       \
+  if (cell == #name) {                                                                            \
+    check(proj.w_ih.size(0) == cells::name::kGates * (a.weights.at(0).size(0) / cells::name::kGates), \
+          "weight_ih must have the cell's G*H rows");                                             \
+    return forward_for<cells::name>(a, false, at::Tensor(), states, &proj);                      \
+  }
   SEQTORCH_FOR_EACH_CELL(SEQTORCH_CELL)
 #undef SEQTORCH_CELL
   TORCH_CHECK(false, "seqtorch C++ scan: no C++ kernel for cell '", cell, "'");
@@ -719,6 +734,9 @@ TORCH_LIBRARY_FRAGMENT(SEQTORCH_OPS_NAMESPACE, m) {
   m.def("scan_backward_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "Tensor?[] grads, Tensor[] saved, Tensor?[] weights, Tensor? lengths, Tensor? mask, Tensor? restart, "
         "Tensor?[] reset_states, Tensor? rec_mask, Tensor?[] keep) -> Tensor[]");
+  m.def("scan_projected_cpp(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
+        "Tensor x, Tensor weight_ih, Tensor? bias_ih, Tensor[] states, Tensor?[] weights, Tensor? lengths, "
+        "Tensor? rec_mask, Tensor?[] zoneout) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
   // how many row chunks a scan of `batch` rows with per-step products of `flops` runs (for the tests)
   m.def("scan_row_chunks(int batch, float flops) -> int", &seqtorch_cpu::row_chunks);
@@ -727,4 +745,5 @@ TORCH_LIBRARY_FRAGMENT(SEQTORCH_OPS_NAMESPACE, m) {
 TORCH_LIBRARY_IMPL(SEQTORCH_OPS_NAMESPACE, CPU, m) {
   m.impl("scan_forward_cpp", &seqtorch_cpu::scan_forward_cpp);
   m.impl("scan_backward_cpp", &seqtorch_cpu::scan_backward_cpp);
+  m.impl("scan_projected_cpp", &seqtorch_cpu::scan_projected_cpp);
 }

@@ -14,13 +14,26 @@ same reference (in Triton's interpreter on CPU, with :data:`.persistent.MAX_HIDD
 A cell runs here when :func:`supports_cell` says so: at most one recurrent product, of ``h~`` and all of
 W_hh (every built-in cell but the reset-before GRU and the projected LSTM, whose second product needs the
 first stage's result inside the step).
+
+CUDA graphs (``SEQTORCH_CUDA_GRAPHS=1``, :data:`CUDA_GRAPHS`; off by default until a GPU has measured
+them, ``benchmarks/gpu_check.sh`` times both): at T=500 the loop is 1000 launches, and their host-side
+cost can exceed the work of a small step. With the flag, each scan shape's loop (forward and backward
+apart) is captured once into one CUDA graph and replayed (:class:`CapturedLoop`): the call's tensors are
+copied into the static buffers the graph reads, and its outputs, the graph's own memory, are cloned out,
+so two calls never share memory. Not inside another capture (``torch.compile(mode="reduce-overhead")``) or
+a trace.
 """
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
+from typing import Callable
+
 import torch
 import triton
 from torch import Tensor
+from torch.utils import _pytree
 
 from ...recurrent_cells import Cell
 from .. import contract
@@ -97,6 +110,83 @@ def _rows(buffers: list[Tensor], t: int, dummy: Tensor, slots: int) -> list[Tens
     return slot_pointers([b[t] if b.numel() else b for b in buffers], dummy, slots)
 
 
+# ----------------------------------------------------------------------------------------------------
+# CUDA graphs
+
+#: Capture each scan shape's per-step loop into a CUDA graph and replay it (module docstring).
+CUDA_GRAPHS = os.environ.get("SEQTORCH_CUDA_GRAPHS", "0").strip() == "1"
+MAX_CAPTURED = 16  # loops kept captured (each holds its static buffers and the graph's memory), least recent out
+
+
+class CudaGraphs:
+    """torch.cuda's graph API as :class:`CapturedLoop` uses it (tests on CPU put a recording stand-in with the
+    same two members in :data:`GRAPHS`)."""
+
+    device_type = "cuda"
+
+    @staticmethod
+    def capture(run: Callable[[], list[Tensor]]) -> tuple[list[Tensor], Callable[[], None]]:
+        """Run ``run`` once to warm up (Triton compiles, cuBLAS creates its handle and workspace: not things
+        a capture may do), then capture it; its outputs (the graph's memory) and the replay."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            run()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = run()
+        return outputs, graph.replay
+
+
+GRAPHS = CudaGraphs()
+
+
+class CapturedLoop:
+    """One scan shape's loop, captured once: static copies of its tensor arguments, the graph's outputs."""
+
+    def __init__(self, loop: Callable[..., list[Tensor]], leaves: list, spec) -> None:
+        self.static = [leaf.clone() if isinstance(leaf, Tensor) else leaf for leaf in leaves]
+        self.outputs, self.replay = GRAPHS.capture(lambda: loop(*_pytree.tree_unflatten(self.static, spec)))
+
+    def __call__(self, leaves: list) -> list[Tensor]:
+        for static, leaf in zip(self.static, leaves):
+            if isinstance(leaf, Tensor):
+                static.copy_(leaf)
+        self.replay()
+        return [output.clone() for output in self.outputs]
+
+
+_CAPTURED: OrderedDict = OrderedDict()
+
+
+def _graphs_serve(like: Tensor) -> bool:
+    """Whether this call replays a graph: the flag, the graphs' device, and no capture or trace around it."""
+    return (CUDA_GRAPHS and like.device.type == GRAPHS.device_type and not torch.compiler.is_compiling()
+            and not (like.is_cuda and torch.cuda.is_current_stream_capturing()))
+
+
+def _run(like: Tensor, loop: Callable[..., list[Tensor]], *args) -> list[Tensor]:
+    """``loop(*args)``, replayed from its CUDA graph where :func:`_graphs_serve` says so for ``like`` (one of
+    the arguments). The graph's key is everything its launches baked in but the buffers' contents: the
+    function, the argument structure, the non-tensor arguments, each tensor's shape, dtype and device."""
+    if not _graphs_serve(like):
+        return loop(*args)
+    leaves, spec = _pytree.tree_flatten(args)
+    key = (loop.__name__, str(spec), *((leaf.shape, leaf.dtype, leaf.device) if isinstance(leaf, Tensor) else leaf
+                                       for leaf in leaves))
+    captured = _CAPTURED.pop(key, None)
+    if captured is None:
+        captured = CapturedLoop(loop, leaves, spec)
+        while len(_CAPTURED) >= MAX_CAPTURED:
+            _CAPTURED.popitem(last=False)
+    _CAPTURED[key] = captured
+    return captured(leaves)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the loops
+
 def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
             save: bool, gx: Tensor, states: list[Tensor], weights: list[Tensor | None], lengths: Tensor | None,
             mask: Tensor | None, restart: Tensor | None, reset_states: list[Tensor | None], rec_mask: Tensor | None,
@@ -105,8 +195,8 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     # the caller chose the dtype: autocast must not turn the products into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
-        return _forward(opts, save, gx.contiguous(), [s.contiguous() for s in states], list(weights), lengths,
-                        rec_mask, keep)
+        return _run(gx, _forward, opts, save, gx.contiguous(), [s.contiguous() for s in states], list(weights),
+                    lengths, rec_mask, list(keep))
 
 
 def _forward(opts, save, gx, states, weights, lengths, rec_mask, zoneout):
@@ -169,7 +259,8 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     :mod:`seqtorch.ops.contract` says."""
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     with torch.autocast(device_type=saved[0].device.type, enabled=False):
-        return _backward(opts, grads, [s.contiguous() for s in saved], list(weights), lengths, rec_mask, keep)
+        return _run(saved[0], _backward, opts, list(grads), [s.contiguous() for s in saved], list(weights), lengths,
+                    rec_mask, list(keep))
 
 
 def _backward(opts, grads, saved, weights, lengths, rec_mask, zoneout):

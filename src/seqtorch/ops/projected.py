@@ -1,0 +1,73 @@
+"""The C++ loop's inference scan with the input projection inside it: ``seqtorch::scan_projected_cpp``.
+
+Every scan takes gx = x W_ih^T + b_ih, computed first as one GEMM over all steps (:mod:`seqtorch.functional`).
+Without a backward to come that costs more than it needs to on CPU: at the book's sizes gx is 32 MB, written
+out to memory and read back, and MKL's GEMM over 64000 rows of K=32 runs at half its speed on a chunk of
+them. This op projects x itself, eight steps at a time, into a buffer that stays in cache
+(``csrc/scan.cpp``, ``GxRows``); the numbers are those of the two-pass path to rounding (the same
+products, summed in another order) and are tested against the reference like it.
+
+When it serves (:func:`serves`, the rule in one place; :func:`seqtorch.ops.dispatch.scan_from_input` asks
+it, and otherwise the caller computes gx and runs :func:`seqtorch.ops.dispatch.scan`): a scan without a
+mask, resets or every step's states, on the ``auto`` or ``cpu_fused`` backend on CPU tensors of one dtype, float32
+or float64, where the C++ loop has the cell and the cell's input projection is the plain one (not the
+LayerNorm cells'), no gradient to compute (inference, or no_grad), and outside ``torch.compile`` tracing,
+``torch.func`` transforms, forward-mode AD and autocast; and where it pays: W_ih and the recurrent weights
+together at most :data:`MAX_WEIGHT_BYTES`, so that they stay in the core's cache beside the chunk (each
+chunk reads all of W_ih again; at the language model's sizes, W_ih 640 KB to 6.7 MB, that costs more than
+gx's trip through memory saves: measured 1.36x torch.nn against 1.28x at H=200).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.autograd.forward_ad as forward_ad
+from torch import Tensor
+from torch._C._functorch import peek_interpreter_stack
+
+from ..recurrent_cells.base import Cell
+from . import native
+from .autograd import finish
+from .contract import ForwardLayout, ScanInputs, ScanOptions
+
+_DTYPES = (torch.float32, torch.float64)
+MAX_WEIGHT_BYTES = 256 * 1024  # a quarter of a 1 MB L2: the weights, with the chunk (8 steps of gx) beside them
+
+
+def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[Tensor | None],
+           tensors: list[Tensor | None]) -> bool:
+    """Whether :func:`scan` can run a layer's scan of ``spec`` on the input x (T, B, I) with ``weights`` (the input
+    and the recurrent ones); ``tensors``: every other tensor it takes (states, recurrent-dropout mask, zoneout
+    coefficients); ``use_native``: whether the C++ loop is on (:data:`seqtorch.ops.dispatch.USE_NATIVE`)."""
+    if backend not in ("auto", "cpu_fused") or x.device.type != "cpu" or x.dtype not in _DTYPES:
+        return False
+    if type(spec).input_projection is not Cell.input_projection or not use_native:
+        return False
+    weights = [w for w in weights if w is not None]
+    if sum(w.numel() for w in weights) * x.element_size() > MAX_WEIGHT_BYTES:
+        return False
+    present = weights + [t for t in tensors if t is not None]
+    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in present)):
+        return False
+    if any(t.dtype != x.dtype or t.device.type != "cpu" for t in present if t.is_floating_point()):
+        return False
+    if x.numel() == 0 or torch.compiler.is_compiling() or peek_interpreter_stack() is not None \
+            or forward_ad._current_level >= 0 or torch.is_autocast_enabled("cpu"):
+        return False
+    return spec.name in native.cpp_cells()  # the library's own cells (not one generated from equations)
+
+
+def scan(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...], states: tuple[Tensor, ...],
+         weights: tuple[Tensor | None, ...], lengths: Tensor | None = None, rec_mask: Tensor | None = None,
+         keep: tuple[Tensor | None, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """One layer, one direction, from its input: x (T, B, I), ``input_weights`` (W_ih, b_ih or None) in the
+    cell's order, the rest as :class:`~.contract.ScanInputs`. Returns output (T, B, P) (zero past each
+    length) and the final states."""
+    (w_ih, b_ih), weights = opts.cell.folded_inputs(input_weights, weights)
+    keep = list(keep) if keep is not None else [None] * len(states)
+    lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
+    outputs = native.load().scan_projected_cpp(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights),
+                                               lengths, rec_mask, keep)
+    # finish reads the inputs' lengths and mask only (x stands in gx's place)
+    inputs = ScanInputs(x, tuple(states), tuple(weights), lengths=lengths)
+    return finish(ForwardLayout.split(opts.cell, list(outputs), False), opts, inputs, False)

@@ -1,0 +1,124 @@
+"""The inference scan that projects its input inside the C++ loop (``seqtorch::scan_projected_cpp``,
+:mod:`seqtorch.ops.projected`) against the reference scan of ``x W_ih^T + b_ih``: every cell with C++ code
+whose input projection is the plain one, both directions, lengths of 1 and of T, zoneout's expectation,
+no bias, T not a multiple of the eight-step chunk, one row chunk and two (two threads), float64 to the
+table's tolerance and float32 against the float64 reference; and the rule that sends other calls to the
+two-pass path. Fresh buffers of the C++ code are NaN-poisoned."""
+
+import pytest
+import torch
+
+import seqtorch
+from conftest import assert_close
+from seqtorch.ops import buffers, native, projected
+from seqtorch.ops.contract import ScanOptions
+from seqtorch.recurrent_cells import get_cell
+from seqtorch.reference import scan_reference
+
+pytestmark = pytest.mark.skipif(native.load() is None, reason="the C++ library is not available")
+
+CELLS = ["rnn", "lstm", "gru", "gru_reset_before", "indrnn", "lstm_proj"]
+
+
+@pytest.fixture(autouse=True)
+def _poison():
+    buffers.set_poison(True)
+    yield
+    buffers.set_poison(False)
+
+
+def _case(cell, T, B, I, H, dtype, bias=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    spec = get_cell(cell)
+    P = H // 2 if spec.projected else H
+    shapes = dict(spec.parameters(I, H, P))
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * 0.6).to(dtype)
+
+    x = rand(T, B, I)
+    states = tuple(rand(B, w) for w in spec.state_sizes(H, P))
+    input_weights = (rand(*shapes["weight_ih"]), rand(*shapes["bias_ih"]) if bias else None)
+    weights = tuple(None if name.startswith("bias") and not bias else rand(*shapes[name]) for name in spec.weights)
+    return x, states, input_weights, weights
+
+
+def _reference(opts, x, states, input_weights, weights, lengths, zoneout):
+    gx = opts.spec.input_projection(x, input_weights, opts.cell_args)
+    return scan_reference(opts.cell, gx, states, weights, lengths=lengths, reverse=opts.reverse, acts=opts.acts,
+                          zoneout=zoneout)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_projected_scan_equals_reference_float64(cell, reverse, threads):
+    T, B, I, H = 13, 19, 5, 6  # 13 steps: a chunk of 8 and a tail; 19 rows: two row chunks on two threads
+    x, states, input_weights, weights = _case(cell, T, B, I, H, torch.float64)
+    lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(1))
+    lengths[0], lengths[-1] = 1, T
+    zoneout = tuple(torch.full((T, B, s.shape[-1]), 0.3, dtype=torch.float64) for s in states)
+    opts = ScanOptions(cell, reverse=reverse)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got = projected.scan(opts, x, input_weights, states, weights, lengths, None, zoneout)
+    finally:
+        torch.set_num_threads(old)
+    want = _reference(opts, x, states, input_weights, weights, lengths, zoneout)
+    for a, b in zip((got[0], *got[1]), (want[0], *want[1])):
+        assert a.shape == b.shape
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_projected_scan_float32_against_float64_reference(cell, bias):
+    x, states, input_weights, weights = _case(cell, 20, 4, 3, 7, torch.float64, bias=bias, seed=2)
+    want = _reference(ScanOptions(cell), x, states, input_weights, weights, None, None)
+
+    def f32(ts):
+        return tuple(None if t is None else t.float() for t in ts)
+
+    with torch.no_grad():
+        got = projected.scan(ScanOptions(cell), x.float(), f32(input_weights), f32(states), f32(weights))
+    for a, b in zip((got[0], *got[1]), (want[0], *want[1])):
+        assert_close(a.double(), b, dtype=torch.float32)
+
+
+def test_layers_take_the_projected_scan_in_inference_only(monkeypatch):
+    """A seqtorch layer in eval mode under no_grad runs the projected scan (every layer and direction), in
+    training with a gradient the two-pass one; the same numbers."""
+    calls = []
+    original = projected.scan
+    monkeypatch.setattr(projected, "scan", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    lstm = seqtorch.LSTM(4, 5, num_layers=2, bidirectional=True, dtype=torch.float64).eval()
+    x = torch.randn(9, 3, 4, dtype=torch.float64)
+    with torch.no_grad():
+        fast = lstm(x)
+    assert len(calls) == 4
+    slow = lstm(x)
+    assert len(calls) == 4
+    for a, b in zip((fast[0], *fast[1]), (slow[0], *slow[1])):
+        assert_close(a, b.detach())
+
+
+def test_the_rule():
+    spec = get_cell("lstm")
+    x = torch.zeros(3, 2, 4)
+    small = [torch.zeros(16, 4), torch.zeros(16, 4)]
+    assert projected.serves("auto", spec, x, small, [])
+    assert projected.serves("cpu_fused", spec, x, small, [])
+    assert not projected.serves("reference", spec, x, small, [])
+    assert not projected.serves("auto", spec, x.half(), small, [])
+    assert not projected.serves("auto", spec, x, [torch.zeros(16, 4, requires_grad=True)], [])
+    with torch.no_grad():
+        assert projected.serves("auto", spec, x, [torch.zeros(16, 4, requires_grad=True)], [])
+    assert not projected.serves("auto", spec, x, small, [torch.zeros(2, 4, dtype=torch.float64)])
+    assert not projected.serves("auto", get_cell("layernorm_lstm"), x, small, [])  # its projection is not plain
+    big = [torch.zeros(4 * 256, 65)]  # over 256 KB of weights: W_ih is re-read per chunk, gx stays cheaper
+    assert not projected.serves("auto", spec, torch.zeros(3, 2, 65), big, [])
+    assert projected.serves("auto", spec, torch.zeros(3, 2, 64), [torch.zeros(4 * 256, 64)], [])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not projected.serves("auto", spec, x, small, [])
