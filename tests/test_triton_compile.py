@@ -88,17 +88,23 @@ def test_the_triton_cells_are_found():
                          [case[1:] for case in OPTION_SETS], ids=[case[0] for case in OPTION_SETS])
 @pytest.mark.parametrize("cell", cell_names())
 def test_kernels_compile_for_sm90(cell, hidden, dtype, steps, recurrent_activation, activation):
+    """The persistent kernels, forward and backward; with lengths or a step mask each has exactly one branch
+    that is not resolved at compile time (``scf.if``: a step no row of the block takes is skipped), without
+    them none (every step runs straight through)."""
     opts = ScanOptions(cell, activation, recurrent_activation, cell_args=(1e-5,) * len(get_cell(cell).cell_args))
     two_states = len(get_cell(cell).states) == 2
     zoneout = (steps.rec_mask, steps.rec_mask and two_states)  # with the rec_mask sets: zoneout on every state
     flags = dict(lengths=steps.lengths, step_mask=steps.step_mask, restart=steps.restart, rec_mask=steps.rec_mask,
                  zoneout=zoneout)
     built = kernels()
+    branches = 1 if steps.lengths or steps.step_mask else 0
     constexprs, warps = persistent.forward_constexprs(opts, hidden, dtype, bias=True, save=True, **flags)
-    assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
+    compiled = _compile(built.fwd, constexprs, warps, dtype)
+    assert compiled.asm["cubin"] and compiled.asm["ttir"].count("scf.if") == branches
     constexprs, warps = persistent.backward_constexprs(opts, hidden, dtype, own_resets=steps.own_resets, dh=True,
                                                        dc=two_states, **flags)
-    assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]
+    compiled = _compile(built.bwd, constexprs, warps, dtype)
+    assert compiled.asm["cubin"] and compiled.asm["ttir"].count("scf.if") == branches
 
 
 ALTERNATING_SETS = [  # (id, batch, hidden, dtype, per-step inputs, recurrent_activation, activation)

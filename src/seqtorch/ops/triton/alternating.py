@@ -5,8 +5,10 @@ W_hh's tiles in one program (H > :data:`.persistent.MAX_HIDDEN`), this loop alte
 FlashRNN do: ``torch.mm`` computes the step's recurrent product for all rows at once (cuBLAS on CUDA;
 ``torch.mm``'s precision, so TF32 only where ``torch.backends.cuda.matmul.allow_tf32`` allows it), then
 one launch of :mod:`.step_kernels` does the cell's pointwise math and the state update over
-(batch, hidden) blocks. The backward mirrors it: per step one launch (finishing the previous step's
-gradient, then this step's cell backward) and one GEMM ``dP @ W_hh``. The weights' gradients are one GEMM
+(batch, hidden) blocks; with resets or recurrent dropout, the h the product reads, ``(restart ? h_0 : h) *
+rec_mask``, is written to HM first (:func:`_product_input`). The backward mirrors it: per step one launch
+(finishing the previous step's gradient, then this step's cell backward) and one GEMM ``dP @ W_hh``; the
+reset states' gradients are summed in (B, width) buffers along the way. The weights' gradients are one GEMM
 over all steps afterwards (:mod:`seqtorch.ops.autograd`), as on every backend. Buffers as
 :mod:`seqtorch.ops.contract`, so it is interchangeable with the persistent kernels and tested against the
 same reference (in Triton's interpreter on CPU, with :data:`.persistent.MAX_HIDDEN` lowered).
@@ -25,8 +27,8 @@ from torch import Tensor
 from ...recurrent_cells import Cell
 from .. import contract
 from ..contract import Kernel, ScanInputs, ScanOptions
-from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, slot_pointers,
-                     slot_widths, step_bytes, supports_device, zoneout_args)
+from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, reset_args,
+                     slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
 from .step_kernels import step_kernels
 
 BLOCK_H = 128          # columns per program for a cell whose step is separable by column
@@ -100,9 +102,11 @@ def _rows(buffers: list[Tensor], t: int, dummy: Tensor, slots: int) -> list[Tens
     return slot_pointers([b[t] if b.numel() else b for b in buffers], dummy, slots)
 
 
-def _product_input(h: Tensor, out: Tensor, restart: Tensor | None, reset: Tensor, rec_mask: Tensor | None) -> Tensor:
+def _product_input(h: Tensor, out: Tensor, restart: Tensor | None, reset: Tensor | None,
+                   rec_mask: Tensor | None) -> Tensor:
     """The h a step's product reads, ``(restart ? reset : h) * rec_mask`` (B, H), written to ``out`` (its HM
-    rows); ``restart`` (B,) bool, the step's row of the (T, B) flags, or None, as is ``rec_mask`` (not both)."""
+    rows); ``restart`` (B,) bool, the step's row of the (T, B) flags, with ``reset`` (B, H), or None, as is
+    ``rec_mask`` (not both)."""
     source = h if restart is None else torch.where(restart.unsqueeze(-1), reset, h, out=out)
     return source if rec_mask is None else torch.mul(source, rec_mask, out=out)
 
@@ -117,7 +121,7 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     # the caller chose the dtype: autocast must not turn the products into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
         return _forward(opts, save, gx.contiguous(), states, list(weights), lengths, mask, restart,
-                        [s.contiguous() for s in reset_states] or states, rec_mask, zoneout)
+                        reset_args(list(reset_states) or states, restart), rec_mask, zoneout)
 
 
 def _forward(opts, save, gx, states, weights, lengths, mask, restart, resets, rec_mask, zoneout):
@@ -169,8 +173,8 @@ def _forward(opts, save, gx, states, weights, lengths, mask, restart, resets, re
         c_next = None
         if has_c:
             c_next = outputs[1][n] if save else c_turns[(T - 1 - i) % 2]
-        kernel[grid](gx[t], product, w_hh, b_hh, *extra, cargs, lengths, *step_flags, t, resets[0],
-                     resets[1] if has_c else None, None if zh is None else zh[t], None if zc is None else zc[t],
+        kernel[grid](gx[t], product, w_hh, b_hh, *extra, cargs, lengths, *step_flags, t, *resets,
+                     None if zh is None else zh[t], None if zc is None else zc[t],
                      h_in, S_h[p], c_prev, S_h[n], c_next, *_rows(saved, t, gx, MAX_SAVED),
                      B, H, *widths, **flags, num_warps=num_warps)
         c_prev = c_next
@@ -186,7 +190,7 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     with torch.autocast(device_type=saved[0].device.type, enabled=False):
         return _backward(opts, grads, [s.contiguous() for s in saved], list(weights), lengths, mask, restart,
-                         [s.contiguous() for s in reset_states], rec_mask, zoneout)
+                         list(reset_states), rec_mask, zoneout)
 
 
 def _backward(opts, grads, saved, weights, lengths, mask, restart, reset_states, rec_mask, zoneout):
@@ -216,8 +220,9 @@ def _backward(opts, grads, saved, weights, lengths, mask, restart, reset_states,
     D_h.copy_(d_h[last]) if d_h is not None else D_h.zero_()
     if has_c:
         D_c.copy_(d_c[last]) if d_c is not None else D_c.zero_()
+    resets = reset_args(reset_states or [s[first] for s in saved[:K]], restart)
     # what restarting rows pass to the states they read: the reset states' gradients, or added to dh0, dc0
-    resets, D_r = reset_states or [s[first] for s in saved[:K]], [None, None]
+    D_r = [None, None]
     if restart is not None:
         D_r = outputs[1 + K:1 + 2 * K] if own_resets else [torch.empty_like(D) for D in outputs[1:1 + K]]
         D_r = [D.zero_() for D in D_r] + [None] * (2 - K)
@@ -251,7 +256,7 @@ def _backward(opts, grads, saved, weights, lengths, mask, restart, reset_states,
                                                **options)
         grid = (triton.cdiv(B, flags["BLOCK_B"]), triton.cdiv(H, flags["BLOCK_H"]))
         kernel[grid](w_hh, *extra, cargs, lengths, *step_flags, rec_mask, 0 if t is None else t,
-                     0 if t_done is None else t_done, *zone, resets[0], resets[1] if has_c else None,
+                     0 if t_done is None else t_done, *zone, *resets,
                      rows["h_prev"], rows["c_prev"], rows["h_in"], rows["h_next"], *per_step, *upstream,
                      product, D_h, D_c, *D_r, rows["dgx"], *grad_rows, B, H, *widths, **flags, num_warps=num_warps)
 

@@ -8,7 +8,8 @@ kernels over the same cells and the same op contract. Here, once for both:
   :data:`POISON_NEW_BUFFERS`), :func:`cell_flags` (the constexprs that describe the cell and the math
   dtype), and the packing of the cell's per-step buffers, extra weights, numeric options and zoneout
   coefficients into the kernels' fixed argument slots (:func:`slot_pointers`, :func:`cell_weights`,
-  :func:`zoneout_args`), and the (T, B) ``mask`` and ``restart`` flags as bytes (:func:`step_bytes`);
+  :func:`zoneout_args`), the (T, B) ``mask`` and ``restart`` flags as bytes (:func:`step_bytes`) and the
+  states a reset reads (:func:`reset_args`);
 * the device side: the loads of W_hh as a vector and of b_hh's gate rows that both kernel families
   hand to a cell (:func:`load_weight_vector`, :func:`load_bias_rows`), and which rows of a block take a
   step and which restart there (:func:`step_valid`, :func:`any_valid`, :func:`step_restarts`);
@@ -136,6 +137,15 @@ def zoneout_args(zoneout: list[Tensor | None], states: int) -> tuple[Tensor | No
     """The zoneout coefficients of h and (LSTM) c, contiguous, or None."""
     zoneout = list(zoneout) + [None] * (2 - len(zoneout))
     return tuple(None if z is None or k >= states else z.contiguous() for k, z in enumerate(zoneout[:2]))
+
+
+def reset_args(states: list[Tensor], restart: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """The kernels' RH, RC: the states a restarting row reads (the scan's reset states, else its initial
+    states), h (B, P) and, for a cell with two states, c (B, H), contiguous; None where unused or without
+    ``restart``."""
+    if restart is None:
+        return None, None
+    return states[0].contiguous(), states[1].contiguous() if len(states) == 2 else None
 
 
 def step_bytes(flags: Tensor | None) -> Tensor | None:

@@ -23,8 +23,8 @@ from torch import Tensor
 from ...recurrent_cells import Cell
 from .. import contract
 from ..contract import Kernel, ScanInputs, ScanOptions
-from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, slot_pointers,
-                     slot_widths, step_bytes, supports_device, zoneout_args)
+from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, reset_args,
+                     slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
 from .persistent_kernels import kernels
 
 MAX_HIDDEN = 128
@@ -106,7 +106,7 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     has_c = K == 2
     hm, u, saved = (outputs[K], outputs[K + 1], outputs[K + 2:]) if save else (gx, gx, [])
     pointers, widths = slot_pointers(saved, gx, MAX_SAVED), slot_widths(saved, MAX_SAVED)
-    resets = _reset_from(list(reset_states) or states, K, restart)
+    resets = reset_args(list(reset_states) or states, restart)
     constexprs, num_warps = forward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
                                                step_mask=mask is not None, restart=restart is not None,
                                                rec_mask=rec_mask is not None, bias=b_hh is not None, save=save,
@@ -120,14 +120,6 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
         hm if hm.numel() else gx, u if u.numel() else gx, *pointers,
         steps, batch, hidden, proj, u.shape[-1] if u.numel() else 0, *widths, **constexprs, num_warps=num_warps)
     return outputs
-
-
-def _reset_from(states: list[Tensor], K: int, restart: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-    """The kernels' RH, RC: the states a restarting row reads, h (B, P) and (two states) c (B, H), contiguous;
-    None without ``restart``."""
-    if restart is None:
-        return None, None
-    return states[0].contiguous(), states[1].contiguous() if K == 2 else None
 
 
 def backward(cell: str, activation: str, recurrent_activation: str, reverse: bool, cell_args: list[float],
@@ -159,7 +151,7 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     d_h = None if grads[0] is None else grads[0].contiguous()
     d_c = None if not has_c or grads[1] is None else grads[1].contiguous()
     first = steps if opts.reverse else 0  # without reset states of its own, a reset reads the initial states
-    resets = _reset_from(list(reset_states) or [s[first] for s in saved[:K]], K, restart)
+    resets = reset_args(list(reset_states) or [s[first] for s in saved[:K]], restart)
     constexprs, num_warps = backward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
                                                 step_mask=mask is not None, restart=restart is not None,
                                                 own_resets=own_resets, rec_mask=rec_mask is not None,
