@@ -4,9 +4,12 @@ Triton's interpreter (how tests/test_ops_triton.py runs the kernels on CPU) exec
 it accepts code that the compiler rejects (a non-constexpr global, a construct LLVM cannot lower) and it
 never runs LLVM, whose SLP vectorizer has crashed on these kernels before (see ops/triton/persistent.py). So
 every cell's forward and backward kernel is compiled here ahead of time, with Triton's bundled ptxas, for the
-option sets the scans launch: W_hh on chip and re-read from L2, lengths and masks on and off, each
+option sets the scans launch: W_hh on chip and re-read from L2, lengths, (T, B) masks with holes, resets (from
+reset states of the scan's own and from the initial states) and recurrent-dropout masks on and off, each
 recurrent activation, float32 and float64. Nothing runs; the compiled binaries are only checked to exist.
 """
+
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -27,13 +30,30 @@ except ImportError:  # pragma: no cover - an older triton
 
 pytestmark = pytest.mark.skipif(GPUTarget is None, reason="this triton has no GPUTarget for ahead-of-time builds")
 
-INTEGER_ARGS = {"T", "B", "H", "P", "t", "t_done", "SW0", "SW1", "SW2", "SW3", "SW4", "SW5", "GW0", "GW1"}
+INTEGER_ARGS = {"T", "B", "H", "P", "UW", "t", "t_done", "SW0", "SW1", "SW2", "SW3", "SW4", "SW5", "GW0", "GW1"}
 
-OPTION_SETS = [  # (id, hidden, dtype, lengths, mask, recurrent_activation, activation)
-    ("H32-lengths-mask-keras2", 32, torch.float32, True, True, "hard_sigmoid_keras2", "tanh"),
-    ("H128-L2-sigmoid-relu", 128, torch.float32, False, False, "sigmoid", "relu"),
-    ("H64-lengths-hardsigmoid", 64, torch.float32, True, False, "hardsigmoid", "tanh"),
-    ("H16-float64-lengths-mask", 16, torch.float64, True, True, "sigmoid", "tanh"),
+
+class Steps(NamedTuple):
+    """Which per-step inputs a launch has: lengths, the (T, B) step mask, restart (with reset states of the
+    scan's own: ``own_resets``), the recurrent-dropout mask (and with it, zoneout on every state)."""
+
+    lengths: bool = False
+    step_mask: bool = False
+    restart: bool = False
+    own_resets: bool = False
+    rec_mask: bool = False
+
+
+OPTION_SETS = [  # (id, hidden, dtype, per-step inputs, recurrent_activation, activation)
+    ("H32-lengths-recmask-keras2", 32, torch.float32, Steps(lengths=True, rec_mask=True), "hard_sigmoid_keras2",
+     "tanh"),
+    ("H128-L2-sigmoid-relu", 128, torch.float32, Steps(), "sigmoid", "relu"),
+    ("H64-lengths-hardsigmoid", 64, torch.float32, Steps(lengths=True), "hardsigmoid", "tanh"),
+    ("H16-float64-lengths-recmask", 16, torch.float64, Steps(lengths=True, rec_mask=True), "sigmoid", "tanh"),
+    ("H32-mask-restart-own-recmask", 32, torch.float32,
+     Steps(step_mask=True, restart=True, own_resets=True, rec_mask=True), "sigmoid", "tanh"),
+    ("H128-L2-float64-lengths-mask-restart", 128, torch.float64, Steps(lengths=True, step_mask=True, restart=True),
+     "hardsigmoid", "tanh"),
 ]
 
 
@@ -47,6 +67,8 @@ def _signature(kernel, constexprs, dtype):
             signature[name] = "i32"
         elif name == "lengths":
             signature[name] = "*i64"
+        elif name in ("smask", "restart"):  # the (T, B) flags as bytes (common.step_bytes)
+            signature[name] = "*u8"
         else:
             signature[name] = pointer
     return signature
@@ -62,44 +84,54 @@ def test_the_triton_cells_are_found():
             "layernorm_gru"} <= set(cell_names())
 
 
-@pytest.mark.parametrize("hidden, dtype, lengths, mask, recurrent_activation, activation",
+@pytest.mark.parametrize("hidden, dtype, steps, recurrent_activation, activation",
                          [case[1:] for case in OPTION_SETS], ids=[case[0] for case in OPTION_SETS])
 @pytest.mark.parametrize("cell", cell_names())
-def test_kernels_compile_for_sm90(cell, hidden, dtype, lengths, mask, recurrent_activation, activation):
+def test_kernels_compile_for_sm90(cell, hidden, dtype, steps, recurrent_activation, activation):
+    """The persistent kernels, forward and backward; with lengths or a step mask each has exactly one branch
+    that is not resolved at compile time (``scf.if``: a step no row of the block takes is skipped), without
+    them none (every step runs straight through)."""
     opts = ScanOptions(cell, activation, recurrent_activation, cell_args=(1e-5,) * len(get_cell(cell).cell_args))
     two_states = len(get_cell(cell).states) == 2
-    zoneout = (mask, mask and two_states)  # with the mask's option sets: zoneout on every state
+    zoneout = (steps.rec_mask, steps.rec_mask and two_states)  # with the rec_mask sets: zoneout on every state
+    flags = dict(lengths=steps.lengths, step_mask=steps.step_mask, restart=steps.restart, rec_mask=steps.rec_mask,
+                 zoneout=zoneout)
     built = kernels()
-    constexprs, warps = persistent.forward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, bias=True,
-                                                      save=True, zoneout=zoneout)
-    assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
-    constexprs, warps = persistent.backward_constexprs(opts, hidden, dtype, lengths=lengths, mask=mask, dh=True,
-                                                       dc=two_states, zoneout=zoneout)
-    assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]
+    branches = 1 if steps.lengths or steps.step_mask else 0
+    constexprs, warps = persistent.forward_constexprs(opts, hidden, dtype, bias=True, save=True, **flags)
+    compiled = _compile(built.fwd, constexprs, warps, dtype)
+    assert compiled.asm["cubin"] and compiled.asm["ttir"].count("scf.if") == branches
+    constexprs, warps = persistent.backward_constexprs(opts, hidden, dtype, own_resets=steps.own_resets, dh=True,
+                                                       dc=two_states, **flags)
+    compiled = _compile(built.bwd, constexprs, warps, dtype)
+    assert compiled.asm["cubin"] and compiled.asm["ttir"].count("scf.if") == branches
 
 
-ALTERNATING_SETS = [  # (id, batch, hidden, dtype, lengths, mask, recurrent_activation, activation)
-    ("B20-H650-lengths-mask-keras2", 20, 650, torch.float32, True, True, "hard_sigmoid_keras2", "tanh"),
-    ("B64-H1024-sigmoid-relu", 64, 1024, torch.float32, False, False, "sigmoid", "relu"),
-    ("B3-H256-float64-lengths-hardsigmoid", 3, 256, torch.float64, True, False, "hardsigmoid", "tanh"),
+ALTERNATING_SETS = [  # (id, batch, hidden, dtype, per-step inputs, recurrent_activation, activation)
+    ("B20-H650-lengths-recmask-keras2", 20, 650, torch.float32, Steps(lengths=True, rec_mask=True),
+     "hard_sigmoid_keras2", "tanh"),
+    ("B64-H1024-sigmoid-relu", 64, 1024, torch.float32, Steps(), "sigmoid", "relu"),
+    ("B3-H256-float64-lengths-hardsigmoid", 3, 256, torch.float64, Steps(lengths=True), "hardsigmoid", "tanh"),
+    ("B20-H650-lengths-mask-restart-recmask", 20, 650, torch.float32,
+     Steps(lengths=True, step_mask=True, restart=True, rec_mask=True), "sigmoid", "tanh"),
 ]
 
 
-@pytest.mark.parametrize("batch, hidden, dtype, lengths, mask, recurrent_activation, activation",
+@pytest.mark.parametrize("batch, hidden, dtype, steps, recurrent_activation, activation",
                          [case[1:] for case in ALTERNATING_SETS], ids=[case[0] for case in ALTERNATING_SETS])
 @pytest.mark.parametrize("cell", [c for c in cell_names() if alternating.supports_cell(get_cell(c)) is None])
-def test_step_kernels_compile_for_sm90(cell, batch, hidden, dtype, lengths, mask, recurrent_activation, activation):
+def test_step_kernels_compile_for_sm90(cell, batch, hidden, dtype, steps, recurrent_activation, activation):
     """The alternating loop's per-step kernels: the forward, and the backward as its first, middle and last
     launches (step only, finish + step, finish only)."""
     opts = ScanOptions(cell, activation, recurrent_activation, cell_args=(1e-5,) * len(get_cell(cell).cell_args))
     two_states = len(get_cell(cell).states) == 2
-    zoneout = (mask, mask and two_states)
+    zoneout = (steps.rec_mask, steps.rec_mask and two_states)
+    flags = dict(lengths=steps.lengths, step_mask=steps.step_mask, restart=steps.restart, zoneout=zoneout)
     built = step_kernels()
-    constexprs, warps = alternating.forward_constexprs(opts, batch, hidden, dtype, lengths=lengths, bias=True,
-                                                       save=True, zoneout=zoneout)
+    constexprs, warps = alternating.forward_constexprs(opts, batch, hidden, dtype, bias=True, save=True, **flags)
     assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
     for finish, step in [(False, True), (True, True), (True, False)]:
         constexprs, warps = alternating.backward_constexprs(
-            opts, batch, hidden, dtype, lengths=lengths, mask=mask, dh=True, dc=two_states, finish=finish, step=step,
-            zoneout=zoneout)
+            opts, batch, hidden, dtype, rec_mask=steps.rec_mask, dh=True, dc=two_states, finish=finish, step=step,
+            **flags)
         assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]

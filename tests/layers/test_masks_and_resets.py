@@ -1,5 +1,6 @@
 """Sequences as users have them: masks with holes, mid-sequence resets, learned initial states, every step's
-states, and streaming, each against what it must equal (float64, every CPU implementation).
+states, and streaming, each against what it must equal (float64, every CPU implementation; the masked and the
+reset batch also on the Triton kernels, for GRU layers).
 
 * a masked batch equals each sequence's masked steps run alone (compacted), outputs 0 where masked;
 * a batch with resets equals each segment run alone from the layer's initial state;
@@ -21,11 +22,25 @@ LAYERS = {"rnn": seqtorch.SimpleRNN, "lstm": seqtorch.LSTM, "gru": seqtorch.GRU}
 I, H, T, B = 3, 4, 7, 4
 
 
-@pytest.fixture(params=["reference", "cpp", "python"])
+CPU_IMPLEMENTATIONS = ["reference", "cpp", "python"]
+
+
+@pytest.fixture(params=CPU_IMPLEMENTATIONS)
 def backend(request, monkeypatch):
-    """Every CPU implementation: the reference loop, the C++ loop, the Python loop."""
+    """Every CPU implementation: the reference loop, the C++ loop, the Python loop; and, where a test names it,
+    the Triton kernels ("triton": on CPU tensors in Triton's interpreter, with NaN-poisoned buffers; slow, so
+    only for the GRU layers of the masked and the reset batch)."""
+    if request.param == "triton":
+        common = pytest.importorskip("seqtorch.ops.triton.common")
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        monkeypatch.setattr(common, "POISON_NEW_BUFFERS", True)
+        return "triton"
     monkeypatch.setattr(dispatch, "USE_NATIVE", request.param == "cpp")
     return "reference" if request.param == "reference" else "cpu_fused"
+
+
+# each layer on every CPU implementation, and the GRU on the Triton kernels
+KINDS_AND_BACKENDS = [(kind, impl) for kind in LAYERS for impl in CPU_IMPLEMENTATIONS] + [("gru", "triton")]
 
 
 def _layer(kind, backend, **kwargs):
@@ -46,7 +61,7 @@ def _states(state):
     return state if isinstance(state, tuple) else (state,)
 
 
-@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize("kind, backend", KINDS_AND_BACKENDS, indirect=["backend"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_masked_batch_equals_each_sequence_compacted(kind, bidirectional, backend):
     layer = _layer(kind, backend, bidirectional=bidirectional)
@@ -86,7 +101,7 @@ def _segments(row_resets):
     return list(zip(starts, starts[1:] + [T]))
 
 
-@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize("kind, backend", KINDS_AND_BACKENDS, indirect=["backend"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("learned", [False, True], ids=["zeros", "learned"])
 def test_reset_batch_equals_each_segment_run_alone(kind, bidirectional, learned, backend):

@@ -7,15 +7,15 @@ tiles: (BLOCK_B, BLOCK_H), BLOCK_H >= H; rows (1, BLOCK_H); row pointers address
 buffer, gate k of a G*H-wide one at ``+ k * H``)::
 
     forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m_bh, b_valid,
-            ACC, SAVE, HAS_LENGTHS, RELU, GATE) -> (h', c')
+            ACC, SAVE, HAS_VALID, RELU, GATE) -> (h', c')
     backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved, p_u, w, extra, p_args,
-             H, P, o_h, m_bh, b_valid, ACC, HAS_LENGTHS, RELU, GATE) -> (d h~, d h, d c)
+             H, P, o_h, m_bh, b_valid, ACC, HAS_VALID, RELU, GATE) -> (d h~, d h, d c)
 
 * states: ``b_hin`` = h * rec_mask (the product's input), ``b_h``, ``b_c`` the states the step reads
-  (h masked to its P columns; ``b_c`` a placeholder for a cell with one state, which returns it as its
-  c'); in the backward ``b_dh``, ``b_dc`` the gradients of the states the step wrote, ``b_hp``, ``b_cp``
-  the states it read and ``b_hnext`` the h it wrote. The backward returns the gradient of h~ (through
-  the product), of h directly, and of c.
+  (the reset states on a row that restarts at this step; h masked to its P columns; ``b_c`` a placeholder
+  for a cell with one state, which returns it as its c'); in the backward ``b_dh``, ``b_dc`` the gradients
+  of the states the step wrote, ``b_hp``, ``b_cp`` the states it read and ``b_hnext`` the h it wrote. The
+  backward returns the gradient of h~ (through the product), of h directly, and of c.
 * ``p_gx`` / ``p_dgx``: gx's / dgx's row pointer (G*H wide); ``p_u``: the row of U (the vector a first
   stage hands to a second product).
 * grouped arguments (tuples), read by constant index: ``w``, the 4 gate tiles of W_hh (transposed in the
@@ -28,7 +28,8 @@ buffer, gate k of a G*H-wide one at ``+ k * H``)::
   options (:attr:`~seqtorch.recurrent_cells.base.Cell.cell_args`, in the math dtype), named the same way:
   ``tl.load(p_args + EPS)``.
 * ``H``, ``P`` the hidden and h sizes, ``o_h`` the block's column offsets, ``m_bh`` its mask, ``b_valid``
-  (BLOCK_B, 1) whether each row's step is inside its sequence (with ``HAS_LENGTHS``); ``ACC`` the math
+  (BLOCK_B, 1) whether each row's step is valid (inside its length and not masked; ``HAS_VALID``: given,
+  else None and every row is), where the cell zeroes what it writes (:func:`keep_valid`); ``ACC`` the math
   dtype, ``SAVE`` whether to write the saved buffers, ``RELU`` and ``GATE`` the activations.
 
 So a cell names each slot once: ``A, TC, PRE = slots(CELL.saved_names(), "A", "TC", "PRE")`` at the top of
@@ -117,11 +118,11 @@ def gate_grad(y, pre, GATE: tl.constexpr):
         return y * (1.0 - y)
 
 
-def keep_valid(x, b_valid, HAS_LENGTHS: tl.constexpr):
-    """``x`` on rows whose step is inside the sequence, 0 elsewhere (what a saved or gradient row of an ended
-    sequence holds). Without lengths no select is emitted: Triton 3.9's LLVM (SLP vectorizer) aborted on
+def keep_valid(x, b_valid, HAS_VALID: tl.constexpr):
+    """``x`` on rows whose step is valid, 0 elsewhere (what a saved or gradient row of a skipped step holds).
+    Without validity (no lengths, no mask) no select is emitted: Triton 3.9's LLVM (SLP vectorizer) aborted on
     such a no-op select in the LSTM backward for sm_90, and a no-op is cheaper anyway."""
-    if HAS_LENGTHS:
+    if HAS_VALID:
         return tl.where(b_valid, x, 0.0)
     else:
         return x

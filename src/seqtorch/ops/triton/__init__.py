@@ -18,7 +18,8 @@ Nothing here imports from the dispatch or the autograd layer above.
 What the backend covers (each ``supports`` says why not; ``backend="auto"`` then takes the next path):
 
 * every registered cell with a ``triton.py`` (:func:`.common.has_cell`), every option of the reference
-  (lengths, reverse, rec_mask, zoneout, activation tanh/relu, every recurrent_activation, no bias);
+  (lengths, masks with holes, resets from reset states or the initial states, reverse, rec_mask, zoneout,
+  activation tanh/relu, every recurrent_activation, no bias);
 * hidden sizes 1 to :data:`.persistent.MAX_HIDDEN` on the persistent kernels, any larger one on the
   alternating loop for every cell with at most one product (all but the reset-before GRU and the projected
   LSTM);

@@ -8,9 +8,11 @@ kernels over the same cells and the same op contract. Here, once for both:
   :data:`POISON_NEW_BUFFERS`), :func:`cell_flags` (the constexprs that describe the cell and the math
   dtype), and the packing of the cell's per-step buffers, extra weights, numeric options and zoneout
   coefficients into the kernels' fixed argument slots (:func:`slot_pointers`, :func:`cell_weights`,
-  :func:`zoneout_args`);
+  :func:`zoneout_args`), the (T, B) ``mask`` and ``restart`` flags as bytes (:func:`step_bytes`) and the
+  states a reset reads (:func:`reset_args`);
 * the device side: the loads of W_hh as a vector and of b_hh's gate rows that both kernel families
-  hand to a cell (:func:`load_weight_vector`, :func:`load_bias_rows`);
+  hand to a cell (:func:`load_weight_vector`, :func:`load_bias_rows`), and which rows of a block take a
+  step and which restart there (:func:`step_valid`, :func:`any_valid`, :func:`step_restarts`);
 * the lazy ``triton.jit`` decoration: :func:`device_helpers` (the cells' interface,
   :mod:`seqtorch.recurrent_cells.triton_math`, and the loads above) and :func:`decorate_cells` (each cell's
   ``triton.py``). ``triton.jit`` reads ``TRITON_INTERPRET`` when it decorates; decorating on first launch,
@@ -31,7 +33,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ...recurrent_cells import CELLS, Cell, triton_math
-from ...recurrent_cells.triton_math import GATE_IDS, extra_weights
+from ...recurrent_cells.triton_math import GATE_IDS, _add, extra_weights
 from ..contract import ScanOptions
 
 GX_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -82,14 +84,6 @@ def supports_device(gx: Tensor) -> str | None:
         return f"needs a non-empty (T, B, G*H) input projection, got shape {tuple(gx.shape)}"
     if gx.numel() >= 2**31:
         return f"gx has {gx.numel()} elements; the kernels use 32-bit offsets (< 2**31 elements)"
-    return None
-
-
-def supports_step_inputs(inputs) -> str | None:
-    """Why the Triton kernels cannot take this scan's per-step inputs (:class:`seqtorch.ops.contract.ScanInputs`),
-    or None: they take lengths, rec_mask and zoneout, not yet masks with holes or resets."""
-    if inputs.mask is not None or inputs.restart is not None:
-        return "masks with holes and resets are not in the Triton kernels yet"
     return None
 
 
@@ -146,6 +140,21 @@ def zoneout_args(zoneout: list[Tensor | None], states: int) -> tuple[Tensor | No
     return tuple(None if z is None or k >= states else z.contiguous() for k, z in enumerate(zoneout[:2]))
 
 
+def reset_args(states: list[Tensor], restart: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """The kernels' RH, RC: the states a restarting row reads (the scan's reset states, else its initial
+    states), h (B, P) and, for a cell with two states, c (B, H), contiguous; None where unused or without
+    ``restart``."""
+    if restart is None:
+        return None, None
+    return states[0].contiguous(), states[1].contiguous() if len(states) == 2 else None
+
+
+def step_bytes(flags: Tensor | None) -> Tensor | None:
+    """A (T, B) bool tensor of the op contract (``mask``, ``restart``) as the kernels read it: uint8, 1 where
+    True (a view of a contiguous bool tensor, no copy), or None."""
+    return None if flags is None else flags.to(torch.bool).contiguous().view(torch.uint8)
+
+
 # ----------------------------------------------------------------------------------------------------
 # the device side both kernel families share (plain functions, decorated by device_helpers)
 
@@ -179,7 +188,30 @@ def load_bias_rows(bias, H, o_h, m_h, NUM_GATES: tl.constexpr, HAS_BIAS: tl.cons
     return b_b0, b_b1, b_b2, b_b3
 
 
-_SHARED_DEVICE = (load_weight_vector, _load_bias_row, load_bias_rows)
+def step_valid(lengths, smask, t, B, o_b, m_b, HAS_LENGTHS: tl.constexpr, HAS_STEP_MASK: tl.constexpr):
+    """(BLOCK_B, 1) bool: whether step t of each row o_b is valid, inside its length (``lengths`` (B,) int64)
+    and not masked (``smask`` (T, B) uint8, 1: valid); rows past B are not. For a kernel with at least one of
+    the two."""
+    if HAS_LENGTHS:
+        b_ok = tl.load(lengths + o_b, mask=m_b, other=0) > t
+        if HAS_STEP_MASK:
+            b_ok = b_ok & (tl.load(smask + t * B + o_b, mask=m_b, other=0) != 0)
+    else:
+        b_ok = tl.load(smask + t * B + o_b, mask=m_b, other=0) != 0
+    return b_ok[:, None]
+
+
+def step_restarts(restart, t, B, o_b, m_b):
+    """(BLOCK_B, 1) bool: whether each row o_b starts step t from the reset states (``restart`` (T, B) uint8)."""
+    return (tl.load(restart + t * B + o_b, mask=m_b, other=0) != 0)[:, None]
+
+
+def any_valid(b_valid):
+    """Whether any row of ``b_valid`` (BLOCK_B, 1) is valid: a scalar, for one branch per block and step."""
+    return tl.reduce(b_valid.to(tl.int32), None, _add) > 0
+
+
+_SHARED_DEVICE = (load_weight_vector, _load_bias_row, load_bias_rows, step_valid, step_restarts, any_valid)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -211,6 +243,7 @@ def device_helpers() -> dict:
         math = dict(vars(triton_math))
         jit_all(triton_math.HELPERS, math)
         shared = dict(globals())
+        shared.update({fn.__name__: math[fn.__name__] for fn in triton_math.HELPERS})  # any_valid's _add
         jit_all(_SHARED_DEVICE, shared)
         _DEVICE[mode] = {fn.__name__: namespace[fn.__name__]
                          for functions, namespace in ((triton_math.HELPERS, math), (_SHARED_DEVICE, shared))

@@ -23,8 +23,8 @@ from torch import Tensor
 from ...recurrent_cells import Cell
 from .. import contract
 from ..contract import Kernel, ScanInputs, ScanOptions
-from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, slot_pointers,
-                     slot_widths, supports_device, supports_step_inputs, zoneout_args)
+from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, reset_args,
+                     slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
 from .persistent_kernels import kernels
 
 MAX_HIDDEN = 128
@@ -37,9 +37,8 @@ BLOCK_B = 16                    # batch rows per program (tl.dot needs at least 
 
 def supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
     """Why the persistent kernels cannot run this scan, or None: :func:`.common.supports_device`, a cell with a
-    ``triton.py``, 1 <= hidden_size <= :data:`MAX_HIDDEN` (above, the alternating loop's rule), and no
-    ``mask``/``restart`` (not in the Triton kernels yet)."""
-    reason = supports_device(inputs.gx) or supports_step_inputs(inputs)
+    ``triton.py``, and 1 <= hidden_size <= :data:`MAX_HIDDEN` (above, the alternating loop's rule)."""
+    reason = supports_device(inputs.gx)
     if reason is not None:
         return reason
     hidden_size = opts.cell.hidden_size(inputs.weights)
@@ -63,23 +62,28 @@ def _launch_config(spec: Cell, hidden: int, dtype: torch.dtype, backward: bool =
                 num_warps=4 if block_h <= 32 else 8)
 
 
-def forward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, lengths: bool, mask: bool,
-                       bias: bool, save: bool, zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
+def forward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, lengths: bool, step_mask: bool,
+                       restart: bool, rec_mask: bool, bias: bool, save: bool,
+                       zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
     """The forward kernel's constexpr arguments and warp count for a launch with these options (also what
-    ``tests/test_triton_compile.py`` compiles for the GPU)."""
+    ``tests/test_triton_compile.py`` compiles for the GPU): which of ``lengths``, the (T, B) ``step_mask``,
+    ``restart`` and the recurrent-dropout ``rec_mask`` are given, and so on."""
     config = _launch_config(opts.cell, hidden, dtype)
     num_warps = config.pop("num_warps")
-    return dict(CELL_FWD=kernels().cells[opts.cell.name][0], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_BIAS=bias,
-                SAVE=save, ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], REVERSE=opts.reverse,
-                **cell_flags(opts, dtype), **config), num_warps
+    return dict(CELL_FWD=kernels().cells[opts.cell.name][0], HAS_LENGTHS=lengths, HAS_STEP_MASK=step_mask,
+                HAS_RESTART=restart, HAS_REC_MASK=rec_mask, HAS_BIAS=bias, SAVE=save, ZONEOUT_H=zoneout[0],
+                ZONEOUT_C=zoneout[1], REVERSE=opts.reverse, **cell_flags(opts, dtype), **config), num_warps
 
 
-def backward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, lengths: bool, mask: bool,
-                        dh: bool, dc: bool, zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
-    """The backward kernel's constexpr arguments and warp count (as :func:`forward_constexprs`)."""
+def backward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, lengths: bool, step_mask: bool,
+                        restart: bool, own_resets: bool, rec_mask: bool, dh: bool, dc: bool,
+                        zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
+    """The backward kernel's constexpr arguments and warp count (as :func:`forward_constexprs`; ``own_resets``:
+    the scan has reset states of its own, whose gradients are outputs of their own)."""
     config = _launch_config(opts.cell, hidden, dtype, backward=True)
     num_warps = config.pop("num_warps")
-    return dict(CELL_BWD=kernels().cells[opts.cell.name][1], HAS_LENGTHS=lengths, HAS_MASK=mask, HAS_DH=dh, HAS_DC=dc,
+    return dict(CELL_BWD=kernels().cells[opts.cell.name][1], HAS_LENGTHS=lengths, HAS_STEP_MASK=step_mask,
+                HAS_RESTART=restart, OWN_RESETS=own_resets, HAS_REC_MASK=rec_mask, HAS_DH=dh, HAS_DC=dc,
                 ZONEOUT_H=zoneout[0], ZONEOUT_C=zoneout[1], REVERSE=opts.reverse, **cell_flags(opts, dtype),
                 **config), num_warps
 
@@ -96,23 +100,25 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     extra, cargs = cell_weights(spec, list(weights), cell_args)
     zh, zc = zoneout_args(keep, K)
     gx, states = gx.contiguous(), [s.contiguous() for s in states]
-    outputs = [new_buffer(shape, gx.dtype, gx.device)
-               for shape in contract.forward_shapes(spec, opts, gx, states, rec_mask is not None, save)]
+    outputs = [new_buffer(shape, gx.dtype, gx.device) for shape in
+               contract.forward_shapes(spec, opts, gx, states, rec_mask is not None or restart is not None, save)]
     steps, batch, hidden, proj = gx.shape[0], gx.shape[1], spec.hidden_size(weights), states[0].shape[-1]
     has_c = K == 2
     hm, u, saved = (outputs[K], outputs[K + 1], outputs[K + 2:]) if save else (gx, gx, [])
     pointers, widths = slot_pointers(saved, gx, MAX_SAVED), slot_widths(saved, MAX_SAVED)
+    resets = reset_args(list(reset_states) or states, restart)
     constexprs, num_warps = forward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
-                                               mask=rec_mask is not None, bias=b_hh is not None, save=save,
+                                               step_mask=mask is not None, restart=restart is not None,
+                                               rec_mask=rec_mask is not None, bias=b_hh is not None, save=save,
                                                zoneout=(zh is not None, zc is not None))
     grid = (triton.cdiv(batch, BLOCK_B),)
     kernels().fwd[grid](
         gx, states[0], states[1] if has_c else None, w_hh, b_hh, *extra, cargs,
-        None if lengths is None else lengths.to(torch.int64).contiguous(),
-        None if rec_mask is None else rec_mask.contiguous(), zh, zc,
+        None if lengths is None else lengths.to(torch.int64).contiguous(), step_bytes(mask), step_bytes(restart),
+        *resets, None if rec_mask is None else rec_mask.contiguous(), zh, zc,
         outputs[0], outputs[1] if has_c and save else None, outputs[1] if has_c and not save else None,
         hm if hm.numel() else gx, u if u.numel() else gx, *pointers,
-        steps, batch, hidden, proj, *widths, **constexprs, num_warps=num_warps)
+        steps, batch, hidden, proj, u.shape[-1] if u.numel() else 0, *widths, **constexprs, num_warps=num_warps)
     return outputs
 
 
@@ -131,26 +137,32 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     extra, cargs = cell_weights(spec, list(weights), cell_args)
     S_h = saved[0]
     steps, batch, hidden, proj = S_h.shape[0] - 1, S_h.shape[1], spec.hidden_size(weights), S_h.shape[2]
+    own_resets = len(reset_states) > 0
     outputs = [new_buffer(shape, S_h.dtype, S_h.device)
-               for shape in contract.backward_shapes(spec, saved, list(weights))]
+               for shape in contract.backward_shapes(spec, saved, list(weights), own_resets)]
     dgx, dh0 = outputs[0], outputs[1]
     dc0 = outputs[2] if has_c else None
-    grad_buffers = outputs[1 + K:]
+    d_resets = outputs[1 + K:1 + 2 * K] if own_resets else [None] * K
+    grad_buffers = outputs[1 + K * (2 if own_resets else 1):]
     grad_pointers = slot_pointers(grad_buffers, S_h, MAX_GRAD_BUFFERS)
     grad_widths = slot_widths(grad_buffers, MAX_GRAD_BUFFERS)
     hm, u = saved[K], saved[K + 1]
     pointers, widths = slot_pointers(saved[K + 2:], S_h, MAX_SAVED), slot_widths(saved[K + 2:], MAX_SAVED)
     d_h = None if grads[0] is None else grads[0].contiguous()
     d_c = None if not has_c or grads[1] is None else grads[1].contiguous()
+    first = steps if opts.reverse else 0  # without reset states of its own, a reset reads the initial states
+    resets = reset_args(list(reset_states) or [s[first] for s in saved[:K]], restart)
     constexprs, num_warps = backward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
-                                                mask=rec_mask is not None, dh=d_h is not None, dc=d_c is not None,
+                                                step_mask=mask is not None, restart=restart is not None,
+                                                own_resets=own_resets, rec_mask=rec_mask is not None,
+                                                dh=d_h is not None, dc=d_c is not None,
                                                 zoneout=(zh is not None, zc is not None))
     grid = (triton.cdiv(batch, BLOCK_B),)
     kernels().bwd[grid](
-        w_hh, *extra, cargs, None if lengths is None else lengths.to(torch.int64).contiguous(),
-        None if rec_mask is None else rec_mask.contiguous(), zh, zc,
+        w_hh, *extra, cargs, None if lengths is None else lengths.to(torch.int64).contiguous(), step_bytes(mask),
+        step_bytes(restart), *resets, None if rec_mask is None else rec_mask.contiguous(), zh, zc,
         S_h, saved[1] if has_c else None, hm if hm.numel() else S_h, u if u.numel() else S_h, *pointers,
-        d_h, d_c, dgx, *grad_pointers, dh0, dc0,
+        d_h, d_c, dgx, *grad_pointers, dh0, dc0, d_resets[0], d_resets[1] if has_c else None,
         steps, batch, hidden, proj, *widths, *grad_widths, **constexprs, num_warps=num_warps)
     return outputs
 

@@ -24,7 +24,7 @@ LN_HH_WEIGHT, LN_CELL_WEIGHT, LN_CELL_BIAS = slots(extra_weights(CELL),
 
 
 def forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m_bh, b_valid,
-            ACC: tl.constexpr, SAVE: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr,
+            ACC: tl.constexpr, SAVE: tl.constexpr, HAS_VALID: tl.constexpr, RELU: tl.constexpr,
             GATE: tl.constexpr):
     eps = tl.load(p_args + EPS).to(ACC)
     m_row = (o_h < H)[None, :]
@@ -60,28 +60,28 @@ def forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m
     b_y = act(load_row(extra[LN_CELL_BIAS], 0, H, o_h, ACC) + b_ch * load_row(extra[LN_CELL_WEIGHT], 0, H, o_h, ACC),
               RELU)
     if SAVE:
-        store_tile(saved[A], keep_valid(b_i, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[A] + H, keep_valid(b_f, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[A] + 2 * H, keep_valid(b_g, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[A] + 3 * H, keep_valid(b_o, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[XH], keep_valid(b_x0, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[XH] + H, keep_valid(b_x1, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[XH] + 2 * H, keep_valid(b_x2, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[XH] + 3 * H, keep_valid(b_x3, b_valid, HAS_LENGTHS), m_bh)
-        store_column(saved[RS], keep_valid(rstd_h, b_valid, HAS_LENGTHS), m_bh, o_h)
-        store_column(saved[RS] + 1, keep_valid(rstd_c, b_valid, HAS_LENGTHS), m_bh, o_h)
-        store_tile(saved[CH], keep_valid(b_ch, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[Y], keep_valid(b_y, b_valid, HAS_LENGTHS), m_bh)
+        store_tile(saved[A], keep_valid(b_i, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[A] + H, keep_valid(b_f, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[A] + 2 * H, keep_valid(b_g, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[A] + 3 * H, keep_valid(b_o, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[XH], keep_valid(b_x0, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[XH] + H, keep_valid(b_x1, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[XH] + 2 * H, keep_valid(b_x2, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[XH] + 3 * H, keep_valid(b_x3, b_valid, HAS_VALID), m_bh)
+        store_column(saved[RS], keep_valid(rstd_h, b_valid, HAS_VALID), m_bh, o_h)
+        store_column(saved[RS] + 1, keep_valid(rstd_c, b_valid, HAS_VALID), m_bh, o_h)
+        store_tile(saved[CH], keep_valid(b_ch, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[Y], keep_valid(b_y, b_valid, HAS_VALID), m_bh)
         if GATE != 0:
-            store_tile(saved[PRE], keep_valid(a_i, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(saved[PRE] + H, keep_valid(a_f, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(saved[PRE] + 2 * H, keep_valid(a_g, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(saved[PRE] + 3 * H, keep_valid(a_o, b_valid, HAS_LENGTHS), m_bh)
+            store_tile(saved[PRE], keep_valid(a_i, b_valid, HAS_VALID), m_bh)
+            store_tile(saved[PRE] + H, keep_valid(a_f, b_valid, HAS_VALID), m_bh)
+            store_tile(saved[PRE] + 2 * H, keep_valid(a_g, b_valid, HAS_VALID), m_bh)
+            store_tile(saved[PRE] + 3 * H, keep_valid(a_o, b_valid, HAS_VALID), m_bh)
     return b_o * b_y, b_c_new
 
 
 def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved, p_u, w, extra, p_args, H, P, o_h, m_bh,
-             b_valid, ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
+             b_valid, ACC: tl.constexpr, HAS_VALID: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
     """Returns (d h_in through the product, d h direct (none), d c of the state read); stores dgx, dP0, DLC."""
     m_row = (o_h < H)[None, :]
     b_i = load_tile(saved[A], m_bh, ACC)
@@ -98,16 +98,16 @@ def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved, p_u, w
         p_i = b_i
         p_f = b_f
         p_o = b_o
-    b_da_o = keep_valid(b_dh * b_y * gate_grad(b_o, p_o, GATE), b_valid, HAS_LENGTHS)
-    b_dlc = keep_valid(b_dh * b_o * act_grad(b_y, RELU), b_valid, HAS_LENGTHS)
+    b_da_o = keep_valid(b_dh * b_y * gate_grad(b_o, p_o, GATE), b_valid, HAS_VALID)
+    b_dlc = keep_valid(b_dh * b_o * act_grad(b_y, RELU), b_valid, HAS_VALID)
     store_tile(grads[DLC], b_dlc, m_bh)
     # through LN(c'): its gain, then the normalization over the row's H
     b_dx = b_dlc * load_row(extra[LN_CELL_WEIGHT], 0, H, o_h, ACC)
     b_dcn = b_dc + ln_grad(b_dx, b_ch, row_sum(b_dx) / H, row_sum(b_dx * b_ch) / H,
                            load_column(saved[RS] + 1, m_bh, o_h, ACC), m_row)
-    b_da_i = keep_valid(b_dcn * b_g * gate_grad(b_i, p_i, GATE), b_valid, HAS_LENGTHS)
-    b_da_f = keep_valid(b_dcn * b_cp * gate_grad(b_f, p_f, GATE), b_valid, HAS_LENGTHS)
-    b_da_g = keep_valid(b_dcn * b_i * act_grad(b_g, RELU), b_valid, HAS_LENGTHS)
+    b_da_i = keep_valid(b_dcn * b_g * gate_grad(b_i, p_i, GATE), b_valid, HAS_VALID)
+    b_da_f = keep_valid(b_dcn * b_cp * gate_grad(b_f, p_f, GATE), b_valid, HAS_VALID)
+    b_da_g = keep_valid(b_dcn * b_i * act_grad(b_g, RELU), b_valid, HAS_VALID)
     store_tile(p_dgx, b_da_i, m_bh)
     store_tile(p_dgx + H, b_da_f, m_bh)
     store_tile(p_dgx + 2 * H, b_da_g, m_bh)

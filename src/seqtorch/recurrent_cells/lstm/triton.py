@@ -16,7 +16,7 @@ A, TC, PRE = slots(CELL.saved_names(), "A", "TC", "PRE")
 
 
 def forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m_bh, b_valid,
-            ACC: tl.constexpr, SAVE: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr,
+            ACC: tl.constexpr, SAVE: tl.constexpr, HAS_VALID: tl.constexpr, RELU: tl.constexpr,
             GATE: tl.constexpr):
     a_i = load_tile(p_gx, m_bh, ACC) + dot(b_hin, w[0]) + b[0]
     a_f = load_tile(p_gx + H, m_bh, ACC) + dot(b_hin, w[1]) + b[1]
@@ -24,10 +24,10 @@ def forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m
     a_o = load_tile(p_gx + 3 * H, m_bh, ACC) + dot(b_hin, w[3]) + b[3]
     if SAVE:
         if GATE != 0:
-            store_tile(saved[PRE], keep_valid(a_i, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(saved[PRE] + H, keep_valid(a_f, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(saved[PRE] + 2 * H, keep_valid(a_g, b_valid, HAS_LENGTHS), m_bh)
-            store_tile(saved[PRE] + 3 * H, keep_valid(a_o, b_valid, HAS_LENGTHS), m_bh)
+            store_tile(saved[PRE], keep_valid(a_i, b_valid, HAS_VALID), m_bh)
+            store_tile(saved[PRE] + H, keep_valid(a_f, b_valid, HAS_VALID), m_bh)
+            store_tile(saved[PRE] + 2 * H, keep_valid(a_g, b_valid, HAS_VALID), m_bh)
+            store_tile(saved[PRE] + 3 * H, keep_valid(a_o, b_valid, HAS_VALID), m_bh)
     b_i = gate(a_i, GATE)
     b_f = gate(a_f, GATE)
     b_g = act(a_g, RELU)
@@ -35,16 +35,16 @@ def forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m
     b_c_new = b_f * b_c + b_i * b_g
     b_y = act(b_c_new, RELU)
     if SAVE:
-        store_tile(saved[A], keep_valid(b_i, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[A] + H, keep_valid(b_f, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[A] + 2 * H, keep_valid(b_g, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[A] + 3 * H, keep_valid(b_o, b_valid, HAS_LENGTHS), m_bh)
-        store_tile(saved[TC], keep_valid(b_y, b_valid, HAS_LENGTHS), m_bh)
+        store_tile(saved[A], keep_valid(b_i, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[A] + H, keep_valid(b_f, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[A] + 2 * H, keep_valid(b_g, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[A] + 3 * H, keep_valid(b_o, b_valid, HAS_VALID), m_bh)
+        store_tile(saved[TC], keep_valid(b_y, b_valid, HAS_VALID), m_bh)
     return b_o * b_y, b_c_new
 
 
 def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved, p_u, w, extra, p_args, H, P, o_h, m_bh,
-             b_valid, ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
+             b_valid, ACC: tl.constexpr, HAS_VALID: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
     """Returns (d h_in through the product, d h direct, d c of the state read); stores dgx."""
     b_i = load_tile(saved[A], m_bh, ACC)
     b_f = load_tile(saved[A] + H, m_bh, ACC)
@@ -60,10 +60,10 @@ def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved, p_u, w
         p_f = b_f
         p_o = b_o
     b_dcn = b_dc + b_dh * b_o * act_grad(b_y, RELU)
-    b_da_i = keep_valid(b_dcn * b_g * gate_grad(b_i, p_i, GATE), b_valid, HAS_LENGTHS)
-    b_da_f = keep_valid(b_dcn * b_cp * gate_grad(b_f, p_f, GATE), b_valid, HAS_LENGTHS)
-    b_da_g = keep_valid(b_dcn * b_i * act_grad(b_g, RELU), b_valid, HAS_LENGTHS)
-    b_da_o = keep_valid(b_dh * b_y * gate_grad(b_o, p_o, GATE), b_valid, HAS_LENGTHS)
+    b_da_i = keep_valid(b_dcn * b_g * gate_grad(b_i, p_i, GATE), b_valid, HAS_VALID)
+    b_da_f = keep_valid(b_dcn * b_cp * gate_grad(b_f, p_f, GATE), b_valid, HAS_VALID)
+    b_da_g = keep_valid(b_dcn * b_i * act_grad(b_g, RELU), b_valid, HAS_VALID)
+    b_da_o = keep_valid(b_dh * b_y * gate_grad(b_o, p_o, GATE), b_valid, HAS_VALID)
     store_tile(p_dgx, b_da_i, m_bh)
     store_tile(p_dgx + H, b_da_f, m_bh)
     store_tile(p_dgx + 2 * H, b_da_g, m_bh)

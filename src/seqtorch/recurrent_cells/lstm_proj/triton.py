@@ -27,12 +27,12 @@ if CELL.saved_names() != LSTM.saved_names():
 
 
 def forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m_bh, b_valid,
-            ACC: tl.constexpr, SAVE: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr,
+            ACC: tl.constexpr, SAVE: tl.constexpr, HAS_VALID: tl.constexpr, RELU: tl.constexpr,
             GATE: tl.constexpr):
     b_u, b_c_new = lstm_forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m_bh, b_valid,
-                                ACC, SAVE, HAS_LENGTHS, RELU, GATE)
+                                ACC, SAVE, HAS_VALID, RELU, GATE)
     if SAVE:
-        store_tile(p_u, keep_valid(b_u, b_valid, HAS_LENGTHS), m_bh)
+        store_tile(p_u, keep_valid(b_u, b_valid, HAS_VALID), m_bh)
     # W_hr^T as a (H in, P out) tile: element [j, p] = W_hr[p, j]
     b_wr = tl.load(extra[W_HR] + o_h[None, :] * H + o_h[:, None], mask=(o_h < H)[:, None] & (o_h < P)[None, :],
                    other=0.0).to(ACC)
@@ -40,13 +40,13 @@ def forward(b_hin, b_h, b_c, p_gx, saved, p_u, w, b, extra, p_args, H, P, o_h, m
 
 
 def backward(b_dh, b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved, p_u, w, extra, p_args, H, P, o_h, m_bh,
-             b_valid, ACC: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
+             b_valid, ACC: tl.constexpr, HAS_VALID: tl.constexpr, RELU: tl.constexpr, GATE: tl.constexpr):
     """Stores dP1 = d h' and, through the LSTM's backward with d u = d h' W_hr, dgx; h has no direct path."""
-    store_tile(grads[DP1], keep_valid(b_dh, b_valid, HAS_LENGTHS), m_bh & (o_h < P)[None, :])
+    store_tile(grads[DP1], keep_valid(b_dh, b_valid, HAS_VALID), m_bh & (o_h < P)[None, :])
     # W_hr as a (P out, H in) tile
     b_wr = tl.load(extra[W_HR] + o_h[:, None] * H + o_h[None, :], mask=(o_h < P)[:, None] & (o_h < H)[None, :],
                    other=0.0).to(ACC)
     b_dhin, b_none, b_dc_prev = lstm_backward(dot(b_dh, b_wr), b_dc, b_hp, b_cp, b_hin, b_hnext, p_dgx, grads, saved,
-                                              p_u, w, extra, p_args, H, P, o_h, m_bh, b_valid, ACC, HAS_LENGTHS,
+                                              p_u, w, extra, p_args, H, P, o_h, m_bh, b_valid, ACC, HAS_VALID,
                                               RELU, GATE)
     return b_dhin, b_dh * 0.0, b_dc_prev
