@@ -177,8 +177,9 @@ def test_modules_run_the_op(make):
 def test_cells_outside_the_op_run_the_reference(make):
     """The LayerNorm cells' input projection and IndRNN's weight gradients are not the op's rule."""
     cell = make()
-    assert cell is not None and step_op.plan(cell.cell, cell.activation, cell.recurrent_activation,
-                                             cell.cell_args).op is None
+    values = cell.option_values()
+    assert step_op.plan(cell.cell, values.get("activation", "tanh"), values.get("recurrent_activation", "sigmoid"),
+                        tuple(values[name] for name in cell.cell.cell_args)).op is None
     assert not any("CellStep" in n for n in _grad_fn_names(cell, torch.randn(2, 3), None))
 
 

@@ -13,7 +13,7 @@ from conftest import assert_close
 from seqtorch.ops import buffers, native, projected
 from seqtorch.ops.contract import ScanOptions
 from seqtorch.recurrent_cells import get_cell
-from seqtorch.reference import scan_reference
+from seqtorch.ops.reference import scan_reference
 
 pytestmark = pytest.mark.skipif(native.load() is None, reason="the C++ library is not available")
 
@@ -44,9 +44,9 @@ def _case(cell, T, B, I, H, dtype, bias=True, seed=0):
 
 
 def _reference(opts, x, states, input_weights, weights, lengths, zoneout):
-    gx = opts.spec.input_projection(x, input_weights, opts.cell_args)
+    gx = opts.cell.input_projection(x, input_weights, opts.cell_args)
     return scan_reference(opts.cell, gx, states, weights, lengths=lengths, reverse=opts.reverse, acts=opts.acts,
-                          zoneout=zoneout)
+                          keep=zoneout)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -104,21 +104,42 @@ def test_layers_take_the_projected_scan_in_inference_only(monkeypatch):
         assert_close(a, b.detach())
 
 
+def test_masks_resets_and_every_steps_states_take_the_two_pass_scan(monkeypatch):
+    """The projected op has no mask, resets or state histories: a call with any of them runs the two-pass scan
+    (the same numbers as the reference layer)."""
+    calls = []
+    original = projected.scan
+    monkeypatch.setattr(projected, "scan", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    torch.manual_seed(0)
+    gru = seqtorch.GRU(4, 5, dtype=torch.float64).eval()
+    reference = seqtorch.GRU(4, 5, dtype=torch.float64, backend="reference").eval()
+    reference.load_state_dict(gru.state_dict())
+    x = torch.randn(9, 3, 4, dtype=torch.float64)
+    mask = torch.rand(9, 3) > 0.3
+    resets = torch.rand(9, 3) > 0.7
+    with torch.no_grad():
+        for kwargs in (dict(mask=mask), dict(resets=resets), dict(return_all_states=True)):
+            got, want = gru(x, **kwargs), reference(x, **kwargs)
+            assert_close(got[0], want[0])
+    assert not calls
+
+
 def test_the_rule():
     spec = get_cell("lstm")
     x = torch.zeros(3, 2, 4)
     small = [torch.zeros(16, 4), torch.zeros(16, 4)]
-    assert projected.serves("auto", spec, x, small, [])
-    assert projected.serves("cpu_fused", spec, x, small, [])
-    assert not projected.serves("reference", spec, x, small, [])
-    assert not projected.serves("auto", spec, x.half(), small, [])
-    assert not projected.serves("auto", spec, x, [torch.zeros(16, 4, requires_grad=True)], [])
+    assert projected.serves("auto", True, spec, x, small, [])
+    assert projected.serves("cpu_fused", True, spec, x, small, [])
+    assert not projected.serves("reference", True, spec, x, small, [])
+    assert not projected.serves("auto", True, spec, x.half(), small, [])
+    assert not projected.serves("auto", True, spec, x, [torch.zeros(16, 4, requires_grad=True)], [])
     with torch.no_grad():
-        assert projected.serves("auto", spec, x, [torch.zeros(16, 4, requires_grad=True)], [])
-    assert not projected.serves("auto", spec, x, small, [torch.zeros(2, 4, dtype=torch.float64)])
-    assert not projected.serves("auto", get_cell("layernorm_lstm"), x, small, [])  # its projection is not plain
+        assert projected.serves("auto", True, spec, x, [torch.zeros(16, 4, requires_grad=True)], [])
+    assert not projected.serves("auto", True, spec, x, small, [torch.zeros(2, 4, dtype=torch.float64)])
+    assert not projected.serves("auto", True, get_cell("layernorm_lstm"), x, small, [])  # its projection is not plain
     big = [torch.zeros(4 * 256, 65)]  # over 256 KB of weights: W_ih is re-read per chunk, gx stays cheaper
-    assert not projected.serves("auto", spec, torch.zeros(3, 2, 65), big, [])
-    assert projected.serves("auto", spec, torch.zeros(3, 2, 64), [torch.zeros(4 * 256, 64)], [])
+    assert not projected.serves("auto", True, spec, torch.zeros(3, 2, 65), big, [])
+    assert projected.serves("auto", True, spec, torch.zeros(3, 2, 64), [torch.zeros(4 * 256, 64)], [])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not projected.serves("auto", spec, x, small, [])
+        assert not projected.serves("auto", True, spec, x, small, [])
+    assert not projected.serves("auto", False, spec, x, small, [])  # the C++ loop switched off
