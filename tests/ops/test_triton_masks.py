@@ -79,7 +79,7 @@ def make_case(cell: str, batch: int, *, own_resets: bool, lengths: bool, zoneout
     if lengths:
         steps["lengths"] = torch.tensor(([T, 1, 4, T] * batch)[:batch], device=DEVICE)
     if zoneout:
-        steps["zoneout"] = tuple(torch.bernoulli(torch.full((T, batch, w), 0.3, dtype=torch.float64), generator=g)
+        steps["keep"] = tuple(torch.bernoulli(torch.full((T, batch, w), 0.3, dtype=torch.float64), generator=g)
                                  .to(DEVICE) for w in widths)
     return leaves, steps
 

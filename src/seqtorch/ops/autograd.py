@@ -307,13 +307,14 @@ def register(kernel: Kernel) -> None:
         grads = list(grads[:K])
         # one entry per input, in the inputs' structure (a list of Nones, as keep without tensors, is one)
         keep_grads = None if all(k is None for k in ctx.keep) else [None] * len(ctx.keep)
+        reset_grads = [None] * ctx.n_states if ctx.n_resets else None  # likewise for reset_states
         head = (None,) * 4 + ([None] * ctx.n_cell_args, None)
         if all(g is None for g in grads):
-            return head + (None, [None] * ctx.n_states, [None] * len(weights), None, None, None,
-                           [None] * ctx.n_states, None, keep_grads)
+            return head + (None, [None] * ctx.n_states, [None] * len(weights), None, None, None, reset_grads, None,
+                           keep_grads)
         needs = tuple(w is not None for w in weights)
         dgx, dstates, dresets, dweights = fused_backward(kernel, ctx.opts, grads, outputs, weights, step, resets,
                                                          needs)
-        return head + (dgx, dstates, dweights, None, None, None, dresets or [None] * ctx.n_states, None, keep_grads)
+        return head + (dgx, dstates, dweights, None, None, None, dresets or reset_grads, None, keep_grads)
 
     torch.library.register_autograd(kernel.forward, backward, setup_context=setup_context)

@@ -40,8 +40,8 @@ from torch.utils import _pytree
 from ...recurrent_cells import Cell
 from .. import contract
 from ..contract import Kernel, ScanInputs, ScanOptions
-from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, reset_args,
-                     slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
+from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, given_resets, has_cell, new_buffer,
+                     reset_args, slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
 from .step_kernels import step_kernels
 
 BLOCK_H = 128          # columns per program for a cell whose step is separable by column
@@ -211,7 +211,7 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     # the caller chose the dtype: autocast must not turn the products into bf16 ones
     with torch.autocast(device_type=gx.device.type, enabled=False):
         return _run(gx, _forward, opts, save, gx.contiguous(), states, list(weights), lengths, mask, restart,
-                    reset_args(list(reset_states) or states, restart), rec_mask, list(keep))
+                    reset_args(given_resets(reset_states) or states, restart), rec_mask, list(keep))
 
 
 def _forward(opts, save, gx, states, weights, lengths, mask, restart, resets, rec_mask, zoneout):
@@ -280,7 +280,7 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     opts = ScanOptions.from_op_args(cell, activation, recurrent_activation, reverse, cell_args)
     with torch.autocast(device_type=saved[0].device.type, enabled=False):
         return _run(saved[0], _backward, opts, list(grads), [s.contiguous() for s in saved], list(weights), lengths,
-                    mask, restart, list(reset_states), rec_mask, list(keep))
+                    mask, restart, given_resets(reset_states), rec_mask, list(keep))
 
 
 def _backward(opts, grads, saved, weights, lengths, mask, restart, reset_states, rec_mask, zoneout):

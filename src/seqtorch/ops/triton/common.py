@@ -140,6 +140,12 @@ def zoneout_args(zoneout: list[Tensor | None], states: int) -> tuple[Tensor | No
     return tuple(None if z is None or k >= states else z.contiguous() for k, z in enumerate(zoneout[:2]))
 
 
+def given_resets(reset_states: list[Tensor | None]) -> list[Tensor]:
+    """The reset states an op was given: its ``Tensor?[]`` argument holds one entry per state, all None where
+    none are given (a restarting row then reads the initial states)."""
+    return [r for r in reset_states if r is not None]
+
+
 def reset_args(states: list[Tensor], restart: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
     """The kernels' RH, RC: the states a restarting row reads (the scan's reset states, else its initial
     states), h (B, P) and, for a cell with two states, c (B, H), contiguous; None where unused or without

@@ -23,8 +23,8 @@ from torch import Tensor
 from ...recurrent_cells import Cell
 from .. import contract
 from ..contract import Kernel, ScanInputs, ScanOptions
-from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, has_cell, new_buffer, reset_args,
-                     slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
+from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, given_resets, has_cell, new_buffer,
+                     reset_args, slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
 from .persistent_kernels import kernels
 
 MAX_HIDDEN = 128
@@ -106,7 +106,7 @@ def forward(cell: str, activation: str, recurrent_activation: str, reverse: bool
     has_c = K == 2
     hm, u, saved = (outputs[K], outputs[K + 1], outputs[K + 2:]) if save else (gx, gx, [])
     pointers, widths = slot_pointers(saved, gx, MAX_SAVED), slot_widths(saved, MAX_SAVED)
-    resets = reset_args(list(reset_states) or states, restart)
+    resets = reset_args(given_resets(reset_states) or states, restart)
     constexprs, num_warps = forward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
                                                step_mask=mask is not None, restart=restart is not None,
                                                rec_mask=rec_mask is not None, bias=b_hh is not None, save=save,
@@ -137,7 +137,7 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     extra, cargs = cell_weights(spec, list(weights), cell_args)
     S_h = saved[0]
     steps, batch, hidden, proj = S_h.shape[0] - 1, S_h.shape[1], spec.hidden_size(weights), S_h.shape[2]
-    own_resets = len(reset_states) > 0
+    own_resets = len(given_resets(reset_states)) > 0
     outputs = [new_buffer(shape, S_h.dtype, S_h.device)
                for shape in contract.backward_shapes(spec, saved, list(weights), own_resets)]
     dgx, dh0 = outputs[0], outputs[1]
@@ -151,7 +151,7 @@ def backward(cell: str, activation: str, recurrent_activation: str, reverse: boo
     d_h = None if grads[0] is None else grads[0].contiguous()
     d_c = None if not has_c or grads[1] is None else grads[1].contiguous()
     first = steps if opts.reverse else 0  # without reset states of its own, a reset reads the initial states
-    resets = reset_args(list(reset_states) or [s[first] for s in saved[:K]], restart)
+    resets = reset_args(given_resets(reset_states) or [s[first] for s in saved[:K]], restart)
     constexprs, num_warps = backward_constexprs(opts, hidden, w_hh.dtype, lengths=lengths is not None,
                                                 step_mask=mask is not None, restart=restart is not None,
                                                 own_resets=own_resets, rec_mask=rec_mask is not None,
