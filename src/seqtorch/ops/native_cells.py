@@ -168,7 +168,7 @@ def _build(cells, headers: dict[str, str], name: str, directory: Path) -> None:
     # one translation unit: the ATen headers, half of the compile time, are parsed once
     _write(directory / "library.cpp", "\n".join([
         f"// Written by seqtorch/ops/native_cells.py: library {name}, the scan and its buffer pool as one unit.",
-        *(f'#include "{path.name}"' for path in native.SOURCES), ""]))
+        *(f'#include "{path.name}"' for path in native.SCAN_SOURCES), ""]))
     native._clear_stale_lock(directory / "lock")
     names = ", ".join(headers)
     print(f"seqtorch: compiling the C++ loop of {names} into {directory} (once per machine; about 20 s of one "
