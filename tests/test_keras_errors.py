@@ -38,14 +38,14 @@ def test_unknown_layer_class_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("class_name, key, value, message", [
-    ("LSTM", "stateful", True, r"option stateful=True is not supported"),
+    ("LSTM", "time_major", True, r"option time_major=True is not supported"),  # (stateful=True imports now)
     ("LSTM", "return_state", True, r"option return_state=True"),
     ("LSTM", "recurrent_activation", "softsign", r"option recurrent_activation='softsign' is not supported"),
     ("LSTM", "activation", "selu", r"option activation='selu'"),
     ("LSTM", "kernel_regularizer", {"class_name": "L2", "config": {"l2": 0.01}}, r"option kernel_regularizer="),
     ("LSTM", "dropout", 1.0, r"option dropout=1.0 is not supported \(expected a number in \[0.0, 1.0\)\)"),
     ("LSTM", "some_future_option", 3, r"unknown option some_future_option=3"),
-    ("Embedding", "mask_zero", True, r"layer 'embedding_1' \(Embedding\): option mask_zero=True"),
+    ("Embedding", "lora_rank", 4, r"layer 'embedding_1' \(Embedding\): option lora_rank=4"),  # (mask_zero imports)
     ("Dense", "activation", "gelu", r"layer 'dense_1' \(Dense\): option activation='gelu'"),
     ("Dense", "dtype", "mixed_float16", r"option dtype='mixed_float16' .*float32"),
 ])
@@ -59,7 +59,7 @@ def test_unsupported_option_names_layer_class_option_and_value(tmp_path, class_n
     ("LSTM", "return_sequences", "yes", "true or false"),
     ("LSTM", "dropout", [0.1], "a number"),
     ("LSTM", "activation", 3, "a name"),
-    ("LSTM", "stateful", 0, "bool"),
+    ("LSTM", "time_major", 0, "bool"),
 ])
 def test_a_value_of_a_type_keras_never_writes_is_a_damaged_file(tmp_path, class_name, key, value, expected):
     with pytest.raises(sk.KerasFileError) as info:

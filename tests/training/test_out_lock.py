@@ -43,7 +43,7 @@ train, val, test = cls_datasets()
 
 def slow(epoch, rank, world_size):
     print(f"epoch {epoch}", flush=True)
-    time.sleep(0.5)
+    time.sleep(2.0)  # long enough for the second process to import and start on a loaded machine
     return DataLoader(train, batch_size=8)
 
 cfg = TrainConfig(epochs=4, batch_size=8, out=sys.argv[1], seed=3, progress=False, overwrite=sys.argv[2] == "overwrite")

@@ -82,7 +82,15 @@ def _cpp_supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
     return None
 
 
-@torch.compiler.assume_constant_result
+def _constant_under_compile(fn: Callable) -> Callable:
+    """``torch.compiler.assume_constant_result`` without its import of ``torch._dynamo``, which doubled the
+    time of ``import seqtorch`` (1.3 s of 3.4 s here): the mark that decorator sets, and Dynamo reads, set
+    here (tests/ops/test_import_cost.py checks that torch's decorator still sets exactly this)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_under_compile
 def _cpp_available(cell: str) -> bool:
     """Whether the C++ loop serves ``cell``, building the library on the first call and registering the
     autograd formula of its ops. torch.compile runs this at trace time and keeps the answer: a build cannot

@@ -39,6 +39,9 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
     """Whether :func:`scan` can run a layer's scan of ``spec`` on the input x (T, B, I) with ``weights`` (the input
     and the recurrent ones); ``tensors``: every other tensor it takes (states, recurrent-dropout mask, zoneout
     coefficients); ``use_native``: whether the C++ loop is on (:data:`seqtorch.ops.dispatch.USE_NATIVE`)."""
+    # tracing and transforms first: under them nothing below is asked (no guard on the input's sizes)
+    if torch.compiler.is_compiling() or peek_interpreter_stack() is not None or forward_ad._current_level >= 0:
+        return False
     if backend not in ("auto", "cpu_fused") or x.device.type != "cpu" or x.dtype not in _DTYPES:
         return False
     if type(spec).input_projection is not Cell.input_projection or not use_native:
@@ -51,8 +54,7 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
         return False
     if any(t.dtype != x.dtype or t.device.type != "cpu" for t in present if t.is_floating_point()):
         return False
-    if x.numel() == 0 or torch.compiler.is_compiling() or peek_interpreter_stack() is not None \
-            or forward_ad._current_level >= 0 or torch.is_autocast_enabled("cpu"):
+    if x.numel() == 0 or torch.is_autocast_enabled("cpu"):
         return False
     return spec.name in native.cpp_cells()  # the library's own cells (not one generated from equations)
 
