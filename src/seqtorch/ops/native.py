@@ -46,7 +46,10 @@ from ..recurrent_cells import cpu_slots
 PACKAGE_DIR = Path(__file__).resolve().parent
 CSRC = PACKAGE_DIR / "csrc"
 CELLS_DIR = PACKAGE_DIR.parent / "recurrent_cells"
-SOURCES = [CSRC / name for name in ("scan.cpp", "step.cpp", "buffer_pool.cpp")]
+# the scan and its buffer pool: what a library of cells from equations compiles too (native_cells.py); the
+# cell step op (step.cpp) only the main library has
+SCAN_SOURCES = [CSRC / name for name in ("scan.cpp", "buffer_pool.cpp")]
+SOURCES = SCAN_SOURCES[:1] + [CSRC / "step.cpp"] + SCAN_SOURCES[1:]
 GENERATED_HEADER = "cells_generated.h"
 _state: dict = {}
 

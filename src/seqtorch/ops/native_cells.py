@@ -54,9 +54,10 @@ def cache_root() -> Path:
 
 
 def library_name(header: str) -> str:
-    """The library's name and op namespace: ``seqtorch_gen_`` and a hash of the header and the main library's
-    build name (which hashes every csrc source, the flags, torch's version and the ISA)."""
-    digest = hashlib.sha256((native.build_name() + "\n" + header).encode()).hexdigest()[:16]
+    """The library's name and op namespace: ``seqtorch_gen_`` and a hash of the header, the sources it compiles
+    and the main library's build name (which hashes every csrc source, the flags, torch's version and the ISA)."""
+    sources = " ".join(path.name for path in native.SCAN_SOURCES)
+    digest = hashlib.sha256((native.build_name() + "\n" + sources + "\n" + header).encode()).hexdigest()[:16]
     return f"seqtorch_gen_{digest}"
 
 
@@ -168,7 +169,7 @@ def _build(cells, headers: dict[str, str], name: str, directory: Path) -> None:
     # one translation unit: the ATen headers, half of the compile time, are parsed once
     _write(directory / "library.cpp", "\n".join([
         f"// Written by seqtorch/ops/native_cells.py: library {name}, the scan and its buffer pool as one unit.",
-        *(f'#include "{path.name}"' for path in native.SOURCES), ""]))
+        *(f'#include "{path.name}"' for path in native.SCAN_SOURCES), ""]))
     native._clear_stale_lock(directory / "lock")
     names = ", ".join(headers)
     print(f"seqtorch: compiling the C++ loop of {names} into {directory} (once per machine; about 20 s of one "
