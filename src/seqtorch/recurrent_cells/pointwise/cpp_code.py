@@ -10,8 +10,8 @@ vectorizes only then), and each row function is one loop over the H columns in w
 Buffers (the spec's, :class:`~seqtorch.PointwiseCell`): weights ``W_hh, b_hh`` then the vectors; saved
 buffer ``S`` holds the saved values, H columns each; gradient buffers ``dP0`` (the gradient of zh,
 ``inputs="separate"`` only) and ``DV`` (the vectors' per-row gradient terms, H columns each). The header
-carries the cell's slot struct (:func:`..cpu_slots.struct`, from the spec's buffer names), so the code
-reads them by name, ``r.saved[Saved::S]``, as a hand-written cell does.
+carries the cell's slot struct (:func:`seqtorch.recurrent_cells.cpu_slots.struct`, from the spec's buffer
+names), so the code reads them by name, ``r.saved[Saved::S]``, as a hand-written cell does.
 """
 
 from __future__ import annotations
