@@ -3,8 +3,8 @@
 When torch can be imported by the build (``pip install --no-build-isolation``, after torch) and a C++
 compiler works, ``pip install`` compiles ``seqtorch/ops/<build name><EXT_SUFFIX>`` with torch's
 ``BuildExtension``, from what :mod:`seqtorch.ops.native` says the library is made of (sources, flags,
-the generated header), so that the first ``import seqtorch`` loads it instead of compiling it. Without
-torch in the build environment (pip's default isolated build), or when the compile fails (no
+include path, the generated headers), so that the first ``import seqtorch`` loads it instead of compiling
+it. Without torch in the build environment (pip's default isolated build), or when the compile fails (no
 compiler), the install goes on without it, says why, and the JIT build of :mod:`seqtorch.ops.native` at
 first use stays the fallback.
 """
@@ -58,7 +58,7 @@ def _native_build():
 
     class BuildNative(BuildExtension):
         def build_extensions(self):
-            generated = native.write_generated_header(Path(self.build_temp).resolve() / "generated").parent
+            generated = native.write_generated_headers(Path(self.build_temp).resolve() / "generated")
             for ext in self.extensions:
                 ext.include_dirs = [str(path) for path in native.include_dirs(generated)] + ext.include_dirs
             _say(f"seqtorch: compiling the C++ library {native.build_name()} with {native.compiler()} (about "

@@ -45,7 +45,7 @@ def test_every_generated_row_loop_is_vectorized(tmp_path):
         (tmp_path / f"{cell.name}.h").write_text(cell.generated_cpp())
         source += [f'#include "{cell.name}.h"', instantiation(cell, "forward_row"), instantiation(cell, "backward_row")]
     (tmp_path / "rows.cpp").write_text("\n".join(source) + "\n")
-    includes = [f"-I{path}" for path in [tmp_path, native.CSRC, *cpp_extension.include_paths()]]
+    includes = [f"-I{path}" for path in [tmp_path, native.CSRC, native.CELLS_DIR, *cpp_extension.include_paths()]]
     result = subprocess.run(["c++", "-std=c++17", "-fPIC", *native.compile_flags(), *includes,
                              "-fopt-info-vec-optimized", "-c", str(tmp_path / "rows.cpp"), "-o", str(tmp_path / "rows.o")],
                             capture_output=True, text=True, timeout=600)

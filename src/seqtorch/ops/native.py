@@ -3,8 +3,13 @@
 * ``csrc/scan.cpp``: the scan loop, forward and BPTT, written once for every cell that has a ``cpu.h``
   in its folder (ops ``seqtorch::scan_forward_cpp`` / ``scan_backward_cpp``, the schema of
   :mod:`.contract`, defined in C++ so that a process without seqtorch's Python can load the library and
-  run an exported model). The build writes ``cells_generated.h`` (:func:`generated_header`), which
-  includes those headers and lists the cells, so adding a cell's C++ code needs no edit here.
+  run an exported model); ``csrc/step.cpp``, one step of a cell (``seqtorch::cell_step``). Both run the
+  cells through the C++ cell interface, which lives beside the cells
+  (``recurrent_cells/cpu_cell.h``, ``cpu_math.h``, ``cpu_layernorm.h``, ``cpu_pointwise_math.h``). The
+  build writes two headers from the cell registry (:func:`write_generated_headers`): ``cells_generated.h``
+  (:func:`generated_header`), which includes those cells' headers and lists the cells, so adding a cell's
+  C++ code needs no edit here, and ``cell_slots.h`` (:func:`slots_header`), each cell's buffer slots named
+  by its spec (:mod:`seqtorch.recurrent_cells.cpu_slots`).
 * ``csrc/buffer_pool.cpp``: a pool of large CPU buffers (``seqtorch::pooled_empty``) that the scans
   allocate from, so that a training step reuses the last step's memory instead of page-faulting fresh
   memory in.
@@ -35,6 +40,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from ..recurrent_cells import cpu_slots
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CSRC = PACKAGE_DIR / "csrc"
@@ -70,8 +77,14 @@ def openmp_flags() -> list[str]:
 
 
 def include_dirs(generated_dir: Path) -> list[Path]:
-    """The include path of both builds: csrc's headers, the cells' folders, the generated header's folder."""
+    """The include path of both builds: csrc's headers, the cells' folder (the C++ cell interface and each
+    cell's folder), the generated headers' folder."""
     return [CSRC, CELLS_DIR, generated_dir]
+
+
+def interface_headers() -> list[Path]:
+    """The C++ cell interface: the headers beside the cells that every cell's code may include."""
+    return sorted(CELLS_DIR.glob("*.h"))
 
 
 def cell_headers() -> dict[str, Path]:
@@ -94,28 +107,39 @@ def generated_header() -> str:
     return "\n".join(lines)
 
 
-def write_generated_header(directory: Path) -> Path:
-    """Write :func:`generated_header` to ``directory`` and return its path. Written whole, then renamed:
-    a process building at the same time never reads half of it. Left as it is when it already says the
-    same: a newer header would make ninja recompile scan.cpp (a minute) in every fresh process."""
-    path, text = directory / GENERATED_HEADER, generated_header()
-    if path.exists() and path.read_text() == text:
-        return path
+def slots_header() -> str:
+    """``cell_slots.h``: the buffer slots of every cell with a cpu.h, by the names its spec gives them
+    (``lstm_slots::Saved::A``; :mod:`seqtorch.recurrent_cells.cpu_slots`), which its cpu.h includes."""
+    from ..recurrent_cells import CELLS
+
+    return cpu_slots.header([CELLS[name] for name in cell_headers()])
+
+
+def write_generated_headers(directory: Path) -> Path:
+    """Write :func:`generated_header` and :func:`slots_header` to ``directory`` and return it. Each is written
+    whole, then renamed: a process building at the same time never reads half of it. Each is left as it is
+    when it already says the same: a newer header would make ninja recompile scan.cpp (a minute) in every
+    fresh process."""
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f"{GENERATED_HEADER}.{os.getpid()}"
-    partial.write_text(text)
-    os.replace(partial, path)
-    return path
+    for name, text in ((GENERATED_HEADER, generated_header()), (cpu_slots.HEADER, slots_header())):
+        path = directory / name
+        if path.exists() and path.read_text() == text:
+            continue
+        partial = directory / f"{name}.{os.getpid()}"
+        partial.write_text(text)
+        os.replace(partial, path)
+    return directory
 
 
 def build_name() -> str:
-    """The library's name: it carries what the binary depends on (every source, header and cell header,
-    the compiler flags, torch's version, the CPU's ISA), so any change builds afresh instead of loading a
-    stale binary."""
+    """The library's name: it carries what the binary depends on (every source and header, the cell
+    interface, each cell's header, the generated headers, the compiler flags, torch's version, the CPU's
+    ISA), so any change (a renamed slot included) builds afresh instead of loading a stale binary."""
     version = "".join(ch if ch.isalnum() else "_" for ch in torch.__version__)
-    sources = sorted(CSRC.glob("*.cpp")) + sorted(CSRC.glob("*.h"))
+    sources = sorted(CSRC.glob("*.cpp")) + sorted(CSRC.glob("*.h")) + interface_headers()
     parts = [path.read_bytes() for path in sources]
-    parts += [path.read_bytes() for path in cell_headers().values()] + [generated_header().encode()]
+    parts += [path.read_bytes() for path in cell_headers().values()]
+    parts += [generated_header().encode(), slots_header().encode()]
     parts.append(" ".join(compile_flags()).encode())  # other flags, another binary
     digest = hashlib.sha256(b"".join(parts)).hexdigest()[:10]
     return f"seqtorch_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_torch{version}_{digest}"
@@ -263,7 +287,7 @@ def _build_jit() -> Path:
                                f"on PATH, and there is no prebuilt library at {prebuilt_path()}")
         print(f"seqtorch: building the C++ CPU loops ({name}; once per machine, torch version and source "
               f"version, about a minute)...", file=sys.stderr, flush=True)
-    generated = write_generated_header(jit_dir() / "generated").parent
+    generated = write_generated_headers(jit_dir() / "generated")
     _clear_stale_lock(jit_dir() / "lock")
     cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=compile_flags(),
                        extra_ldflags=openmp_flags(),

@@ -14,10 +14,11 @@ handing out its :class:`~.contract.Kernel`.
 
 Where: ``$SEQTORCH_CACHE`` if set, else ``seqtorch_cells`` in torch's extensions folder
 (``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``), one folder per library named by the hash of
-everything the binary depends on (the cells' generated headers, every ``csrc`` source, the flags, torch's
-version, the CPU's ISA: :func:`library_name`). The folder keeps the generated ``<cell>.h`` and the Python
-loop's code to read, and the built library; a later process loads it without a build. A failed build is
-reported once per cell as a warning, and the cell runs on the Python loop (same results, slower).
+everything the binary depends on (the cells' generated headers, every ``csrc`` source and the C++ cell
+interface, the flags, torch's version, the CPU's ISA: :func:`library_name`). The folder keeps the generated
+``<cell>.h`` and the Python loop's code to read, and the built library; a later process loads it without a
+build. A failed build is reported once per cell as a warning, and the cell runs on the Python loop (same
+results, slower).
 
 Its buffer pool is the library's own (the same code as the main library's); :func:`set_poison` reaches
 every loaded one.
@@ -55,7 +56,8 @@ def cache_root() -> Path:
 
 def library_name(header: str) -> str:
     """The library's name and op namespace: ``seqtorch_gen_`` and a hash of the header, the sources it compiles
-    and the main library's build name (which hashes every csrc source, the flags, torch's version and the ISA)."""
+    and the main library's build name (which hashes every csrc source, the C++ cell interface, the flags,
+    torch's version and the ISA)."""
     sources = " ".join(path.name for path in native.SCAN_SOURCES)
     digest = hashlib.sha256((native.build_name() + "\n" + sources + "\n" + header).encode()).hexdigest()[:16]
     return f"seqtorch_gen_{digest}"

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu_cell.h"
 #include "gemm.h"
 #include "scan.h"
 

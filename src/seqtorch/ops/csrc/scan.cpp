@@ -7,9 +7,9 @@
 //
 // The loop is that of seqtorch/ops/python_loop.py (read its docstring) and keeps the op contract of
 // seqtorch/ops/contract.py: the same outputs, in the same layout, so the two are interchangeable and are
-// tested against the same reference. A cell's math is in seqtorch/recurrent_cells/<cell>/cpu.h (scan.h
-// says what it provides); cells_generated.h, written by the build (seqtorch/ops/native.py), includes
-// every cell's cpu.h and lists them in SEQTORCH_FOR_EACH_CELL. The library of one cell generated from its
+// tested against the same reference. A cell's math is in seqtorch/recurrent_cells/<cell>/cpu.h (the C++ cell
+// interface, seqtorch/recurrent_cells/cpu_cell.h, says what it provides); cells_generated.h, written by the
+// build (seqtorch/ops/native.py), includes every cell's cpu.h and lists them in SEQTORCH_FOR_EACH_CELL. The library of one cell generated from its
 // equations is this file with that cell's cells_generated.h and an op namespace of its own (ops_namespace.h).
 
 #include <ATen/ATen.h>
@@ -24,6 +24,7 @@
 
 #include "buffer_pool.h"
 #include "cells_generated.h"
+#include "cpu_cell.h"
 #include "gemm.h"
 #include "op_args.h"
 #include "ops_namespace.h"

@@ -6,7 +6,7 @@
 // each a dispatch of a few microseconds and an autograd node; at B=1 that overhead is most of the call, and
 // a backward written in Python (an autograd.Function) costs as much again. Here a call is one op,
 // seqtorch::cell_step: the input projection and the recurrent products as BLAS calls (gemm.h), the cell's
-// pointwise code of its cpu.h over the rows (the code the scan runs, scan.h), and, when a gradient is wanted,
+// pointwise code of its cpu.h over the rows (the code the scan runs, cpu_cell.h), and, when a gradient is wanted,
 // one autograd node whose backward is C++ too: the cell's pointwise backward, the products' input gradients,
 // and the weights' gradients as GEMMs.
 //
@@ -32,6 +32,7 @@
 
 #include "buffer_pool.h"
 #include "cells_generated.h"
+#include "cpu_cell.h"
 #include "gemm.h"
 #include "op_args.h"
 #include "scan.h"

@@ -1,35 +1,36 @@
-// torch's GRU (reset_after=True): pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says
-// what a cell provides). Equations and layout as this folder's __init__.py: saved RZ (2H), N (H),
+// torch's GRU (reset_after=True): pointwise code for the C++ loop (../cpu_cell.h says what a cell provides
+// and gets). Equations and layout as this folder's __init__.py: saved RZ (2H), N (H),
 // HN = h~ W_hn^T + b_hn (H), PRE (2H) for the hard sigmoids; gradient buffer dP0 (3H) = (dr, dz, r dn).
 #pragma once
 
-#include "scan.h"
+#include "cell_slots.h"
+#include "cpu_cell.h"
 
 namespace seqtorch_cpu::cells {
 
-struct gru {
-  static constexpr int kGates = 3, kStates = 1, kSaved = 4, kGradBuffers = 1;
+struct gru : gru_slots {
+  static constexpr int kGates = 3, kStates = 1;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
-  static constexpr std::array<int, 1> kProductGrad{{0}};  // d(product) is gradient buffer 0
+  static constexpr std::array<int, 1> kProductGrad{{Grad::dP0}};  // d(product) is gradient buffer dP0
   static constexpr bool kWritesDHIn = false, kUsesGate = true;
 
   static int64_t state_width(int, Dims d) { return d.P; }
   static int64_t u_width(Dims) { return 0; }
   static int64_t saved_width(int j, Dims d, bool needs_pre) {
-    return j == 0 ? 2 * d.H : (j == 1 || j == 2 ? d.H : (needs_pre ? 2 * d.H : 0));
+    return j == Saved::RZ ? 2 * d.H : (j == Saved::N || j == Saved::HN ? d.H : (needs_pre ? 2 * d.H : 0));
   }
   static int64_t grad_width(int, Dims d) { return 3 * d.H; }
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[0], r.next[0], r.saved[0], r.saved[1],
-                      r.saved[2], r.saved[3]);
+    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[0], r.next[0], r.saved[Saved::RZ],
+                      r.saved[Saved::N], r.saved[Saved::HN], r.saved[Saved::PRE]);
   }
 
   template <typename T, class A>
   static void backward(int, const BackwardRow<T>& r) {
-    backward_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.saved[2], r.saved[3], r.prev[0], r.d_next[0], r.dgx,
-                       r.grads[0], r.d_prev[0]);
+    backward_row<T, A>(r.d.H, r.saved[Saved::RZ], r.saved[Saved::N], r.saved[Saved::HN], r.saved[Saved::PRE],
+                       r.prev[0], r.d_next[0], r.dgx, r.grads[Grad::dP0], r.d_prev[0]);
   }
 
   // __restrict parameters, so GCC vectorizes (see lstm/cpu.h)

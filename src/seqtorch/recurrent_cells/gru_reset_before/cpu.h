@@ -1,39 +1,43 @@
-// The reset-before GRU (reset_after=False): pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp;
-// scan.h says what a cell provides). Two stages around the two products, as this folder's __init__.py:
+// The reset-before GRU (reset_after=False): pointwise code for the C++ loop (../cpu_cell.h says what a cell
+// provides and gets). Two stages around the two products, as this folder's __init__.py:
 // stage 0 r, z and u = r * h~ (the second product's input), stage 1 n and h'. Saved A = r, z, n (3H) and
 // PRE (2H) for the hard sigmoids; both products' gradients are dgx at their rows.
 #pragma once
 
-#include "scan.h"
+#include "cell_slots.h"
+#include "cpu_cell.h"
 
 namespace seqtorch_cpu::cells {
 
-struct gru_reset_before {
-  static constexpr int kGates = 3, kStates = 1, kSaved = 2, kGradBuffers = 0;
+struct gru_reset_before : gru_reset_before_slots {
+  static constexpr int kGates = 3, kStates = 1;
   static constexpr std::array<Product, 2> kProducts{{{0, 0, 2, ProductInput::kHIn}, {0, 2, 3, ProductInput::kU}}};
   static constexpr std::array<int, 2> kProductGrad{{-1, -1}};
   static constexpr bool kWritesDHIn = true, kUsesGate = true;
 
   static int64_t state_width(int, Dims d) { return d.P; }
   static int64_t u_width(Dims d) { return d.H; }
-  static int64_t saved_width(int j, Dims d, bool needs_pre) { return j == 0 ? 3 * d.H : (needs_pre ? 2 * d.H : 0); }
+  static int64_t saved_width(int j, Dims d, bool needs_pre) {
+    return j == Saved::A ? 3 * d.H : (needs_pre ? 2 * d.H : 0);
+  }
   static int64_t grad_width(int, Dims) { return 0; }
 
   template <typename T, class A>
   static void forward(int stage, const ForwardRow<T>& r) {
     if (stage == 0) {
-      gates_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.h_in, r.saved[0], r.saved[1], r.u);
+      gates_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.h_in, r.saved[Saved::A], r.saved[Saved::PRE], r.u);
     } else {
-      state_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[0], r.saved[0], r.next[0]);
+      state_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[0], r.saved[Saved::A], r.next[0]);
     }
   }
 
   template <typename T, class A>
   static void backward(int stage, const BackwardRow<T>& r) {
     if (stage == 1) {
-      backward_zn_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.prev[0], r.d_next[0], r.dgx, r.d_prev[0]);
+      backward_zn_row<T, A>(r.d.H, r.saved[Saved::A], r.saved[Saved::PRE], r.prev[0], r.d_next[0], r.dgx,
+                            r.d_prev[0]);
     } else {
-      backward_r_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.h_in, r.du, r.dgx, r.d_h_in);
+      backward_r_row<T, A>(r.d.H, r.saved[Saved::A], r.saved[Saved::PRE], r.h_in, r.du, r.dgx, r.d_h_in);
     }
   }
 

@@ -1,15 +1,16 @@
-// IndRNN's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell provides):
-// no recurrent product, h' = act(gx + b_hh + w_hh * h~) with a weight vector. Saved Y = h'.
+// IndRNN's pointwise code for the C++ loop (../cpu_cell.h says what a cell provides and gets): no recurrent
+// product, h' = act(gx + b_hh + w_hh * h~) with a weight vector. Saved Y = h'.
 #pragma once
 
 #include <algorithm>
 
-#include "scan.h"
+#include "cell_slots.h"
+#include "cpu_cell.h"
 
 namespace seqtorch_cpu::cells {
 
-struct indrnn {
-  static constexpr int kGates = 1, kStates = 1, kSaved = 1, kGradBuffers = 0;
+struct indrnn : indrnn_slots {
+  static constexpr int kGates = 1, kStates = 1;
   static constexpr std::array<Product, 0> kProducts{};
   static constexpr std::array<int, 0> kProductGrad{};
   static constexpr bool kWritesDHIn = true, kUsesGate = false;
@@ -21,12 +22,12 @@ struct indrnn {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    forward_row<T, A>(r.d.H, r.gx, r.weights[0], r.weights[1], r.h_in, r.next[0], r.saved[0]);
+    forward_row<T, A>(r.d.H, r.gx, r.weights[0], r.weights[1], r.h_in, r.next[0], r.saved[Saved::Y]);
   }
 
   template <typename T, class A>
   static void backward(int, const BackwardRow<T>& r) {
-    backward_row<T, A>(r.d.H, r.saved[0], r.weights[0], r.d_next[0], r.dgx, r.d_h_in, r.d_prev[0]);
+    backward_row<T, A>(r.d.H, r.saved[Saved::Y], r.weights[0], r.d_next[0], r.dgx, r.d_h_in, r.d_prev[0]);
   }
 
   // __restrict parameters, so GCC vectorizes (see lstm/cpu.h)

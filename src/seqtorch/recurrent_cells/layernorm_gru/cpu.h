@@ -1,30 +1,31 @@
-// The LayerNorm GRU's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell
-// provides). Equations and layout as this folder's __init__.py: weights (W_hh, b_hh, g_hh (3H)); saved RZ (2H),
+// The LayerNorm GRU's pointwise code for the C++ loop (../cpu_cell.h says what a cell provides and gets).
+// Equations and layout as this folder's __init__.py: weights (W_hh, b_hh, g_hh (3H)); saved RZ (2H),
 // N (H), GHN = gh's n block (H), XH = LN(product) (3H), RS = its rstd (1), PRE (2H) for the hard sigmoids;
 // gradient buffers dP0 (3H) of the product and DGH (3H) of gh = LN(product) * g_hh + b_hh. The LN reduction
-// runs over the row's 3H product (csrc/layernorm.h); eps is the cell's one argument.
+// runs over the row's 3H product (../cpu_layernorm.h); eps is the cell's one argument.
 #pragma once
 
-#include "layernorm.h"
-#include "scan.h"
+#include "cell_slots.h"
+#include "cpu_cell.h"
+#include "cpu_layernorm.h"
 
 namespace seqtorch_cpu::cells {
 
-struct layernorm_gru {
-  static constexpr int kGates = 3, kStates = 1, kSaved = 6, kGradBuffers = 2;
+struct layernorm_gru : layernorm_gru_slots {
+  static constexpr int kGates = 3, kStates = 1;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
-  static constexpr std::array<int, 1> kProductGrad{{0}};  // d(product) is gradient buffer 0 (dP0)
+  static constexpr std::array<int, 1> kProductGrad{{Grad::dP0}};  // d(product) is gradient buffer dP0
   static constexpr bool kWritesDHIn = false, kUsesGate = true;
 
   static int64_t state_width(int, Dims d) { return d.P; }
   static int64_t u_width(Dims) { return 0; }
   static int64_t saved_width(int j, Dims d, bool needs_pre) {
     switch (j) {
-      case 0: return 2 * d.H;          // RZ
-      case 1: case 2: return d.H;      // N, GHN
-      case 3: return 3 * d.H;          // XH
-      case 4: return 1;                // RS
-      default: return needs_pre ? 2 * d.H : 0;
+      case Saved::RZ: return 2 * d.H;
+      case Saved::N: case Saved::GHN: return d.H;
+      case Saved::XH: return 3 * d.H;
+      case Saved::RS: return 1;
+      default: return needs_pre ? 2 * d.H : 0;  // PRE
     }
   }
   static int64_t grad_width(int, Dims d) { return 3 * d.H; }
@@ -32,13 +33,15 @@ struct layernorm_gru {
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
     forward_row<T, A>(r.d.H, T(r.args[0]), r.gx, r.product, r.weights[1], r.weights[2], r.prev[0], r.next[0],
-                      r.saved[0], r.saved[1], r.saved[2], r.saved[3], r.saved[4], r.saved[5]);
+                      r.saved[Saved::RZ], r.saved[Saved::N], r.saved[Saved::GHN], r.saved[Saved::XH],
+                      r.saved[Saved::RS], r.saved[Saved::PRE]);
   }
 
   template <typename T, class A>
   static void backward(int, const BackwardRow<T>& r) {
-    backward_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.saved[2], r.saved[3], r.saved[4], r.saved[5], r.weights[2],
-                       r.prev[0], r.d_next[0], r.dgx, r.grads[0], r.grads[1], r.d_prev[0]);
+    backward_row<T, A>(r.d.H, r.saved[Saved::RZ], r.saved[Saved::N], r.saved[Saved::GHN], r.saved[Saved::XH],
+                       r.saved[Saved::RS], r.saved[Saved::PRE], r.weights[2], r.prev[0], r.d_next[0], r.dgx,
+                       r.grads[Grad::dP0], r.grads[Grad::DGH], r.d_prev[0]);
   }
 
   // __restrict parameters, so GCC vectorizes (see lstm/cpu.h). Two passes: the product's statistics, then

@@ -1,46 +1,47 @@
-// The LayerNorm LSTM's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell
-// provides). Equations and layout as this folder's __init__.py: weights (W_hh, b_hh, g_hh (4H), g_c (H),
+// The LayerNorm LSTM's pointwise code for the C++ loop (../cpu_cell.h says what a cell provides and gets).
+// Equations and layout as this folder's __init__.py: weights (W_hh, b_hh, g_hh (4H), g_c (H),
 // b_c (H)); saved A = i, f, g, o (4H), XH = LN(product) (4H), RS = the two rstd (product's, c''s), CH = LN(c')
 // (H), Y = act(CH * g_c + b_c) (H), PRE (4H) for the hard sigmoids; gradient buffers dP0 (4H) of the product
 // and DLC (H) of CH * g_c + b_c. The LN reductions run over the row's 4H product and its H-wide c'
-// (csrc/layernorm.h); eps is the cell's one argument.
+// (../cpu_layernorm.h); eps is the cell's one argument.
 #pragma once
 
-#include "layernorm.h"
-#include "scan.h"
+#include "cell_slots.h"
+#include "cpu_cell.h"
+#include "cpu_layernorm.h"
 
 namespace seqtorch_cpu::cells {
 
-struct layernorm_lstm {
-  static constexpr int kGates = 4, kStates = 2, kSaved = 6, kGradBuffers = 2;
+struct layernorm_lstm : layernorm_lstm_slots {
+  static constexpr int kGates = 4, kStates = 2;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
-  static constexpr std::array<int, 1> kProductGrad{{0}};  // d(product) is gradient buffer 0 (dP0)
+  static constexpr std::array<int, 1> kProductGrad{{Grad::dP0}};  // d(product) is gradient buffer dP0
   static constexpr bool kWritesDHIn = false, kUsesGate = true;
 
   static int64_t state_width(int k, Dims d) { return k == 0 ? d.P : d.H; }
   static int64_t u_width(Dims) { return 0; }
   static int64_t saved_width(int j, Dims d, bool needs_pre) {
     switch (j) {
-      case 0: case 1: return 4 * d.H;  // A, XH
-      case 2: return 2;                // RS
-      case 3: case 4: return d.H;      // CH, Y
-      default: return needs_pre ? 4 * d.H : 0;
+      case Saved::A: case Saved::XH: return 4 * d.H;
+      case Saved::RS: return 2;
+      case Saved::CH: case Saved::Y: return d.H;
+      default: return needs_pre ? 4 * d.H : 0;  // PRE
     }
   }
-  static int64_t grad_width(int j, Dims d) { return j == 0 ? 4 * d.H : d.H; }
+  static int64_t grad_width(int j, Dims d) { return j == Grad::dP0 ? 4 * d.H : d.H; }  // dP0, DLC
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
     forward_row<T, A>(r.d.H, T(r.args[0]), r.gx, r.product, r.weights[1], r.weights[2], r.weights[3],
-                      r.weights[4], r.prev[1], r.next[0], r.next[1], r.saved[0], r.saved[1], r.saved[2],
-                      r.saved[3], r.saved[4], r.saved[5]);
+                      r.weights[4], r.prev[1], r.next[0], r.next[1], r.saved[Saved::A], r.saved[Saved::XH],
+                      r.saved[Saved::RS], r.saved[Saved::CH], r.saved[Saved::Y], r.saved[Saved::PRE]);
   }
 
   template <typename T, class A>
   static void backward(int, const BackwardRow<T>& r) {
-    backward_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.saved[2], r.saved[3], r.saved[4], r.saved[5], r.weights[2],
-                       r.weights[3], r.prev[1], r.d_next[0], r.d_next[1], r.dgx, r.grads[0], r.grads[1],
-                       r.d_prev[0], r.d_prev[1]);
+    backward_row<T, A>(r.d.H, r.saved[Saved::A], r.saved[Saved::XH], r.saved[Saved::RS], r.saved[Saved::CH],
+                       r.saved[Saved::Y], r.saved[Saved::PRE], r.weights[2], r.weights[3], r.prev[1], r.d_next[0],
+                       r.d_next[1], r.dgx, r.grads[Grad::dP0], r.grads[Grad::DLC], r.d_prev[0], r.d_prev[1]);
   }
 
   // __restrict parameters, so GCC vectorizes (see lstm/cpu.h). Passes: the product's statistics and LN, the

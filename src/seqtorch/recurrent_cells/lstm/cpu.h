@@ -1,16 +1,17 @@
-// The LSTM's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell provides).
+// The LSTM's pointwise code for the C++ loop (../cpu_cell.h says what a cell provides and gets).
 // The equations and the buffer layout are those of this folder's __init__.py: saved A = i, f, g, o (4H),
 // TC = act(c') (H), PRE = the gate pre-activations (4H) for the hard sigmoids.
 #pragma once
 
 #include <algorithm>
 
-#include "scan.h"
+#include "cell_slots.h"
+#include "cpu_cell.h"
 
 namespace seqtorch_cpu::cells {
 
-struct lstm {
-  static constexpr int kGates = 4, kStates = 2, kSaved = 3, kGradBuffers = 0;
+struct lstm : lstm_slots {
+  static constexpr int kGates = 4, kStates = 2;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
   static constexpr std::array<int, 1> kProductGrad{{-1}};  // d(product) = dgx
   static constexpr bool kWritesDHIn = false, kUsesGate = true;
@@ -18,20 +19,20 @@ struct lstm {
   static int64_t state_width(int k, Dims d) { return k == 0 ? d.P : d.H; }
   static int64_t u_width(Dims) { return 0; }
   static int64_t saved_width(int j, Dims d, bool needs_pre) {
-    return j == 0 ? 4 * d.H : (j == 1 ? d.H : (needs_pre ? 4 * d.H : 0));
+    return j == Saved::A ? 4 * d.H : (j == Saved::TC ? d.H : (needs_pre ? 4 * d.H : 0));
   }
   static int64_t grad_width(int, Dims) { return 0; }
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.next[0], r.next[1], r.saved[0],
-                      r.saved[1], r.saved[2]);
+    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.next[0], r.next[1], r.saved[Saved::A],
+                      r.saved[Saved::TC], r.saved[Saved::PRE]);
   }
 
   template <typename T, class A>
   static void backward(int, const BackwardRow<T>& r) {
-    backward_row<T, A>(r.d.H, r.saved[0], r.saved[1], r.saved[2], r.prev[1], r.d_next[0], r.d_next[1], r.dgx,
-                       r.d_prev[0], r.d_prev[1]);
+    backward_row<T, A>(r.d.H, r.saved[Saved::A], r.saved[Saved::TC], r.saved[Saved::PRE], r.prev[1], r.d_next[0],
+                       r.d_next[1], r.dgx, r.d_prev[0], r.d_prev[1]);
   }
 
   // The rows' math, in functions whose pointers are __restrict parameters: GCC vectorizes only then (it

@@ -235,7 +235,7 @@ class PointwiseCell(Cell):
             return None
         if code.cpp_source is None:
             code.cpp_source = cpp_code.source(code.step, self.name, self.inputs, self.gates, self.states,
-                                              self.vectors)
+                                              self.vectors, self.saved_names(), self.grad_buffer_names())
         return code.cpp_source
 
     def generated_python(self) -> str | None:

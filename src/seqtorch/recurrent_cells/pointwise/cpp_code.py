@@ -1,15 +1,17 @@
 """The C++ loop's pointwise code of a :class:`~seqtorch.PointwiseCell`, written from its :class:`~.ir.Step`.
 
-The header it writes is a cell struct in the ``cpu.h`` convention (``seqtorch/ops/csrc/scan.h`` says
-what a cell provides), as the hand-written ones are: ``forward``/``backward`` hand one batch row's
+The header it writes is a cell struct in the ``cpu.h`` convention (``seqtorch/recurrent_cells/cpu_cell.h``
+says what a cell provides), as the hand-written ones are: ``forward``/``backward`` hand one batch row's
 pointers to a ``forward_row``/``backward_row`` whose pointers are ``__restrict`` parameters (GCC
 vectorizes only then), and each row function is one loop over the H columns in which every IR node is one
-``const`` scalar. The math is that of ``csrc/math.h`` (``sigmoid``, ``tanh_``) and ``csrc/pointwise_math.h``
+``const`` scalar. The math is that of ``cpu_math.h`` (``sigmoid``, ``tanh_``) and ``cpu_pointwise_math.h``
 (``exp_``, ``log_``, ...), branch-free, so the loop vectorizes. :mod:`seqtorch.ops.native_cells` compiles it.
 
 Buffers (the spec's, :class:`~seqtorch.PointwiseCell`): weights ``W_hh, b_hh`` then the vectors; saved
-buffer 0 (``S``) holds the saved slots, H columns each; gradient buffers ``dP0`` (the gradient of zh,
-``inputs="separate"`` only) and ``DV`` (the vectors' per-row gradient terms, H columns each).
+buffer ``S`` holds the saved values, H columns each; gradient buffers ``dP0`` (the gradient of zh,
+``inputs="separate"`` only) and ``DV`` (the vectors' per-row gradient terms, H columns each). The header
+carries the cell's slot struct (:func:`seqtorch.recurrent_cells.cpu_slots.struct`, from the spec's buffer
+names), so the code reads them by name, ``r.saved[Saved::S]``, as a hand-written cell does.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from __future__ import annotations
 import math
 import textwrap
 
+from .. import cpu_slots
 from .ir import OPS, Emitter, Step
 
-MAX_STATES = 4   # scan.h's kMaxStates
-MAX_VECTORS = 4  # scan.h's kMaxWeights (6) less W_hh and b_hh
+MAX_STATES = 4   # cpu_cell.h's kMaxStates
+MAX_VECTORS = 4  # cpu_cell.h's kMaxWeights (6) less W_hh and b_hh
 
 # a bool as a number: a select (GCC does not vectorize a loop that converts a bool with T(b))
 _AS_NUMBER = "({} ? T(1) : T(0))"
@@ -82,7 +85,7 @@ class _Row(Emitter):
         if source == "dnext":
             return f"{self.pointer(f'dnext_{self.states[index]}', f'r.d_next[{index}]')}[j]"
         assert source == "saved"
-        value = f"{self.pointer('saved', 'r.saved[0]')}[{at}]"
+        value = f"{self.pointer('saved', 'r.saved[Saved::S]')}[{at}]"
         return f"{value} != T(0)" if dtype == "bool" else value
 
     def scalar(self, source: str, index: int) -> str:
@@ -140,24 +143,26 @@ def _wrap(head: str, items: list[str], tail: str, width: int = 120) -> list[str]
     return lines + [line]
 
 
-def source(step: Step, name: str, inputs: str, gates: int, states: tuple[str, ...], vectors: tuple[str, ...]) -> str:
-    """The header of cell ``name`` (a struct of that name in ``seqtorch_cpu::cells``)."""
+def source(step: Step, name: str, inputs: str, gates: int, states: tuple[str, ...], vectors: tuple[str, ...],
+           saved: list[str], grads: list[str]) -> str:
+    """The header of cell ``name`` (a struct of that name in ``seqtorch_cpu::cells``); saved and grads: its
+    spec's buffer names (``["S"]``; ``dP0`` and ``DV``, each where the cell has one)."""
     K, V = len(states), len(vectors)
-    grads = (["dP0"] if inputs == "separate" else []) + (["DV"] if V else [])
     fw = _Row(step, inputs, states, vectors)
     fw.compute(step.forward.values())
     for k, state in enumerate(states):
         fw.store(f"next_{state}", f"r.next[{k}]", None, step.forward[("next", k)])
     for s in range(step.saved_slots):
-        fw.store("saved_out", "r.saved[0]", s, step.forward[("saved", s)])
+        fw.store("saved_out", "r.saved[Saved::S]", s, step.forward[("saved", s)])
     bw = _Row(step, inputs, states, vectors)
     bw.compute(step.backward.values())
-    targets = [("dz", "dgx", "r.dgx")] if inputs == "joint" else [("dzx", "dgx", "r.dgx"), ("dzh", "dzh", "r.grads[0]")]
+    targets = [("dz", "dgx", "r.dgx")] if inputs == "joint" else [("dzx", "dgx", "r.dgx"),
+                                                                   ("dzh", "dzh", "r.grads[Grad::dP0]")]
     for target, pointer, field in targets:
         for b in range(gates):
             bw.store(pointer, field, b, step.backward.get((target, b)))
     for v in range(V):
-        bw.store("dvector", f"r.grads[{grads.index('DV')}]", v, step.backward.get(("dvector", v)))
+        bw.store("dvector", "r.grads[Grad::DV]", v, step.backward.get(("dvector", v)))
     for k, state in enumerate(states):
         bw.store(f"dprev_{state}", f"r.d_prev[{k}]", None, step.backward.get(("dprev", k)))
     fw_lines, fw_call = fw.function("forward_row")
@@ -168,17 +173,18 @@ def source(step: Step, name: str, inputs: str, gates: int, states: tuple[str, ..
 
     saved_width = f"{step.saved_slots} * d.H" if step.saved_slots else "0"
     widths = {"dP0": f"{gates} * d.H", "DV": f"{V} * d.H"}
-    grad_width = " : ".join(f"j == {i} ? {widths[g]}" for i, g in enumerate(grads[:-1])) + \
+    grad_width = " : ".join(f"j == Grad::{g} ? {widths[g]}" for g in grads[:-1]) + \
         (" : " if len(grads) > 1 else "") + (widths[grads[-1]] if grads else "0")
     lines = [
-        f"// Cell {name}: the C++ loop's pointwise code (seqtorch/ops/csrc/scan.cpp; scan.h says what a",
+        f"// Cell {name}: the C++ loop's pointwise code (seqtorch/recurrent_cells/cpu_cell.h says what a",
         "// cell provides), generated by seqtorch from its equations (seqtorch/recurrent_cells/pointwise/cpp_code.py).",
         *textwrap.wrap(summary, 117, initial_indent="// ", subsequent_indent="// "),
-        "#pragma once", "", "#include <array>", "#include <limits>", "", '#include "pointwise_math.h"',
-        '#include "scan.h"', "", "namespace seqtorch_cpu::cells {", "", f"struct {name} {{",
-        f"  static constexpr int kGates = {gates}, kStates = {K}, kSaved = 1, kGradBuffers = {len(grads)};",
+        "#pragma once", "", "#include <array>", "#include <limits>", "", '#include "cpu_cell.h"',
+        '#include "cpu_pointwise_math.h"', "", "namespace seqtorch_cpu::cells {", "",
+        cpu_slots.struct(name, saved, grads), "", f"struct {name} : {name}_slots {{",
+        f"  static constexpr int kGates = {gates}, kStates = {K};",
         "  static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};",
-        f"  static constexpr std::array<int, 1> kProductGrad{{{{{0 if inputs == 'separate' else -1}}}}};",
+        f"  static constexpr std::array<int, 1> kProductGrad{{{{{'Grad::dP0' if inputs == 'separate' else -1}}}}};",
         "  static constexpr bool kWritesDHIn = false, kUsesGate = false, kUsesActivation = false;", "",
         "  static int64_t state_width(int, Dims d) { return d.H; }",
         "  static int64_t u_width(Dims) { return 0; }",

@@ -39,8 +39,8 @@ class OpInfo:
     """An IR op: its number of operands, its result dtype (``"float"``, ``"bool"``, or ``"same"`` as its
     operand ``same_as``), which operands it is linear in (what may carry a vector's per-row gradient terms
     through it), and how each generator writes it (``{0}``, ``{1}``... its operands): the Python loop with
-    torch ops on row blocks, the C++ loop with scalars (``T``, the math of ``csrc/math.h`` and
-    ``csrc/pointwise_math.h``)."""
+    torch ops on row blocks, the C++ loop with scalars (``T``, the math of ``recurrent_cells/cpu_math.h``
+    and ``cpu_pointwise_math.h``)."""
 
     arity: int
     python: str

@@ -1,13 +1,14 @@
-// SimpleRNN's pointwise code for the C++ loop (seqtorch/ops/csrc/scan.cpp; scan.h says what a cell
-// provides). The equation is that of this folder's __init__.py; saved Y = h' (its derivative's input).
+// SimpleRNN's pointwise code for the C++ loop (../cpu_cell.h says what a cell provides and gets). The
+// equation is that of this folder's __init__.py; saved Y = h' (its derivative's input).
 #pragma once
 
-#include "scan.h"
+#include "cell_slots.h"
+#include "cpu_cell.h"
 
 namespace seqtorch_cpu::cells {
 
-struct rnn {
-  static constexpr int kGates = 1, kStates = 1, kSaved = 1, kGradBuffers = 0;
+struct rnn : rnn_slots {
+  static constexpr int kGates = 1, kStates = 1;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
   static constexpr std::array<int, 1> kProductGrad{{-1}};
   static constexpr bool kWritesDHIn = false, kUsesGate = false;
@@ -19,12 +20,12 @@ struct rnn {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.next[0], r.saved[0]);
+    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.next[0], r.saved[Saved::Y]);
   }
 
   template <typename T, class A>
   static void backward(int, const BackwardRow<T>& r) {
-    backward_row<T, A>(r.d.H, r.saved[0], r.d_next[0], r.dgx, r.d_prev[0]);
+    backward_row<T, A>(r.d.H, r.saved[Saved::Y], r.d_next[0], r.dgx, r.d_prev[0]);
   }
 
   // __restrict parameters, so GCC vectorizes (see lstm/cpu.h)

@@ -1,5 +1,6 @@
-// Elementwise math of the C++ scan loops: a vectorizable exp, the gate and cell activations, and their
-// derivatives. Shared by every cell's cpu.h (seqtorch/recurrent_cells/*/cpu.h).
+// Elementwise math of the C++ cell interface (cpu_cell.h; triton_math.py's counterpart): a vectorizable exp,
+// the gate and cell activations, and their derivatives. Shared by every cell's cpu.h
+// (seqtorch/recurrent_cells/*/cpu.h) and by the loops that choose the activations (seqtorch/ops/csrc).
 //
 // exp is computed by a branch-free Cody-Waite reduction and a Taylor polynomial (float: degree 7, ~1 ulp;
 // double: degree 12, ~2 ulp) that the compiler vectorizes; sigmoid and tanh are written from it. libm's
@@ -81,7 +82,8 @@ inline T sigmoid(T x) { return T(1) / (T(1) + fast_exp(-x)); }
 template <typename T>
 inline T tanh_(T x) { return T(1) - T(2) / (fast_exp(T(2) * x) + T(1)); }
 
-// The gates' squashing functions (recurrent_activation), by number as scan.h dispatches them:
+// The gates' squashing functions (recurrent_activation), by number as the loops dispatch them (GATE_IDS in
+// triton_math.py numbers them the same):
 // 0 sigmoid, 1 Keras 2's hard sigmoid clip(0.2 x + 0.5, 0, 1), 2 torch's hardsigmoid clamp(x + 3, 0, 6) / 6.
 enum Gate : int { kSigmoid = 0, kHardSigmoidKeras2 = 1, kHardsigmoid = 2 };
 

@@ -1,7 +1,7 @@
 // Elementwise functions of the cells generated from equations (seqtorch/recurrent_cells/pointwise/cpp_code.py)
-// beyond math.h's: exp, log and log1p over the whole range of floats, NaN-propagating maximum and minimum, and
-// relu and sign as torch computes them. Written without libm calls (but sqrt, which vectorizes), so that a
-// generated row loop stays vectorized like the hand-written cells'.
+// beyond cpu_math.h's (part of the C++ cell interface, cpu_cell.h): exp, log and log1p over the whole range of
+// floats, NaN-propagating maximum and minimum, and relu and sign as torch computes them. Written without libm
+// calls (but sqrt, which vectorizes), so that a generated row loop stays vectorized like the hand-written cells'.
 #pragma once
 
 #include <cmath>
@@ -10,11 +10,11 @@
 #include <limits>
 #include <type_traits>
 
-#include "math.h"
+#include "cpu_math.h"
 
 namespace seqtorch_cpu {
 
-// exp(x) for every x: math.h's fast_exp is clamped at |x| <= kMaxArg (enough for sigmoid and tanh); above
+// exp(x) for every x: cpu_math.h's fast_exp is clamped at |x| <= kMaxArg (enough for sigmoid and tanh); above
 // it the argument is shifted by 4 ln 2 into range and the result scaled by 16, and beyond the largest finite
 // result it is inf, as torch's. Below -kMaxArg the result is 0 (torch gives a subnormal there).
 // (Both selects feed one multiplier: written as a select of the result, GCC left a loop that also takes a

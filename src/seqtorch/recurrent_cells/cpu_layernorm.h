@@ -1,6 +1,6 @@
-// Layer normalization of one row for the C++ loop's LayerNorm cells (seqtorch/recurrent_cells/layernorm_*/cpu.h):
-// the row reductions, the statistics and the backward's two means, in the forms of
-// seqtorch/recurrent_cells/layernorm.py (biased variance, no affine part):
+// Layer normalization of one row for the LayerNorm cells' C++ code (seqtorch/recurrent_cells/layernorm_*/cpu.h;
+// part of the C++ cell interface, cpu_cell.h): the row reductions, the statistics and the backward's two means,
+// in the forms of seqtorch/recurrent_cells/layernorm.py (biased variance, no affine part):
 //   LN(v) = (v - mean(v)) * rstd,  rstd = 1 / sqrt(var(v) + eps)
 //   dv    = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
 //
