@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_layers_parity as grid  # noqa: E402  (the grid and input builders the tests use)
-from torchnn_parity import run_with_grads, twin_modules  # noqa: E402
+from support.torchnn_parity import run_with_grads, twin_modules  # noqa: E402
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TOL
-from file_faults import read_only_dir
-from imdb_fixture import write_aclimdb_tarball
+from support.file_faults import read_only_dir
+from support.imdb_fixture import write_aclimdb_tarball
 
 from seqtorch.models.imdb import DenseClassifier, ImdbModelConfig, RNNClassifier, build_model
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from file_faults import read_only_dir
-from jena_fixture import write_jena_csv
+from support.file_faults import read_only_dir
+from support.jena_fixture import write_jena_csv
 from seqtorch.data.jena import JenaChecksumWarning, Splits, WindowSpec, load_jena, naive_mae, prepare_jena
 from seqtorch.models.jena import MODEL_NAMES, DenseRegressor, RecurrentRegressor, build_jena_model
 from seqtorch.training import evaluate, regression_task
