@@ -15,7 +15,7 @@ from support.imdb_fixture import write_aclimdb_tarball
 
 from seqtorch.models.imdb import DenseClassifier, ImdbModelConfig, RNNClassifier, build_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_imdb.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_imdb.py"
 
 
 def load_script():

@@ -21,7 +21,7 @@ from seqtorch.data.jena import JenaChecksumWarning, Splits, WindowSpec, load_jen
 from seqtorch.models.jena import MODEL_NAMES, DenseRegressor, RecurrentRegressor, build_jena_model
 from seqtorch.training import evaluate, regression_task
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_jena.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_jena.py"
 # Small but book-shaped: windows of 4 rows (24 rows, one in 6), 12 rows ahead.
 # One evaluation batch of 448 windows: the mean MAE does not depend on it, the run time does.
 SMALL = ["--lookback", "24", "--step", "6", "--delay", "12", "--train-end", "1000",
