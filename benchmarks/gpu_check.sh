@@ -5,7 +5,7 @@
 #
 # Into DIR (default runs/gpu_check-<UTC time>; an existing DIR is refused, never overwritten):
 #   environment.txt        nvidia-smi, and the torch, CUDA, cuDNN and Triton versions
-#   tests.txt              pytest's output: tests/test_ops_triton.py (on a GPU it runs the Triton kernels
+#   tests.txt              pytest's output: tests/ops/test_ops_triton.py (on a GPU it runs the Triton kernels
 #                          compiled, not in the interpreter) and every other test marked `cuda`
 #   bench.json, bench.md   benchmarks/bench_recurrent.py against cuDNN (TF32 off), inference and
 #                          forward+backward, with the alternating loop (H > 128) also timed with CUDA graphs
@@ -20,7 +20,7 @@
 # passed and the benchmark completed, else the first failure's.
 #
 # --smoke runs the same benchmark path at tiny shapes, in seconds: with --device cpu --no-tests, the
-# CPU-side check of this script (tests/test_benchmarks.py runs it).
+# CPU-side check of this script (tests/benchmarks/test_benchmarks.py runs it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,13 +72,14 @@ torch.backends.cudnn.version(), "device", torch.cuda.get_device_name() if torch.
     "$PYTHON" -c 'import triton; print("triton", triton.__version__)' 2>/dev/null || echo "triton: not installed"
 } > "$RESULTS/environment.txt" 2>&1
 
-# The CUDA tests: tests/test_ops_triton.py whole (on a GPU its kernels run compiled), and the tests marked
-# `cuda` in any other file (grep finds the files, so the rest of the suite is not even collected).
+# The CUDA tests: tests/ops/test_ops_triton.py whole (on a GPU its kernels run compiled), and the tests marked
+# `cuda` in any other test file, at any depth under tests/ (grep finds the files, so the rest of the suite is not
+# even collected).
 run_tests() {
-    timeout "$TESTS_LIMIT" "$PYTHON" -m pytest -q -p no:cacheprovider "${PYTEST_STOP[@]}" tests/test_ops_triton.py \
+    timeout "$TESTS_LIMIT" "$PYTHON" -m pytest -q -p no:cacheprovider "${PYTEST_STOP[@]}" tests/ops/test_ops_triton.py \
         || return $?
     local others
-    others=$(grep -l 'mark\.cuda' tests/test_*.py tests/*/test_*.py 2>/dev/null | grep -v '^tests/test_ops_triton\.py$' || true)
+    others=$(grep -rl --include='test_*.py' 'mark\.cuda' tests | grep -v '^tests/ops/test_ops_triton\.py$' || true)
     [ -z "$others" ] || timeout "$TESTS_LIMIT" "$PYTHON" -m pytest -q -p no:cacheprovider "${PYTEST_STOP[@]}" -m cuda $others
 }
 

@@ -1,4 +1,4 @@
-"""Measure how far each backend is from torch.nn over the parity grid of tests/test_layers_parity.py.
+"""Measure how far each backend is from torch.nn over the parity grid of tests/torch_nn/test_layers_parity.py.
 
 The tests assert the bounds of tests/conftest.py; this prints the largest errors actually seen
 (outputs, and gradients of input, hx and every parameter), per backend and dtype:
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path[:0] = [str(TESTS), str(TESTS / "torch_nn")]  # the import roots of conftest/support and of the grid
 import test_layers_parity as grid  # noqa: E402  (the grid and input builders the tests use)
-from torchnn_parity import run_with_grads, twin_modules  # noqa: E402
+from support.torchnn_parity import run_with_grads, twin_modules  # noqa: E402
 
 
 def main() -> None:

@@ -135,7 +135,7 @@ def jena(args: argparse.Namespace):
     lookback 1440 rows (10 days), one row in 6 (hourly), the temperature 144 rows (24 hours) ahead.
 
     Without the real file a synthetic one in its format stands in (a daily and a yearly cycle plus noise,
-    tests/jena_fixture.py), smaller, with the split in the book's proportions. ``--small``: 6,000 rows,
+    tests/support/jena_fixture.py), smaller, with the split in the book's proportions. ``--small``: 6,000 rows,
     windows of 240 rows (40 hours) and 24 rows (4 hours) ahead. Returns the
     :class:`~seqtorch.data.jena.JenaSplits`.
     """
@@ -177,7 +177,7 @@ def _synthetic_jena(rows: int) -> Path:
     path = cache_dir() / "jena" / f"synthetic-{rows}.csv"
     if not path.is_file():
         sys.path.insert(0, str(ROOT / "tests"))
-        from jena_fixture import write_jena_csv
+        from support.jena_fixture import write_jena_csv
 
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"no {JENA_FILENAME} here: writing a synthetic file in its format, {path}", flush=True)

@@ -1,5 +1,5 @@
 """The peephole LSTM (seqtorch.equations.PeepholeLSTM): its equations written out, the registry's generic checks
-on every backend (its export to ONNX's LSTM with the peepholes as P: tests/test_onnx_export.py)."""
+on every backend (its export to ONNX's LSTM with the peepholes as P: tests/export/test_onnx_export.py)."""
 
 import torch
 

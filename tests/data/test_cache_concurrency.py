@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from jena_fixture import write_jena_csv
+from support.jena_fixture import write_jena_csv
 from test_data_imdb import write_tarball
 
 TESTS = Path(__file__).resolve().parents[1]

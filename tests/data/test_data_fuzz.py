@@ -1,7 +1,7 @@
 """1,000 mutated imdb.npz files and 1,000 mutated Jena CSV files (a fast subset unmarked): each loads or
 raises the reader's own error (ImdbFileError, JenaFileError) naming the file.
 
-Mutations of small files in the real formats (``tests/fuzzing.py``): flipped bytes, truncations, members
+Mutations of small files in the real formats (``tests/support/fuzzing.py``): flipped bytes, truncations, members
 reordered or missing, values of the wrong type, lengths that disagree, headers declaring huge shapes,
 damaged pickles (imdb.npz); lines swapped, dropped or repeated, cells that are not finite numbers, fields
 added or removed, impossible timestamps (CSV). Each file is read in a worker process under a memory and a
@@ -21,8 +21,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from fuzzing import fuzz, summary
-from jena_fixture import write_jena_csv
+from support.fuzzing import fuzz, summary
+from support.jena_fixture import write_jena_csv
 from seqtorch.data.imdb import ImdbFileError, read_corpus
 from seqtorch.data.jena import JenaFileError, load_jena
 
@@ -129,7 +129,7 @@ def test_an_npz_member_with_an_unknown_compression_method(tmp_path):
 
 
 def test_a_jena_zip_member_with_an_unknown_compression_method(tmp_path):
-    from jena_fixture import zip_csv
+    from support.jena_fixture import zip_csv
 
     csv = write_jena_csv(tmp_path / "jena_climate_2009_2016.csv", n_rows=50).path
     path = _flip_compression_method(zip_csv(csv, tmp_path / "jena.zip"), "jena_climate_2009_2016.csv")

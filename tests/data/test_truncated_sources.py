@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from imdb_fixture import write_aclimdb_tarball
+from support.imdb_fixture import write_aclimdb_tarball
 from seqtorch.data.errors import DataFileError
 from seqtorch.data.imdb import read_corpus
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from imdb_fixture import write_aclimdb_tarball
+from support.imdb_fixture import write_aclimdb_tarball
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LISTINGS = sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))

@@ -1,6 +1,6 @@
 """2,000 mutated Keras files (a fast subset unmarked): each loads or raises a KerasFileError naming the file.
 
-Mutations of the real fixtures (``tests/fuzzing.py`` lists them): flipped bytes, truncations, reordered or
+Mutations of the real fixtures (``tests/support/fuzzing.py`` lists them): flipped bytes, truncations, reordered or
 missing archive members, config values of the wrong type, shapes and types that disagree, huge declared
 sizes. Each file is read in a worker process under a memory and a time limit: no crash, no hang, no
 other exception type, nothing written. Then the findings of the fuzzer, each as a test of its own.
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import seqtorch.keras as sk
-from fuzzing import fuzz, summary
+from support.fuzzing import fuzz, summary
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
 LSTM = FIXTURES / "imdb_lstm.keras"

@@ -1,5 +1,5 @@
 """Keras' masking and stateful layers, imported: legacy HDF5 files written with h5py in Keras 2's layout,
-against Keras' equations in numpy (tests/keras_numpy.py, which follows keras.src.backend's rnn for masks).
+against Keras' equations in numpy (tests/support/keras_numpy.py, which follows keras.src.backend's rnn for masks).
 
 ``Embedding(mask_zero=True)``: the ids 0 are padding, skipped by the recurrent layers after it (their state
 carries over; a lone layer's output there repeats its last one, a Bidirectional's is zero), the mask passed on
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-import keras_numpy as kn
 import seqtorch.keras as sk
 from conftest import assert_close
-from keras_files import (keras2_bidirectional, keras2_dense, keras2_embedding, keras2_flatten, keras2_rnn,
-                         rnn_weight_names, uniform, write_legacy_h5)
+from support import keras_numpy as kn
+from support.keras_files import (keras2_bidirectional, keras2_dense, keras2_embedding, keras2_flatten, keras2_rnn,
+                                 rnn_weight_names, uniform, write_legacy_h5)
 
 B, T, F, V, H = 4, 8, 5, 20, 6
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}

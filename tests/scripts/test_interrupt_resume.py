@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from jena_fixture import write_jena_csv
+from support.jena_fixture import write_jena_csv
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_jena.py"
 # Enough epochs that the run cannot end before the signal; each epoch a second or so.

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from imdb_fixture import write_aclimdb_tarball
-from jena_fixture import write_jena_csv
+from support.imdb_fixture import write_aclimdb_tarball
+from support.jena_fixture import write_jena_csv
 from seqtorch.data.jena import Splits, WindowSpec, check_split
 from seqtorch.training import ConfigError
 

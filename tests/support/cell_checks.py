@@ -1,6 +1,6 @@
 """The generic checks every cell passes, against its own reference step (float64), on every backend that has it.
 
-Used by ``tests/test_cell_registry.py`` (every registered built-in cell) and by each cell's page under
+Used by ``tests/cells/test_cell_registry.py`` (every registered built-in cell) and by each cell's page under
 ``tests/cells/`` (:class:`CellChecks`: the cells written as equations, shipped or defined in a test file).
 Random upstream gradients for every output and final state, NaN-poisoned buffers (:func:`poison`), lengths of
 1 and of T in one batch, the recurrent-dropout mask, reverse, zoneout; in float64 and, against the float64

@@ -35,7 +35,7 @@ def worker_main(out: str, resume: bool) -> None:
     from torch.utils.data import DataLoader
 
     from seqtorch.training import TrainConfig, UserError, binary_classification_task, fit, setup
-    from tiny_runs import TinyRNNClassifier, cls_datasets, one_thread
+    from support.tiny_runs import TinyRNNClassifier, cls_datasets, one_thread
 
     fault = os.environ.get("FAULT", "")
     first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"

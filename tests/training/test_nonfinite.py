@@ -25,7 +25,7 @@ from seqtorch.training import (
     setup,
 )
 
-from tiny_runs import TinyRNNClassifier, cls_datasets, one_thread
+from support.tiny_runs import TinyRNNClassifier, cls_datasets, one_thread
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import pytest
 
 from seqtorch.training import RunDirectoryError, TrainConfig, load_checkpoint, prepare_out_dir, read_json, setup
 
-from tiny_runs import one_thread, run
+from support.tiny_runs import one_thread, run
 
 TESTS = Path(__file__).resolve().parents[1]
 SRC = TESTS.parent / "src"
@@ -38,7 +38,7 @@ TRAINER = """
 import sys, time
 from torch.utils.data import DataLoader
 from seqtorch.training import TrainConfig, binary_classification_task, fit, setup
-from tiny_runs import TinyRNNClassifier, cls_datasets, one_thread
+from support.tiny_runs import TinyRNNClassifier, cls_datasets, one_thread
 train, val, test = cls_datasets()
 
 def slow(epoch, rank, world_size):

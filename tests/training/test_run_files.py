@@ -27,7 +27,7 @@ from seqtorch.training import (
 )
 from seqtorch.training.runfiles import digest_path, read_with_digest, seal, write_with_digest
 
-from tiny_runs import one_thread, run
+from support.tiny_runs import one_thread, run
 
 
 @pytest.fixture(autouse=True)

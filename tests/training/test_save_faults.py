@@ -18,8 +18,8 @@ import torch
 from seqtorch.training import SaveError, load_checkpoint, read_json
 from seqtorch.training.runfiles import read_with_digest
 
-from file_faults import DiskFaults, DiskStep, small_tmpfs
-from tiny_runs import one_thread, run
+from support.file_faults import DiskFaults, DiskStep, small_tmpfs
+from support.tiny_runs import one_thread, run
 
 EPOCHS = 2
 

@@ -7,7 +7,7 @@ import torch
 
 import seqtorch
 from conftest import assert_close
-from torchnn_parity import run_with_grads, twin_modules
+from support.torchnn_parity import run_with_grads, twin_modules
 
 MODES = ["rnn", "lstm", "gru"]
 

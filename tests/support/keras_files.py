@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
 _CELLS = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell"}
 _INIT = {"class_name": "GlorotUniform", "config": {"seed": None}}
 

@@ -1,23 +1,23 @@
 """PyTorch's own test inputs for nn.RNN/GRU/LSTM/RNNCell/GRUCell/LSTMCell, run on seqtorch's classes.
 
 The ModuleInfo samples and error inputs of ``torch.testing._internal.common_modules`` (read by
-``torch_module_db.py`` in a process of its own). Samples: seqtorch's class of the same torch.nn name,
-with the torch.nn module's weights, gives the same outputs and gradients (input, hx, every parameter)
-on every CPU backend. Error inputs: torch.nn raises the declared type (with its regex), and seqtorch
+``tests/support/torch_module_db.py`` in a process of its own). Samples: seqtorch's class of the same
+torch.nn name, with the torch.nn module's weights, gives the same outputs and gradients (input, hx, every
+parameter) on every CPU backend. Error inputs: torch.nn raises the declared type (with its regex), and seqtorch
 raises that type too. The LSTM samples with ``proj_size > 0`` (half of them) are compared like the rest.
 """
 
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 
 import seqtorch
 from conftest import cpu_backends
-from torchnn_parity import assert_same_run, fresh_inputs
+from support import torch_module_db
+from support.torchnn_parity import assert_same_run, fresh_inputs
 
 NAMES = ("RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell")
 LAYERS = ("RNN", "GRU", "LSTM")
@@ -29,8 +29,8 @@ MIN_ERRORS = {"RNN": 14, "GRU": 14, "LSTM": 14, "RNNCell": 6, "GRUCell": 6, "LST
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("module_db") / "inputs.pt"
-    script = Path(__file__).with_name("torch_module_db.py")
-    subprocess.run([sys.executable, str(script), str(out)], check=True, timeout=600)
+    # Run as a script, not called: the module it reads changes global state (see torch_module_db).
+    subprocess.run([sys.executable, torch_module_db.__file__, str(out)], check=True, timeout=600)
     # Written just now by the script above (PackedSequences and exception names: not weights_only data).
     return torch.load(out, weights_only=False)
 

@@ -40,7 +40,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import seqtorch
 from conftest import cpu_backends
-from torchnn_parity import assert_same_run, fresh_inputs
+from support.torchnn_parity import assert_same_run, fresh_inputs
 
 DTYPE = torch.float64
 BACKENDS = cpu_backends()

@@ -8,7 +8,7 @@ import torch
 
 import seqtorch
 from conftest import assert_close, cpu_backends
-from torchnn_parity import run_with_grads, twin_modules
+from support.torchnn_parity import run_with_grads, twin_modules
 
 MODES = ["rnn", "lstm", "gru", "lstm-proj"]  # lstm-proj: torch.nn.LSTM's proj_size (P = 2)
 PROJ_SIZE = 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
+from support.file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
 from seqtorch.data.download import cache_dir, download, sha256sum
 
 PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: several read chunks

@@ -1,4 +1,5 @@
-"""Writes PyTorch's own test inputs for its recurrent modules to a file: ``python torch_module_db.py OUT``.
+"""Writes PyTorch's own test inputs for its recurrent modules to a file:
+``python tests/support/torch_module_db.py OUT``.
 
 The samples and error inputs of the ModuleInfo entries for nn.RNN, nn.GRU, nn.LSTM, nn.RNNCell,
 nn.GRUCell and nn.LSTMCell in ``torch.testing._internal.common_modules`` (shipped in the torch

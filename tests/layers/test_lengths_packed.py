@@ -6,7 +6,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import seqtorch
 from conftest import assert_close, cpu_backends
-from torchnn_parity import twin_modules
+from support.torchnn_parity import twin_modules
 
 MODES = ["rnn", "lstm", "gru"]
 T, B, I, H = 6, 4, 3, 5

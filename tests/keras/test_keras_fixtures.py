@@ -13,7 +13,7 @@ import torch
 import seqtorch
 import seqtorch.keras as sk
 from conftest import assert_close
-from keras_files import FIXTURES, rewrite_archive
+from support.keras_files import FIXTURES, rewrite_archive
 from seqtorch.models.imdb import RNNClassifier
 from seqtorch.models.jena import RecurrentRegressor, RecurrentSpec
 

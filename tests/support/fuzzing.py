@@ -15,8 +15,8 @@ A *case* is a source file, a mutation and a seed; :func:`make_case` writes the m
 * Jena CSV: lines swapped, repeated or dropped, cells emptied or made text, huge or non-finite, fields
   added or removed, timestamps out of range, other line endings, NUL bytes, a byte-order mark.
 
-:func:`run_cases` reads every file in a worker process (``python fuzzing.py worker TARGET``) with an
-address-space limit (``MEMORY_LIMIT``) and a time limit per file (``TIME_LIMIT_S``), and classifies
+:func:`run_cases` reads every file in a worker process (``python tests/support/fuzzing.py worker TARGET``)
+with an address-space limit (``MEMORY_LIMIT``) and a time limit per file (``TIME_LIMIT_S``), and classifies
 each outcome: ``loaded``, ``refused`` (the reader's documented error, naming the file), ``wrong``
 (any other exception, or an error that does not name the file), ``wrote`` (a file appeared or changed
 where the reader must not write), ``crash`` (the worker died), ``hang`` (over the time limit). A crash or
@@ -46,7 +46,7 @@ from typing import Callable
 
 import numpy as np
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: its fixtures, and the import root of `support`
 MEMORY_LIMIT = 3 << 30  # bytes of address space for a worker: the interpreter with torch is about 0.7 GiB
 # Per file: above the readers' own bound (libhdf5's child process has 20 s), so that bound is tested too.
 TIME_LIMIT_S = 60.0
@@ -551,7 +551,7 @@ def imdb_setup(folder: Path) -> tuple[list[Path], dict]:
 
 def jena_setup(folder: Path) -> tuple[list[Path], dict]:
     """A 300-row CSV in the Jena record's format and its mutators."""
-    from jena_fixture import write_jena_csv
+    from support.jena_fixture import write_jena_csv
 
     path = write_jena_csv(folder / "jena_climate_2009_2016.csv", n_rows=300).path
     return [path], {".csv": [(1, _jena_csv)]}

@@ -1,6 +1,6 @@
 """The Triton kernels compile for a real GPU (sm_90, Hopper), though no GPU is here.
 
-Triton's interpreter (how tests/test_ops_triton.py runs the kernels on CPU) executes the kernels as Python:
+Triton's interpreter (how tests/ops/test_ops_triton.py runs the kernels on CPU) executes the kernels as Python:
 it accepts code that the compiler rejects (a non-constexpr global, a construct LLVM cannot lower) and it
 never runs LLVM, whose SLP vectorizer has crashed on these kernels before (see ops/triton/persistent.py). So
 every cell's forward and backward kernel is compiled here ahead of time, with Triton's bundled ptxas, for the

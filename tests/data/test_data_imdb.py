@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
+from support.file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
 from seqtorch.data import imdb
 from seqtorch.data.imdb import keras_ids, load_imdb, read_corpus
 from seqtorch.training.errors import UserError

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
-from jena_fixture import (
+from support.file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp
+from support.jena_fixture import (
     FULL_ROWS, FULL_SENTINELS, T_NOISE, expected_abs, render_csv, temperature_cycle,
     write_full_jena_csv, write_jena_csv, zip_csv,
 )

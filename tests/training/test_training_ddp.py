@@ -25,6 +25,7 @@ from conftest import TOL
 
 EPOCHS = 3
 WORLD = 2
+TESTS = Path(__file__).resolve().parents[1]  # the worker imports conftest from here
 
 
 class TinyClassifier(nn.Module):
@@ -94,7 +95,8 @@ def test_ddp_two_processes_match_single_process_evaluation_and_resume(tmp_path):
     runs, records = tmp_path / "runs", tmp_path / "records"
     out = runs / "straight"
     records.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(TESTS.parent / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}",
         "--master_addr=127.0.0.1", f"--master_port={free_port()}",

@@ -11,8 +11,8 @@ import torch
 
 import seqtorch
 import seqtorch.keras as sk
-from keras_files import (FIXTURES, keras2_input, keras2_rnn, layer_config, rewrite_archive, rnn_weight_names,
-                         uniform, write_legacy_h5)
+from support.keras_files import (FIXTURES, keras2_input, keras2_rnn, layer_config, rewrite_archive, rnn_weight_names,
+                                 uniform, write_legacy_h5)
 from seqtorch.models.imdb import RNNClassifier
 
 LSTM_KERAS = FIXTURES / "imdb_lstm.keras"

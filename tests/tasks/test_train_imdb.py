@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TOL
-from file_faults import read_only_dir
-from imdb_fixture import write_aclimdb_tarball
+from support.file_faults import read_only_dir
+from support.imdb_fixture import write_aclimdb_tarball
 
 from seqtorch.models.imdb import DenseClassifier, ImdbModelConfig, RNNClassifier, build_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_imdb.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_imdb.py"
 
 
 def load_script():

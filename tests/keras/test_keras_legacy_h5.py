@@ -1,6 +1,6 @@
 """Legacy HDF5 files in Keras 2's layout, written here with h5py, against Keras' equations in numpy.
 
-Each file is built from random weights U(-0.5, 0.5); the expected output comes from tests/keras_numpy.py
+Each file is built from random weights U(-0.5, 0.5); the expected output comes from tests/support/keras_numpy.py
 (Keras' conventions, no torch), so the loader is never its own reference. The imported model runs in
 float64 (``.double()``) on the float32 weights the file holds, and is held to the float64 tolerance.
 """
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import keras_numpy as kn
 import seqtorch
 import seqtorch.keras as sk
 from conftest import assert_close
-from keras_files import (keras2_bidirectional, keras2_dense, keras2_dropout, keras2_embedding, keras2_flatten,
-                         keras2_input, keras2_rnn, rnn_weight_names, uniform, write_legacy_h5)
+from support import keras_numpy as kn
+from support.keras_files import (keras2_bidirectional, keras2_dense, keras2_dropout, keras2_embedding, keras2_flatten,
+                                 keras2_input, keras2_rnn, rnn_weight_names, uniform, write_legacy_h5)
 
 B, T, F, V = 3, 7, 5, 20
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}

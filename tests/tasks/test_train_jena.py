@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from file_faults import read_only_dir
-from jena_fixture import write_jena_csv
+from support.file_faults import read_only_dir
+from support.jena_fixture import write_jena_csv
 from seqtorch.data.jena import JenaChecksumWarning, Splits, WindowSpec, load_jena, naive_mae, prepare_jena
 from seqtorch.models.jena import MODEL_NAMES, DenseRegressor, RecurrentRegressor, build_jena_model
 from seqtorch.training import evaluate, regression_task
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_jena.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_jena.py"
 # Small but book-shaped: windows of 4 rows (24 rows, one in 6), 12 rows ahead.
 # One evaluation batch of 448 windows: the mean MAE does not depend on it, the run time does.
 SMALL = ["--lookback", "24", "--step", "6", "--delay", "12", "--train-end", "1000",

@@ -2,11 +2,13 @@
 ``"hard_sigmoid_keras2"`` (and its alias ``"hard_sigmoid"``) is Keras 2's ``clip(0.2 x + 0.5, 0, 1)``,
 ``"hardsigmoid"`` torch's ``F.hardsigmoid`` = Keras 3's ``clip(x / 6 + 0.5, 0, 1)``."""
 
+import numpy as np
 import pytest
 import torch
 
 import seqtorch
 from conftest import assert_close, cpu_backends
+from seqtorch.recurrent_cells.activations import hard_sigmoid_keras2
 
 FORMULAS = {"hard_sigmoid_keras2": lambda v: torch.clamp(0.2 * v + 0.5, 0.0, 1.0),
             "hard_sigmoid": lambda v: torch.clamp(0.2 * v + 0.5, 0.0, 1.0),
@@ -51,3 +53,9 @@ def test_each_name_computes_its_formula(cls, backend, name):
 def test_hardsigmoid_is_torchs_function():
     v = torch.linspace(-5, 5, 101, dtype=torch.float64)
     assert_close(FORMULAS["hardsigmoid"](v), torch.nn.functional.hardsigmoid(v))  # relu6(x + 3) / 6 there
+
+
+def test_hard_sigmoid_is_keras_2_formula():
+    x = torch.linspace(-4, 4, 81, dtype=torch.float64)
+    expected = np.clip(0.2 * x.numpy() + 0.5, 0.0, 1.0)
+    assert np.array_equal(hard_sigmoid_keras2(x).numpy(), expected)

@@ -48,8 +48,8 @@ from seqtorch.training import (
 )
 
 from conftest import TOL
-from file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp, read_only_dir
-from tiny_runs import TinyRNNClassifier, cls_datasets, one_thread, run
+from support.file_faults import SyncRecorder, held_by_a_live_writer, leftover_temp, read_only_dir
+from support.tiny_runs import TinyRNNClassifier, cls_datasets, one_thread, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
