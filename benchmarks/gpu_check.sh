@@ -5,8 +5,9 @@
 #
 # Into DIR (default runs/gpu_check-<UTC time>; an existing DIR is refused, never overwritten):
 #   environment.txt        nvidia-smi, and the torch, CUDA, cuDNN and Triton versions
-#   tests.txt              pytest's output: tests/ops/test_ops_triton.py (on a GPU it runs the Triton kernels
-#                          compiled, not in the interpreter) and every other test marked `cuda`
+#   tests.txt              pytest's output: tests/ops/test_ops_triton.py and tests/ops/test_alternating_graphs.py
+#                          (on a GPU the kernels run compiled, not in the interpreter, and the graphs are
+#                          real CUDA graphs) and every other test marked `cuda`
 #   bench.json, bench.md   benchmarks/bench_recurrent.py against cuDNN (TF32 off), inference and
 #                          forward+backward, with the alternating loop (H > 128) also timed with CUDA graphs
 #                          (SEQTORCH_CUDA_GRAPHS) beside it
@@ -76,10 +77,11 @@ torch.backends.cudnn.version(), "device", torch.cuda.get_device_name() if torch.
 # `cuda` in any other test file, at any depth under tests/ (grep finds the files, so the rest of the suite is not
 # even collected).
 run_tests() {
+    # whole files whose tests run the real kernels (and, for the alternating loop, real CUDA graphs) on a GPU
     timeout "$TESTS_LIMIT" "$PYTHON" -m pytest -q -p no:cacheprovider "${PYTEST_STOP[@]}" tests/ops/test_ops_triton.py \
-        || return $?
+        tests/ops/test_alternating_graphs.py || return $?
     local others
-    others=$(grep -rl --include='test_*.py' 'mark\.cuda' tests | grep -v '^tests/ops/test_ops_triton\.py$' || true)
+    others=$(grep -rl --include='test_*.py' 'mark\.cuda' tests | grep -v '^tests/ops/test_\(ops_triton\|alternating_graphs\)\.py$' || true)
     [ -z "$others" ] || timeout "$TESTS_LIMIT" "$PYTHON" -m pytest -q -p no:cacheprovider "${PYTEST_STOP[@]}" -m cuda $others
 }
 

@@ -5,7 +5,7 @@ static buffers and writing the results into the captured outputs, which is what 
 Checked: one capture per scan shape (forward and backward apart), every tensor argument copied into the
 static buffers before a replay (new inputs give new results), outputs cloned out (a later call does not
 change an earlier result), the reference's values and gradients, and no capture while the flag is off.
-On a GPU the same test runs the real graphs (marked ``cuda``).
+On a GPU the same tests run the real graphs (benchmarks/gpu_check.sh runs this file there).
 """
 
 import pytest

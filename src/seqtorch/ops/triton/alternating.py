@@ -86,7 +86,7 @@ def forward_constexprs(opts: ScanOptions, batch: int, hidden: int, dtype: torch.
                        step_mask: bool, restart: bool, bias: bool, save: bool,
                        zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
     """The forward step kernel's constexpr arguments and warp count for a launch with these options (also
-    what ``tests/test_triton_compile.py`` compiles for the GPU): which of ``lengths``, the (T, B) ``step_mask``
+    what ``tests/ops/test_triton_compile.py`` compiles for the GPU): which of ``lengths``, the (T, B) ``step_mask``
     and ``restart`` are given, and so on."""
     block_b, block_h = _blocks(opts.cell, batch, hidden)
     return dict(CELL_FWD=step_kernels().cells[opts.cell.name][0], HAS_LENGTHS=lengths, HAS_STEP_MASK=step_mask,

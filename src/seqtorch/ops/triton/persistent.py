@@ -66,7 +66,7 @@ def forward_constexprs(opts: ScanOptions, hidden: int, dtype: torch.dtype, *, le
                        restart: bool, rec_mask: bool, bias: bool, save: bool,
                        zoneout: tuple[bool, bool] = (False, False)) -> tuple[dict, int]:
     """The forward kernel's constexpr arguments and warp count for a launch with these options (also what
-    ``tests/test_triton_compile.py`` compiles for the GPU): which of ``lengths``, the (T, B) ``step_mask``,
+    ``tests/ops/test_triton_compile.py`` compiles for the GPU): which of ``lengths``, the (T, B) ``step_mask``,
     ``restart`` and the recurrent-dropout ``rec_mask`` are given, and so on."""
     config = _launch_config(opts.cell, hidden, dtype)
     num_warps = config.pop("num_warps")
