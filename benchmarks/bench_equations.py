@@ -147,7 +147,7 @@ def shipped_rows(dims) -> list[Row]:
 def scan_ops(cell, dims) -> tuple[Callable, Callable]:
     """The C++ loop's forward and backward ops of ``cell`` on random inputs: the code of the cell alone, with
     no Module, input projection or weight gradients around it."""
-    from seqtorch.ops import native
+    from seqtorch.ops import dispatch
     from seqtorch.ops.contract import ScanOptions
 
     g = torch.Generator().manual_seed(0)
@@ -155,12 +155,14 @@ def scan_ops(cell, dims) -> tuple[Callable, Callable]:
     gx = torch.randn(T, B, cell.gates * H, generator=g)
     states = [torch.randn(B, H, generator=g) * 0.5 for _ in cell.states]
     weights = [torch.randn(*shape, generator=g) * 0.3 for shape in cell.weight_shapes(H, H)]
-    kernel, args = native.kernel(cell.name), ScanOptions(cell).op_args()
+    kernel, args = dispatch.cpp_kernel(cell.name), ScanOptions(cell).op_args()
     none = [None] * len(states)
-    outputs = kernel.forward(*args, True, gx, states, weights, None, None, none)
+    # the per-step inputs, all absent: lengths, mask, restart, reset_states, rec_mask, keep
+    absent = (None, None, None, none, None, none)
+    outputs = kernel.forward(*args, True, gx, states, weights, *absent)
     grads = [torch.randn_like(outputs[0])] + none[1:]
-    return (lambda x: kernel.forward(*args, True, gx, states, weights, None, None, none)[0],
-            lambda x: kernel.backward(*args, grads, list(outputs), weights, None, None, none)[0])
+    return (lambda x: kernel.forward(*args, True, gx, states, weights, *absent)[0],
+            lambda x: kernel.backward(*args, grads, list(outputs), weights, *absent)[0])
 
 
 def op_rows(dims) -> list[Row]:

@@ -81,7 +81,7 @@ def test_the_cpp_loop_that_serves_it_is_its_own_library(monkeypatch):
     monkeypatch.setattr(dispatch, "USE_NATIVE", True)
     gx = torch.zeros(2, 3, 15)
     kernel = serving_kernel("cpu_fused", CELL.name, gx, 5)
-    assert kernel is native.kernel(CELL.name) is not None
+    assert kernel is dispatch.cpp_kernel(CELL.name) is not None
     assert kernel.forward.namespace.startswith("seqtorch_gen_")
     assert CELL.name not in native.cpp_cells()
     directory = native_cells.cache_root() / kernel.forward.namespace
@@ -161,8 +161,8 @@ def test_a_module_of_it_pickles_and_loads_in_a_process_that_defines_the_class(tm
         saved = torch.load({str(path)!r}, weights_only=False)
         out, _ = saved["layer"](saved["x"])
         assert torch.equal(out, saved["out"]), (out - saved["out"]).abs().max()
-        from seqtorch.ops import native
-        assert native.kernel(saved["layer"].cell.name) is not None
+        from seqtorch.ops import dispatch
+        assert dispatch.cpp_kernel(saved["layer"].cell.name) is not None
         print("loaded", saved["layer"].cell.name)
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -209,7 +209,7 @@ def test_compile_is_one_graph_and_export_holds_its_own_op(monkeypatch):
     program = torch.export.export(layer.eval(), (torch.randn(6, 3, 4),),
                                   dynamic_shapes=({0: torch.export.Dim("steps", min=2, max=64)},))
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
-    assert f"{native.kernel(CELL.name).forward.namespace}.scan_forward_cpp.default" in targets, targets
+    assert f"{dispatch.cpp_kernel(CELL.name).forward.namespace}.scan_forward_cpp.default" in targets, targets
     x = torch.randn(11, 3, 4)
     assert_close(program.module()(x)[0], layer(x)[0], dtype=torch.float32)
 

@@ -114,8 +114,8 @@ def use(cell, backend, loop, monkeypatch, like):
         want = alternating.KERNEL if loop == "alternating" else persistent.KERNEL
         assert serving_kernel("triton", name, like, H) is want
     if loop == "native":
-        assert native.kernel(name) is not None, native.failure(name)
-        assert serving_kernel("cpu_fused", name, like, H) is native.kernel(name)
+        assert dispatch.cpp_kernel(name) is not None, dispatch.cpp_failure(get_cell(name))
+        assert serving_kernel("cpu_fused", name, like, H) is dispatch.cpp_kernel(name)
     if loop == "python":
         from seqtorch.ops.dispatch import PYTHON_LOOP
 

@@ -38,7 +38,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import autograd, native, projected, python_loop
+from ..recurrent_cells import Cell, get_cell
+from . import autograd, native, native_cells, projected, python_loop
 from .contract import Kernel, ScanInputs, ScanOptions
 from .reference import scan_reference, state_history_reference, valid_steps
 
@@ -78,8 +79,21 @@ def _cpp_supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
     if gx.device.type != "cpu" or gx.dtype not in (torch.float32, torch.float64):
         return f"the C++ loop runs CPU float32/float64 tensors, got {gx.device.type} {gx.dtype}"
     if not _cpp_available(opts.cell.name):
-        return native.failure(opts.cell.name) or f"the C++ library has no loop for cell {opts.cell.name!r}"
+        return cpp_failure(opts.cell) or f"the C++ library has no loop for cell {opts.cell.name!r}"
     return None
+
+
+def cpp_kernel(cell: str) -> Kernel | None:
+    """The C++ loop's op pair for ``cell``: the library's (a cell with a ``cpu.h``), else, for a cell written as
+    equations, that of its own generated library (:mod:`.native_cells`); None where neither loads."""
+    if native.load() is None:
+        return None
+    return native.kernel(cell) or native_cells.kernel(get_cell(cell))
+
+
+def cpp_failure(cell: Cell) -> str | None:
+    """Why the C++ loop cannot serve ``cell``: the library's load failure, else its own library's."""
+    return native.failure() or native_cells.failure(cell.name)
 
 
 def _constant_under_compile(fn: Callable) -> Callable:
@@ -95,7 +109,7 @@ def _cpp_available(cell: str) -> bool:
     """Whether the C++ loop serves ``cell``, building the library on the first call and registering the
     autograd formula of its ops. torch.compile runs this at trace time and keeps the answer: a build cannot
     be traced."""
-    kernel = native.kernel(cell)
+    kernel = cpp_kernel(cell)
     if kernel is not None and kernel.name not in _REGISTERED:
         autograd.register(kernel)
         _REGISTERED.add(kernel.name)
@@ -108,7 +122,7 @@ autograd.register(PYTHON_LOOP)
 _REGISTERED.add(PYTHON_LOOP.name)
 
 IMPLEMENTATIONS: list[Implementation] = [
-    Implementation("C++ loop", "cpu_fused", _cpp_supports, lambda opts: native.kernel(opts.cell.name)),
+    Implementation("C++ loop", "cpu_fused", _cpp_supports, lambda opts: cpp_kernel(opts.cell.name)),
     Implementation("Python loop", "cpu_fused", _python_loop_supports, lambda opts: PYTHON_LOOP),
     Implementation("reference", "reference", lambda opts, inputs: None, None),
 ]

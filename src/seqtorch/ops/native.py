@@ -192,27 +192,17 @@ def origin() -> str | None:
     return _state.get("origin")
 
 
-def failure(cell: str | None = None) -> str | None:
-    """Why the library could not be loaded in this process (None if it was, or was not tried); for a cell
-    generated from its equations, why its own library could not (:mod:`.native_cells`)."""
-    if _state.get("error") is None and cell is not None:
-        from . import native_cells
-
-        return native_cells.failure(cell)
+def failure() -> str | None:
+    """Why the library could not be loaded in this process (None if it was, or was not tried)."""
     return _state.get("error")
 
 
 def kernel(cell: str):
-    """The C++ loop's op pair (a :class:`~.contract.Kernel`) for ``cell``: the library's if it has the cell,
-    else, for a cell generated from its equations, that of its own library (:mod:`.native_cells`)."""
-    if load() is None:
+    """The library's op pair (a :class:`~.contract.Kernel`) if it is loaded and has ``cell`` (a cell with a
+    ``cpu.h``); a cell from equations has a library of its own (:mod:`.native_cells`)."""
+    if load() is None or cell not in _state["cells"]:
         return None
-    if cell in _state["cells"]:
-        return _state["kernel"]
-    from ..recurrent_cells import get_cell
-    from . import native_cells
-
-    return native_cells.kernel(get_cell(cell))
+    return _state["kernel"]
 
 
 def _register() -> None:
