@@ -29,13 +29,14 @@ import importlib
 import importlib.util
 import os
 import types
+from pathlib import Path
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from ...fileio import write_cache_entry
+from ...fileio import read_cache_entry, write_cache_entry
 from ...recurrent_cells import CELLS, Cell, PointwiseCell, triton_math
 from ...recurrent_cells.pointwise import triton_code
 from ...recurrent_cells.triton_math import GATE_IDS, _add, extra_weights
@@ -76,10 +77,11 @@ def cell_refusal(cell: Cell) -> str | None:
     code generated from its equations (:meth:`~seqtorch.recurrent_cells.Cell.generated_triton`; what it
     refuses: :func:`seqtorch.recurrent_cells.pointwise.triton_code.limits`); and its buffers and extra weights
     fit the kernels' argument slots (:data:`MAX_SAVED`, :data:`MAX_GRAD_BUFFERS`, :data:`MAX_EXTRA_WEIGHTS`)."""
-    if isinstance(cell, PointwiseCell) and cell.generated_triton() is None:
+    generated = cell.generated_triton() is not None
+    if not generated and isinstance(cell, PointwiseCell):
         why = cell.reference_only or triton_code.limits(cell.gates, len(cell.states))
         return f"cell {cell.name!r} has no Triton kernels: {why}"
-    if cell.generated_triton() is None and not _has_folder_code(cell.name):
+    if not generated and not _has_folder_code(cell.name):
         return f"cell {cell.name!r} has no Triton kernels (no triton.py in its folder)"
     for what, names, slots in (("saved buffers", cell.saved_names(), MAX_SAVED),
                                ("gradient buffers", cell.grad_buffer_names(), MAX_GRAD_BUFFERS),
@@ -116,7 +118,7 @@ def cell_module(cell: Cell) -> types.ModuleType:
     module_name = f"seqtorch_triton_{cell.name}_{digest}"
     if module_name not in _GENERATED:
         path = native_cells.cache_root() / "triton" / f"{cell.name}_{digest}.py"
-        if not path.is_file() or path.read_text() != source:  # absent, or cut short by a killed writer
+        if read_cache_entry(path, Path.read_text) != source:  # absent, or damaged (its name hashes its text)
             write_cache_entry(path, lambda f: f.write(source.encode()))
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)

@@ -98,11 +98,12 @@ class _Function(Emitter):
 
     def op(self, node, args: list[str]) -> str:
         nodes = [self.step.nodes[a] for a in node.args]
-        converted = range(1, 3) if node.op == "where" else range(len(args)) if node.op != "float" else ()
-        if node.dtype == "float":  # a bool in arithmetic: a 0/1 select, as the C++ loop writes it
-            args = [OPS["float"].triton.format(a) if i in converted and nodes[i].dtype == "bool" else a
+        if node.dtype == "float" and node.op != "float":
+            # a bool in arithmetic (or as a float where's branch): a 0/1 select, as the C++ loop writes it
+            operands = (1, 2) if node.op == "where" else range(len(args))
+            args = [OPS["float"].triton.format(a) if i in operands and nodes[i].dtype == "bool" else a
                     for i, a in enumerate(args)]
-        if node.op == "where" and nodes[1].op == nodes[2].op == "const" and node.dtype == "float":
+        if node.op == "where" and all(n.op == "const" and n.dtype == "float" for n in nodes[1:]):
             # numbers alone make a float32 tile: the math dtype's instead (0.1 is not a float32)
             args[1] = f"tl.full((1, 1), {args[1]}, ACC)"
         return OPS[node.op].triton.format(*args)
