@@ -22,6 +22,7 @@ backward recomputes, and the repeats AOTAutograd leaves, are computed once.
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass, field
 
@@ -241,10 +242,24 @@ class Step:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Spelling:
+    """How a generator writes a constant: true, false, NaN, +inf (-inf is it with a minus), and any other
+    number (a format of the float's ``repr``)."""
+
+    true: str
+    false: str
+    nan: str
+    inf: str
+    number: str = "{!r}"
+
+
 class Emitter:
     """What every code generator does with a :class:`Step`: walk the nodes a pass needs, in order, naming
     each (a constant by its literal, a load or an op by the variable it declares). A generator says how to
-    write a number, a load, an op and a declaration."""
+    write a number (its :attr:`spelling`), a load, an op and a declaration."""
+
+    spelling: Spelling
 
     def __init__(self, step: Step) -> None:
         self.step, self.names = step, {}
@@ -263,7 +278,14 @@ class Emitter:
                 self.names[index] = self.declare(index, node, self.op(node, [self.names[a] for a in node.args]))
 
     def number(self, value) -> str:
-        raise NotImplementedError
+        s = self.spelling
+        if isinstance(value, bool):
+            return s.true if value else s.false
+        if math.isnan(value):
+            return s.nan
+        if math.isinf(value):
+            return s.inf if value > 0 else f"-{s.inf}"
+        return s.number.format(float(value))
 
     def load(self, source: str, index: int, dtype: str) -> str:
         raise NotImplementedError

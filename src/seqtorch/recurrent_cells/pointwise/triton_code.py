@@ -26,11 +26,10 @@ to the cache and imports it from there, since Triton's ``jit`` reads a function'
 
 from __future__ import annotations
 
-import math
 import re
 import textwrap
 
-from .ir import OPS, Emitter, Step
+from .ir import OPS, Emitter, Spelling, Step
 
 MAX_STATES = 2   # the interface's b_h and b_c (triton_math.py)
 MAX_GATES = 4    # its w and b: four gate tiles of W_hh and rows of b_hh
@@ -53,16 +52,6 @@ def limits(gates: int, states: int) -> str | None:
     return None
 
 
-def _number(value) -> str:
-    if isinstance(value, bool):
-        return repr(value)
-    if math.isnan(value):
-        return 'float("nan")'
-    if math.isinf(value):
-        return 'float("inf")' if value > 0 else '-float("inf")'
-    return repr(float(value))
-
-
 def _at(pointer: str, block: int) -> str:
     """Block ``block`` of a row pointer: ``p``, ``p + H``, ``p + 2 * H``."""
     return pointer if block == 0 else f"{pointer} + H" if block == 1 else f"{pointer} + {block} * H"
@@ -71,14 +60,13 @@ def _at(pointer: str, block: int) -> str:
 class _Function(Emitter):
     """One function's body: a line per node, each a register tile (or row) of the step's math."""
 
+    spelling = Spelling("True", "False", 'float("nan")', 'float("inf")')
+
     def __init__(self, step: Step, state_args: tuple[str, str], vectors: tuple[str, ...]) -> None:
         super().__init__(step)
         self.state_args, self.vectors = state_args, vectors
         self.lines: list[str] = []
         self.indent = "    "
-
-    def number(self, value) -> str:
-        return _number(value)
 
     def load(self, source: str, index: int, dtype: str) -> str:
         if source in ("z", "zx"):
