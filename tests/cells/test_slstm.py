@@ -38,3 +38,4 @@ def test_the_stabilized_cell_gives_the_papers_outputs():
 
 class TestSLSTM(CellChecks):
     cell = CELL
+    triton = False  # four states; the Triton kernels take two (tests/ops/test_triton_equations.py: the reason)

@@ -1,6 +1,7 @@
 """A cell written in this file, not in the package, as a user writes one: it runs on the C++ loop (its own
-generated library) and the Python loop, passes the registry's generic checks, and behaves as a cell in every
-layer, step Module, pickle and transform; a cell the generators cannot write runs on the reference, said once.
+generated library), the Python loop and the Triton kernels (generated code; the interpreter here), passes the
+registry's generic checks on each, and behaves as a cell in every layer, step Module, pickle and transform; a
+cell the generators cannot write runs on the reference, said once.
 
 ``Gated`` uses most of what the generators take: ``inputs = "separate"``, slices and chunks, a vector, two
 states, a where, a maximum, softplus (decomposed into exp/log1p), a division, a relu of a state.

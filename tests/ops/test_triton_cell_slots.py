@@ -17,6 +17,7 @@ triton = pytest.importorskip("triton")
 from seqtorch.ops.triton import common  # noqa: E402
 from seqtorch.recurrent_cells import get_cell  # noqa: E402
 from seqtorch.recurrent_cells.triton_math import extra_weights, slots  # noqa: E402
+from support.dispatching import built_in_triton_cells  # noqa: E402
 
 
 def test_slots_are_constexpr_places_in_the_spec_order():
@@ -52,9 +53,10 @@ def test_more_buffers_than_slots_raise():
         common.slot_widths([torch.zeros(1, 1, 2)] * 7, common.MAX_SAVED)
 
 
-@pytest.mark.parametrize("cell", common.cell_names())
+@pytest.mark.parametrize("cell", built_in_triton_cells())
 def test_every_triton_cell_resolves_its_names(cell):
     """Importing a cell's ``triton.py`` looks its slot names up in its spec (a typo raises there); the
     projected LSTM also checks that it saves what the LSTM's step it reuses reads."""
-    module = importlib.import_module(f"seqtorch.recurrent_cells.{cell}.triton")
+    module = common.cell_module(get_cell(cell))
+    assert module is importlib.import_module(f"seqtorch.recurrent_cells.{cell}.triton")
     assert callable(module.forward) and callable(module.backward)

@@ -7,9 +7,8 @@ every cell's forward and backward kernel is compiled here ahead of time, with Tr
 option sets the scans launch: W_hh on chip and re-read from L2, lengths, (T, B) masks with holes, resets (from
 reset states of the scan's own and from the initial states) and recurrent-dropout masks on and off, each
 recurrent activation, float32 and float64. Nothing runs; the compiled binaries are only checked to exist.
+The cells written as equations compile in ``tests/ops/test_triton_equations.py``.
 """
-
-from typing import NamedTuple
 
 import pytest
 import torch
@@ -22,26 +21,10 @@ from seqtorch.ops.triton.common import cell_names  # noqa: E402
 from seqtorch.ops.triton.persistent_kernels import kernels  # noqa: E402
 from seqtorch.ops.triton.step_kernels import step_kernels  # noqa: E402
 from seqtorch.recurrent_cells import get_cell  # noqa: E402
-
-try:
-    from triton.backends.compiler import GPUTarget
-except ImportError:  # pragma: no cover - an older triton
-    GPUTarget = None
+from support.dispatching import built_in_triton_cells  # noqa: E402
+from support.triton_aot import GPUTarget, Steps, compile_sm90  # noqa: E402
 
 pytestmark = pytest.mark.skipif(GPUTarget is None, reason="this triton has no GPUTarget for ahead-of-time builds")
-
-INTEGER_ARGS = {"T", "B", "H", "P", "UW", "t", "t_done", "SW0", "SW1", "SW2", "SW3", "SW4", "SW5", "GW0", "GW1"}
-
-
-class Steps(NamedTuple):
-    """Which per-step inputs a launch has: lengths, the (T, B) step mask, restart (with reset states of the
-    scan's own: ``own_resets``), the recurrent-dropout mask (and with it, zoneout on every state)."""
-
-    lengths: bool = False
-    step_mask: bool = False
-    restart: bool = False
-    own_resets: bool = False
-    rec_mask: bool = False
 
 
 OPTION_SETS = [  # (id, hidden, dtype, per-step inputs, recurrent_activation, activation)
@@ -57,28 +40,6 @@ OPTION_SETS = [  # (id, hidden, dtype, per-step inputs, recurrent_activation, ac
 ]
 
 
-def _signature(kernel, constexprs, dtype):
-    pointer = "*fp64" if dtype == torch.float64 else "*fp32"
-    signature = {}
-    for name in kernel.arg_names:
-        if name in constexprs:
-            signature[name] = "constexpr"
-        elif name in INTEGER_ARGS:
-            signature[name] = "i32"
-        elif name == "lengths":
-            signature[name] = "*i64"
-        elif name in ("smask", "restart"):  # the (T, B) flags as bytes (common.step_bytes)
-            signature[name] = "*u8"
-        else:
-            signature[name] = pointer
-    return signature
-
-
-def _compile(kernel, constexprs, num_warps, dtype):
-    source = triton.compiler.ASTSource(fn=kernel, signature=_signature(kernel, constexprs, dtype), constexprs=constexprs)
-    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
-
-
 def test_the_triton_cells_are_found():
     assert {"rnn", "lstm", "gru", "gru_reset_before", "indrnn", "lstm_proj", "layernorm_lstm",
             "layernorm_gru"} <= set(cell_names())
@@ -86,7 +47,7 @@ def test_the_triton_cells_are_found():
 
 @pytest.mark.parametrize("hidden, dtype, steps, recurrent_activation, activation",
                          [case[1:] for case in OPTION_SETS], ids=[case[0] for case in OPTION_SETS])
-@pytest.mark.parametrize("cell", cell_names())
+@pytest.mark.parametrize("cell", built_in_triton_cells())
 def test_kernels_compile_for_sm90(cell, hidden, dtype, steps, recurrent_activation, activation):
     """The persistent kernels, forward and backward; with lengths or a step mask each has exactly one branch
     that is not resolved at compile time (``scf.if``: a step no row of the block takes is skipped), without
@@ -99,11 +60,11 @@ def test_kernels_compile_for_sm90(cell, hidden, dtype, steps, recurrent_activati
     built = kernels()
     branches = 1 if steps.lengths or steps.step_mask else 0
     constexprs, warps = persistent.forward_constexprs(opts, hidden, dtype, bias=True, save=True, **flags)
-    compiled = _compile(built.fwd, constexprs, warps, dtype)
+    compiled = compile_sm90(built.fwd, constexprs, warps, dtype)
     assert compiled.asm["cubin"] and compiled.asm["ttir"].count("scf.if") == branches
     constexprs, warps = persistent.backward_constexprs(opts, hidden, dtype, own_resets=steps.own_resets, dh=True,
                                                        dc=two_states, **flags)
-    compiled = _compile(built.bwd, constexprs, warps, dtype)
+    compiled = compile_sm90(built.bwd, constexprs, warps, dtype)
     assert compiled.asm["cubin"] and compiled.asm["ttir"].count("scf.if") == branches
 
 
@@ -119,7 +80,7 @@ ALTERNATING_SETS = [  # (id, batch, hidden, dtype, per-step inputs, recurrent_ac
 
 @pytest.mark.parametrize("batch, hidden, dtype, steps, recurrent_activation, activation",
                          [case[1:] for case in ALTERNATING_SETS], ids=[case[0] for case in ALTERNATING_SETS])
-@pytest.mark.parametrize("cell", [c for c in cell_names() if alternating.supports_cell(get_cell(c)) is None])
+@pytest.mark.parametrize("cell", [c for c in built_in_triton_cells() if alternating.supports_cell(get_cell(c)) is None])
 def test_step_kernels_compile_for_sm90(cell, batch, hidden, dtype, steps, recurrent_activation, activation):
     """The alternating loop's per-step kernels: the forward, and the backward as its first, middle and last
     launches (step only, finish + step, finish only)."""
@@ -129,9 +90,9 @@ def test_step_kernels_compile_for_sm90(cell, batch, hidden, dtype, steps, recurr
     flags = dict(lengths=steps.lengths, step_mask=steps.step_mask, restart=steps.restart, zoneout=zoneout)
     built = step_kernels()
     constexprs, warps = alternating.forward_constexprs(opts, batch, hidden, dtype, bias=True, save=True, **flags)
-    assert _compile(built.fwd, constexprs, warps, dtype).asm["cubin"]
+    assert compile_sm90(built.fwd, constexprs, warps, dtype).asm["cubin"]
     for finish, step in [(False, True), (True, True), (True, False)]:
         constexprs, warps = alternating.backward_constexprs(
             opts, batch, hidden, dtype, rec_mask=steps.rec_mask, dh=True, dc=two_states, finish=finish, step=step,
             **flags)
-        assert _compile(built.bwd, constexprs, warps, dtype).asm["cubin"]
+        assert compile_sm90(built.bwd, constexprs, warps, dtype).asm["cubin"]

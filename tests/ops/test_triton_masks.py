@@ -1,4 +1,5 @@
-"""The Triton kernels with masks with holes and resets, for every cell with a ``triton.py``, against the reference.
+"""The Triton kernels with masks with holes and resets, for every cell with a ``triton.py``, against the reference
+(the cells written as equations: on their pages, tests/cells/, with the registry's generic checks).
 
 Each cell runs on the persistent kernels and, where it takes the cell, on the alternating loop (the persistent
 kernels' limit lowered to 0), with NaN-poisoned buffers (an element a kernel forgot to write fails). The cases:
@@ -26,6 +27,7 @@ from seqtorch.ops.contract import ScanInputs, ScanOptions  # noqa: E402
 from seqtorch.ops.reference import scan_reference  # noqa: E402
 from seqtorch.ops.triton import alternating, common, persistent  # noqa: E402
 from seqtorch.recurrent_cells import Acts, get_cell  # noqa: E402
+from support.dispatching import built_in_triton_cells  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
@@ -120,7 +122,7 @@ def loops():
     """(cell, implementation) for every Triton cell: the persistent kernels, and the alternating loop if it
     takes the cell."""
     cases = []
-    for cell in common.cell_names():
+    for cell in built_in_triton_cells():
         cases.append(pytest.param(cell, "triton persistent", id=f"{cell}-persistent"))
         if alternating.supports_cell(get_cell(cell)) is None:
             cases.append(pytest.param(cell, "triton alternating", id=f"{cell}-alternating"))

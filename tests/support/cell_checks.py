@@ -3,8 +3,8 @@
 Used by ``tests/cells/test_cell_registry.py`` (every registered built-in cell) and by each cell's page under
 ``tests/cells/`` (:class:`CellChecks`: the cells written as equations, shipped or defined in a test file).
 Random upstream gradients for every output and final state, NaN-poisoned buffers (:func:`poison`), lengths of
-1 and of T in one batch, the recurrent-dropout mask, reverse, zoneout; in float64 and, against the float64
-reference, in float32; the C++ loop in row chunks. Each case first checks that the implementation it means
+1 and of T in one batch, the recurrent-dropout mask, reverse, zoneout, a (T, B) step mask with holes and resets;
+in float64 and, against the float64 reference, in float32; the C++ loop in row chunks. Each case first checks that the implementation it means
 to test is the one that serves the cell (:func:`use`), so a fallback cannot pass for it.
 """
 
@@ -19,6 +19,7 @@ import torch
 from conftest import assert_close
 from seqtorch.functional import scan
 from seqtorch.ops import buffers, dispatch, native
+from seqtorch.ops.contract import ScanInputs, ScanOptions
 from seqtorch.ops.reference import scan_reference
 from seqtorch.recurrent_cells import Acts, Cell, get_cell
 from support.dispatching import serving_kernel
@@ -88,7 +89,8 @@ def has_cpp(cell) -> bool:
 
 def backends_for(cell):
     """The fused backends that have ``cell``: the C++ loop (a cell with C++ code) and the Python loop, the
-    Triton kernels: the persistent ones and, for a cell it takes, the alternating loop (GEMM + launch per step)."""
+    Triton kernels (a cell with a ``triton.py``, or whose equations' generated code fits them: common.has_cell):
+    the persistent ones and, for a cell it takes, the alternating loop (GEMM + launch per step)."""
     spec = spec_of(cell)
     cases = [("cpu_fused", "native")] if has_cpp(spec) else []
     cases += [("cpu_fused", "python")]
@@ -156,6 +158,45 @@ def check_zoneout(cell, backend, loop, kind, monkeypatch):
     got = outputs_and_grads(lambda: scan(name, gx, states, weights, backend=backend, **options), gx, states, weights)
     want = outputs_and_grads(lambda: scan_reference(name, gx, states, weights, lengths=L, rec_mask=M, reverse=True,
                                                     keep=keep, cell_args=cell_args(name)), gx, states, weights)
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        assert_close(a, b)
+
+
+def step_flags(batch: int = B) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (T, B) step mask with holes and (T, B) restarts: row 0 padded on the left, row 1 with holes, row 2
+    padded on the right, step 2 taken by no row (the persistent kernels skip it whole); restarts at a masked
+    step, at a hole, at the step no row takes and at a valid step."""
+    mask = torch.ones(T, batch, dtype=torch.bool)
+    mask[:2, 0] = False
+    mask[1, 1] = mask[3, 1] = False
+    mask[3:, 2] = False
+    mask[2] = False
+    restart = torch.zeros(T, batch, dtype=torch.bool)
+    restart[0, 0] = restart[3, 1] = restart[2, 2] = restart[4, 3] = True
+    return mask, restart
+
+
+def check_step_mask_and_resets(cell, backend, loop, monkeypatch, *, own_resets, reverse, lengths):
+    """float64, against the reference: :func:`step_flags`' mask and restarts, with the recurrent-dropout mask,
+    from reset states of the scan's own (whose gradients are compared too) or from the initial states."""
+    name = spec_of(cell).name
+    gx, states, weights, L, M = make(name, mask=True, lengths=lengths, seed=9)
+    resets = ()
+    if own_resets:
+        g = torch.Generator().manual_seed(10)
+        resets = tuple(torch.randn(s.shape, generator=g, dtype=s.dtype) * 0.5 for s in states)
+        resets = tuple(r.requires_grad_() for r in INITIAL_STATES.get(name, lambda states: states)(resets))
+    use(name, backend, loop, monkeypatch, gx)
+    mask, restart = step_flags()
+    opts = ScanOptions(spec_of(cell), reverse=reverse, cell_args=cell_args(name))
+    inputs = ScanInputs(gx, states, weights, lengths=L, mask=mask, restart=restart, reset_states=resets, rec_mask=M)
+    # the reset states are leaves too: their gradients are outputs of the scan
+    got = outputs_and_grads(lambda: dispatch.scan(opts, inputs, backend=backend), gx, (*states, *resets), weights)
+    want = outputs_and_grads(lambda: scan_reference(name, gx, states, weights, lengths=L, rec_mask=M, reverse=reverse,
+                                                    cell_args=cell_args(name), mask=mask, restart=restart,
+                                                    reset_states=resets), gx, (*states, *resets), weights)
+    assert len(got) == len(want)
     for a, b in zip(got, want):
         assert torch.isfinite(a).all()
         assert_close(a, b)
@@ -241,14 +282,26 @@ def check_row_chunks_float32(cell, monkeypatch):
 
 class CellChecks:
     """The generic checks as a test class, each on every backend that has the cell: a cell's page subclasses
-    it with ``cell = TheCell()`` (made at import, so that the cells of one module build into one C++ library)."""
+    it with ``cell = TheCell()`` (made at import, so that the cells of one module build into one C++ library)
+    and ``triton = False`` for a cell beyond the Triton kernels (its page then checks the refusal's reason)."""
 
     cell: Cell
+    triton: bool = True
 
     def test_has_its_generated_code(self):
         assert self.cell.reference_only is None
         assert self.cell.generated_python() and self.cell.generated_cpp()
         assert ("cpu_fused", "native") in backends_for(self.cell)
+        if "triton" in dispatch.available_backends():
+            assert (("triton", "interpreter") in backends_for(self.cell)) is self.triton
+            assert (self.cell.generated_triton() is not None) is self.triton
+
+    @pytest.mark.parametrize("own_resets, reverse, lengths", [(True, False, False), (False, True, True)],
+                             ids=["own-resets", "initial-resets-rev-len"])
+    def test_with_a_step_mask_and_resets_matches_its_reference(self, own_resets, reverse, lengths, monkeypatch):
+        for backend, loop in backends_for(self.cell):
+            check_step_mask_and_resets(self.cell, backend, loop, monkeypatch, own_resets=own_resets, reverse=reverse,
+                                       lengths=lengths)
 
     @pytest.mark.parametrize("reverse, lengths, mask, bias", [(False, False, False, True), (True, True, True, True),
                                                               (False, True, False, False)],

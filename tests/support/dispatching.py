@@ -1,4 +1,5 @@
-"""Which implementation the dispatch picks (:func:`seqtorch.ops.dispatch.choose`), by the names the tests use."""
+"""Which implementation the dispatch picks (:func:`seqtorch.ops.dispatch.choose`), by the names the tests use,
+and which cells the Triton tests parametrize over."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from torch import Tensor
 
 from seqtorch.ops import dispatch
 from seqtorch.ops.contract import Kernel, ScanOptions
+from seqtorch.recurrent_cells import CELLS, PointwiseCell
 
 
 def resolve_backend(backend: str, gx: Tensor, hidden_size: int | None = None, *, cell: str = "lstm",
@@ -26,3 +28,13 @@ def serving_kernel(backend: str, cell: str, gx: Tensor, hidden_size: int) -> Ker
 def implementation(name: str) -> dispatch.Implementation:
     """The implementation called ``name`` ("C++ loop", "Python loop", "triton persistent", ...)."""
     return next(impl for impl in dispatch.IMPLEMENTATIONS if impl.name == name)
+
+
+def built_in_triton_cells() -> list[str]:
+    """The built-in cells the Triton kernels run (a ``triton.py`` in their folder), in the registry's order.
+    Not the cells written as equations, which register when made, so that which exist at collection depends on
+    what else was collected: they run on the Triton kernels on their own pages (``tests/cells/``) and in
+    ``tests/ops/test_triton_equations.py``."""
+    from seqtorch.ops.triton import common
+
+    return [name for name in common.cell_names() if not isinstance(CELLS[name], PointwiseCell)]

@@ -254,6 +254,12 @@ class Cell:
         built-in cell has its ``cpu.h`` in its folder, or none."""
         return None
 
+    def generated_triton(self) -> str | None:
+        """The Triton kernels' pointwise code generated from this cell's equations (a module in the
+        ``triton.py`` convention, imported from the cache: :mod:`seqtorch.ops.triton.common`), or None: a
+        built-in cell has its ``triton.py`` in its folder, or none."""
+        return None
+
     # ---- gradients of the recurrent weights, after the loop (every backend) -------------------------
     def weight_grads(self, grads: dict[str, Tensor], dgx: Tensor, h_in: Tensor, u: Tensor | None,
                      weights: tuple[Tensor | None, ...], needs: tuple[bool, ...],

@@ -1,7 +1,8 @@
 """The Triton cell interface: how a cell's ``triton.py`` is called, its named slots, the device helpers.
 
 A cell's ``triton.py`` holds two plain functions, ``forward`` and ``backward``: one step of one block of
-batch rows on register tiles. The kernels of :mod:`seqtorch.ops.triton` (the persistent ones and the
+batch rows on register tiles (a cell written as its equations gets such a module generated from them:
+:mod:`.pointwise.triton_code`). The kernels of :mod:`seqtorch.ops.triton` (the persistent ones and the
 alternating loop's per-step ones) own everything else and call them with these arguments (shapes of the
 tiles: (BLOCK_B, BLOCK_H), BLOCK_H >= H; rows (1, BLOCK_H); row pointers address the step's rows of a
 buffer, gate k of a G*H-wide one at ``+ k * H``)::
@@ -40,8 +41,9 @@ The device helpers below are plain functions, decorated by ``triton.jit`` only w
 launched (:mod:`seqtorch.ops.triton.common` says why), so importing this module needs no GPU and compiles
 nothing. Only ``triton.language``'s builtins are used (``tl.full``, not ``tl.zeros``): the functions of
 ``triton.language.standard`` are themselves jit functions, decorated when triton is imported, and the
-interpreter cannot call them when it is switched on later (as the tests do). Names: ``b_`` register
-blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks.
+interpreter cannot call them when it is switched on later (as the tests do); so the math a generated
+cell writes (:func:`sigmoid`, :func:`tanh`, :func:`log1p`, :func:`expm1`, :func:`sign`) is here too, without
+libdevice. Names: ``b_`` register blocks, ``p_`` pointers, ``o_`` offsets, ``m_`` masks.
 
 ``GATE`` numbers the gates' function as the C++ loop does: 0 sigmoid, 1 Keras 2's hard sigmoid
 ``clip(0.2 x + 0.5, 0, 1)``, 2 torch's hardsigmoid ``clamp(x + 3, 0, 6) / 6``. The derivatives are the
@@ -81,12 +83,49 @@ def extra_weights(cell: Cell) -> tuple[str, ...]:
     return tuple(cell.weights[2:])
 
 
+def sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+def tanh(x):
+    """tanh as 1 - 2 / (exp(2x) + 1): exact at both tails, and only ``tl.exp`` (no libdevice)."""
+    return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+
+
+def log1p(x):
+    """log(1 + x), accurate for small x: log(u) * x / (u - 1) with u = 1 + x (Goldberg), x where u rounds
+    to 1 and where x is +inf."""
+    u = 1.0 + x
+    return tl.where((u == 1.0) | (x == float("inf")), x, tl.log(u) * (x / (u - 1.0)))
+
+
+def expm1(x):
+    """exp(x) - 1, accurate for small x: (u - 1) * x / log(u) with u = exp(x) (Kahan), x where u rounds to
+    1, -1 where u - 1 does, u where it overflows."""
+    u = tl.exp(x)
+    b_y = tl.where(u == float("inf"), u, (u - 1.0) * (x / tl.log(u)))
+    return tl.where(u == 1.0, x, tl.where(u - 1.0 == -1.0, -1.0, b_y))
+
+
+def sign(x):
+    """torch.sign: 1, -1, and x itself at 0 and NaN."""
+    return tl.where(x > 0.0, 1.0, tl.where(x < 0.0, -1.0, x))
+
+
+def in_block(x, m_bh, ACC: tl.constexpr):
+    """``x`` (a tile, a (1, BLOCK_H) row or a number) as a (BLOCK_B, BLOCK_H) tile in the math dtype, 0
+    outside the block's rows and columns ``m_bh``. What a cell generated from equations returns and feeds
+    to a product: its math need not keep the padding's zeros (sigmoid(0) = 0.5, log(0) = -inf), and a
+    padding that is not finite would spread through a ``dot`` into every column."""
+    return tl.where(m_bh, x, 0.0).to(ACC)
+
+
 def act(x, RELU: tl.constexpr):
-    """The cell's main activation: relu, or tanh as 1 - 2 / (exp(2x) + 1) (exact at both tails)."""
+    """The cell's main activation: relu, or :func:`tanh`."""
     if RELU:
         return tl.maximum(x, 0.0)
     else:
-        return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+        return tanh(x)
 
 
 def act_grad(y, RELU: tl.constexpr):
@@ -103,7 +142,7 @@ def gate(x, GATE: tl.constexpr):
     elif GATE == 2:
         return tl.minimum(tl.maximum(x + 3.0, 0.0), 6.0) / 6.0
     else:
-        return 1.0 / (1.0 + tl.exp(-x))
+        return sigmoid(x)
 
 
 def gate_grad(y, pre, GATE: tl.constexpr):
@@ -180,5 +219,5 @@ def ln_grad(d, xhat, mean_d, mean_dx, rstd, m_row):
     return tl.where(m_row, rstd * (d - mean_d - xhat * mean_dx), 0.0)
 
 
-HELPERS = (act, act_grad, gate, gate_grad, keep_valid, load_tile, store_tile, dot, _add, row_sum, load_row,
-           store_column, load_column, ln_center, ln_grad)
+HELPERS = (sigmoid, tanh, log1p, expm1, sign, in_block, act, act_grad, gate, gate_grad, keep_valid, load_tile,
+           store_tile, dot, _add, row_sum, load_row, store_column, load_column, ln_center, ln_grad)

@@ -7,7 +7,7 @@
   W_hh; per step one cuBLAS GEMM for the recurrent product and one Triton launch for the cell's math.
 * :mod:`.common`: what both share: the device rule (:func:`.common.supports_device`), the launchers' buffers
   and argument packing, the cell flags, and the lazy ``triton.jit`` decoration of the kernels and of each
-  cell's step (its ``triton.py``, beside the cell, on the interface of
+  cell's step (its ``triton.py``, beside the cell, or generated from a cell's equations, on the interface of
   :mod:`seqtorch.recurrent_cells.triton_math`).
 
 Each implementation is an op pair of :mod:`seqtorch.ops.contract` (``seqtorch::scan_forward_triton`` /
@@ -17,7 +17,8 @@ Nothing here imports from the dispatch or the autograd layer above.
 
 What the backend covers (each ``supports`` says why not; ``backend="auto"`` then takes the next path):
 
-* every registered cell with a ``triton.py`` (:func:`.common.has_cell`), every option of the reference
+* every registered cell with a ``triton.py``, and every cell written as its equations with at most 2 states, 4
+  gate blocks and 3 vectors (:func:`.common.cell_refusal`), every option of the reference
   (lengths, masks with holes, resets from reset states or the initial states, reverse, rec_mask, zoneout,
   activation tanh/relu, every recurrent_activation, no bias);
 * hidden sizes 1 to :data:`.persistent.MAX_HIDDEN` on the persistent kernels, any larger one on the

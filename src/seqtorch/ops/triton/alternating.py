@@ -40,7 +40,7 @@ from torch.utils import _pytree
 from ...recurrent_cells import Cell
 from .. import contract
 from ..contract import Kernel, ScanInputs, ScanOptions
-from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, given_resets, has_cell, new_buffer,
+from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_refusal, cell_weights, given_resets, new_buffer,
                      reset_args, slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
 from .step_kernels import step_kernels
 
@@ -52,8 +52,9 @@ ROW_ELEMENTS = 4096    # a whole-row program's (BLOCK_B, BLOCK_H) tile holds at 
 def supports_cell(spec: Cell) -> str | None:
     """Why ``spec`` cannot run in the alternating loop, or None if it can."""
     cell = spec.name
-    if not has_cell(spec):
-        return f"cell {cell!r} has no Triton kernels (no triton.py in its folder)"
+    reason = cell_refusal(spec)
+    if reason is not None:
+        return reason
     if len(spec.products) > 1:
         return (f"cell {cell!r} has {len(spec.products)} recurrent products per step (the second needs the "
                 f"first stage's result inside the step); the per-step kernels take one")

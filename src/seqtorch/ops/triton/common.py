@@ -3,7 +3,9 @@
 The persistent kernels (:mod:`.persistent`) and the alternating loop (:mod:`.alternating`) launch different
 kernels over the same cells and the same op contract. Here, once for both:
 
-* :func:`supports_device`, :func:`has_cell`: what any Triton kernel can run;
+* :func:`supports_device`, :func:`cell_refusal` (:func:`has_cell`): what any Triton kernel can run, and
+  :func:`cell_module`, where a cell's step is: its folder's ``triton.py``, or for a cell written as its
+  equations the module generated from them (written to the cache of generated cells, imported from there);
 * the launchers' side: :func:`new_buffer` (and the NaN poisoning the tests switch on,
   :data:`POISON_NEW_BUFFERS`), :func:`cell_flags` (the constexprs that describe the cell and the math
   dtype), and the packing of the cell's per-step buffers, extra weights, numeric options and zoneout
@@ -15,25 +17,30 @@ kernels over the same cells and the same op contract. Here, once for both:
   step and which restart there (:func:`step_valid`, :func:`any_valid`, :func:`step_restarts`);
 * the lazy ``triton.jit`` decoration: :func:`device_helpers` (the cells' interface,
   :mod:`seqtorch.recurrent_cells.triton_math`, and the loads above) and :func:`decorate_cells` (each cell's
-  ``triton.py``). ``triton.jit`` reads ``TRITON_INTERPRET`` when it decorates; decorating on first launch,
+  step, :class:`CellSteps`: a cell from equations on its first launch). ``triton.jit`` reads ``TRITON_INTERPRET`` when it decorates; decorating on first launch,
   once per mode, lets the tests switch the interpreter on after seqtorch was imported, and keeps importing
   seqtorch free of any Triton compilation.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
 import types
+from pathlib import Path
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from ...recurrent_cells import CELLS, Cell, triton_math
+from ...fileio import read_cache_entry, write_cache_entry
+from ...recurrent_cells import CELLS, Cell, PointwiseCell, triton_math
+from ...recurrent_cells.pointwise import triton_code
 from ...recurrent_cells.triton_math import GATE_IDS, _add, extra_weights
+from .. import native_cells
 from ..contract import ScanOptions
 
 GX_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -59,16 +66,65 @@ def interpreting() -> bool:
 # ----------------------------------------------------------------------------------------------------
 # what a Triton kernel can run
 
-def cell_names() -> list[str]:
-    """The registered cells that have a ``triton.py`` (a cell written as equations has no folder, so none)."""
-    return [name for name in CELLS
-            if importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}") is not None
-            and importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None]
+def _has_folder_code(name: str) -> bool:
+    """Whether cell ``name`` has a folder with a ``triton.py``."""
+    return (importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}") is not None
+            and importlib.util.find_spec(f"seqtorch.recurrent_cells.{name}.triton") is not None)
+
+
+def cell_refusal(cell: Cell) -> str | None:
+    """Why the Triton kernels cannot run ``cell``, or None. Its step is a ``triton.py`` in its folder, or the
+    code generated from its equations (:meth:`~seqtorch.recurrent_cells.Cell.generated_triton`; what it
+    refuses: :func:`seqtorch.recurrent_cells.pointwise.triton_code.limits`); and its buffers and extra weights
+    fit the kernels' argument slots (:data:`MAX_SAVED`, :data:`MAX_GRAD_BUFFERS`, :data:`MAX_EXTRA_WEIGHTS`)."""
+    generated = cell.generated_triton() is not None
+    if not generated and isinstance(cell, PointwiseCell):
+        why = cell.reference_only or triton_code.limits(cell.gates, len(cell.states))
+        return f"cell {cell.name!r} has no Triton kernels: {why}"
+    if not generated and not _has_folder_code(cell.name):
+        return f"cell {cell.name!r} has no Triton kernels (no triton.py in its folder)"
+    for what, names, slots in (("saved buffers", cell.saved_names(), MAX_SAVED),
+                               ("gradient buffers", cell.grad_buffer_names(), MAX_GRAD_BUFFERS),
+                               ("extra weights (after weight_hh, bias_hh)", extra_weights(cell), MAX_EXTRA_WEIGHTS)):
+        if len(names) > slots:
+            return (f"cell {cell.name!r} has {len(names)} {what} ({', '.join(names)}); the Triton kernels have "
+                    f"{slots} slots for them")
+    return None
 
 
 def has_cell(cell: Cell) -> bool:
-    """Whether ``cell`` has Triton kernels (a ``triton.py`` in its folder)."""
-    return cell.name in cell_names()
+    """Whether the Triton kernels run ``cell`` (:func:`cell_refusal` says why not)."""
+    return cell_refusal(cell) is None
+
+
+def cell_names() -> list[str]:
+    """The registered cells the Triton kernels run: those with a ``triton.py`` in their folder, and the cells
+    written as equations (registered when made) whose generated code fits the kernels."""
+    return [name for name, cell in CELLS.items() if has_cell(cell)]
+
+
+_GENERATED: dict[str, types.ModuleType] = {}
+
+
+def cell_module(cell: Cell) -> types.ModuleType:
+    """The module of ``cell``'s Triton step (plain ``forward`` and ``backward``): its folder's ``triton.py``,
+    or the module generated from its equations. That one is written to the cache of generated cells
+    (:func:`seqtorch.ops.native_cells.cache_root`, ``triton/<cell name>_<hash of the source>.py``) and
+    imported from there: Triton's ``jit`` reads a function's source from its file."""
+    source = cell.generated_triton()
+    if source is None:
+        return importlib.import_module(f"seqtorch.recurrent_cells.{cell.name}.triton")
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    module_name = f"seqtorch_triton_{cell.name}_{digest}"
+    if module_name not in _GENERATED:
+        path = native_cells.cache_root() / "triton" / f"{cell.name}_{digest}.py"
+        if read_cache_entry(path, Path.read_text) != source:  # absent, or damaged (its name hashes its text)
+            write_cache_entry(path, lambda f: f.write(source.encode()))
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _GENERATED[module_name] = module
+    return _GENERATED[module_name]
 
 
 def supports_device(gx: Tensor) -> str | None:
@@ -181,13 +237,15 @@ def _load_bias_row(bias, k, H, o_h, m_h, HAS_BIAS: tl.constexpr, ACC: tl.constex
 
 def load_bias_rows(bias, H, o_h, m_h, NUM_GATES: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr,
                    BLOCK_H: tl.constexpr):
-    """b_hh's gate rows 0..3 (the ``b`` a cell gets); a cell with fewer gates gets row 0 in the unused places."""
+    """b_hh's gate rows 0..3 (the ``b`` a cell gets); a cell with fewer gates gets row 0 in the unused places
+    (none past its G*H entries is loaded)."""
     b_b0 = _load_bias_row(bias, 0, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
     b_b1 = b_b0
     b_b2 = b_b0
     b_b3 = b_b0
     if NUM_GATES > 1:
         b_b1 = _load_bias_row(bias, 1, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
+    if NUM_GATES > 2:
         b_b2 = _load_bias_row(bias, 2, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
     if NUM_GATES > 3:
         b_b3 = _load_bias_row(bias, 3, H, o_h, m_h, HAS_BIAS, ACC, BLOCK_H)
@@ -257,19 +315,40 @@ def device_helpers() -> dict:
     return _DEVICE[mode]
 
 
-def decorate_cells(helpers: dict) -> dict:
-    """Each cell's (forward, backward) step functions decorated by ``triton.jit``, calling ``helpers`` in
-    place of the :mod:`~seqtorch.recurrent_cells.triton_math` functions of the same name (the kernels of
-    the alternating loop swap ``dot``)."""
-    cells, namespaces, decorated = {}, [], {}
-    for name in cell_names():
-        module = importlib.import_module(f"seqtorch.recurrent_cells.{name}.triton")
+class CellSteps(dict):
+    """Each cell's (forward, backward) step functions decorated by ``triton.jit``, by cell name, calling the
+    ``helpers`` in place of the :mod:`~seqtorch.recurrent_cells.triton_math` functions of the same name (the
+    kernels of the alternating loop swap ``dot``). The cells with a folder are decorated with the kernels
+    (:func:`decorate_cells`); a cell written as equations on its first launch (it may be made after the
+    kernels were built)."""
+
+    def __init__(self, helpers: dict) -> None:
+        super().__init__()
+        self.helpers = helpers
+
+    def decorate(self, name: str, module: types.ModuleType) -> dict:
+        """Decorate ``module``'s step as cell ``name``'s; the namespace its functions resolve globals in."""
         cell_ns = dict(vars(module))
-        cell_ns.update({fn.__name__: helpers[fn.__name__] for fn in triton_math.HELPERS})
+        cell_ns.update({fn.__name__: self.helpers[fn.__name__] for fn in triton_math.HELPERS})
         jit_all((module.forward, module.backward), cell_ns)
-        cells[name] = (cell_ns["forward"], cell_ns["backward"])
-        decorated.update({module.forward: cell_ns["forward"], module.backward: cell_ns["backward"]})
-        namespaces.append(cell_ns)
+        self[name] = (cell_ns["forward"], cell_ns["backward"])
+        return cell_ns
+
+    def __missing__(self, name: str) -> tuple:
+        from ...recurrent_cells import get_cell
+
+        self.decorate(name, cell_module(get_cell(name)))
+        return self[name]
+
+
+def decorate_cells(helpers: dict) -> CellSteps:
+    """The cells' steps (:class:`CellSteps`), those in a folder's ``triton.py`` decorated now."""
+    cells, namespaces, decorated = CellSteps(helpers), [], {}
+    for name in CELLS:
+        if _has_folder_code(name):
+            module = importlib.import_module(f"seqtorch.recurrent_cells.{name}.triton")
+            namespaces.append(cells.decorate(name, module))
+            decorated.update({module.forward: cells[name][0], module.backward: cells[name][1]})
     # a cell may build on another's step (lstm_proj on lstm's): it imported that cell's plain functions,
     # which are swapped here for their decorated versions (Triton reads globals when it compiles)
     for cell_ns in namespaces:

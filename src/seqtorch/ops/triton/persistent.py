@@ -7,7 +7,7 @@ are the ``seqtorch::scan_forward_triton`` / ``scan_backward_triton`` ops -> :mod
 reference; :mod:`seqtorch.ops.dispatch` registers it and decides when this implementation serves).
 
 What it covers (:func:`supports` says why not; what the Triton backend covers as a whole, dtypes included,
-is in :mod:`seqtorch.ops.triton`): every cell with a ``triton.py`` and every option of the reference, for
+is in :mod:`seqtorch.ops.triton`): every cell with Triton code and every option of the reference, for
 hidden sizes 1 to :data:`MAX_HIDDEN` (128). A program holds a (16, H) state block and the G tiles of W_hh
 (H padded to a power of two, at least 16); W_hh stays on chip for the whole sequence when its tiles fit
 :data:`W_ON_CHIP_BYTES` (:data:`W_ON_CHIP_BYTES_BACKWARD` in the backward), else it is re-read from L2 each
@@ -23,7 +23,7 @@ from torch import Tensor
 from ...recurrent_cells import Cell
 from .. import contract
 from ..contract import Kernel, ScanInputs, ScanOptions
-from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_weights, given_resets, has_cell, new_buffer,
+from .common import (MAX_GRAD_BUFFERS, MAX_SAVED, cell_flags, cell_refusal, cell_weights, given_resets, new_buffer,
                      reset_args, slot_pointers, slot_widths, step_bytes, supports_device, zoneout_args)
 from .persistent_kernels import kernels
 
@@ -36,14 +36,16 @@ BLOCK_B = 16                    # batch rows per program (tl.dot needs at least 
 
 
 def supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
-    """Why the persistent kernels cannot run this scan, or None: :func:`.common.supports_device`, a cell with a
-    ``triton.py``, and 1 <= hidden_size <= :data:`MAX_HIDDEN` (above, the alternating loop's rule)."""
+    """Why the persistent kernels cannot run this scan, or None: :func:`.common.supports_device`, a cell they
+    run (:func:`.common.cell_refusal`), and 1 <= hidden_size <= :data:`MAX_HIDDEN` (above, the alternating
+    loop's rule)."""
     reason = supports_device(inputs.gx)
     if reason is not None:
         return reason
     hidden_size = opts.cell.hidden_size(inputs.weights)
-    if not has_cell(opts.cell):
-        return f"cell {opts.cell.name!r} has no Triton kernels (no triton.py in its folder)"
+    reason = cell_refusal(opts.cell)
+    if reason is not None:
+        return reason
     if hidden_size < 1:
         return f"hidden_size must be at least 1, got {hidden_size}"
     if hidden_size > MAX_HIDDEN:

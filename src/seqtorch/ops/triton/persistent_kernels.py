@@ -64,7 +64,8 @@ def _load_w(w, k, H, P, o_h, TRANSPOSE: tl.constexpr):
 
 def _load_ws(w, H, P, o_h, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr, W_VECTOR: tl.constexpr,
              ACC: tl.constexpr):
-    """W_hh's gate tiles 0..3; a cell with fewer gates gets tile 0 in the unused places (never read).
+    """W_hh's gate tiles 0..3; a cell with fewer gates gets tile 0 in the unused places (never read; no
+    tile past its G*H rows is loaded).
     W_VECTOR: a cell without recurrent products (IndRNN) has a weight vector (H,), loaded as a (1, BLOCK_H)
     row by :func:`.common.load_weight_vector` instead (a Triton function returns one type, whatever its
     constexpr branches)."""
@@ -74,6 +75,7 @@ def _load_ws(w, H, P, o_h, NUM_GATES: tl.constexpr, TRANSPOSE: tl.constexpr, W_V
     b_w3 = b_w0
     if NUM_GATES > 1:
         b_w1 = _load_w(w, 1, H, P, o_h, TRANSPOSE)
+    if NUM_GATES > 2:
         b_w2 = _load_w(w, 2, H, P, o_h, TRANSPOSE)
     if NUM_GATES > 3:
         b_w3 = _load_w(w, 3, H, P, o_h, TRANSPOSE)

@@ -97,6 +97,7 @@ def _step_fwd_kernel(gx, Q, w, bias, W2, W3, W4, CARGS, lengths, smask, restart,
         b_w3 = b_w0
         if NUM_GATES > 1:
             b_w1 = load_tile(p_q + H, m_bh, ACC)
+        if NUM_GATES > 2:
             b_w2 = load_tile(p_q + 2 * H, m_bh, ACC)
         if NUM_GATES > 3:
             b_w3 = load_tile(p_q + 3 * H, m_bh, ACC)

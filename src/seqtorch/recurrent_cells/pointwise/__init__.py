@@ -21,7 +21,8 @@ What happens to it (each step in a module of its own):
    reference scan only, and says so in a warning (once per class).
 3. The code, from the IR: :mod:`.python_code` for the Python loop (here, at once), :mod:`.cpp_code` for
    the C++ loop (compiled on first use into a library of its own, cached across processes:
-   :mod:`seqtorch.ops.native_cells`).
+   :mod:`seqtorch.ops.native_cells`), :mod:`.triton_code` for the Triton kernels (written to the same cache
+   on first launch and imported from there: :mod:`seqtorch.ops.triton.common`).
 
 The cell is registered under ``<ClassName>_<hash>`` (of its class's module and name, its declaration and
 its IR), so the scan's ops find it by name and a pickled Module finds it again in a process where the
@@ -44,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..base import Acts, BackwardStep, Cell, ForwardStep, Sizes
-from . import cpp_code, ir, python_code, trace
+from . import cpp_code, ir, python_code, trace, triton_code
 from .ir import UnsupportedEquations
 
 INPUTS = ("joint", "separate")
@@ -63,6 +64,7 @@ class Generated:
     backward: Callable | None
     refusal: str | None = None
     cpp_source: str | None = None  # written on first use
+    triton_source: str | None = None  # written on first use
 
 
 class PointwiseCell(Cell):
@@ -90,10 +92,12 @@ class PointwiseCell(Cell):
     runs on the reference scan only, with a warning that names what was refused.
 
     Class attributes:
-        gates (int): G, the number of H-wide blocks of ``z``. Default 1.
+        gates (int): G, the number of H-wide blocks of ``z``. Default 1. At most four run on the Triton
+            kernels.
         states (tuple of str): the states' names; the first is the output ``h`` and the one ``W_hh``
-            multiplies. Default ``("h",)``. At most four run on the C++ loop.
-        vectors (tuple of str): per-unit parameters, each ``(H,)``. Default none.
+            multiplies. Default ``("h",)``. At most four run on the C++ loop, two on the Triton kernels.
+        vectors (tuple of str): per-unit parameters, each ``(H,)``. Default none. At most four run on the
+            C++ loop, three on the Triton kernels.
         inputs (str): ``"joint"`` (default) or ``"separate"``, as above.
         vector_init (dict): each vector's initial value, by name: a number, or a function that fills
             the ``(H,)`` tensor in place (``torch.nn.init.ones_``). A vector not listed starts as every
@@ -237,6 +241,15 @@ class PointwiseCell(Cell):
             code.cpp_source = cpp_code.source(code.step, self.name, self.inputs, self.gates, self.states,
                                               self.vectors, self.saved_names(), self.grad_buffer_names())
         return code.cpp_source
+
+    def generated_triton(self) -> str | None:
+        code = self._code
+        if code.step is None or triton_code.limits(self.gates, len(self.states)):
+            return None
+        if code.triton_source is None:
+            code.triton_source = triton_code.source(code.step, self.name, self.inputs, self.gates, self.states,
+                                                    self.vectors)
+        return code.triton_source
 
     def generated_python(self) -> str | None:
         """The Python loop's code generated from the equations (None for a cell that runs on the reference only)."""

@@ -16,11 +16,10 @@ names), so the code reads them by name, ``r.saved[Saved::S]``, as a hand-written
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 from .. import cpu_slots
-from .ir import OPS, Emitter, Step
+from .ir import OPS, Emitter, Spelling, Step
 
 MAX_STATES = 4   # cpu_cell.h's kMaxStates
 MAX_VECTORS = 4  # cpu_cell.h's kMaxWeights (6) less W_hh and b_hh
@@ -37,16 +36,6 @@ def limits(states: int, vectors: int) -> str | None:
     return None
 
 
-def _number(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if math.isnan(value):
-        return "std::numeric_limits<T>::quiet_NaN()"
-    if math.isinf(value):
-        return ("" if value > 0 else "-") + "std::numeric_limits<T>::infinity()"
-    return f"T({value!r})"
-
-
 def _at(block: int) -> str:
     return "j" if block == 0 else f"{block} * H + j" if block > 1 else "H + j"
 
@@ -58,6 +47,9 @@ def _offset(block: int) -> str:
 
 class _Row(Emitter):
     """One row function: its pointer parameters (in order of first use) and its loop body."""
+
+    spelling = Spelling("true", "false", "std::numeric_limits<T>::quiet_NaN()", "std::numeric_limits<T>::infinity()",
+                        "T({!r})")
 
     def __init__(self, step: Step, inputs: str, state_names, vector_names) -> None:
         super().__init__(step)
@@ -93,9 +85,6 @@ class _Row(Emitter):
         if source in ("state", "dnext"):
             return f"{'s' if source == 'state' else 'd'}_{self.states[index]}"
         return f"p_{self.vectors[index]}" if source == "vector" else f"{source}{index}"
-
-    def number(self, value) -> str:
-        return _number(value)
 
     def op(self, node, args: list[str]) -> str:
         if node.dtype == "float" and node.op not in ("where", "float"):

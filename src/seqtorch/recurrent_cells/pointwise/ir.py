@@ -3,9 +3,9 @@
 A :class:`~seqtorch.PointwiseCell`'s ``forward`` is elementwise math on ``(B, k*H)`` tensors. Traced by
 AOTAutograd (:mod:`.trace`) it becomes two ATen graphs, the forward and the backward. This module reads
 them into one :class:`Step`: every value is a :class:`Node`, the value at one column ``j`` of one H-wide
-block, so that every code generator (:mod:`.python_code`, :mod:`.cpp_code`) writes a loop over ``j`` in
-which each node is one scalar expression, from the one table of ops, :data:`OPS`, which says how each
-generator writes each op.
+block, so that every code generator (:mod:`.python_code`, :mod:`.cpp_code`, :mod:`.triton_code`) writes a
+loop over ``j`` in which each node is one scalar expression (in Triton, one register tile of such columns), from
+the one table of ops, :data:`OPS`, which says how each generator writes each op.
 
 How the graphs' shapes are read (they were traced at ``B = TRACE_B``, ``H = TRACE_H``, two sizes that
 cannot be confused): ``(B, k*H)`` is k column blocks of a batch row, ``(k*H,)`` or ``(1, k*H)`` k blocks of
@@ -22,6 +22,7 @@ backward recomputes, and the repeats AOTAutograd leaves, are computed once.
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass, field
 
@@ -40,46 +41,60 @@ class OpInfo:
     operand ``same_as``), which operands it is linear in (what may carry a vector's per-row gradient terms
     through it), and how each generator writes it (``{0}``, ``{1}``... its operands): the Python loop with
     torch ops on row blocks, the C++ loop with scalars (``T``, the math of ``recurrent_cells/cpu_math.h``
-    and ``cpu_pointwise_math.h``)."""
+    and ``cpu_pointwise_math.h``), the Triton kernels with register tiles (``tl`` and the helpers of
+    ``recurrent_cells/triton_math.py``)."""
 
     arity: int
     python: str
     cpp: str
+    triton: str
     dtype: str = "float"
     same_as: int = 0
     linear_in: tuple[int, ...] = ()
 
 
 def _binary(symbol: str, python_symbol: str | None = None, **kwargs) -> OpInfo:
-    return OpInfo(2, f"({{0}} {python_symbol or symbol} {{1}})", f"({{0}} {symbol} {{1}})", **kwargs)
+    """An operator; Python and Triton write ``python_symbol`` where it differs from C++'s (``&`` for ``&&``)."""
+    python = f"({{0}} {python_symbol or symbol} {{1}})"
+    return OpInfo(2, python, f"({{0}} {symbol} {{1}})", python, **kwargs)
 
 
-def _unary(name: str, cpp: str) -> OpInfo:
-    return OpInfo(1, f"torch.{name}({{0}})", cpp)
+def _unary(name: str, cpp: str, triton: str) -> OpInfo:
+    return OpInfo(1, f"torch.{name}({{0}})", cpp, triton)
 
+
+# torch.maximum, minimum and relu propagate NaN; Triton's do only when asked
+_NAN = "propagate_nan=tl.PropagateNan.ALL"
 
 #: The ops every generator writes, by IR name (the ATen ops that map to them are in :class:`_Reader`).
 OPS: dict[str, OpInfo] = {
     "add": _binary("+", linear_in=(0, 1)), "sub": _binary("-", linear_in=(0, 1)),
     "mul": _binary("*", linear_in=(0, 1)), "div": _binary("/", linear_in=(0,)),
-    "neg": OpInfo(1, "(-{0})", "(-{0})", linear_in=(0,)),
-    "maximum": OpInfo(2, "torch.maximum({0}, {1})", "maximum_({0}, {1})"),
-    "minimum": OpInfo(2, "torch.minimum({0}, {1})", "minimum_({0}, {1})"),
-    "exp": _unary("exp", "exp_({0})"), "expm1": _unary("expm1", "expm1_({0})"), "log": _unary("log", "log_({0})"),
-    "log1p": _unary("log1p", "log1p_({0})"), "sigmoid": _unary("sigmoid", "sigmoid({0})"),
-    "tanh": _unary("tanh", "tanh_({0})"), "relu": _unary("relu", "relu_({0})"), "abs": _unary("abs", "std::abs({0})"),
-    "sign": _unary("sign", "sign_({0})"), "sqrt": _unary("sqrt", "std::sqrt({0})"),
-    "rsqrt": _unary("rsqrt", "(T(1) / std::sqrt({0}))"), "reciprocal": _unary("reciprocal", "(T(1) / {0})"),
-    "erf": _unary("erf", "std::erf({0})"),  # libm's: a loop with erf stays scalar
+    "neg": OpInfo(1, "(-{0})", "(-{0})", "(-{0})", linear_in=(0,)),
+    "maximum": OpInfo(2, "torch.maximum({0}, {1})", "maximum_({0}, {1})", f"tl.maximum({{0}}, {{1}}, {_NAN})"),
+    "minimum": OpInfo(2, "torch.minimum({0}, {1})", "minimum_({0}, {1})", f"tl.minimum({{0}}, {{1}}, {_NAN})"),
+    "exp": _unary("exp", "exp_({0})", "tl.exp({0})"), "expm1": _unary("expm1", "expm1_({0})", "expm1({0})"),
+    "log": _unary("log", "log_({0})", "tl.log({0})"), "log1p": _unary("log1p", "log1p_({0})", "log1p({0})"),
+    "sigmoid": _unary("sigmoid", "sigmoid({0})", "sigmoid({0})"), "tanh": _unary("tanh", "tanh_({0})", "tanh({0})"),
+    "relu": _unary("relu", "relu_({0})", f"tl.maximum({{0}}, 0.0, {_NAN})"),
+    "abs": _unary("abs", "std::abs({0})", "tl.abs({0})"), "sign": _unary("sign", "sign_({0})", "sign({0})"),
+    "sqrt": _unary("sqrt", "std::sqrt({0})", "tl.sqrt({0})"),
+    "rsqrt": _unary("rsqrt", "(T(1) / std::sqrt({0}))", "tl.rsqrt({0})"),
+    "reciprocal": _unary("reciprocal", "(T(1) / {0})", "(1.0 / {0})"),
+    "erf": _unary("erf", "std::erf({0})", "tl.erf({0})"),  # C++: libm's, a loop with erf stays scalar
     # ATen's formulas, in its order of operations
-    "sigmoid_backward": OpInfo(2, "({0} * (1 - {1}) * {1})", "({0} * (T(1) - {1}) * {1})", linear_in=(0,)),
-    "tanh_backward": OpInfo(2, "({0} * (1 - {1} * {1}))", "({0} * (T(1) - {1} * {1}))", linear_in=(0,)),
+    "sigmoid_backward": OpInfo(2, "({0} * (1 - {1}) * {1})", "({0} * (T(1) - {1}) * {1})", "({0} * (1.0 - {1}) * {1})",
+                               linear_in=(0,)),
+    "tanh_backward": OpInfo(2, "({0} * (1 - {1} * {1}))", "({0} * (T(1) - {1} * {1}))", "({0} * (1.0 - {1} * {1}))",
+                            linear_in=(0,)),
     "eq": _binary("==", dtype="bool"), "ne": _binary("!=", dtype="bool"), "lt": _binary("<", dtype="bool"),
     "le": _binary("<=", dtype="bool"), "gt": _binary(">", dtype="bool"), "ge": _binary(">=", dtype="bool"),
-    "not": OpInfo(1, "torch.logical_not({0})", "(!{0})", "bool"),
+    "not": OpInfo(1, "torch.logical_not({0})", "(!{0})", "({0} == 0)", "bool"),
     "and": _binary("&&", "&", dtype="bool"), "or": _binary("||", "|", dtype="bool"),
-    "where": OpInfo(3, "torch.where({0}, {1}, {2})", "({0} ? {1} : {2})", "same", same_as=1, linear_in=(1, 2)),
-    "float": OpInfo(1, "torch.where({0}, like.new_tensor(1.0), like.new_tensor(0.0))", "({0} ? T(1) : T(0))"),
+    "where": OpInfo(3, "torch.where({0}, {1}, {2})", "({0} ? {1} : {2})", "tl.where({0}, {1}, {2})", "same",
+                    same_as=1, linear_in=(1, 2)),
+    "float": OpInfo(1, "torch.where({0}, like.new_tensor(1.0), like.new_tensor(0.0))", "({0} ? T(1) : T(0))",
+                    "tl.where({0}, 1.0, 0.0)"),
 }
 
 
@@ -227,17 +242,34 @@ class Step:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Spelling:
+    """How a generator writes a constant: true, false, NaN, +inf (-inf is it with a minus), and any other
+    number (a format of the float's ``repr``)."""
+
+    true: str
+    false: str
+    nan: str
+    inf: str
+    number: str = "{!r}"
+
+
 class Emitter:
     """What every code generator does with a :class:`Step`: walk the nodes a pass needs, in order, naming
     each (a constant by its literal, a load or an op by the variable it declares). A generator says how to
-    write a number, a load, an op and a declaration."""
+    write a number (its :attr:`spelling`), a load, an op and a declaration."""
+
+    spelling: Spelling
 
     def __init__(self, step: Step) -> None:
         self.step, self.names = step, {}
 
     def compute(self, roots) -> None:
+        """Name every node the ``roots`` need, in order; those named by an earlier call are not redone."""
         for index in self.step.order(roots):
             node = self.step.nodes[index]
+            if index in self.names:
+                continue
             if node.op == "const":
                 self.names[index] = self.number(node.args[0])
             elif node.op == "load":
@@ -246,7 +278,14 @@ class Emitter:
                 self.names[index] = self.declare(index, node, self.op(node, [self.names[a] for a in node.args]))
 
     def number(self, value) -> str:
-        raise NotImplementedError
+        s = self.spelling
+        if isinstance(value, bool):
+            return s.true if value else s.false
+        if math.isnan(value):
+            return s.nan
+        if math.isinf(value):
+            return s.inf if value > 0 else f"-{s.inf}"
+        return s.number.format(float(value))
 
     def load(self, source: str, index: int, dtype: str) -> str:
         raise NotImplementedError

@@ -13,9 +13,7 @@ the loop equals the reference to rounding.
 
 from __future__ import annotations
 
-import math
-
-from .ir import OPS, Emitter, Step
+from .ir import OPS, Emitter, Spelling, Step
 
 # maximum/minimum with a number: torch's clamp, which keeps NaN as they do
 _WITH_NUMBER = {"maximum": ("torch.clamp_min({0}, {1})", "torch.clamp_min({1}, {0})"),
@@ -32,18 +30,11 @@ def _block(name: str, index: int) -> str:
 class _Writer(Emitter):
     """One function's body: a line per node, torch ops on row blocks."""
 
+    spelling = Spelling("True", "False", "math.nan", "math.inf")
+
     def __init__(self, step: Step) -> None:
         super().__init__(step)
         self.lines: list[str] = []
-
-    def number(self, value) -> str:
-        if isinstance(value, bool):
-            return repr(value)
-        if math.isnan(value):
-            return "math.nan"
-        if math.isinf(value):
-            return "math.inf" if value > 0 else "-math.inf"
-        return repr(float(value))
 
     def load(self, source: str, index: int, dtype: str) -> str:
         if source in ("z", "zx", "zh"):
