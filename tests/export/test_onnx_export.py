@@ -231,7 +231,7 @@ def test_peephole_lstm_exports_as_onnx_lstm_with_its_p_input(cpp, monkeypatch):
     lstm = [node for node in program.model.graph if node.op_type == "LSTM"]
     assert len(lstm) == 2 and all(len(node.inputs) == 8 and node.inputs[7] is not None for node in lstm)
     targets = {str(node.target) for node in program.exported_program.graph.nodes if "scan_forward" in str(node.target)}
-    assert targets == {str(native.kernel(layer.cell.name).forward) if cpp else "seqtorch.scan_forward_loop.default"}
+    assert targets == {str(dispatch.cpp_kernel(layer.cell.name).forward) if cpp else "seqtorch.scan_forward_loop.default"}
 
 
 def test_a_cell_written_as_equations_without_onnx_operator_is_refused_by_name():
