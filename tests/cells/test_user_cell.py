@@ -195,6 +195,7 @@ def test_compile_is_one_graph_and_export_holds_its_own_op(monkeypatch):
 
     monkeypatch.setattr(dispatch, "USE_NATIVE", True)
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps the counters: count this test's graphs only
     torch.manual_seed(0)
     layer = seqtorch.Recurrent(Gated(), 4, 5)
     compiled = torch.compile(layer, fullgraph=True, dynamic=True, backend="aot_eager")

@@ -214,6 +214,7 @@ def test_compile_one_graph_for_every_length_with_backward():
     import torch._dynamo
 
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps the counters: count this test's graphs only
     torch.manual_seed(0)
     layer = seqtorch.LSTM(I, H, num_layers=2, bidirectional=True)
     compiled = torch.compile(layer, fullgraph=True, dynamic=True, backend="aot_eager")
