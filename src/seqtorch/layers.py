@@ -74,11 +74,7 @@ class Recurrent(nn.RNNBase):
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        if cls._default_cell is not None and "__init__" in cls.__dict__:
-            cls._options = tuple(o for o in O.applicable("layer", cls._default_cell.options, cls._own_options)
-                                 if o.name not in cls._torch_named)
-            cls.__init__.__signature__ = O.signature(cls.__init__, cls._options)
-            cls.__doc__ = (cls.__doc__ or "") + "\n" + O.docstring(cls._options)
+        O.describe_public_class(cls, "layer")
 
     def __init__(self, cell: Cell, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, device=None,

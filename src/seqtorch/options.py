@@ -165,3 +165,16 @@ def docstring(allowed: tuple[Option, ...]) -> str:
     for o in allowed:
         lines.append(f"        {o.name} ({o.type.__name__}, default {o.default!r}): {o.help}.")
     return "\n".join(lines) + "\n"
+
+
+def describe_public_class(cls, kind: str) -> None:
+    """A public Module subclass (``kind`` "layer" or "cell") that names its ``_default_cell``: its
+    ``_options`` (the cell's options for that kind and the class's ``_own_options``, less those its torch.nn
+    signature takes under torch's name, ``_torch_named``), and from them its ``__init__`` signature and the
+    options' part of its docstring. The generic classes (no default cell) are left as they are."""
+    if cls._default_cell is None or "__init__" not in cls.__dict__:
+        return
+    cls._options = tuple(o for o in applicable(kind, cls._default_cell.options, cls._own_options)
+                         if o.name not in cls._torch_named)
+    cls.__init__.__signature__ = signature(cls.__init__, cls._options)
+    cls.__doc__ = (cls.__doc__ or "") + "\n" + docstring(cls._options)
