@@ -2,9 +2,10 @@
 // the gate and cell activations, and their derivatives. Shared by every cell's cpu.h
 // (seqtorch/recurrent_cells/*/cpu.h) and by the loops that choose the activations (seqtorch/ops/csrc).
 //
-// exp is computed by a branch-free Cody-Waite reduction and a Taylor polynomial (float: degree 7, ~1 ulp;
-// double: degree 12, ~2 ulp) that the compiler vectorizes; sigmoid and tanh are written from it. libm's
-// scalar expf/tanhf would make the loops slower than the Python ones they replace.
+// exp is computed by a branch-free Cody-Waite reduction and a Taylor polynomial (float: degree 7; double:
+// degree 12) that the compiler vectorizes; sigmoid and tanh are written from it (libm's scalar expf/tanhf
+// would make the loops slower than the Python ones they replace). Their errors over every float32 input,
+// measured by benchmarks/math_accuracy.py, are in docs/benchmarks.md.
 #pragma once
 
 #include <cmath>
@@ -40,7 +41,19 @@ struct ExpConstants<double> {
   static constexpr Bits kBias = 1023;
 };
 
-// Horner's rule for sum_{k <= K} r^k / k!, unrolled at compile time.
+// a * b + c in one rounding where the CPU has FMA (the library is built with -ffp-contract=off, so the
+// compiler fuses nothing on its own), else two.
+template <typename T>
+inline T fmadd(T a, T b, T c) {
+#ifdef __FMA__
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// Horner's rule for sum_{K <= k <= DEGREE} r^(k - K) / k!, unrolled at compile time: K = 0 gives e^r, K = 1
+// (e^r - 1) / r.
 template <typename T, int K, int DEGREE>
 inline T taylor_exp(T r) {
   constexpr double kInvFactorial[13] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
@@ -49,38 +62,60 @@ inline T taylor_exp(T r) {
   if constexpr (K == DEGREE) {
     return T(kInvFactorial[K]);
   } else {
-#ifdef __FMA__
-    return std::fma(taylor_exp<T, K + 1, DEGREE>(r), r, T(kInvFactorial[K]));  // one instruction, one rounding
-#else
-    return taylor_exp<T, K + 1, DEGREE>(r) * r + T(kInvFactorial[K]);
-#endif
+    return fmadd(taylor_exp<T, K + 1, DEGREE>(r), r, T(kInvFactorial[K]));
   }
 }
 
-// exp(x) for |x| <= kMaxArg (clamped beyond: the callers only need sigmoid and tanh, which saturate).
+// x = n ln(2) + r with |r| <= ln(2) / 2, for |x| <= kMaxArg (clamped beyond: the callers only need sigmoid
+// and tanh, which saturate): returns r and scale = 2^n.
 template <typename T>
-inline T fast_exp(T x) {
+struct Reduced {
+  T r, scale;
+};
+
+template <typename T>
+inline Reduced<T> reduce(T x) {
   using C = ExpConstants<T>;
   using Bits = typename C::Bits;
   x = x < -C::kMaxArg ? -C::kMaxArg : (x > C::kMaxArg ? C::kMaxArg : x);
-  const T shifted = x * T(1.4426950408889634) + C::kShifter;  // round(x / ln 2) sits in the low bits
+  const T shifted = fmadd(x, T(1.4426950408889634), C::kShifter);  // round(x / ln 2) sits in the low bits
   const T n = shifted - C::kShifter;
-  T r = x - n * C::kLn2Hi;
-  r = r - n * C::kLn2Lo;  // |r| <= ln(2) / 2
-  const T p = taylor_exp<T, 0, C::kDegree>(r);
+  T r = fmadd(-n, T(C::kLn2Hi), x);  // exact: kLn2Hi's low bits are zero
+  r = fmadd(-n, T(C::kLn2Lo), r);
   Bits bits;
   std::memcpy(&bits, &shifted, sizeof(T));
   bits = (bits + C::kBias) << C::kMantissa;  // 2^n: the shifter's own bits fall off the top
   T scale;
   std::memcpy(&scale, &bits, sizeof(T));
-  return p * scale;
+  return {r, scale};
+}
+
+// exp(x) for |x| <= kMaxArg.
+template <typename T>
+inline T fast_exp(T x) {
+  const Reduced<T> z = reduce(x);
+  return taylor_exp<T, 0, ExpConstants<T>::kDegree>(z.r) * z.scale;
+}
+
+// exp(x) - 1 for |x| <= kMaxArg, accurate relative to its value near 0 too: 2^n (e^r - 1) + (2^n - 1), where
+// e^r - 1 = r (1 + r / 2 + ...) keeps r's relative precision (1 + ... - 1 would lose it as x -> 0).
+template <typename T>
+inline T fast_expm1(T x) {
+  const Reduced<T> z = reduce(x);
+  const T em1_r = taylor_exp<T, 1, ExpConstants<T>::kDegree>(z.r) * z.r;
+  return fmadd(z.scale, em1_r, z.scale - T(1));
 }
 
 template <typename T>
 inline T sigmoid(T x) { return T(1) / (T(1) + fast_exp(-x)); }
 
+// tanh(x) = (e^2x - 1) / (e^2x + 1), from expm1 so that small |x| keep their relative precision (written as
+// 1 - 2 / (e^2x + 1), tanh(1e-8) came out with an absolute error of 1e-7, larger than itself).
 template <typename T>
-inline T tanh_(T x) { return T(1) - T(2) / (fast_exp(T(2) * x) + T(1)); }
+inline T tanh_(T x) {
+  const T em1 = fast_expm1(T(2) * x);
+  return em1 / (em1 + T(2));
+}
 
 // The gates' squashing functions (recurrent_activation), by number as the loops dispatch them (GATE_IDS in
 // triton_math.py numbers them the same):
