@@ -257,3 +257,43 @@ def test_each_product_path_matches_reference(monkeypatch, name, options, dtype, 
 
     for a, b in zip(run(fused), run(reference)):
         assert_close(a.double(), b, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name, options", [("LSTM", {}), ("GRU", {"reset_after": False}), ("SimpleRNN", {})])
+def test_products_split_by_columns_over_two_threads_match_reference(name, options, dtype):
+    """On two threads a product of 4 MFLOP or more (gemm.h's kThreadedFlops) is split into two column blocks,
+    one GEMM per thread: B=32, H=256 makes every product of these layers that large, forward (W_hh's rows)
+    and backward (its columns); the reset-before GRU's second product and its row blocks too. Values and
+    gradients against the float64 reference."""
+    torch.manual_seed(0)
+    fused = getattr(seqtorch, name)(8, 256, backend="cpu_fused", dtype=dtype, **options)
+    reference = getattr(seqtorch, name)(8, 256, backend="reference", dtype=torch.float64, **options)
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 32, 8, dtype=torch.float64)
+
+    def run(layer):
+        xi = x.to(next(layer.parameters()).dtype).requires_grad_()
+        out, state = layer(xi)
+        states = state if isinstance(state, tuple) else (state,)
+        g = torch.Generator().manual_seed(1)
+        # upstream gradients of 0.1: the weights' gradients, sums of 96 rows, then stay near 1, where
+        # float32's absolute tolerance means what it says
+        loss = sum((t * (0.1 * torch.randn(t.shape, generator=g, dtype=torch.float64)).to(t.dtype)).sum()
+                   for t in (out, *states))
+        layer.zero_grad()
+        loss.backward()
+        return [out, *states, xi.grad] + [p.grad for p in layer.parameters()]
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = run(fused)
+        with torch.no_grad():
+            inference = fused(x.to(dtype))[0]
+    finally:
+        torch.set_num_threads(old)
+    want = run(reference)
+    for a, b in zip(got, want):
+        assert_close(a.double(), b, dtype=dtype)
+    assert_close(inference.double(), want[0].detach(), dtype=dtype)

@@ -49,10 +49,15 @@ def _reference(opts, x, states, input_weights, weights, lengths, zoneout):
                           keep=zoneout)
 
 
+@pytest.mark.parametrize("gemm", ["blas", "aten"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_projected_scan_equals_reference_float64(cell, reverse, threads):
+def test_projected_scan_equals_reference_float64(cell, reverse, threads, gemm, monkeypatch):
+    """The projection's products add into rows filled with b_ih: through BLAS (beta = 1) and through
+    at::addmm_out where libtorch has no BLAS (SEQTORCH_CPU_GEMM=aten)."""
+    if gemm == "aten":
+        monkeypatch.setenv("SEQTORCH_CPU_GEMM", "aten")
     T, B, I, H = 13, 19, 5, 6  # 13 steps: a chunk of 8 and a tail; 19 rows: two row chunks on two threads
     x, states, input_weights, weights = _case(cell, T, B, I, H, torch.float64)
     lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(1))
@@ -75,6 +80,7 @@ def test_projected_scan_equals_reference_float64(cell, reverse, threads):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 def test_projected_scan_float32_against_float64_reference(cell, bias):
+    # float32 with MKL: the packed GEMM, the product added into the bias rows (beta = 1)
     x, states, input_weights, weights = _case(cell, 20, 4, 3, 7, torch.float64, bias=bias, seed=2)
     want = _reference(ScanOptions(cell), x, states, input_weights, weights, None, None)
 

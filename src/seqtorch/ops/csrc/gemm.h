@@ -13,18 +13,23 @@
 // * otherwise (a torch without those symbols: they are weak references, null when absent), or with
 //   SEQTORCH_CPU_GEMM=aten in the environment (how the tests run this path where MKL is present):
 //   at::mm_out on views of the same memory.
-// MKL runs on torch's intra-op threads (torch.set_num_threads sets MKL's count too), except for a product
-// under kThreadedFlops: on one thread, as its own (at the book's sizes a 2-thread GEMM per step spends
-// more on waking and joining the second thread than the product takes: 1.5x slower scans measured).
+// Threads: a product under kThreadedFlops runs on one thread (at the book's sizes a 2-thread GEMM per step
+// spends more on waking and joining the second thread than the product takes: 1.5x slower scans measured).
+// A larger one is split by columns (W's rows in the forward, its columns in the backward) into one block per
+// torch thread, each block a one-thread GEMM with its own packed W, run on torch's threads: at the skinny
+// shapes of a recurrence (B = 16 to 32 rows) MKL's own two-thread GEMM reached 102-120 GFLOP/s where the two
+// column halves reach 121-153 (measured on 2 cores at B=16..20, H=200..650, forward and backward shapes).
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 extern "C" {
 // MKL's CBLAS packed GEMM (LP64: int sizes) and the Fortran BLAS GEMMs, resolved from libtorch_cpu.
@@ -53,6 +58,7 @@ enum class WeightOp { kTransposed, kPlain };
 
 constexpr int64_t kPackMinSteps = 4;
 constexpr double kThreadedFlops = 4e6;
+constexpr int64_t kMinBlockColumns = 64;  // the narrowest column block a thread takes
 
 // MKL's thread count for this thread while in scope (one thread for a small product), restored after.
 class MklThreads {
@@ -94,11 +100,25 @@ class StepGemm {
  public:
   // w: the weight's first element; rows x cols and row stride ld as stored (row-major). M: A's rows,
   // the same at every call; pack: whether to pack W once for all calls (float with MKL only).
+  // one_thread: a block of a split product (below), which runs on the thread that calls it.
   StepGemm(const T* w, int64_t rows, int64_t cols, int64_t ld, WeightOp op, int64_t M, bool pack,
-           const at::TensorOptions& opt)
+           const at::TensorOptions& opt, bool one_thread = false)
       : w_(w), rows_(rows), cols_(cols), ld_w_(ld), op_(op), M_(M), opt_(opt) {
     N_ = op == WeightOp::kTransposed ? rows : cols;
     K_ = op == WeightOp::kTransposed ? cols : rows;
+    const bool threaded = 2.0 * double(M_) * double(N_) * double(K_) >= kThreadedFlops;
+    one_thread_ = one_thread || !threaded;
+    const int64_t blocks = std::min<int64_t>(at::get_num_threads(), N_ / kMinBlockColumns);
+    if (!one_thread_ && blocks > 1 && !at::in_parallel_region()) {
+      const bool by_rows = op == WeightOp::kTransposed;  // a block of C's columns is one of W's rows, or columns
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t n0 = b * N_ / blocks, n1 = (b + 1) * N_ / blocks;
+        blocks_.emplace_back(w + (by_rows ? n0 * ld : n0), by_rows ? n1 - n0 : rows, by_rows ? cols : n1 - n0, ld, op,
+                             M, pack, opt, true);
+        offsets_.push_back(n0);
+      }
+      return;
+    }
     blas_ok_ = std::max({M_, N_, K_, ld_w_}) < INT_MAX && !aten_only();  // else at::mm_out serves
     if constexpr (std::is_same_v<T, float>) {
       const bool mkl = cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr &&
@@ -114,19 +134,30 @@ class StepGemm {
 
   int64_t n() const { return N_; }
 
-  // C (M x N, row stride ldc) = A (M x K, row stride lda) @ op(W).
-  void run(const T* a, int64_t lda, T* c, int64_t ldc) const {
+  // C (M x N, row stride ldc) = A (M x K, row stride lda) @ op(W), or with accumulate C += A @ op(W). MKL
+  // zeroes C in a pass of its own before a product that overwrites it: adding into C filled beforehand
+  // (with a bias, say) saves that pass.
+  void run(const T* a, int64_t lda, T* c, int64_t ldc, bool accumulate = false) const {
     if (M_ == 0 || N_ == 0) return;
     if (K_ == 0) {
-      for (int64_t m = 0; m < M_; ++m) std::fill(c + m * ldc, c + m * ldc + N_, T(0));
+      if (!accumulate) {
+        for (int64_t m = 0; m < M_; ++m) std::fill(c + m * ldc, c + m * ldc + N_, T(0));
+      }
+      return;
+    }
+    const T beta = accumulate ? T(1) : T(0);
+    if (!blocks_.empty()) {  // one column block per thread
+      at::parallel_for(0, int64_t(blocks_.size()), 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) blocks_[b].run(a, lda, c + offsets_[b], ldc, accumulate);
+      });
       return;
     }
     const bool ok = blas_ok_ && std::max(lda, ldc) < INT_MAX;
-    const MklThreads threads(2.0 * double(M_) * double(N_) * double(K_) < kThreadedFlops);
+    const MklThreads threads(one_thread_);
     if constexpr (std::is_same_v<T, float>) {
       if (ok && packed_.defined()) {
         cblas_sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, int(M_), int(N_), int(K_), a, int(lda),
-                            packed_.data_ptr<float>(), int(N_), 0.0f, c, int(ldc));
+                            packed_.data_ptr<float>(), int(N_), beta, c, int(ldc));
         return;
       }
     }
@@ -136,15 +167,20 @@ class StepGemm {
         // Column-major BLAS sees each row-major matrix transposed: C^T = op(W)^T A^T.
         const char op_w = op_ == WeightOp::kTransposed ? 'T' : 'N', op_a = 'N';
         const int m = int(N_), n = int(M_), k = int(K_), lw = int(ld_w_), la = int(lda), lc = int(ldc);
-        const T one = 1, zero = 0;
-        gemm(&op_w, &op_a, &m, &n, &k, &one, w_, &lw, a, &la, &zero, c, &lc);
+        const T one = 1;
+        gemm(&op_w, &op_a, &m, &n, &k, &one, w_, &lw, a, &la, &beta, c, &lc);
         return;
       }
     }
     at::Tensor w = at::from_blob(const_cast<T*>(w_), {rows_, cols_}, {ld_w_, 1}, opt_);
     at::Tensor out = at::from_blob(c, {M_, N_}, {ldc, 1}, opt_);
-    at::mm_out(out, at::from_blob(const_cast<T*>(a), {M_, K_}, {lda, 1}, opt_),
-               op_ == WeightOp::kTransposed ? w.t() : w);  // K x N either way
+    const at::Tensor a_ = at::from_blob(const_cast<T*>(a), {M_, K_}, {lda, 1}, opt_);
+    const at::Tensor w_op = op_ == WeightOp::kTransposed ? w.t() : w;  // K x N either way
+    if (accumulate) {
+      at::addmm_out(out, out, a_, w_op);
+    } else {
+      at::mm_out(out, a_, w_op);
+    }
   }
 
  private:
@@ -155,6 +191,9 @@ class StepGemm {
   at::TensorOptions opt_;
   at::Tensor packed_;
   bool blas_ok_ = false;
+  bool one_thread_ = true;
+  std::vector<StepGemm> blocks_;  // the column blocks, when the product is split over threads
+  std::vector<int64_t> offsets_;  // each block's first column of C
 };
 
 }  // namespace seqtorch_cpu

@@ -178,18 +178,22 @@ class GxRows {
     lo_ = steps_.reverse ? T_ - step - n : step;
     const T* x = proj_->x.data_ptr<T>();
     T* out = chunk_.data_ptr<T>();
+    // with a bias, the rows start from it and the products add into them (x_t W_ih^T + b_ih, the same sum)
+    const bool bias = proj_->b_ih.defined();
+    if (bias) fill_rows(out, n * rows_);
     if (per_chunk_ && n == kChunkSteps) {
-      per_chunk_->run(x + lo_ * B_ * I_, I_, out, G_);
+      per_chunk_->run(x + lo_ * B_ * I_, I_, out, G_, bias);
     } else {
-      for (int64_t k = 0; k < n; ++k) per_time_->run(x + ((lo_ + k) * B_ + r0_) * I_, I_, out + k * rows_ * G_, G_);
-    }
-    if (proj_->b_ih.defined()) {
-      const T* __restrict bias = proj_->b_ih.data_ptr<T>();
-      for (int64_t row = 0; row < n * rows_; ++row) {
-        T* __restrict o = out + row * G_;
-        for (int64_t j = 0; j < G_; ++j) o[j] += bias[j];
+      for (int64_t k = 0; k < n; ++k) {
+        per_time_->run(x + ((lo_ + k) * B_ + r0_) * I_, I_, out + k * rows_ * G_, G_, bias);
       }
     }
+  }
+
+  // b_ih into each of `rows` rows of out
+  void fill_rows(T* out, int64_t rows) const {
+    const T* bias = proj_->b_ih.data_ptr<T>();
+    for (int64_t row = 0; row < rows; ++row) std::memcpy(out + row * G_, bias, sizeof(T) * G_);
   }
 
   const Projection* proj_;
@@ -243,6 +247,21 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
     saved[j] = saved_width[j] ? per_step(saved_width[j]) : at::empty({0}, opt);
   }
   const int64_t G = Cell::kGates * H;
+  // the buffers' data, read once: data_ptr checks the tensor on every call, per row and step it cost 3% of
+  // the book's inference
+  T* history_data[kMaxStates] = {nullptr};
+  T* turns_data[kMaxStates][2] = {{nullptr}};
+  for (int k = 0; k < K; ++k) {
+    if (history[k].defined()) {
+      history_data[k] = history[k].data_ptr<T>();
+    } else {
+      turns_data[k][0] = turns[k][0].data_ptr<T>(), turns_data[k][1] = turns[k][1].data_ptr<T>();
+    }
+  }
+  T* saved_data[kMaxSaved] = {nullptr};
+  for (int j = 0; j < Cell::kSaved; ++j) saved_data[j] = saved_width[j] ? saved[j].data_ptr<T>() : nullptr;
+  T* hm_data = hm.defined() ? hm.data_ptr<T>() : nullptr;
+  T* u_data = U ? u.data_ptr<T>() : nullptr;
   const at::Tensor zeros = zeros_if_absent(a.weights, G, opt);
   const T* weight_data[kMaxWeights] = {nullptr};
   weights_or_zeros(a.weights, zeros, weight_data);
@@ -267,12 +286,12 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
       T* prev[kMaxStates];
       T* next[kMaxStates];
       for (int k = 0; k < K; ++k) {
-        if (history[k].defined()) {
-          prev[k] = history[k].data_ptr<T>() + p * B * width[k];
-          next[k] = history[k].data_ptr<T>() + n * B * width[k];
+        if (history_data[k]) {
+          prev[k] = history_data[k] + p * B * width[k];
+          next[k] = history_data[k] + n * B * width[k];
         } else {
-          prev[k] = turns[k][step % 2].data_ptr<T>();
-          next[k] = turns[k][(step + 1) % 2].data_ptr<T>();
+          prev[k] = turns_data[k][step % 2];
+          next[k] = turns_data[k][(step + 1) % 2];
         }
       }
       const int64_t row_step = save ? t : 0;  // per-step buffers: this step's (B, w) block
@@ -282,8 +301,8 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
       };
       const T* gx_step = gx_rows.at(step);
       const T* h_in_ = prev[0];
-      if (hm.defined()) {
-        T* out = hm.data_ptr<T>() + row_step * B * P;
+      if (hm_data) {
+        T* out = hm_data + row_step * B * P;
         for (int64_t b = r0; b < r1; ++b) {
           const T* h = start(0, b);
           if (mask) {
@@ -294,14 +313,14 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
         }
         h_in_ = out;
       }
-      T* u_ = U ? u.data_ptr<T>() + row_step * B * U : nullptr;
+      T* u_ = U ? u_data + row_step * B * U : nullptr;
       if (flags.all_invalid(t, r0, r1)) {  // no row of the chunk takes this step: no product, no gate math
         for (int64_t b = r0; b < r1; ++b) {
           for (int k = 0; k < K; ++k) std::memcpy(next[k] + b * width[k], start(k, b), sizeof(T) * width[k]);
           if (u_) std::fill(u_ + b * U, u_ + (b + 1) * U, T(0));
           for (int j = 0; j < Cell::kSaved; ++j) {
-            if (saved_width[j]) {
-              T* row = saved[j].data_ptr<T>() + (row_step * B + b) * saved_width[j];
+            if (saved_data[j]) {
+              T* row = saved_data[j] + (row_step * B + b) * saved_width[j];
               std::fill(row, row + saved_width[j], T(0));
             }
           }
@@ -329,7 +348,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
             }
             r.u = u_ ? u_ + b * U : nullptr;
             for (int j = 0; j < Cell::kSaved; ++j) {
-              r.saved[j] = saved_width[j] ? saved[j].data_ptr<T>() + (row_step * B + b) * saved_width[j] : nullptr;
+              r.saved[j] = saved_data[j] ? saved_data[j] + (row_step * B + b) * saved_width[j] : nullptr;
             }
             for (int i = 0; i < kMaxWeights; ++i) r.weights[i] = weight_data[i];
             r.args = a.cell_args.data();
