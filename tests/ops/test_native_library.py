@@ -214,29 +214,30 @@ def test_a_stale_prebuilt_library_is_not_loaded(tmp_path):
 
 # Every kind of recurrent product, through the layers: one product of all rows (LSTM, GRU, SimpleRNN),
 # row blocks and a second product from u (reset-before GRU), the projection (proj_size). T=1 makes
-# unpacked BLAS calls, T=6 packed ones. (The LayerNorm cells' products are the LSTM's and GRU's.)
+# unpacked BLAS calls, T=6 packed ones (float32: brgemm with W^T copied once), the backward brgemm in
+# float32 (9 rows: gemm.h's kBrgemmMinRows is 8). (The LayerNorm cells' products are the LSTM's and GRU's.)
 GEMM_LAYERS = [("LSTM", {}), ("LSTM", {"proj_size": 3}), ("GRU", {}), ("GRU", {"reset_after": False}),
                ("SimpleRNN", {})]
 
 
-@pytest.mark.parametrize("gemm", ["blas", "aten"])
+@pytest.mark.parametrize("gemm", ["all", "blas", "aten"])
 @pytest.mark.parametrize("steps", [1, 6])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name, options", GEMM_LAYERS, ids=[f"{n}{o}" for n, o in GEMM_LAYERS])
 def test_each_product_path_matches_reference(monkeypatch, name, options, dtype, steps, gemm):
-    """The C++ loop's recurrent products take MKL's packed GEMM (float32, T >= 4), the Fortran BLAS GEMM
-    (float64, T < 4, the backward) or, where libtorch has no BLAS symbols, at::mm_out:
-    SEQTORCH_CPU_GEMM=aten sends every product there. Each gives the float64 reference's values and
-    gradients."""
-    if gemm == "aten":
-        monkeypatch.setenv("SEQTORCH_CPU_GEMM", "aten")
+    """The C++ loop's recurrent products take ATen's brgemm (float32: the backward, and the forward over
+    T >= 4), MKL's packed GEMM (float32, T >= 4, under SEQTORCH_CPU_GEMM=blas), the Fortran BLAS GEMM
+    (float64, T < 4) or, where libtorch has no BLAS symbols, at::mm_out: SEQTORCH_CPU_GEMM=aten sends
+    every product there. Each gives the float64 reference's values and gradients."""
+    if gemm != "all":
+        monkeypatch.setenv("SEQTORCH_CPU_GEMM", gemm)
     torch.manual_seed(0)
     kwargs = dict(options, bidirectional=True)  # one layer: the products are what is under test
     fused = getattr(seqtorch, name)(4, 5, backend="cpu_fused", dtype=dtype, **kwargs)
     reference = getattr(seqtorch, name)(4, 5, backend="reference", dtype=torch.float64, **kwargs)
     reference.load_state_dict(fused.state_dict())
     assert serving_kernel("cpu_fused", fused.cell.name, torch.empty(1, 1, fused.cell.gates, dtype=dtype), 1) is native.kernel(fused.cell.name)
-    x = torch.randn(steps, 3, 4, dtype=torch.float64)
+    x = torch.randn(steps, 9, 4, dtype=torch.float64)
     _, state = reference(x)
     # random initial states, so that even a one-step scan's products (and their gradients) are not zero
     hx0 = [torch.randn(s.shape, dtype=torch.float64) for s in (state if isinstance(state, tuple) else (state,))]

@@ -49,15 +49,15 @@ def _reference(opts, x, states, input_weights, weights, lengths, zoneout):
                           keep=zoneout)
 
 
-@pytest.mark.parametrize("gemm", ["blas", "aten"])
+@pytest.mark.parametrize("gemm", ["all", "aten"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_projected_scan_equals_reference_float64(cell, reverse, threads, gemm, monkeypatch):
     """The projection's products add into rows filled with b_ih: through BLAS (beta = 1) and through
     at::addmm_out where libtorch has no BLAS (SEQTORCH_CPU_GEMM=aten)."""
-    if gemm == "aten":
-        monkeypatch.setenv("SEQTORCH_CPU_GEMM", "aten")
+    if gemm != "all":
+        monkeypatch.setenv("SEQTORCH_CPU_GEMM", gemm)
     T, B, I, H = 13, 19, 5, 6  # 13 steps: a chunk of 8 and a tail; 19 rows: two row chunks on two threads
     x, states, input_weights, weights = _case(cell, T, B, I, H, torch.float64)
     lengths = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(1))
@@ -77,11 +77,15 @@ def test_projected_scan_equals_reference_float64(cell, reverse, threads, gemm, m
         assert_close(a, b)
 
 
+@pytest.mark.parametrize("gemm", ["all", "blas", "aten"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-def test_projected_scan_float32_against_float64_reference(cell, bias):
-    # float32 with MKL: the packed GEMM, the product added into the bias rows (beta = 1)
-    x, states, input_weights, weights = _case(cell, 20, 4, 3, 7, torch.float64, bias=bias, seed=2)
+def test_projected_scan_float32_against_float64_reference(cell, bias, gemm, monkeypatch):
+    """float32 through each GEMM of gemm.h (12 rows: brgemm takes 8 or more; MKL's packed GEMM under
+    SEQTORCH_CPU_GEMM=blas), the products added into the bias rows."""
+    if gemm != "all":
+        monkeypatch.setenv("SEQTORCH_CPU_GEMM", gemm)
+    x, states, input_weights, weights = _case(cell, 20, 12, 3, 7, torch.float64, bias=bias, seed=2)
     want = _reference(ScanOptions(cell), x, states, input_weights, weights, None, None)
 
     def f32(ts):
@@ -143,9 +147,10 @@ def test_the_rule():
         assert projected.serves("auto", True, spec, x, [torch.zeros(16, 4, requires_grad=True)], [])
     assert not projected.serves("auto", True, spec, x, small, [torch.zeros(2, 4, dtype=torch.float64)])
     assert not projected.serves("auto", True, get_cell("layernorm_lstm"), x, small, [])  # its projection is not plain
-    big = [torch.zeros(4 * 256, 65)]  # over 256 KB of weights: W_ih is re-read per chunk, gx stays cheaper
-    assert not projected.serves("auto", True, spec, torch.zeros(3, 2, 65), big, [])
-    assert projected.serves("auto", True, spec, torch.zeros(3, 2, 64), [torch.zeros(4 * 256, 64)], [])
+    # over MAX_WEIGHT_BYTES (4 MB) of weights: W_ih is re-read per chunk, gx stays cheaper
+    big = [torch.zeros(4 * 1024, 257)]
+    assert not projected.serves("auto", True, spec, torch.zeros(3, 2, 257), big, [])
+    assert projected.serves("auto", True, spec, torch.zeros(3, 2, 256), [torch.zeros(4 * 1024, 256)], [])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not projected.serves("auto", True, spec, x, small, [])
     assert not projected.serves("auto", False, spec, x, small, [])  # the C++ loop switched off
