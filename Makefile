@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make train   installs what it needs, then trains the book's LSTM on IMDB (the main job)
-#   make test    installs what it needs, then runs the test suite (what CI runs)
+#   make test    installs what it needs, then runs the test suite without its `slow` tests (what CI runs)
+#   make test-all  the same with the `slow` tests too (the full sweeps and long end-to-end runs)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -14,7 +15,7 @@ BENCH_ARGS ?=
 # Each benchmark run gets its own files (the script refuses to overwrite a previous run's).
 BENCH_OUT := runs/bench-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: install test train bench
+.PHONY: install test test-all train bench
 
 install: $(VENV)/.installed
 
@@ -35,7 +36,11 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(BIN)/python -m seqtorch.ops.build --no-build || true
 	@touch $@
 
+# The default run leaves out the tests marked slow (each has a fast subset that runs here: docs/tests.md).
 test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install
 	$(BIN)/python -m pytest -q
 
 # How the training script words its hints (resume after Ctrl-C, replace a run): as make commands.

@@ -40,11 +40,18 @@ def test_cell_has_its_triton_kernels(cell):
     assert ("triton", "interpreter") in backends_for(cell)
 
 
-@pytest.mark.parametrize("reverse, lengths, mask, bias", [(False, False, False, True), (True, True, True, True),
-                                                          (False, True, False, False)],
-                         ids=["plain", "rev-len-mask", "len-nobias"])
-@pytest.mark.parametrize("recurrent_activation", ["sigmoid", "hard_sigmoid_keras2", "hardsigmoid"])
-@pytest.mark.parametrize("cell, backend, loop", CASES)
+VARIANTS = {"plain": (False, False, False, True), "rev-len-mask": (True, True, True, True),
+            "len-nobias": (False, True, False, False)}  # id: reverse, lengths, mask, bias
+ACTIVATIONS = ["sigmoid", "hard_sigmoid_keras2", "hardsigmoid"]
+
+
+# Slow: on the Triton kernels (in the interpreter, 0.3 to 1 s a case), the other activations with the other variants;
+# by default each activation runs there plain, and each variant with the sigmoid (every case on the other backends).
+@pytest.mark.parametrize("cell, backend, loop, recurrent_activation, reverse, lengths, mask, bias", [
+    pytest.param(*case.values, activation, *options, id=f"{case.id}-{activation}-{variant}",
+                 marks=pytest.mark.slow if case.values[1] == "triton" and activation != "sigmoid" and variant != "plain"
+                 else ())
+    for case in CASES for activation in ACTIVATIONS for variant, options in VARIANTS.items()])
 def test_cell_matches_its_reference(cell, backend, loop, recurrent_activation, reverse, lengths, mask, bias,
                                     monkeypatch):
     check_matches_reference(cell, backend, loop, monkeypatch, recurrent_activation=recurrent_activation,

@@ -39,6 +39,8 @@ def test_data_files_fuzz_fast(tmp_path, target):
     _check(fuzz(target, 100, seed=0, work=tmp_path), 100)
 
 
+# Slow: the full count, 1,000 files of each format; by default test_data_files_fuzz_fast reads 100 of each,
+# with the same checks.
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["imdb", "jena"])
 def test_data_files_fuzz_1000(tmp_path, target):

@@ -43,6 +43,8 @@ def test_keras_files_fuzz_fast(tmp_path):
     _check(fuzz("keras", 30, seed=0, work=tmp_path), 30)
 
 
+# Slow: the full count, 2,000 files (80 s on 2 cores); by default test_keras_files_fuzz_fast reads 30, with the
+# same checks.
 @pytest.mark.slow
 def test_keras_files_fuzz_2000(tmp_path):
     outcomes = fuzz("keras", 2000, seed=2026, work=tmp_path)
@@ -112,6 +114,8 @@ def test_a_file_libhdf5_loops_on_is_a_keras_file_error(tmp_path, monkeypatch):
     assert str(info.value).startswith(f"{path}: ")
 
 
+# Slow: it waits out a 30 s timeout; by default test_a_file_libhdf5_loops_on_is_a_keras_file_error reads the
+# same file under the loader's time limit.
 @pytest.mark.slow
 def test_libhdf5_does_loop_on_that_file(tmp_path):
     path = tmp_path / "damaged.weights.h5"

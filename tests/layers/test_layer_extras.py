@@ -25,8 +25,11 @@ def _extras(mode):
     return kw
 
 
-@pytest.mark.parametrize("backend", cpu_backends())
-@pytest.mark.parametrize("mode", list(LAYERS))
+# Slow: the reference backend's cases, 20 s on 2 cores; by default cpu_fused's, through the same layer code (its scan's
+# gradients are the reference's: tests/cells/test_cell_registry.py compares them).
+@pytest.mark.parametrize("mode, backend", [
+    pytest.param(mode, backend, id=f"{mode}-{backend}", marks=pytest.mark.slow if backend == "reference" else ())
+    for mode in LAYERS for backend in cpu_backends()])
 def test_layer_gradcheck_with_every_extra_on(mode, backend):
     torch.manual_seed(0)
     layer = LAYERS[mode](3, 4, num_layers=2, bidirectional=True, batch_first=True, dropout=0.2,

@@ -115,6 +115,8 @@ def test_exported_program_runs_with_only_the_library(tmp_path, model, exported):
     assert_same_outputs(model, run_fresh(tmp_path, "export", tmp_path / "model.pt2", inputs), inputs)
 
 
+# Slow: AOTInductor compiles the graph to C++ (a minute on 2 cores); by default
+# test_exported_program_runs_with_only_the_library runs the same op in a process with only the library.
 @pytest.mark.slow
 def test_aoti_package_runs_with_only_the_library(tmp_path, model, exported):
     """AOTInductor compiles the graph around the op into C++ (a minute on 2 cores); the op itself is

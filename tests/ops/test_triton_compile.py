@@ -7,6 +7,7 @@ every cell's forward and backward kernel is compiled here ahead of time, with Tr
 option sets the scans launch: W_hh on chip and re-read from L2, lengths, (T, B) masks with holes, resets (from
 reset states of the scan's own and from the initial states) and recurrent-dropout masks on and off, each
 recurrent activation, float32 and float64. Nothing runs; the compiled binaries are only checked to exist.
+The default run compiles a cross of the grid (every cell, every option set); the whole grid is marked slow.
 The cells written as equations compile in ``tests/ops/test_triton_equations.py``.
 """
 
@@ -22,7 +23,7 @@ from seqtorch.ops.triton.persistent_kernels import kernels  # noqa: E402
 from seqtorch.ops.triton.step_kernels import step_kernels  # noqa: E402
 from seqtorch.recurrent_cells import get_cell  # noqa: E402
 from support.dispatching import built_in_triton_cells  # noqa: E402
-from support.triton_aot import GPUTarget, Steps, compile_sm90  # noqa: E402
+from support.triton_aot import GPUTarget, Steps, compile_sm90, cross_of_grid  # noqa: E402
 
 pytestmark = pytest.mark.skipif(GPUTarget is None, reason="this triton has no GPUTarget for ahead-of-time builds")
 
@@ -45,9 +46,11 @@ def test_the_triton_cells_are_found():
             "layernorm_gru"} <= set(cell_names())
 
 
-@pytest.mark.parametrize("hidden, dtype, steps, recurrent_activation, activation",
-                         [case[1:] for case in OPTION_SETS], ids=[case[0] for case in OPTION_SETS])
-@pytest.mark.parametrize("cell", built_in_triton_cells())
+# The grid is 48 cold compiles, 5 minutes on 2 cores: cross_of_grid marks it slow but for every cell under the
+# richest option set and rnn under every option set (the W_hh-from-L2 path and float64 among them).
+@pytest.mark.parametrize("cell, hidden, dtype, steps, recurrent_activation, activation",
+                         cross_of_grid(built_in_triton_cells(), OPTION_SETS,
+                                       every_cell_under="H32-mask-restart-own-recmask", every_set_on="rnn"))
 def test_kernels_compile_for_sm90(cell, hidden, dtype, steps, recurrent_activation, activation):
     """The persistent kernels, forward and backward; with lengths or a step mask each has exactly one branch
     that is not resolved at compile time (``scf.if``: a step no row of the block takes is skipped), without
@@ -77,10 +80,14 @@ ALTERNATING_SETS = [  # (id, batch, hidden, dtype, per-step inputs, recurrent_ac
      Steps(lengths=True, step_mask=True, restart=True, rec_mask=True), "sigmoid", "tanh"),
 ]
 
+ALTERNATING_CELLS = [c for c in built_in_triton_cells() if alternating.supports_cell(get_cell(c)) is None]
 
-@pytest.mark.parametrize("batch, hidden, dtype, steps, recurrent_activation, activation",
-                         [case[1:] for case in ALTERNATING_SETS], ids=[case[0] for case in ALTERNATING_SETS])
-@pytest.mark.parametrize("cell", [c for c in built_in_triton_cells() if alternating.supports_cell(get_cell(c)) is None])
+
+# The grid is 24 cold compiles of four kernels each, 2 minutes on 2 cores: cross_of_grid marks it slow but for
+# every cell under the richest option set and rnn under every option set.
+@pytest.mark.parametrize("cell, batch, hidden, dtype, steps, recurrent_activation, activation",
+                         cross_of_grid(ALTERNATING_CELLS, ALTERNATING_SETS,
+                                       every_cell_under="B20-H650-lengths-mask-restart-recmask", every_set_on="rnn"))
 def test_step_kernels_compile_for_sm90(cell, batch, hidden, dtype, steps, recurrent_activation, activation):
     """The alternating loop's per-step kernels: the forward, and the backward as its first, middle and last
     launches (step only, finish + step, finish only)."""

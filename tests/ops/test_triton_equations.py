@@ -14,7 +14,8 @@ that the Triton kernel served. Here, what is the Triton generator's own:
 * the generated module is the cache's file, keyed by its source's hash, and a cell made after the kernels
   were built runs on its first launch;
 * the kernels of the cells written as equations compile for sm_90 ahead of time (as
-  ``tests/ops/test_triton_compile.py`` compiles the built-in cells').
+  ``tests/ops/test_triton_compile.py`` compiles the built-in cells'; a cross of the grid by default, all of it
+  with the slow tests).
 """
 
 import math
@@ -35,7 +36,7 @@ from seqtorch.recurrent_cells import get_cell  # noqa: E402
 from seqtorch.recurrent_cells.pointwise import ir  # noqa: E402
 from support.cell_checks import (backends_for, check_float32, check_matches_reference,  # noqa: E402
                                  check_step_mask_and_resets, check_zoneout, make, poison)  # noqa: F401 (autouse)
-from support.triton_aot import GPUTarget, Steps, compile_sm90  # noqa: E402
+from support.triton_aot import GPUTarget, Steps, compile_sm90, cross_of_grid  # noqa: E402
 
 
 class EveryOp(seqtorch.PointwiseCell):
@@ -164,8 +165,11 @@ COMPILE_SETS = [  # (id, hidden, dtype, per-step inputs): W_hh on chip, then re-
 
 
 @pytest.mark.skipif(GPUTarget is None, reason="this triton has no GPUTarget for ahead-of-time builds")
-@pytest.mark.parametrize("hidden, dtype, steps", [case[1:] for case in COMPILE_SETS], ids=[c[0] for c in COMPILE_SETS])
-@pytest.mark.parametrize("cell", EQUATION_CELLS, ids=lambda cell: type(cell).__name__)
+# The grid is 10 cold compiles, a minute on 2 cores: cross_of_grid marks it slow but for every cell under the first
+# option set and CoupledLSTM under the second (its W_hh from L2 in both kernels, float64, lengths).
+@pytest.mark.parametrize("cell, hidden, dtype, steps",
+                         cross_of_grid(EQUATION_CELLS, COMPILE_SETS, every_cell_under="H32-mask-restart-own-recmask",
+                                       every_set_on="CoupledLSTM", cell_id=lambda cell: type(cell).__name__))
 def test_persistent_kernels_compile_for_sm90(cell, hidden, dtype, steps):
     opts = ScanOptions(cell)
     two_states = len(cell.states) == 2
@@ -182,7 +186,11 @@ def test_persistent_kernels_compile_for_sm90(cell, hidden, dtype, steps):
 
 
 @pytest.mark.skipif(GPUTarget is None, reason="this triton has no GPUTarget for ahead-of-time builds")
-@pytest.mark.parametrize("cell", EQUATION_CELLS, ids=lambda cell: type(cell).__name__)
+# Slow: a cold compile of four kernels per cell, 20 s on 2 cores; by default EveryOp's, whose generated code has
+# every op of the others (the built-in cells' step kernels compile by default in test_triton_compile.py).
+@pytest.mark.parametrize("cell", [pytest.param(cell, id=type(cell).__name__,
+                                               marks=() if cell is EVERY_OP else pytest.mark.slow)
+                                  for cell in EQUATION_CELLS])
 def test_step_kernels_compile_for_sm90(cell):
     """The alternating loop's kernels (H = 650, lengths, a step mask, restarts, recurrent dropout, zoneout): the
     forward, and the backward's first, middle and last launches."""

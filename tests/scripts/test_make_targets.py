@@ -1,6 +1,7 @@
 """The Makefile as a newcomer meets it: `make install` says what it is doing before each quiet pip step and
-how long it took after, and `make train` tells the training script how to word its hints
-(`make train TRAIN_ARGS=--resume`). Run against a stand-in interpreter and venv, so nothing is installed.
+how long it took after, `make train` tells the training script how to word its hints
+(`make train TRAIN_ARGS=--resume`), and `make test` (CI's) leaves the slow tests out that `make test-all` runs.
+Run against a stand-in interpreter and venv, so nothing is installed.
 """
 
 from __future__ import annotations
@@ -64,3 +65,12 @@ def test_train_tells_the_script_to_word_its_hints_as_make_commands(fake):
     assert "python scripts/train_imdb.py --model lstm --data /data/imdb --out runs/imdb-lstm --epochs 3" in log
     assert {"SEQTORCH_RERUN=make train IMDB_DATA=/data/imdb", "SEQTORCH_RERUN_VAR=TRAIN_ARGS",
             "SEQTORCH_RERUN_ARGS=--epochs 3"} <= set(log)
+
+
+def test_test_leaves_the_slow_tests_out_and_test_all_runs_them(fake):
+    assert make("install", fake).returncode == 0
+    for target in ("test", "test-all"):
+        done = make(target, fake)
+        assert done.returncode == 0, done.stderr
+    runs = [line for line in fake["log"].read_text().splitlines() if line.startswith("python -m pytest")]
+    assert runs == ["python -m pytest -q -m not slow", "python -m pytest -q"]  # the fake python drops the quotes

@@ -186,6 +186,8 @@ def test_resume_reproduces_an_uninterrupted_run(script, csv, tmp_path):
         torch.testing.assert_close(last_a[key], last_b[key], rtol=0, atol=0)
 
 
+# Slow: the script under torchrun and once alone (10 s on 2 cores); by default
+# tests/training/test_training_ddp.py checks 2 ranks against one process with the global batch.
 @pytest.mark.slow
 def test_ddp_two_ranks_match_one_process_with_the_global_batch(script, csv, tmp_path):
     """torchrun, 2 CPU ranks x 16 == 1 process x 32: same windows, same averaged gradients."""

@@ -144,6 +144,8 @@ def test_a_hung_rank_times_the_survivor_out(tmp_path):
     assert elapsed < 90, elapsed  # the 600 s hang is cut short by the 4 s collective timeout
 
 
+# Slow: one more 2-process torchrun (12 s on 2 cores); by default a failed save stops a run in
+# tests/training/test_save_faults.py, and a lost rank stops the others in the two tests above.
 @pytest.mark.slow
 def test_a_failed_save_on_rank_0_stops_every_rank(tmp_path):
     """Rank 0 writes the files; when that fails the others stop too, with its message, not in a hang."""
@@ -165,6 +167,8 @@ def uninterrupted(tmp_path_factory):
     return _outcome(out)
 
 
+# Slow: three 2-process torchruns, the uninterrupted one included (40 s on 2 cores); by default
+# tests/training/test_training_ddp.py resumes a 2-process run exactly, and the killed-rank test above kills a rank.
 @pytest.mark.slow
 def test_resume_after_a_killed_rank_reproduces_the_uninterrupted_run(tmp_path, uninterrupted):
     out = tmp_path / "run"
@@ -176,6 +180,7 @@ def test_resume_after_a_killed_rank_reproduces_the_uninterrupted_run(tmp_path, u
     _assert_same(_outcome(out), uninterrupted)
 
 
+# Slow: a torchrun that restarts its workers (25 s on 2 cores); by default the tests the one above names.
 @pytest.mark.slow
 def test_torchrun_restarts_a_resume_command_that_lost_a_rank(tmp_path, uninterrupted):
     out = tmp_path / "run"

@@ -107,6 +107,8 @@ def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no lock file, nothing hidden left
 
 
+# Slow: two whole training runs in subprocesses (20 s on 2 cores); by default
+# test_a_second_run_into_a_live_runs_out_is_refused meets the same lock held by a live process.
 @pytest.mark.slow
 def test_two_runs_started_into_one_out_do_not_interleave(tmp_path):
     """The second one, started while the first trains, is refused even with --overwrite (which would

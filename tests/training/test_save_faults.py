@@ -120,6 +120,7 @@ def test_a_failed_write_stops_with_one_message_and_resume_continues(tmp_path, mo
     _fail_then_continue(tmp_path, monkeypatch, step, occurrence, uninterrupted)
 
 
+# Slow: 111 failed runs, each rerun (90 s on 2 cores); by default the FAST cases fail one step of each kind.
 @pytest.mark.slow
 def test_every_step_of_every_write_of_a_run(tmp_path, monkeypatch, steps, uninterrupted):
     cases = []
