@@ -17,15 +17,14 @@ from torch import Tensor, nn
 
 from . import init as sinit
 from . import options as O
-from ._validation import (check_cell_input, check_cell_sizes, check_like, check_rank, check_single_bias,
-                          check_state_shape)
+from ._validation import (PassedChecks, check_cell_input, check_cell_sizes, check_like, check_rank,
+                          check_single_bias, check_state_shape, tensor_signature)
 from .functional import scan_options, zoneout_coefficients
 from .recurrent_cells import CELLS, Cell, get_cell
 from .recurrent_cells.activations import ACTIVATIONS
 
-# The argument signatures (RecurrentCell._signature) that passed a cell's input checks; cleared when full.
-_CHECKED: set[tuple] = set()
-_CHECKED_MAX = 4096
+# The argument signatures (RecurrentCell._signature) that passed a cell's input checks.
+_CHECKED = PassedChecks()
 
 
 class RecurrentCell(nn.RNNCellBase):
@@ -152,7 +151,7 @@ class RecurrentCell(nn.RNNCellBase):
         depend only on what :meth:`_signature` holds: a call whose signature passed them before skips them
         (a few microseconds of a call that costs twenty at B=1)."""
         signature = self._signature(input, given)
-        if signature is not None and signature in _CHECKED:
+        if signature in _CHECKED:
             batched = input.dim() == 2
             x = input if batched else input.unsqueeze(0)
             if given is None:
@@ -160,8 +159,6 @@ class RecurrentCell(nn.RNNCellBase):
             return x, given if batched else [s.unsqueeze(0) for s in given], batched
         prepared = self._prepare_checked(input, given)
         if signature is not None:
-            if len(_CHECKED) >= _CHECKED_MAX:
-                _CHECKED.clear()
             _CHECKED.add(signature)
         return prepared
 
@@ -183,7 +180,7 @@ class RecurrentCell(nn.RNNCellBase):
         params = self._parameters
         w_ih = params["weight_ih"] if "weight_ih" in params else self.weight_ih
         w_hh = params["weight_hh"] if "weight_hh" in params else self.weight_hh
-        states = None if given is None else tuple((type(s), s.shape, s.dtype, s.device) for s in given)
+        states = None if given is None else tuple(tensor_signature(s) for s in given)
         return (type(self), self.input_size, self.hidden_size, self.__dict__.get("activation"), type(input),
                 input.shape, input.dtype, input.device, states, w_ih.dtype, w_ih.device, w_hh.dtype, w_hh.device)
 

@@ -162,7 +162,7 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
     p_input, p_recurrent = options.get("input_dropout", 0.0), options.get("recurrent_dropout", 0.0)
     p_zoneout, backend = options.get("zoneout", 0.0), options.get("backend", "auto")
     forward = scan_options(cell, options)
-    directions = (forward, replace(forward, reverse=True))[: 2 if bidirectional else 1]
+    directions = (forward, replace(forward, reverse=True)) if bidirectional else (forward,)
     restarts = (resets, reverse_restart(resets))
     steps, batch = input.shape[0], input.shape[1]
     layer_input = mask_padding(input, lengths, mask)  # the next layers' inputs are zero there already

@@ -94,14 +94,16 @@ def finish(layout: ForwardLayout, opts: ScanOptions, inputs: ScanInputs, save: b
     last = 0 if opts.reverse else steps
     finals = (h[last],) + tuple(s[last] if save else s for s in layout.states[1:])
     valid = valid_steps(steps, inputs.lengths, inputs.mask) if steps > 0 else None
-
-    def per_step(history: Tensor) -> Tensor:
-        out = history[:-1] if opts.reverse else history[1:]
-        return out if valid is None else torch.where(valid.unsqueeze(-1), out, 0.0)
-
     if histories:
-        return per_step(h), finals, tuple(per_step(s) for s in layout.states)
-    return per_step(h), finals
+        return (_per_step(h, opts.reverse, valid), finals,
+                tuple(_per_step(s, opts.reverse, valid) for s in layout.states))
+    return _per_step(h, opts.reverse, valid), finals
+
+
+def _per_step(history: Tensor, reverse: bool, valid: Tensor | None) -> Tensor:
+    """A state's value after each step (T, B, width) from its history (T+1, B, width), zero where not ``valid``."""
+    out = history[:-1] if reverse else history[1:]
+    return out if valid is None else torch.where(valid.unsqueeze(-1), out, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------

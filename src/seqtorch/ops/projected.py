@@ -42,21 +42,31 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
     # tracing and transforms first: under them nothing below is asked (no guard on the input's sizes)
     if torch.compiler.is_compiling() or peek_interpreter_stack() is not None or forward_ad._current_level >= 0:
         return False
-    if backend not in ("auto", "cpu_fused") or x.device.type != "cpu" or x.dtype not in _DTYPES:
+    dtype, grad = x.dtype, torch.is_grad_enabled()
+    if backend not in ("auto", "cpu_fused") or not x.is_cpu or dtype not in _DTYPES or (grad and x.requires_grad):
         return False
     if type(spec).input_projection is not Cell.input_projection or not use_native:
         return False
-    weights = [w for w in weights if w is not None]
-    if sum(w.numel() for w in weights) * x.element_size() > MAX_WEIGHT_BYTES:
+    # one pass over the tensors (a layer call at a small size spends as long in this function as in its op)
+    weight_elements = 0
+    for t in weights:
+        if t is not None:
+            weight_elements += t.numel()
+            if not _serves_tensor(t, dtype, grad):
+                return False
+    if weight_elements * x.element_size() > MAX_WEIGHT_BYTES:
         return False
-    present = weights + [t for t in tensors if t is not None]
-    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in present)):
-        return False
-    if any(t.dtype != x.dtype or t.device.type != "cpu" for t in present if t.is_floating_point()):
-        return False
+    for t in tensors:
+        if t is not None and not _serves_tensor(t, dtype, grad):
+            return False
     if x.numel() == 0 or torch.is_autocast_enabled("cpu"):
         return False
     return spec.name in native.cpp_cells()  # the library's own cells (not one generated from equations)
+
+
+def _serves_tensor(t: Tensor, dtype: torch.dtype, grad: bool) -> bool:
+    """A tensor the op takes: no gradient to compute for it, on the CPU in x's ``dtype`` if it is floating."""
+    return not (grad and t.requires_grad) and (not t.is_floating_point() or (t.dtype == dtype and t.is_cpu))
 
 
 def scan(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...], states: tuple[Tensor, ...],
