@@ -1,0 +1,110 @@
+"""A layer or cell call whose signature passed the input checks skips them (``PassedChecks``): a later call
+that differs in anything the checks read is checked again, and fails as a first call would.
+
+Each case calls the Module well first (its signature is then kept), changes one thing the checks read (the
+Module's dtype, an attribute, the parameters through ``torch.func.functional_call``, the argument's dtype,
+structure or shape) and expects torch.nn's error for it.
+"""
+
+import pytest
+import torch
+
+import seqtorch
+from seqtorch import layers
+from seqtorch._validation import PassedChecks
+
+T, B, I, H = 5, 2, 4, 6
+
+
+def _lstm_call(layer, x=None, hx=None):
+    return layer(torch.zeros(T, B, I) if x is None else x, hx)
+
+
+def test_a_kept_signature_skips_the_checks(monkeypatch):
+    layer = seqtorch.LSTM(I, H)
+    _lstm_call(layer)
+    calls = []
+    monkeypatch.setattr(layers, "check_layer_input", lambda *a, **k: calls.append(a))
+    _lstm_call(layer)
+    assert calls == []
+    _lstm_call(layer, torch.zeros(T, B + 1, I))  # a new shape: checked
+    assert len(calls) == 1
+
+
+def test_module_cast_after_a_call_is_checked():
+    layer = seqtorch.LSTM(I, H)
+    _lstm_call(layer)
+    layer.double()
+    with pytest.raises(ValueError, match=r"input dtype \(torch.float32\) does not match .* \(torch.float64\)"):
+        _lstm_call(layer)
+
+
+def test_state_dtype_after_a_call_is_checked():
+    layer = seqtorch.LSTM(I, H)
+    h = torch.zeros(1, B, H)
+    _lstm_call(layer, hx=(h, h))
+    with pytest.raises(RuntimeError, match=r"hx\[1\] dtype torch.float64 does not match"):
+        _lstm_call(layer, hx=(h, h.double()))
+
+
+@pytest.mark.parametrize("value", [1, [True], "yes"], ids=["int", "list", "str"])
+def test_bidirectional_set_after_a_call_is_checked(value):
+    """1 == True and hash(1) == hash(True): the signature holds the type too; a list cannot be hashed."""
+    layer = seqtorch.GRU(I, H)
+    _lstm_call(layer)
+    layer.bidirectional = value
+    with pytest.raises(TypeError, match="runs only with a bool bidirectional"):
+        _lstm_call(layer)
+
+
+def test_num_layers_true_after_a_call_is_checked():
+    layer = seqtorch.SimpleRNN(I, H)
+    _lstm_call(layer)
+    layer.num_layers = True
+    with pytest.raises(TypeError, match="an int num_layers"):
+        _lstm_call(layer)
+
+
+def test_input_size_set_after_a_call_is_checked():
+    layer = seqtorch.LSTM(I, H)
+    _lstm_call(layer)
+    layer.input_size = I + 1
+    with pytest.raises(RuntimeError, match=rf"Expected {I + 1}, got {I}"):
+        _lstm_call(layer)
+
+
+def test_functional_call_parameters_are_checked():
+    layer = seqtorch.LSTM(I, H)
+    _lstm_call(layer)
+    doubled = {name: p.double() for name, p in layer.named_parameters()}
+    with pytest.raises(ValueError, match=r"does not match the parameters' dtype \(torch.float64\)"):
+        torch.func.functional_call(layer, doubled, (torch.zeros(T, B, I),))
+
+
+def test_hx_structure_after_a_call_is_checked():
+    layer = seqtorch.LSTM(I, H)
+    h = torch.zeros(1, B, H)
+    _lstm_call(layer, hx=(h, h))
+    with pytest.raises(RuntimeError, match="got 3"):
+        _lstm_call(layer, hx=(h, h, h))
+    with pytest.raises(RuntimeError, match="one Tensor of shape"):
+        _lstm_call(layer, hx=h)
+
+
+def test_cell_cast_after_a_call_is_checked():
+    cell = seqtorch.LSTMCell(I, H)
+    x, h = torch.zeros(B, I), torch.zeros(B, H)
+    cell(x, (h, h))
+    cell.double()
+    with pytest.raises(RuntimeError, match="input dtype torch.float32 does not match"):
+        cell(x, (h.double(), h.double()))
+
+
+def test_passed_checks_keeps_hashable_signatures_up_to_its_limit():
+    passed = PassedChecks(limit=2)
+    passed.add(("a",))
+    passed.add(([1],))  # unhashable: never kept, never an error
+    assert ("a",) in passed and ([1],) not in passed and None not in passed
+    passed.add(("b",))
+    passed.add(("c",))  # full: cleared first
+    assert ("c",) in passed and ("a",) not in passed
