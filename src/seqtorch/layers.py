@@ -178,16 +178,16 @@ class Recurrent(nn.RNNBase):
         recurrent weights, in the orders of its spec (``(w_ih, b_ih)``, ``(w_hh, b_hh)`` for the LSTM);
         None for an absent bias."""
         cell = self.cell
-        return [(tuple(self._weight(name + suffix) for name in cell.input_weights),
-                 tuple(self._weight(name + suffix) for name in cell.weights))
+        return [(self._weights([name + suffix for name in cell.input_weights]),
+                 self._weights([name + suffix for name in cell.weights]))
                 for suffix in self._suffixes()]
 
-    def _weight(self, name: str) -> Tensor | None:
-        """The weight ``name`` as ``getattr`` gives it (None when absent), read from ``_parameters`` where it
-        is there: ``getattr`` reaches a parameter through ``Module.__getattr__``, a tenth of a layer call's
-        Python time at a small size; a buffer (``single_bias``) or a parametrization is getattr's."""
+    def _weights(self, names: list[str]) -> tuple[Tensor | None, ...]:
+        """The weights ``names`` as ``getattr`` gives them (None when absent), read from ``_parameters`` where
+        they are there (``getattr`` reaches a parameter through ``Module.__getattr__``, a microsecond each); a
+        buffer (``single_bias``) or a parametrization is getattr's."""
         params = self._parameters
-        return params[name] if name in params else getattr(self, name, None)
+        return tuple([params[name] if name in params else getattr(self, name, None) for name in names])
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
@@ -278,7 +278,7 @@ class Recurrent(nn.RNNBase):
         shapes = self._expected_state_shapes(batch)
         names = self.initial_state_names()
         if not names:
-            return tuple(torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes)
+            return tuple([torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes])
         rows = len(self._suffixes())
         return tuple(torch.stack([getattr(self, n) for n in names[k * rows:(k + 1) * rows]]).unsqueeze(1).expand(shape)
                      for k, shape in enumerate(shapes))
@@ -312,7 +312,7 @@ class Recurrent(nn.RNNBase):
             states = (type(hx),) + tuple(tensor_signature(s) for s in hx)
         else:
             return None
-        param = self._weight("weight_ih_l0")
+        param = self._weights(["weight_ih_l0"])[0]
         if param is None:
             return None
         layers, bidirectional = self.num_layers, self.bidirectional
@@ -407,9 +407,10 @@ class Recurrent(nn.RNNBase):
                 raise ValueError(f"{name}: give lengths= or mask=, not both (lengths= is a right-padded mask)")
             lengths = check_lengths(name, lengths, batch=x.shape[1], steps=x.shape[0], device=x.device,
                                     batch_first=self.batch_first, input_shape=tuple(input.shape))
-        layout = dict(steps=x.shape[0], batch=x.shape[1], batched=batched, batch_first=self.batch_first, like=x)
-        mask = check_step_flags(name, "mask", mask, **layout)
-        resets = check_step_flags(name, "resets", resets, **layout)
+        if mask is not None or resets is not None:
+            layout = dict(steps=x.shape[0], batch=x.shape[1], batched=batched, batch_first=self.batch_first, like=x)
+            mask = check_step_flags(name, "mask", mask, **layout)
+            resets = check_step_flags(name, "resets", resets, **layout)
         # a reset restarts from the layer's own initial states: those given as hx are only the first segment's
         reset_states = self.default_states(x.shape[1], x) if resets is not None and states else ()
 

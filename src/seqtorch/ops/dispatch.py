@@ -86,9 +86,10 @@ def _cpp_supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
 def cpp_kernel(cell: str) -> Kernel | None:
     """The C++ loop's op pair for ``cell``: the library's (a cell with a ``cpu.h``), else, for a cell written as
     equations, that of its own generated library (:mod:`.native_cells`); None where neither loads."""
-    if native.load() is None:
-        return None
-    return native.kernel(cell) or native_cells.kernel(get_cell(cell))
+    kernel = native.kernel(cell)  # None where the library is not loaded or has no such cell
+    if kernel is not None or native.load() is None:
+        return kernel
+    return native_cells.kernel(get_cell(cell))
 
 
 def cpp_failure(cell: Cell) -> str | None:
@@ -161,8 +162,9 @@ def choose(backend: str, opts: ScanOptions, inputs: ScanInputs) -> Implementatio
         raise RuntimeError(f"backend {backend!r} is not available in this install "
                            f"(available: {available_backends()})")
     reasons = []
+    on_cuda = inputs.gx.is_cuda
     for impl in IMPLEMENTATIONS:
-        if backend == "auto" and impl.auto_needs_cuda and inputs.gx.device.type != "cuda":
+        if backend == "auto" and impl.auto_needs_cuda and not on_cuda:
             continue
         if backend not in ("auto", impl.backend):
             continue
@@ -190,16 +192,26 @@ def scan(opts: ScanOptions, inputs: ScanInputs, *, backend: str = "auto", histor
     if impl.kernel is None:
         return _reference(opts, inputs, histories)
     dtype = _math_dtype(impl, inputs)
-    cast_inputs = ScanInputs(
-        _cast(inputs.gx, dtype), tuple(_cast(s, dtype) for s in inputs.states),
-        tuple(_cast(w, dtype) for w in inputs.weights), _cast(inputs.lengths, torch.int64), _cast(inputs.mask),
-        _cast(inputs.restart), tuple(_cast(s, dtype) for s in inputs.reset_states), _cast(inputs.rec_mask, dtype),
-        None if inputs.keep is None else tuple(_cast(k, dtype) for k in inputs.keep))
-    out, finals, *every = autograd.scan(impl.kernel(opts), opts, cast_inputs, histories)
+    out, finals, *every = autograd.scan(impl.kernel(opts), opts, _cast_inputs(inputs, dtype), histories)
     given = inputs.gx.dtype
     back = given if impl.dtypes == "promote" else None
     result = (_cast(out, given, False), tuple(_cast(f, back, False) for f in finals))
     return result + (tuple(_cast(s, back, False) for s in every[0]),) if histories else result
+
+
+def _cast_inputs(inputs: ScanInputs, dtype: torch.dtype) -> ScanInputs:
+    """The inputs as the ops take them: the floating ones in ``dtype``, lengths int64, all contiguous; ``inputs``
+    itself where they are so already (most calls: a dozen casts that would each return their tensor)."""
+    floating = (inputs.gx, *inputs.states, *inputs.weights, *inputs.reset_states, inputs.rec_mask, *(inputs.keep or ()))
+    if (all(t is None or (t.dtype == dtype and t.is_contiguous()) for t in floating)
+            and (inputs.lengths is None or (inputs.lengths.dtype == torch.int64 and inputs.lengths.is_contiguous()))
+            and all(t is None or t.is_contiguous() for t in (inputs.mask, inputs.restart))):
+        return inputs
+    return ScanInputs(
+        _cast(inputs.gx, dtype), tuple(_cast(s, dtype) for s in inputs.states),
+        tuple(_cast(w, dtype) for w in inputs.weights), _cast(inputs.lengths, torch.int64), _cast(inputs.mask),
+        _cast(inputs.restart), tuple(_cast(s, dtype) for s in inputs.reset_states), _cast(inputs.rec_mask, dtype),
+        None if inputs.keep is None else tuple(_cast(k, dtype) for k in inputs.keep))
 
 
 def _cast(x: Tensor | None, dtype: torch.dtype | None = None, contiguous: bool = True) -> Tensor | None:

@@ -28,7 +28,7 @@ from torch._C._functorch import peek_interpreter_stack
 from ..recurrent_cells.base import Cell
 from . import native
 from .autograd import finish
-from .contract import ForwardLayout, ScanInputs, ScanOptions
+from .contract import ScanOptions
 
 _DTYPES = (torch.float32, torch.float64)
 MAX_WEIGHT_BYTES = 256 * 1024  # a quarter of a 1 MB L2: the weights, with the chunk (8 steps of gx) beside them
@@ -80,6 +80,4 @@ def scan(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...],
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
     outputs = native.load().scan_projected_cpp(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights),
                                                lengths, rec_mask, keep)
-    # finish reads the inputs' lengths and mask only (x stands in gx's place)
-    inputs = ScanInputs(x, tuple(states), tuple(weights), lengths=lengths)
-    return finish(ForwardLayout.split(opts.cell, list(outputs), False), opts, inputs, False)
+    return finish(outputs[:len(states)], opts, lengths, None, False)
