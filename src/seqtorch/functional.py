@@ -209,5 +209,5 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
         layer_input = direction_outputs[0] if len(directions) == 1 else torch.cat(direction_outputs, dim=-1)
         if training and dropout > 0 and layer < num_layers - 1:
             layer_input = dropout_between_layers(layer_input, dropout, packing)
-    result = layer_input, tuple(torch.stack(states) for states in finals)
+    result = layer_input, tuple([torch.stack(states) for states in finals])
     return result + (tuple(torch.cat(states, dim=-1) for states in every),) if all_states else result

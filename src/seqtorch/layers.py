@@ -150,8 +150,9 @@ class Recurrent(nn.RNNBase):
         return 2 if self.bidirectional else 1
 
     def _suffixes(self) -> list[str]:
+        directions = range(self.num_directions)
         return [f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                for layer in range(self.num_layers) for direction in range(self.num_directions)]
+                for layer in range(self.num_layers) for direction in directions]
 
     def __getstate__(self):
         # the cell by its registered name: a pickled Module holds no class of the spec
@@ -375,7 +376,7 @@ class Recurrent(nn.RNNBase):
         packed = isinstance(input, PackedSequence)
         # a call whose signature passed the checks before skips them (they read nothing else)
         signature = None if packed else self._signature(input, hx)
-        checked = signature in _CHECKED
+        checked = signature is not None and signature in _CHECKED  # None under torch.compile: no guard on the set
         if packed:
             for given, what in ((lengths, "lengths="), (mask, "mask="), (resets, "resets=")):
                 if given is not None:

@@ -95,7 +95,7 @@ def finish(states: Sequence[Tensor], opts: ScanOptions, lengths: Tensor | None, 
     steps = h.shape[0] - 1
     last = 0 if opts.reverse else steps
     finals = (h[last],) + (tuple(s[last] for s in others) if save else tuple(others))
-    valid = valid_steps(steps, lengths, mask) if steps > 0 else None
+    valid = valid_steps(steps, lengths, mask) if steps > 0 and (lengths is not None or mask is not None) else None
     if histories:
         return (_per_step(h, opts.reverse, valid), finals,
                 tuple(_per_step(s, opts.reverse, valid) for s in states))

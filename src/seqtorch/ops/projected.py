@@ -47,26 +47,22 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
         return False
     if type(spec).input_projection is not Cell.input_projection or not use_native:
         return False
-    # one pass over the tensors (a layer call at a small size spends as long in this function as in its op)
+    # every other tensor: no gradient to compute for it, on the CPU in x's dtype if it is floating (one pass: at a
+    # small size a layer call spends as long in this function as in its op)
     weight_elements = 0
+    for t in (*weights, *tensors):
+        if t is None:
+            continue
+        if (grad and t.requires_grad) or (t.is_floating_point() and (t.dtype != dtype or not t.is_cpu)):
+            return False
     for t in weights:
         if t is not None:
             weight_elements += t.numel()
-            if not _serves_tensor(t, dtype, grad):
-                return False
     if weight_elements * x.element_size() > MAX_WEIGHT_BYTES:
         return False
-    for t in tensors:
-        if t is not None and not _serves_tensor(t, dtype, grad):
-            return False
     if x.numel() == 0 or torch.is_autocast_enabled("cpu"):
         return False
     return spec.name in native.cpp_cells()  # the library's own cells (not one generated from equations)
-
-
-def _serves_tensor(t: Tensor, dtype: torch.dtype, grad: bool) -> bool:
-    """A tensor the op takes: no gradient to compute for it, on the CPU in x's ``dtype`` if it is floating."""
-    return not (grad and t.requires_grad) and (not t.is_floating_point() or (t.dtype == dtype and t.is_cpu))
 
 
 def scan(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...], states: tuple[Tensor, ...],
@@ -78,6 +74,6 @@ def scan(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...],
     (w_ih, b_ih), weights = opts.cell.folded_inputs(input_weights, weights)
     keep = list(keep) if keep is not None else [None] * len(states)
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
-    outputs = native.load().scan_projected_cpp(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights),
-                                               lengths, rec_mask, keep)
+    op = native.load().scan_projected_cpp.default._op  # the op's own call (no Python frame: this scan is eager only)
+    outputs = op(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights), lengths, rec_mask, keep)
     return finish(outputs[:len(states)], opts, lengths, None, False)
