@@ -108,3 +108,21 @@ def test_passed_checks_keeps_hashable_signatures_up_to_its_limit():
     passed.add(("b",))
     passed.add(("c",))  # full: cleared first
     assert ("c",) in passed and ("a",) not in passed
+
+
+def test_compiled_layer_keeps_one_graph_while_eager_calls_add_signatures():
+    """Under torch.compile no signature is made or looked up: a guard on the kept set would recompile the
+    layer each time an eager call adds one."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps the counters: count this test's graphs only
+    layer = seqtorch.LSTM(I, H)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    x = torch.randn(T, B, I)
+    for extra in range(3):
+        compiled(x)
+        layer(torch.randn(T + extra + 1, B, I))  # eager: a new signature is kept
+    want = layer(x)[0]
+    torch.testing.assert_close(compiled(x)[0], want)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
