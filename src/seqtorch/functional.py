@@ -163,7 +163,7 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
     p_zoneout, backend = options.get("zoneout", 0.0), options.get("backend", "auto")
     forward = scan_options(cell, options)
     directions = (forward, replace(forward, reverse=True)) if bidirectional else (forward,)
-    restarts = (resets, reverse_restart(resets))
+    restarts = (None, None) if resets is None else (resets, reverse_restart(resets))
     steps, batch = input.shape[0], input.shape[1]
     # the next layers' inputs are zero there already
     layer_input = input if lengths is None and mask is None else mask_padding(input, lengths, mask)
