@@ -50,14 +50,13 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
     # every other tensor: no gradient to compute for it, on the CPU in x's dtype if it is floating (one pass: at a
     # small size a layer call spends as long in this function as in its op)
     weight_elements = 0
-    for t in (*weights, *tensors):
-        if t is None:
-            continue
-        if (grad and t.requires_grad) or (t.is_floating_point() and (t.dtype != dtype or not t.is_cpu)):
-            return False
     for t in weights:
         if t is not None:
             weight_elements += t.numel()
+    for t in (*weights, *tensors):
+        if t is not None and ((grad and t.requires_grad)
+                              or (t.is_floating_point() and (t.dtype != dtype or not t.is_cpu))):
+            return False
     if weight_elements * x.element_size() > MAX_WEIGHT_BYTES:
         return False
     if x.numel() == 0 or torch.is_autocast_enabled("cpu"):
@@ -74,6 +73,7 @@ def scan(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...],
     (w_ih, b_ih), weights = opts.cell.folded_inputs(input_weights, weights)
     keep = list(keep) if keep is not None else [None] * len(states)
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
-    op = native.load().scan_projected_cpp.default._op  # the op's own call (no Python frame: this scan is eager only)
+    # the op's own call (no Python frame: this scan is eager only); serves() has just asked for the library
+    op = native.loaded().scan_projected_cpp.default._op
     outputs = op(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights), lengths, rec_mask, keep)
     return finish(outputs[:len(states)], opts, lengths, None, False)
