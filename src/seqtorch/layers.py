@@ -275,11 +275,16 @@ class Recurrent(nn.RNNBase):
 
     def default_states(self, batch: int, like: Tensor) -> tuple[Tensor, ...]:
         """The states a sequence starts from when ``hx`` is None, each (L*D, B, width): the learned initial
-        states (``learn_initial_state``), else zeros."""
+        states (``learn_initial_state``), else zeros (one tensor for the states of one shape, the LSTM's h and
+        c: every scan only reads its initial states)."""
         shapes = self._expected_state_shapes(batch)
         names = self.initial_state_names()
         if not names:
-            return tuple([torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes])
+            zeros: dict[tuple[int, ...], Tensor] = {}
+            for shape in shapes:
+                if shape not in zeros:
+                    zeros[shape] = torch.zeros(shape, dtype=like.dtype, device=like.device)
+            return tuple([zeros[shape] for shape in shapes])
         rows = len(self._suffixes())
         return tuple(torch.stack([getattr(self, n) for n in names[k * rows:(k + 1) * rows]]).unsqueeze(1).expand(shape)
                      for k, shape in enumerate(shapes))
