@@ -280,11 +280,11 @@ class Recurrent(nn.RNNBase):
         shapes = self._expected_state_shapes(batch)
         names = self.initial_state_names()
         if not names:
-            zeros: dict[tuple[int, ...], Tensor] = {}
+            zeros: dict[int, Tensor] = {}  # by width, an int (the batch may be symbolic under torch.export)
             for shape in shapes:
-                if shape not in zeros:
-                    zeros[shape] = torch.zeros(shape, dtype=like.dtype, device=like.device)
-            return tuple([zeros[shape] for shape in shapes])
+                if shape[-1] not in zeros:
+                    zeros[shape[-1]] = torch.zeros(shape, dtype=like.dtype, device=like.device)
+            return tuple([zeros[shape[-1]] for shape in shapes])
         rows = len(self._suffixes())
         return tuple(torch.stack([getattr(self, n) for n in names[k * rows:(k + 1) * rows]]).unsqueeze(1).expand(shape)
                      for k, shape in enumerate(shapes))

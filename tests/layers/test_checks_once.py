@@ -16,66 +16,57 @@ from seqtorch._validation import PassedChecks
 T, B, I, H = 5, 2, 4, 6
 
 
-def _lstm_call(layer, x=None, hx=None):
+def _call(layer, x=None, hx=None):
     return layer(torch.zeros(T, B, I) if x is None else x, hx)
 
 
 def test_a_kept_signature_skips_the_checks(monkeypatch):
     layer = seqtorch.LSTM(I, H)
-    _lstm_call(layer)
+    _call(layer)
     calls = []
     monkeypatch.setattr(layers, "check_layer_input", lambda *a, **k: calls.append(a))
-    _lstm_call(layer)
+    _call(layer)
     assert calls == []
-    _lstm_call(layer, torch.zeros(T, B + 1, I))  # a new shape: checked
+    _call(layer, torch.zeros(T, B + 1, I))  # a new shape: checked
     assert len(calls) == 1
 
 
 def test_module_cast_after_a_call_is_checked():
     layer = seqtorch.LSTM(I, H)
-    _lstm_call(layer)
+    _call(layer)
     layer.double()
     with pytest.raises(ValueError, match=r"input dtype \(torch.float32\) does not match .* \(torch.float64\)"):
-        _lstm_call(layer)
+        _call(layer)
 
 
 def test_state_dtype_after_a_call_is_checked():
     layer = seqtorch.LSTM(I, H)
     h = torch.zeros(1, B, H)
-    _lstm_call(layer, hx=(h, h))
+    _call(layer, hx=(h, h))
     with pytest.raises(RuntimeError, match=r"hx\[1\] dtype torch.float64 does not match"):
-        _lstm_call(layer, hx=(h, h.double()))
+        _call(layer, hx=(h, h.double()))
 
 
-@pytest.mark.parametrize("value", [1, [True], "yes"], ids=["int", "list", "str"])
-def test_bidirectional_set_after_a_call_is_checked(value):
-    """1 == True and hash(1) == hash(True): the signature holds the type too; a list cannot be hashed."""
-    layer = seqtorch.GRU(I, H)
-    _lstm_call(layer)
-    layer.bidirectional = value
-    with pytest.raises(TypeError, match="runs only with a bool bidirectional"):
-        _lstm_call(layer)
-
-
-def test_num_layers_true_after_a_call_is_checked():
-    layer = seqtorch.SimpleRNN(I, H)
-    _lstm_call(layer)
-    layer.num_layers = True
-    with pytest.raises(TypeError, match="an int num_layers"):
-        _lstm_call(layer)
-
-
-def test_input_size_set_after_a_call_is_checked():
-    layer = seqtorch.LSTM(I, H)
-    _lstm_call(layer)
-    layer.input_size = I + 1
-    with pytest.raises(RuntimeError, match=rf"Expected {I + 1}, got {I}"):
-        _lstm_call(layer)
+@pytest.mark.parametrize("cls, attribute, value, error, match", [
+    (seqtorch.GRU, "bidirectional", 1, TypeError, "runs only with a bool bidirectional"),  # 1 == True, one hash
+    (seqtorch.GRU, "bidirectional", [True], TypeError, "runs only with a bool bidirectional"),  # no hash at all
+    (seqtorch.GRU, "bidirectional", "yes", TypeError, "runs only with a bool bidirectional"),
+    (seqtorch.SimpleRNN, "num_layers", True, TypeError, "an int num_layers"),
+    (seqtorch.LSTM, "input_size", I + 1, RuntimeError, rf"Expected {I + 1}, got {I}"),
+], ids=["bidirectional-int", "bidirectional-list", "bidirectional-str", "num_layers-true", "input_size"])
+def test_attribute_set_after_a_call_is_checked(cls, attribute, value, error, match):
+    """The signature holds the attributes the checks read, with the types of those that must be a bool or an
+    int; an attribute that cannot be hashed makes no signature."""
+    layer = cls(I, H)
+    _call(layer)
+    setattr(layer, attribute, value)
+    with pytest.raises(error, match=match):
+        _call(layer)
 
 
 def test_functional_call_parameters_are_checked():
     layer = seqtorch.LSTM(I, H)
-    _lstm_call(layer)
+    _call(layer)
     doubled = {name: p.double() for name, p in layer.named_parameters()}
     with pytest.raises(ValueError, match=r"does not match the parameters' dtype \(torch.float64\)"):
         torch.func.functional_call(layer, doubled, (torch.zeros(T, B, I),))
@@ -84,11 +75,11 @@ def test_functional_call_parameters_are_checked():
 def test_hx_structure_after_a_call_is_checked():
     layer = seqtorch.LSTM(I, H)
     h = torch.zeros(1, B, H)
-    _lstm_call(layer, hx=(h, h))
+    _call(layer, hx=(h, h))
     with pytest.raises(RuntimeError, match="got 3"):
-        _lstm_call(layer, hx=(h, h, h))
+        _call(layer, hx=(h, h, h))
     with pytest.raises(RuntimeError, match="one Tensor of shape"):
-        _lstm_call(layer, hx=h)
+        _call(layer, hx=h)
 
 
 def test_cell_cast_after_a_call_is_checked():
