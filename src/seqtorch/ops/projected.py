@@ -47,8 +47,8 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
         return False
     if type(spec).input_projection is not Cell.input_projection or not use_native:
         return False
-    # every other tensor: no gradient to compute for it, on the CPU in x's dtype if it is floating (one pass: at a
-    # small size a layer call spends as long in this function as in its op)
+    # every other tensor: no gradient to compute for it, on the CPU in x's dtype if it is floating (plain loops:
+    # at a small size this function is a sizeable part of a layer call)
     weight_elements = 0
     for t in weights:
         if t is not None:
