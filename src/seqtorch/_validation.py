@@ -132,6 +132,41 @@ def check_single_bias(owner: str, single_bias: bool, *, bias: bool, cell: Cell) 
 
 # --- forward arguments ---------------------------------------------------------------------------
 
+def tensor_signature(tensor: Tensor) -> tuple:
+    """What the input checks read of a tensor: its type, shape, dtype and device (a part of a call's signature,
+    :class:`PassedChecks`)."""
+    return type(tensor), tensor.shape, tensor.dtype, tensor.device
+
+
+class PassedChecks:
+    """The call signatures that passed a Module's input checks, so that a call with one of them skips the checks.
+
+    A signature holds everything the checks read (the Module's sizes, its parameters' dtype and device, the
+    arguments' types, shapes, dtypes and devices: :func:`tensor_signature`), so a call with a kept one would
+    pass them again. A signature that cannot be hashed is never kept (its call is checked every time); the
+    set is cleared when it holds ``limit`` of them (a program with ever new shapes re-checks, nothing grows).
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._passed: set = set()
+        self._limit = limit
+
+    def __contains__(self, signature) -> bool:
+        try:
+            return signature in self._passed
+        except TypeError:  # an unhashable part (a Module attribute set to a list, ...)
+            return False
+
+    def add(self, signature) -> None:
+        try:
+            hash(signature)
+        except TypeError:
+            return
+        if len(self._passed) >= self._limit:
+            self._passed.clear()
+        self._passed.add(signature)
+
+
 def check_tensor(name: str, what: str, value) -> None:
     if not isinstance(value, Tensor):
         raise NotATensorError(f"{name}: expected {what} to be a Tensor, got {_kind(value)}")

@@ -17,15 +17,15 @@ from torch import Tensor, nn
 
 from . import init as sinit
 from . import options as O
-from ._validation import (check_cell_input, check_cell_sizes, check_like, check_rank, check_single_bias,
-                          check_state_shape)
+from ._validation import (PassedChecks, check_cell_input, check_cell_sizes, check_like, check_rank,
+                          check_single_bias, check_state_shape, tensor_signature)
 from .functional import scan_options, zoneout_coefficients
+from .ops import step as step_op
 from .recurrent_cells import CELLS, Cell, get_cell
 from .recurrent_cells.activations import ACTIVATIONS
 
-# The argument signatures (RecurrentCell._signature) that passed a cell's input checks; cleared when full.
-_CHECKED: set[tuple] = set()
-_CHECKED_MAX = 4096
+# The argument signatures (RecurrentCell._signature) that passed a cell's input checks.
+_CHECKED = PassedChecks()
 
 
 class RecurrentCell(nn.RNNCellBase):
@@ -119,14 +119,12 @@ class RecurrentCell(nn.RNNCellBase):
     def _step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, ...]:
         """One step of the cell on x (B, I) from ``states`` (B, width) each: the spec's equations, as one C++
         op where it serves (same numbers; the rule is :func:`seqtorch.ops.step.cell_step`'s)."""
-        from .ops import step as step_op  # the kernels sit below this layer; imported on first use
-
         cell, values = self.cell, self.__dict__  # the options are plain attributes (Module.__getattr__ is slower)
         plan = step_op.plan(cell, values.get("activation", "tanh"), values.get("recurrent_activation", "sigmoid"),
                             tuple(values[name] for name in cell.cell_args))
         params = self._parameters
-        input_weights, weights = ([params[n] if n in params else getattr(self, n) for n in names]
-                                  for names in (cell.input_weights, cell.weights))
+        input_weights = [params[n] if n in params else getattr(self, n) for n in cell.input_weights]
+        weights = [params[n] if n in params else getattr(self, n) for n in cell.weights]
         new = step_op.cell_step(plan, x, tuple(states), input_weights, weights)
         zoneout = values.get("zoneout", 0.0)
         if zoneout > 0:
@@ -160,8 +158,6 @@ class RecurrentCell(nn.RNNCellBase):
             return x, given if batched else [s.unsqueeze(0) for s in given], batched
         prepared = self._prepare_checked(input, given)
         if signature is not None:
-            if len(_CHECKED) >= _CHECKED_MAX:
-                _CHECKED.clear()
             _CHECKED.add(signature)
         return prepared
 
@@ -177,13 +173,16 @@ class RecurrentCell(nn.RNNCellBase):
     def _signature(self, input: Tensor, given: list[Tensor] | None) -> tuple | None:
         """Everything :meth:`_prepare_checked`'s checks read: the arguments' types, shapes, dtypes, devices,
         the parameters' dtypes and devices, and the Module's sizes and nonlinearity (None for arguments
-        that are not all Tensors: the checks say what is wrong with them)."""
+        that are not all Tensors: the checks say what is wrong with them; and under torch.compile, which runs the
+        checks once, when it traces them, with no guard on the kept signatures)."""
         if not isinstance(input, Tensor) or (given is not None and not all(isinstance(s, Tensor) for s in given)):
+            return None
+        if torch.compiler.is_compiling():
             return None
         params = self._parameters
         w_ih = params["weight_ih"] if "weight_ih" in params else self.weight_ih
         w_hh = params["weight_hh"] if "weight_hh" in params else self.weight_hh
-        states = None if given is None else tuple((type(s), s.shape, s.dtype, s.device) for s in given)
+        states = None if given is None else tuple([tensor_signature(s) for s in given])
         return (type(self), self.input_size, self.hidden_size, self.__dict__.get("activation"), type(input),
                 input.shape, input.dtype, input.device, states, w_ih.dtype, w_ih.device, w_hh.dtype, w_hh.device)
 

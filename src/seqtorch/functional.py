@@ -36,7 +36,7 @@ def scan_options(cell: Cell | str, options: Mapping[str, Any]) -> ScanOptions:
     cell = get_cell(cell) if isinstance(cell, str) else cell
     return ScanOptions(cell, canonical(options.get("activation", "tanh")),
                        canonical(options.get("recurrent_activation", "sigmoid")), False,
-                       tuple(float(options[name]) for name in cell.cell_args))
+                       tuple([float(options[name]) for name in cell.cell_args]) if cell.cell_args else ())
 
 
 def scan(cell: Cell | str, gx: Tensor, states: Sequence[Tensor], weights: Sequence[Tensor | None], *,
@@ -162,10 +162,11 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
     p_input, p_recurrent = options.get("input_dropout", 0.0), options.get("recurrent_dropout", 0.0)
     p_zoneout, backend = options.get("zoneout", 0.0), options.get("backend", "auto")
     forward = scan_options(cell, options)
-    directions = (forward, replace(forward, reverse=True))[: 2 if bidirectional else 1]
-    restarts = (resets, reverse_restart(resets))
+    directions = (forward, replace(forward, reverse=True)) if bidirectional else (forward,)
+    restarts = (None, None) if resets is None else (resets, reverse_restart(resets))
     steps, batch = input.shape[0], input.shape[1]
-    layer_input = mask_padding(input, lengths, mask)  # the next layers' inputs are zero there already
+    # the next layers' inputs are zero there already
+    layer_input = input if lengths is None and mask is None else mask_padding(input, lengths, mask)
     finals: list[list[Tensor]] = [[] for _ in cell.states]
     every: list[list[Tensor]] = [[] for _ in cell.states]
     for layer in range(num_layers):
@@ -174,7 +175,7 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
         for direction, opts in enumerate(directions):
             index = layer * len(directions) + direction
             input_weights, recurrent_weights = weights[index]
-            states = tuple(s[index] for s in states0)
+            states = tuple([s[index] for s in states0])
             x = layer_input
             if training and p_input > 0:
                 x = x * dropout_mask(batch, x.shape[-1], p_input, x)
@@ -208,5 +209,5 @@ def stack(cell: Cell | str, input: Tensor, states0: Sequence[Tensor],
         layer_input = direction_outputs[0] if len(directions) == 1 else torch.cat(direction_outputs, dim=-1)
         if training and dropout > 0 and layer < num_layers - 1:
             layer_input = dropout_between_layers(layer_input, dropout, packing)
-    result = layer_input, tuple(torch.stack(states) for states in finals)
+    result = layer_input, tuple([torch.stack(states) for states in finals])
     return result + (tuple(torch.cat(states, dim=-1) for states in every),) if all_states else result

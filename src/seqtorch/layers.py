@@ -26,12 +26,14 @@ from . import _compile
 from . import functional as SF
 from . import init as sinit
 from . import options as O
-from ._validation import (check_device, check_layer_args, check_layer_input, check_lengths, check_like,
-                          check_no_proj_size, check_rank, check_runnable, check_single_bias, check_state_shape,
-                          check_step_flags, check_steps, check_tensor)
+from ._validation import (PassedChecks, check_device, check_layer_args, check_layer_input, check_lengths,
+                          check_like, check_no_proj_size, check_rank, check_runnable, check_single_bias,
+                          check_state_shape, check_step_flags, check_steps, check_tensor, tensor_signature)
 from .recurrent_cells import CELLS, Cell, get_cell
 
 _TORCH_MODES = {"lstm": "LSTM", "gru": "GRU"}
+# The call signatures (Recurrent._signature) that passed a layer's input checks.
+_CHECKED = PassedChecks()
 
 
 class Recurrent(nn.RNNBase):
@@ -148,8 +150,9 @@ class Recurrent(nn.RNNBase):
         return 2 if self.bidirectional else 1
 
     def _suffixes(self) -> list[str]:
+        directions = range(self.num_directions)
         return [f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                for layer in range(self.num_layers) for direction in range(self.num_directions)]
+                for layer in range(self.num_layers) for direction in directions]
 
     def __getstate__(self):
         # the cell by its registered name: a pickled Module holds no class of the spec
@@ -161,8 +164,10 @@ class Recurrent(nn.RNNBase):
         super().__setstate__({**state, "cell": get_cell(cell) if isinstance(cell, str) else cell})
 
     def option_values(self) -> dict[str, Any]:
-        """seqtorch's option values this layer holds, by name (as it holds them now)."""
-        return {o.name: getattr(self, o.name) for o in O.OPTIONS.values() if hasattr(self, o.name)}
+        """seqtorch's option values this layer holds, by name (as it holds them now: the options are plain
+        attributes of the instance, each set when it is built)."""
+        values = self.__dict__  # read directly: Module.__getattr__ raises and catches for every absent one
+        return {name: values[name] for name in O.OPTIONS if name in values}
 
     def layer_weights(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         """``(w_ih, w_hh, b_ih, b_hh)`` for each layer and direction, row ``layer * D + direction``."""
@@ -173,9 +178,17 @@ class Recurrent(nn.RNNBase):
         """Per layer and direction (row ``layer * D + direction``): the cell's input weights and its
         recurrent weights, in the orders of its spec (``(w_ih, b_ih)``, ``(w_hh, b_hh)`` for the LSTM);
         None for an absent bias."""
-        return [(tuple(getattr(self, name + suffix, None) for name in self.cell.input_weights),
-                 tuple(getattr(self, name + suffix, None) for name in self.cell.weights))
+        cell = self.cell
+        return [(self._weights([name + suffix for name in cell.input_weights]),
+                 self._weights([name + suffix for name in cell.weights]))
                 for suffix in self._suffixes()]
+
+    def _weights(self, names: list[str]) -> tuple[Tensor | None, ...]:
+        """The weights ``names`` as ``getattr`` gives them (None when absent), read from ``_parameters`` where
+        they are there (``getattr`` reaches a parameter through ``Module.__getattr__``, a microsecond each); a
+        buffer (``single_bias``) or a parametrization is getattr's."""
+        params = self._parameters
+        return tuple([params[name] if name in params else getattr(self, name, None) for name in names])
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
@@ -229,12 +242,15 @@ class Recurrent(nn.RNNBase):
         widths = self.cell.state_sizes(self.hidden_size, self.proj_size or self.hidden_size)
         return [(self.num_layers * self.num_directions, batch, w) for w in widths]
 
-    def _given_states(self, hx, batched: bool, packed: bool) -> list[Tensor]:
+    def _given_states(self, hx, batched: bool, packed: bool, checked: bool = False) -> list[Tensor]:
         """The user's ``hx`` as a list of state tensors ([h_0], or [h_0, c_0, ...] for LSTM), with the
-        checks torch.nn makes before it looks at the input's dtype: structure, then rank."""
+        checks torch.nn makes before it looks at the input's dtype: structure, then rank (not when
+        ``checked``: a call of the same signature passed them)."""
         name = type(self).__name__
         if hx is None:
             return []
+        if checked:
+            return list(hx) if len(self.cell.states) > 1 else [hx]
         labels = self._state_labels()
         if len(labels) > 1:
             if isinstance(hx, Tensor):  # torch.nn indexes it as (h, c) and fails on their rank
@@ -259,27 +275,56 @@ class Recurrent(nn.RNNBase):
 
     def default_states(self, batch: int, like: Tensor) -> tuple[Tensor, ...]:
         """The states a sequence starts from when ``hx`` is None, each (L*D, B, width): the learned initial
-        states (``learn_initial_state``), else zeros."""
+        states (``learn_initial_state``), else zeros (one tensor for the states of one shape, the LSTM's h and
+        c: every scan only reads its initial states)."""
         shapes = self._expected_state_shapes(batch)
         names = self.initial_state_names()
         if not names:
-            return tuple(torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes)
+            zeros: dict[int, Tensor] = {}  # by width, an int (the batch may be symbolic under torch.export)
+            for shape in shapes:
+                if shape[-1] not in zeros:
+                    zeros[shape[-1]] = torch.zeros(shape, dtype=like.dtype, device=like.device)
+            return tuple([zeros[shape[-1]] for shape in shapes])
         rows = len(self._suffixes())
         return tuple(torch.stack([getattr(self, n) for n in names[k * rows:(k + 1) * rows]]).unsqueeze(1).expand(shape)
                      for k, shape in enumerate(shapes))
 
-    def _initial_states(self, states: list[Tensor], batch: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
+    def _initial_states(self, states: list[Tensor], batch: int, batched: bool, like: Tensor,
+                        checked: bool = False) -> tuple[Tensor, ...]:
         """Every state as an (L*D, B, width) tensor from the given ones (the default states when there are
-        none)."""
-        name = type(self).__name__
-        shapes = self._expected_state_shapes(batch)
+        none), their shapes checked (not when ``checked``)."""
         if not states:
             return self.default_states(batch, like)
-        labels = self._state_labels()
-        states = states[:len(labels)] if batched else [s.unsqueeze(1) for s in states[:len(labels)]]
-        for label, state, shape in zip(labels, states, shapes):
-            check_state_shape(name, label, state, shape)
+        count = len(self.cell.states)
+        states = states[:count] if batched else [s.unsqueeze(1) for s in states[:count]]
+        if not checked:
+            name = type(self).__name__
+            for label, state, shape in zip(self._state_labels(), states, self._expected_state_shapes(batch)):
+                check_state_shape(name, label, state, shape)
         return tuple(states)
+
+    def _signature(self, input, hx) -> tuple | None:
+        """Everything the checks of a call read before its optional arguments (``lengths=``, ``mask=``,
+        ``resets=``, which are checked every time): the Module's sizes and layout (with the types of
+        ``num_layers`` and ``bidirectional``, which must be an int and a bool to run), the dtype and device of
+        ``weight_ih_l0``, and the input's and the states' :func:`~seqtorch._validation.tensor_signature`. None,
+        so that the call is checked, for an input or a state that is not a Tensor (a PackedSequence too), and
+        under torch.compile, which runs the checks once, when it traces them."""
+        if not isinstance(input, Tensor) or torch.compiler.is_compiling():
+            return None
+        if hx is None or isinstance(hx, Tensor):
+            states = hx if hx is None else tensor_signature(hx)
+        elif isinstance(hx, (tuple, list)) and all(isinstance(s, Tensor) for s in hx):
+            states = (type(hx),) + tuple(tensor_signature(s) for s in hx)
+        else:
+            return None
+        param = self._weights(["weight_ih_l0"])[0]
+        if param is None:
+            return None
+        layers, bidirectional = self.num_layers, self.bidirectional
+        return (type(self), self.cell, self.input_size, self.hidden_size, self.proj_size, layers, type(layers),
+                bidirectional, type(bidirectional), self.batch_first, param.dtype, param.device,
+                tensor_signature(input), states)
 
     def _check_run(self, x: Tensor, states: list[Tensor], input_shape: tuple[int, ...]) -> None:
         """What torch.nn's ATen op checks after its Python checks: the argument types it takes, the
@@ -333,20 +378,23 @@ class Recurrent(nn.RNNBase):
         devices, state dtypes and T=0 (RuntimeError); a non-Tensor is a :class:`NotATensorError`.
         """
         name = type(self).__name__
-        param = self.weight_ih_l0
         packed = isinstance(input, PackedSequence)
+        # a call whose signature passed the checks before skips them (they read nothing else)
+        signature = None if packed else self._signature(input, hx)
+        checked = signature is not None and signature in _CHECKED  # None under torch.compile: no guard on the set
         if packed:
             for given, what in ((lengths, "lengths="), (mask, "mask="), (resets, "resets=")):
                 if given is not None:
                     raise ValueError(f"{name}: {what} cannot be combined with a PackedSequence input, "
                                      f"which carries its own lengths")
             check_tensor(name, "input.data", input.data)
-        else:
+        elif not checked:
             check_rank(name, "input", input, (2, 3))
         batched = packed or input.dim() == 3
-        states = self._given_states(hx, batched, packed)
+        states = self._given_states(hx, batched, packed, checked)
         data = input.data if packed else input
-        check_layer_input(name, data, input_size=self.input_size, param=param)
+        if not checked:
+            check_layer_input(name, data, input_size=self.input_size, param=self.weight_ih_l0)
         if packed:
             # pad_packed_sequence returns the batch in its original (unsorted) order, as hx is given.
             x, lengths = pad_packed_sequence(input, batch_first=False)
@@ -355,16 +403,20 @@ class Recurrent(nn.RNNBase):
             x = input.unsqueeze(1)
         else:
             x = input.transpose(0, 1) if self.batch_first else input
-        states0 = self._initial_states(states, x.shape[1], batched, x)
-        self._check_run(x, states, tuple(data.shape))
+        states0 = self._initial_states(states, x.shape[1], batched, x, checked)
+        if not checked:
+            self._check_run(x, states, tuple(data.shape))
+            if signature is not None:
+                _CHECKED.add(signature)
         if lengths is not None and not packed:
             if mask is not None:
                 raise ValueError(f"{name}: give lengths= or mask=, not both (lengths= is a right-padded mask)")
             lengths = check_lengths(name, lengths, batch=x.shape[1], steps=x.shape[0], device=x.device,
                                     batch_first=self.batch_first, input_shape=tuple(input.shape))
-        layout = dict(steps=x.shape[0], batch=x.shape[1], batched=batched, batch_first=self.batch_first, like=x)
-        mask = check_step_flags(name, "mask", mask, **layout)
-        resets = check_step_flags(name, "resets", resets, **layout)
+        if mask is not None or resets is not None:
+            layout = dict(steps=x.shape[0], batch=x.shape[1], batched=batched, batch_first=self.batch_first, like=x)
+            mask = check_step_flags(name, "mask", mask, **layout)
+            resets = check_step_flags(name, "resets", resets, **layout)
         # a reset restarts from the layer's own initial states: those given as hx are only the first segment's
         reset_states = self.default_states(x.shape[1], x) if resets is not None and states else ()
 

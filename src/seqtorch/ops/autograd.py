@@ -28,12 +28,13 @@ reference, which every fused path equals within the tolerances of ``tests/confte
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
-from torch._C._functorch import is_functorch_wrapped_tensor
-from torch._functorch.utils import unwrap_dead_wrappers
+from torch._C._functorch import is_functorch_wrapped_tensor, unwrap_if_dead
 
-from .contract import ForwardLayout, Kernel, ScanInputs, ScanOptions
+from .contract import ForwardLayout, Kernel, ScanInputs, ScanOptions, buffer_names
 from .reference import state_history_reference, valid_steps
 
 # The per-step inputs travel to the ops and through autograd as one tuple, in the ops' order:
@@ -62,8 +63,7 @@ def scan(kernel: Kernel, opts: ScanOptions, inputs: ScanInputs,
         save = histories
         outputs = _forward_eager(kernel, opts.op_args(), save, gx, list(states), list(weights),
                                  *_op_step_inputs(step, resets))
-    layout = ForwardLayout.split(opts.cell, list(outputs), save)
-    return finish(layout, opts, inputs, save, histories)
+    return finish(outputs[:len(states)], opts, inputs.lengths, inputs.mask, save, histories)
 
 
 def _forward_eager(kernel: Kernel, op_args: tuple, *args):
@@ -71,7 +71,7 @@ def _forward_eager(kernel: Kernel, op_args: tuple, *args):
     kernel, for what torch.compile traces) would only pass an eager call on, at about 30 us a call; the
     eager paths here do their own autograd (:class:`RecurrentScan`) or need none."""
     with torch._C._AutoDispatchBelowAutograd():
-        return kernel.forward(*op_args, *args)
+        return kernel.forward._op(*op_args, *args)  # the OpOverload's own call, without its Python frame
 
 
 def _step_inputs(inputs: ScanInputs) -> tuple:
@@ -86,22 +86,26 @@ def _op_step_inputs(step: tuple, resets) -> tuple:
     return lengths, mask, restart, list(resets) if resets else [None] * len(keep), rec_mask, list(keep)
 
 
-def finish(layout: ForwardLayout, opts: ScanOptions, inputs: ScanInputs, save: bool, histories: bool = False):
+def finish(states: Sequence[Tensor], opts: ScanOptions, lengths: Tensor | None, mask: Tensor | None, save: bool,
+           histories: bool = False):
     """Output and final states (and with ``histories``, every step's states) from the forward op's state
-    buffers; zero at invalid steps."""
-    h = layout.states[0]
+    outputs (its first K: :attr:`.contract.ForwardLayout.states`); zero at invalid steps (those ``lengths`` and
+    ``mask`` say, as :class:`.contract.ScanInputs`)."""
+    h, others = states[0], states[1:]
     steps = h.shape[0] - 1
     last = 0 if opts.reverse else steps
-    finals = (h[last],) + tuple(s[last] if save else s for s in layout.states[1:])
-    valid = valid_steps(steps, inputs.lengths, inputs.mask) if steps > 0 else None
-
-    def per_step(history: Tensor) -> Tensor:
-        out = history[:-1] if opts.reverse else history[1:]
-        return out if valid is None else torch.where(valid.unsqueeze(-1), out, 0.0)
-
+    finals = (h[last],) + (tuple(s[last] for s in others) if save else tuple(others))
+    valid = valid_steps(steps, lengths, mask) if steps > 0 and (lengths is not None or mask is not None) else None
     if histories:
-        return per_step(h), finals, tuple(per_step(s) for s in layout.states)
-    return per_step(h), finals
+        return (_per_step(h, opts.reverse, valid), finals,
+                tuple(_per_step(s, opts.reverse, valid) for s in states))
+    return _per_step(h, opts.reverse, valid), finals
+
+
+def _per_step(history: Tensor, reverse: bool, valid: Tensor | None) -> Tensor:
+    """A state's value after each step (T, B, width) from its history (T+1, B, width), zero where not ``valid``."""
+    out = history[:-1] if reverse else history[1:]
+    return out if valid is None else torch.where(valid.unsqueeze(-1), out, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -113,11 +117,11 @@ def fused_backward(kernel: Kernel, opts: ScanOptions, grads, outputs, weights, s
     gradients."""
     cell = opts.cell
     K, R = len(cell.states), len(resets)
-    results = kernel.backward(*opts.op_args(), list(grads), list(outputs), list(weights),
-                              *_op_step_inputs(step, resets))
+    results = kernel.backward._op(*opts.op_args(), list(grads), list(outputs), list(weights),
+                                  *_op_step_inputs(step, resets))  # the OpOverload's own call (_forward_eager)
     dgx, dstates, dresets, buffers = results[0], list(results[1:1 + K]), list(results[1 + K:1 + K + R]), \
         results[1 + K + R:]
-    named = dict(zip(cell.grad_buffer_names(), buffers))
+    named = dict(zip(buffer_names(cell)[1], buffers))
     layout = ForwardLayout.split(cell, list(outputs), save=True)
     h = layout.states[0]
     h_in = layout.hm if layout.hm is not None else (h[1:] if opts.reverse else h[:-1])
@@ -168,7 +172,9 @@ class RecurrentScan(torch.autograd.Function):
         # (which need that path) the base class's apply is called directly, after what torch does there too.
         if torch._C._are_functorch_transforms_active():
             return super().apply(*args)
-        return super(torch.autograd.Function, cls).apply(*unwrap_dead_wrappers(args))
+        # torch's unwrap_dead_wrappers(args), as a list comprehension rather than its generator (a microsecond)
+        return super(torch.autograd.Function, cls).apply(*[unwrap_if_dead(a) if isinstance(a, Tensor) else a
+                                                           for a in args])
 
     @staticmethod
     def forward(kernel, opts, lengths, mask, restart, rec_mask, keep, n_states, n_resets, gx, *rest):

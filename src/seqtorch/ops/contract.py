@@ -137,8 +137,21 @@ class ForwardLayout:
         if not save:
             return ForwardLayout(states, None, None, {})
         hm, u = outputs[K], outputs[K + 1]
-        saved = dict(zip(cell.saved_names(), outputs[K + 2:]))
+        saved = dict(zip(buffer_names(cell)[0], outputs[K + 2:]))
         return ForwardLayout(states, hm if hm.numel() else None, u if u.numel() else None, saved)
+
+
+_BUFFER_NAMES: dict[Cell, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def buffer_names(cell: Cell) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``cell``'s saved buffers' and gradient buffers' names (:meth:`~seqtorch.recurrent_cells.base.Cell.saved_names`,
+    :meth:`~seqtorch.recurrent_cells.base.Cell.grad_buffer_names`), asked once per cell: a spec's buffers are
+    fixed, and every backward reads them."""
+    names = _BUFFER_NAMES.get(cell)
+    if names is None:
+        names = _BUFFER_NAMES[cell] = (tuple(cell.saved_names()), tuple(cell.grad_buffer_names()))
+    return names
 
 
 def forward_shapes(cell: Cell, opts: ScanOptions, gx: Tensor, states: list[Tensor], has_hm: bool,

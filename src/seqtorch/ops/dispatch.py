@@ -86,9 +86,10 @@ def _cpp_supports(opts: ScanOptions, inputs: ScanInputs) -> str | None:
 def cpp_kernel(cell: str) -> Kernel | None:
     """The C++ loop's op pair for ``cell``: the library's (a cell with a ``cpu.h``), else, for a cell written as
     equations, that of its own generated library (:mod:`.native_cells`); None where neither loads."""
-    if native.load() is None:
-        return None
-    return native.kernel(cell) or native_cells.kernel(get_cell(cell))
+    kernel = native.kernel(cell)  # None where the library is not loaded or has no such cell
+    if kernel is not None or native.load() is None:
+        return kernel
+    return native_cells.kernel(get_cell(cell))
 
 
 def cpp_failure(cell: Cell) -> str | None:
@@ -161,8 +162,9 @@ def choose(backend: str, opts: ScanOptions, inputs: ScanInputs) -> Implementatio
         raise RuntimeError(f"backend {backend!r} is not available in this install "
                            f"(available: {available_backends()})")
     reasons = []
+    on_cuda = inputs.gx.is_cuda
     for impl in IMPLEMENTATIONS:
-        if backend == "auto" and impl.auto_needs_cuda and inputs.gx.device.type != "cuda":
+        if backend == "auto" and impl.auto_needs_cuda and not on_cuda:
             continue
         if backend not in ("auto", impl.backend):
             continue
@@ -190,17 +192,37 @@ def scan(opts: ScanOptions, inputs: ScanInputs, *, backend: str = "auto", histor
     if impl.kernel is None:
         return _reference(opts, inputs, histories)
     dtype = _math_dtype(impl, inputs)
-    cast = lambda x: None if x is None else x.to(dtype).contiguous()  # noqa: E731
-    contiguous = lambda x: None if x is None else x.contiguous()  # noqa: E731
-    cast_inputs = ScanInputs(
-        cast(inputs.gx), tuple(cast(s) for s in inputs.states), tuple(cast(w) for w in inputs.weights),
-        None if inputs.lengths is None else inputs.lengths.to(torch.int64).contiguous(), contiguous(inputs.mask),
-        contiguous(inputs.restart), tuple(cast(s) for s in inputs.reset_states), cast(inputs.rec_mask),
-        None if inputs.keep is None else tuple(cast(k) for k in inputs.keep))
-    out, finals, *every = autograd.scan(impl.kernel(opts), opts, cast_inputs, histories)
-    back = (lambda t: t.to(inputs.gx.dtype)) if impl.dtypes == "promote" else (lambda t: t)
-    result = (out.to(inputs.gx.dtype), tuple(back(f) for f in finals))
-    return result + (tuple(back(s) for s in every[0]),) if histories else result
+    out, finals, *every = autograd.scan(impl.kernel(opts), opts, _cast_inputs(inputs, dtype), histories)
+    given = inputs.gx.dtype
+    back = given if impl.dtypes == "promote" else None
+    result = (_cast(out, given, False), tuple(_cast(f, back, False) for f in finals))
+    return result + (tuple(_cast(s, back, False) for s in every[0]),) if histories else result
+
+
+def _cast_inputs(inputs: ScanInputs, dtype: torch.dtype) -> ScanInputs:
+    """The inputs as the ops take them: the floating ones in ``dtype``, lengths int64, all contiguous; ``inputs``
+    itself where they are so already (most calls: a dozen casts that would each return their tensor)."""
+    floating = (inputs.gx, *inputs.states, *inputs.weights, *inputs.reset_states, inputs.rec_mask, *(inputs.keep or ()))
+    if (all(t is None or (t.dtype == dtype and t.is_contiguous()) for t in floating)
+            and (inputs.lengths is None or (inputs.lengths.dtype == torch.int64 and inputs.lengths.is_contiguous()))
+            and all(t is None or t.is_contiguous() for t in (inputs.mask, inputs.restart))):
+        return inputs
+    return ScanInputs(
+        _cast(inputs.gx, dtype), tuple(_cast(s, dtype) for s in inputs.states),
+        tuple(_cast(w, dtype) for w in inputs.weights), _cast(inputs.lengths, torch.int64), _cast(inputs.mask),
+        _cast(inputs.restart), tuple(_cast(s, dtype) for s in inputs.reset_states), _cast(inputs.rec_mask, dtype),
+        None if inputs.keep is None else tuple(_cast(k, dtype) for k in inputs.keep))
+
+
+def _cast(x: Tensor | None, dtype: torch.dtype | None = None, contiguous: bool = True) -> Tensor | None:
+    """``x.to(dtype).contiguous()`` (without ``.to`` when dtype is None, without ``.contiguous()`` when not
+    ``contiguous``), x itself where it is that already, as those calls return it then (they cost a
+    microsecond each even so, and a scan makes a dozen); None for None."""
+    if x is None:
+        return None
+    if dtype is not None and x.dtype != dtype:
+        x = x.to(dtype)
+    return x.contiguous() if contiguous and not x.is_contiguous() else x
 
 
 def _reference(opts: ScanOptions, inputs: ScanInputs, histories: bool):
@@ -223,7 +245,7 @@ def _math_dtype(impl: Implementation, inputs: ScanInputs) -> torch.dtype:
         return inputs.weights[0].dtype
     dtype = torch.float32
     for tensor in (inputs.gx, *inputs.states, *inputs.reset_states, *inputs.weights):
-        if tensor is not None:
+        if tensor is not None and tensor.dtype != dtype:  # promote_types(d, d) is d
             dtype = torch.promote_types(dtype, tensor.dtype)
     return dtype
 

@@ -180,6 +180,14 @@ def load():
     return _state["ops"]
 
 
+def loaded():
+    """The ops :func:`load` gives, without reading ``SEQTORCH_NATIVE`` again once the library is loaded: for a
+    caller that has just chosen the C++ loop in this call (through :func:`load` or :func:`cpp_cells`). Reading
+    the environment takes about a microsecond, which a small layer call would otherwise pay twice."""
+    ops = _state.get("ops")
+    return ops if ops is not None else load()
+
+
 def library_path() -> Path | None:
     """The shared library that holds the C++ ops, loading (and if need be building) it first; None if
     there is none (see :func:`failure`). A process that only needs to run an exported model loads it

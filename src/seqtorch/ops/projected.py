@@ -30,7 +30,7 @@ from torch._C._functorch import peek_interpreter_stack
 from ..recurrent_cells.base import Cell
 from . import native
 from .autograd import finish
-from .contract import ForwardLayout, ScanInputs, ScanOptions
+from .contract import ScanOptions
 
 _DTYPES = (torch.float32, torch.float64)
 MAX_WEIGHT_BYTES = 4 * 1024 * 1024  # up to here, projecting inside the loop was measured to pay (docstring)
@@ -44,17 +44,22 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
     # tracing and transforms first: under them nothing below is asked (no guard on the input's sizes)
     if torch.compiler.is_compiling() or peek_interpreter_stack() is not None or forward_ad._current_level >= 0:
         return False
-    if backend not in ("auto", "cpu_fused") or x.device.type != "cpu" or x.dtype not in _DTYPES:
+    dtype, grad = x.dtype, torch.is_grad_enabled()
+    if backend not in ("auto", "cpu_fused") or not x.is_cpu or dtype not in _DTYPES or (grad and x.requires_grad):
         return False
     if type(spec).input_projection is not Cell.input_projection or not use_native:
         return False
-    weights = [w for w in weights if w is not None]
-    if sum(w.numel() for w in weights) * x.element_size() > MAX_WEIGHT_BYTES:
-        return False
-    present = weights + [t for t in tensors if t is not None]
-    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in present)):
-        return False
-    if any(t.dtype != x.dtype or t.device.type != "cpu" for t in present if t.is_floating_point()):
+    # every other tensor: no gradient to compute for it, on the CPU in x's dtype if it is floating (plain loops:
+    # at a small size this function is a sizeable part of a layer call)
+    weight_elements = 0
+    for t in weights:
+        if t is not None:
+            weight_elements += t.numel()
+    for t in (*weights, *tensors):
+        if t is not None and ((grad and t.requires_grad)
+                              or (t.is_floating_point() and (t.dtype != dtype or not t.is_cpu))):
+            return False
+    if weight_elements * x.element_size() > MAX_WEIGHT_BYTES:
         return False
     if x.numel() == 0 or torch.is_autocast_enabled("cpu"):
         return False
@@ -70,8 +75,7 @@ def scan(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...],
     (w_ih, b_ih), weights = opts.cell.folded_inputs(input_weights, weights)
     keep = list(keep) if keep is not None else [None] * len(states)
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
-    outputs = native.load().scan_projected_cpp(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights),
-                                               lengths, rec_mask, keep)
-    # finish reads the inputs' lengths and mask only (x stands in gx's place)
-    inputs = ScanInputs(x, tuple(states), tuple(weights), lengths=lengths)
-    return finish(ForwardLayout.split(opts.cell, list(outputs), False), opts, inputs, False)
+    # the op's own call (no Python frame: this scan is eager only); serves() has just asked for the library
+    op = native.loaded().scan_projected_cpp.default._op
+    outputs = op(*opts.op_args(), x, w_ih, b_ih, list(states), list(weights), lengths, rec_mask, keep)
+    return finish(outputs[:len(states)], opts, lengths, None, False)

@@ -109,6 +109,18 @@ class BackwardStep:
     d_h_in: Tensor | None = None
 
 
+def _write(out: list[Tensor | None], weights: tuple[Tensor | None, ...], index: int, rows: slice | None, fn,
+           *args, **kwargs) -> None:
+    """``out[index] = fn(*args)`` for a whole weight's gradient (``rows`` None); for a weight's gate ``rows``,
+    ``fn(*args, out=...)`` into those rows of ``out[index]``, made first (like the weight) if it is not yet."""
+    if rows is None:
+        out[index] = fn(*args, **kwargs)
+        return
+    if out[index] is None:
+        out[index] = torch.empty_like(weights[index])
+    fn(*args, **kwargs, out=out[index][rows])
+
+
 class Cell:
     """Base of every cell spec; a cell subclasses it and fills in the class attributes and methods.
 
@@ -271,19 +283,21 @@ class Cell:
         :meth:`grad_buffers` (T, B, width); h_in (T, B, P); u (T, B, U) or None; needs: which weights want a
         gradient; saved: the forward's saved buffers (T, B, width). A cell with other weights overrides this.
         """
-        out: list[Tensor | None] = [torch.empty_like(w) if w is not None and need else None
-                                    for w, need in zip(weights, needs)]
+        wanted = [w is not None and need for w, need in zip(weights, needs)]
+        out: list[Tensor | None] = [None] * len(weights)
         H = dgx.shape[-1] // self.gates
         for index, product in enumerate(self.products):
-            rows = slice(None) if product.rows is None else slice(product.rows[0] * H, product.rows[1] * H)
-            d = grads[f"dP{index}"] if f"dP{index}" in grads else dgx[..., rows]
+            rows = None if product.rows is None else slice(product.rows[0] * H, product.rows[1] * H)
+            d = grads.get(f"dP{index}")
+            if d is None:
+                d = dgx if rows is None else dgx[..., rows]
             d = d.reshape(-1, d.shape[-1])
-            dw = out[product.weight]
-            if dw is not None:
+            if wanted[product.weight]:
                 x = h_in if product.input == "h_in" else u
-                torch.mm(d.t(), x.reshape(-1, x.shape[-1]), out=dw if product.rows is None else dw[rows])
-            if product.bias is not None and out[product.bias] is not None:
-                db = out[product.bias]
-                torch.sum(d, dim=0, out=db if product.rows is None else db[rows])
-        return out
+                _write(out, weights, product.weight, rows, torch.mm, d.t(), x.reshape(-1, x.shape[-1]))
+            if product.bias is not None and wanted[product.bias]:
+                _write(out, weights, product.bias, rows, torch.sum, d, dim=0)
+        # every wanted weight gets a tensor, as the spec's products cover them all (a cell whose weights they
+        # do not cover overrides this method)
+        return [torch.empty_like(w) if want and dw is None else dw for w, want, dw in zip(weights, wanted, out)]
 
