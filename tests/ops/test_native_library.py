@@ -228,9 +228,10 @@ GEMM_LAYERS = [("LSTM", {}), ("LSTM", {"proj_size": 3}), ("GRU", {}), ("GRU", {"
 @pytest.mark.parametrize("name, options", GEMM_LAYERS, ids=[f"{n}{o}" for n, o in GEMM_LAYERS])
 def test_each_product_path_matches_reference(monkeypatch, name, options, dtype, steps, gemm):
     """The C++ loop's recurrent products take ATen's brgemm (float32: the backward, and the forward over
-    T >= 4), MKL's packed GEMM (float32, T >= 4, under SEQTORCH_CPU_GEMM=blas), the Fortran BLAS GEMM
-    (float64, T < 4) or, where libtorch has no BLAS symbols, at::mm_out: SEQTORCH_CPU_GEMM=aten sends
-    every product there. Each gives the float64 reference's values and gradients."""
+    T >= 4), the Fortran BLAS GEMM (float64; float32 under SEQTORCH_CPU_GEMM=blas, these W being too small
+    for MKL's packing: the split test below packs) or, where libtorch has no BLAS symbols, at::mm_out:
+    SEQTORCH_CPU_GEMM=aten sends every product there. Each gives the float64 reference's values and
+    gradients."""
     if gemm != "all":
         monkeypatch.setenv("SEQTORCH_CPU_GEMM", gemm)
     torch.manual_seed(0)
@@ -262,25 +263,29 @@ def test_each_product_path_matches_reference(monkeypatch, name, options, dtype, 
         assert_close(a.double(), b, dtype=dtype)
 
 
+@pytest.mark.parametrize("gemm", ["all", "blas"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name, options", [("LSTM", {}), ("GRU", {"reset_after": False}), ("SimpleRNN", {})])
-def test_products_split_by_columns_over_two_threads_match_reference(name, options, dtype):
+def test_products_split_by_columns_over_two_threads_match_reference(name, options, dtype, gemm, monkeypatch):
     """On two threads a product of 4 MFLOP or more (gemm.h's kThreadedFlops) is split into two column blocks,
     one GEMM per thread: B=32, H=256 makes every product of these layers that large, forward (W_hh's rows)
-    and backward (its columns); the reset-before GRU's second product and its row blocks too. Values and
-    gradients against the float64 reference."""
+    and backward (its columns); the reset-before GRU's second product and its row blocks too. In float32
+    through brgemm and, under SEQTORCH_CPU_GEMM=blas, MKL's packed GEMM (5 steps, W over kPackMinWeight).
+    Values and gradients against the float64 reference."""
+    if gemm != "all":
+        monkeypatch.setenv("SEQTORCH_CPU_GEMM", gemm)
     torch.manual_seed(0)
     fused = getattr(seqtorch, name)(8, 256, backend="cpu_fused", dtype=dtype, **options)
     reference = getattr(seqtorch, name)(8, 256, backend="reference", dtype=torch.float64, **options)
     reference.load_state_dict(fused.state_dict())
-    x = torch.randn(3, 32, 8, dtype=torch.float64)
+    x = torch.randn(5, 32, 8, dtype=torch.float64)
 
     def run(layer):
         xi = x.to(next(layer.parameters()).dtype).requires_grad_()
         out, state = layer(xi)
         states = state if isinstance(state, tuple) else (state,)
         g = torch.Generator().manual_seed(1)
-        # upstream gradients of 0.1: the weights' gradients, sums of 96 rows, then stay near 1, where
+        # upstream gradients of 0.1: the weights' gradients, sums of 160 rows, then stay near 1, where
         # float32's absolute tolerance means what it says
         loss = sum((t * (0.1 * torch.randn(t.shape, generator=g, dtype=torch.float64)).to(t.dtype)).sum()
                    for t in (out, *states))

@@ -67,6 +67,10 @@ constexpr int64_t kPackMinSteps = 4;
 constexpr double kThreadedFlops = 4e6;
 constexpr int64_t kMinBlockColumns = 64;  // the narrowest column block a thread takes
 constexpr int64_t kBrgemmMinRows = 8;  // below, one row or a few: MKL's GEMV-like kernels are faster
+// MKL's pack buffer is megabytes whatever W's size (5.8 MB for a 24 x 6 W): for a W under this many elements
+// (in cache anyway) allocating it on every scan cost more than packing saves (page faults on every call, a
+// tiny LSTM's op 17 us -> 58 us), so such a W is not packed.
+constexpr int64_t kPackMinWeight = 16 * 1024;
 
 // MKL's thread count for this thread while in scope (one thread for a small product), restored after.
 class MklThreads {
@@ -150,7 +154,7 @@ class StepGemm {
     if constexpr (std::is_same_v<T, float>) {
       const bool mkl = cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr &&
                        cblas_sgemm_pack_get_size != nullptr;
-      if (mkl && pack && blas_ok_ && M_ > 0 && N_ > 0 && K_ > 0) {
+      if (mkl && pack && blas_ok_ && M_ > 0 && N_ > 0 && K_ > 0 && N_ * K_ >= kPackMinWeight) {
         const size_t bytes = cblas_sgemm_pack_get_size(kCblasBMatrix, int(M_), int(N_), int(K_));
         packed_ = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))}, opt.dtype(at::kFloat));
         cblas_sgemm_pack(kCblasRowMajor, kCblasBMatrix, op == WeightOp::kTransposed ? kCblasTrans : kCblasNoTrans,
