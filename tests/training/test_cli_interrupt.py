@@ -138,10 +138,16 @@ def test_an_epochs_files_are_written_even_if_ctrl_c_arrives_meanwhile():
         for name in ("best.pt", "last.pt", "history.json"):
             written.append(name)
 
-    with pytest.raises(KeyboardInterrupt):
-        save()
-    assert written == ["best.pt", "last.pt", "history.json"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    # Python's own handler, as a script starts with: in a long pytest process a library imported by an
+    # earlier test may have installed its own, which uninterrupted leaves in charge (by design)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save()
+        assert written == ["best.pt", "last.pt", "history.json"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_describe_run_reads_last_pt(tmp_path):
