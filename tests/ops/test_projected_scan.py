@@ -99,6 +99,32 @@ def test_projected_scan_float32_against_float64_reference(cell, bias, gemm, monk
         assert_close(a.double(), b, dtype=torch.float32)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(13, 40, 200, 100), (13, 12, 37, 21)], ids=["blocks", "odd"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_projected_scan_float32_transposed_weights_and_summed_rows(cell, shape, threads):
+    """float32 on brgemm: W_ih^T and W_hh^T copied by transpose.h (sizes that are, and are not, multiples of
+    its 16 x 16 tiles), the projection of the last chunk's 5 steps on the first chunks' W_ih^T (with_rows; on two
+    threads both split into column blocks, or not: "blocks"), and, for the cells whose pre-activations are a sum
+    (rnn, lstm), the recurrent product added into the projected rows."""
+    T, B, I, H = shape
+    x, states, input_weights, weights = _case(cell, T, B, I, H, torch.float64, seed=3, scale=0.1)
+    want = _reference(ScanOptions(cell), x, states, input_weights, weights, None, None)
+
+    def f32(ts):
+        return tuple(None if t is None else t.float() for t in ts)
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got = projected.scan(ScanOptions(cell), x.float(), f32(input_weights), f32(states), f32(weights))
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip((got[0], *got[1]), (want[0], *want[1])):
+        assert_close(a.double(), b, dtype=torch.float32)
+
+
 def test_layers_take_the_projected_scan_in_inference_only(monkeypatch):
     """A seqtorch layer in eval mode under no_grad runs the projected scan (every layer and direction), in
     training with a gradient the two-pass one; the same numbers."""

@@ -21,6 +21,10 @@
 //   static constexpr bool kWritesDHIn;                              whether backward() sets d_h_in
 //   static constexpr bool kUsesGate;                                whether it reads A's gate function
 //   static constexpr bool kUsesActivation;   (optional, default true) whether it reads A's activation
+//   static constexpr bool kSumsPreactivation;  (optional, default false) a one-product cell whose pre-activations
+//                                             are gx + weights[1] + the product, element by element: its
+//                                             forward() must also serve r.product == nullptr, which means the
+//                                             loop has added weights[1] and the product into r.gx already
 //   static int64_t state_width(int k, Dims d), u_width(Dims d);
 //   static int64_t saved_width(int j, Dims d, bool needs_pre), grad_width(int j, Dims d);   j: a Saved / Grad slot
 //   template <typename T, class A> static void forward(int stage, const ForwardRow<T>& r);
@@ -99,5 +103,12 @@ struct uses_activation : std::true_type {};
 template <class Cell>
 struct uses_activation<Cell, std::void_t<decltype(Cell::kUsesActivation)>>
     : std::bool_constant<Cell::kUsesActivation> {};
+
+// A cell's kSumsPreactivation, false where it declares none.
+template <class Cell, class = void>
+struct sums_preactivation : std::false_type {};
+template <class Cell>
+struct sums_preactivation<Cell, std::void_t<decltype(Cell::kSumsPreactivation)>>
+    : std::bool_constant<Cell::kSumsPreactivation> {};
 
 }  // namespace seqtorch_cpu

@@ -38,6 +38,9 @@
 #include <cstring>
 #include <vector>
 
+#include "buffer_pool.h"
+#include "transpose.h"
+
 extern "C" {
 // MKL's CBLAS packed GEMM (LP64: int sizes) and the Fortran BLAS GEMMs, resolved from libtorch_cpu.
 size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
@@ -119,7 +122,7 @@ class StepGemm {
   // one_thread: a block of a split product (below), which runs on the thread that calls it.
   StepGemm(const T* w, int64_t rows, int64_t cols, int64_t ld, WeightOp op, int64_t M, bool pack,
            const at::TensorOptions& opt, bool one_thread = false)
-      : w_(w), rows_(rows), cols_(cols), ld_w_(ld), op_(op), M_(M), opt_(opt) {
+      : w_(w), rows_(rows), cols_(cols), ld_w_(ld), op_(op), M_(M), pack_(pack), opt_(opt) {
     N_ = op == WeightOp::kTransposed ? rows : cols;
     K_ = op == WeightOp::kTransposed ? cols : rows;
     const bool threaded = 2.0 * double(M_) * double(N_) * double(K_) >= kThreadedFlops;
@@ -143,8 +146,9 @@ class StepGemm {
       if (route == GemmRoute::kAll && (plain || pack) && M_ >= kBrgemmMinRows && N_ > 0 && K_ > 0) {
         if (plain) {  // brgemm's B is K x N row-major: W itself
           b_ = w, ld_b_ = ld_w_;
-        } else {  // W^T, copied once
-          w_t_ = at::from_blob(const_cast<T*>(w), {rows_, cols_}, {ld_w_, 1}, opt).t().contiguous();
+        } else {  // W^T, copied once (transpose.h)
+          w_t_ = new_buffer({cols_, rows_}, opt);
+          transpose_into(w, rows_, cols_, ld_w_, w_t_.data_ptr<T>());
           b_ = w_t_.data_ptr<T>(), ld_b_ = N_;
         }
         return;
@@ -164,6 +168,20 @@ class StepGemm {
   }
 
   int64_t n() const { return N_; }
+
+  // The same product (a whole one, not a thread's block) over M rows instead: what W's layout needs is shared (a forward's W^T is copied once
+  // for both), unless it depends on M (MKL's packed W) or M changes whether the product is split over
+  // threads, and then it is laid out again.
+  StepGemm with_rows(int64_t M) const {
+    const bool threaded = 2.0 * double(M) * double(N_) * double(K_) >= kThreadedFlops;
+    if (packed_.defined() || (!blocks_.empty() && !threaded)) {
+      return StepGemm(w_, rows_, cols_, ld_w_, op_, M, pack_, opt_);
+    }
+    StepGemm copy = *this;
+    copy.M_ = M;
+    for (StepGemm& block : copy.blocks_) block.M_ = M;
+    return copy;
+  }
 
   // C (M x N, row stride ldc) = A (M x K, row stride lda) @ op(W), or with accumulate C += A @ op(W). MKL
   // zeroes C in a pass of its own before a product that overwrites it: adding into C filled beforehand
@@ -227,6 +245,7 @@ class StepGemm {
   int64_t rows_, cols_, ld_w_;
   WeightOp op_;
   int64_t M_, N_ = 0, K_ = 0;
+  bool pack_;
   at::TensorOptions opt_;
   at::Tensor packed_;
   const T* b_ = nullptr;  // brgemm's B (K x N, row stride ld_b_): W, or W^T in w_t_; null: no brgemm

@@ -14,7 +14,7 @@ struct lstm : lstm_slots {
   static constexpr int kGates = 4, kStates = 2;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
   static constexpr std::array<int, 1> kProductGrad{{-1}};  // d(product) = dgx
-  static constexpr bool kWritesDHIn = false, kUsesGate = true;
+  static constexpr bool kWritesDHIn = false, kUsesGate = true, kSumsPreactivation = true;
 
   static int64_t state_width(int k, Dims d) { return k == 0 ? d.P : d.H; }
   static int64_t u_width(Dims) { return 0; }
@@ -25,8 +25,13 @@ struct lstm : lstm_slots {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.next[0], r.next[1], r.saved[Saved::A],
-                      r.saved[Saved::TC], r.saved[Saved::PRE]);
+    if (r.product == nullptr) {  // r.gx holds the whole pre-activations (kSumsPreactivation)
+      forward_row<T, A, true>(r.d.H, r.gx, nullptr, nullptr, r.prev[1], r.next[0], r.next[1], r.saved[Saved::A],
+                              r.saved[Saved::TC], r.saved[Saved::PRE]);
+    } else {
+      forward_row<T, A, false>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.next[0], r.next[1],
+                               r.saved[Saved::A], r.saved[Saved::TC], r.saved[Saved::PRE]);
+    }
   }
 
   template <typename T, class A>
@@ -37,15 +42,19 @@ struct lstm : lstm_slots {
 
   // The rows' math, in functions whose pointers are __restrict parameters: GCC vectorizes only then (it
   // ignores restrict on local pointers, and with this many arrays gives up on checking their overlap).
-  template <typename T, class A>
+  // SUMMED: gx holds the pre-activations (gh and bias unused).
+  template <typename T, class A, bool SUMMED>
   static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
                           const T* __restrict c_prev, T* __restrict h, T* __restrict c, T* __restrict a,
                           T* __restrict tc, T* __restrict pre) {
     for (int64_t j = 0; j < H; ++j) {
-      const T zi = gx[j] + bias[j] + gh[j];
-      const T zf = gx[H + j] + bias[H + j] + gh[H + j];
-      const T zg = gx[2 * H + j] + bias[2 * H + j] + gh[2 * H + j];
-      const T zo = gx[3 * H + j] + bias[3 * H + j] + gh[3 * H + j];
+      T zi = gx[j], zf = gx[H + j], zg = gx[2 * H + j], zo = gx[3 * H + j];
+      if constexpr (!SUMMED) {
+        zi = zi + bias[j] + gh[j];
+        zf = zf + bias[H + j] + gh[H + j];
+        zg = zg + bias[2 * H + j] + gh[2 * H + j];
+        zo = zo + bias[3 * H + j] + gh[3 * H + j];
+      }
       if constexpr (A::kNeedsPre) {
         pre[j] = zi, pre[H + j] = zf, pre[2 * H + j] = zg, pre[3 * H + j] = zo;
       }

@@ -27,8 +27,8 @@ struct lstm_proj : lstm_proj_slots {
   template <typename T, class A>
   static void forward(int stage, const ForwardRow<T>& r) {
     if (stage == 0) {
-      lstm::forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.u, r.next[1], r.saved[Saved::A],
-                              r.saved[Saved::TC], r.saved[Saved::PRE]);
+      lstm::forward_row<T, A, false>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.u, r.next[1],
+                                     r.saved[Saved::A], r.saved[Saved::TC], r.saved[Saved::PRE]);
     } else {
       std::memcpy(r.next[0], r.product, sizeof(T) * r.d.P);
     }

@@ -11,7 +11,7 @@ struct rnn : rnn_slots {
   static constexpr int kGates = 1, kStates = 1;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
   static constexpr std::array<int, 1> kProductGrad{{-1}};
-  static constexpr bool kWritesDHIn = false, kUsesGate = false;
+  static constexpr bool kWritesDHIn = false, kUsesGate = false, kSumsPreactivation = true;
 
   static int64_t state_width(int, Dims d) { return d.P; }
   static int64_t u_width(Dims) { return 0; }
@@ -20,7 +20,11 @@ struct rnn : rnn_slots {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    forward_row<T, A>(r.d.H, r.gx, r.product, r.weights[1], r.next[0], r.saved[Saved::Y]);
+    if (r.product == nullptr) {  // r.gx holds the whole pre-activation (kSumsPreactivation)
+      forward_row<T, A, true>(r.d.H, r.gx, nullptr, nullptr, r.next[0], r.saved[Saved::Y]);
+    } else {
+      forward_row<T, A, false>(r.d.H, r.gx, r.product, r.weights[1], r.next[0], r.saved[Saved::Y]);
+    }
   }
 
   template <typename T, class A>
@@ -28,12 +32,12 @@ struct rnn : rnn_slots {
     backward_row<T, A>(r.d.H, r.saved[Saved::Y], r.d_next[0], r.dgx, r.d_prev[0]);
   }
 
-  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h)
-  template <typename T, class A>
+  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h); SUMMED: gx holds the pre-activation
+  template <typename T, class A, bool SUMMED>
   static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
                           T* __restrict h, T* __restrict y) {
     for (int64_t j = 0; j < H; ++j) {
-      const T v = A::act(gx[j] + bias[j] + gh[j]);
+      const T v = A::act(SUMMED ? gx[j] : gx[j] + bias[j] + gh[j]);
       y[j] = v;
       h[j] = v;
     }
