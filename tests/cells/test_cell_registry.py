@@ -10,6 +10,7 @@ own pages under ``tests/cells/``.
 """
 
 import pytest
+import torch
 
 from seqtorch.ops import native
 from seqtorch.recurrent_cells import CELLS, Cell, PointwiseCell, get_cell
@@ -91,6 +92,21 @@ def test_cpp_loop_in_row_chunks_matches_its_reference(cell, monkeypatch):
     """With two threads and small products the C++ loop splits the batch into row chunks, each running the
     whole time loop on its own thread (scan.cpp's row_chunks); float64 against the reference."""
     check_row_chunks_reference(cell, monkeypatch)
+
+
+def test_row_chunks_rule():
+    """scan.cpp's row_chunks on two threads: chunks of 8 rows or more; large products keep their rows whole
+    (split by columns) unless their weights fit a core's cache (768 KB)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        chunks = native.load().scan_row_chunks
+        assert chunks(20, 1e5, 1e9) == 2  # small products: a chunk per thread whatever the weights
+        assert chunks(15, 1e5, 1e3) == 1  # too few rows for two chunks of 8
+        assert chunks(20, 6.4e6, 640 * 1024) == 2  # the small language model's W_hh (640 KB)
+        assert chunks(16, 8.4e6, 1024 * 1024) == 1  # the small batch's (1 MB): split by columns
+    finally:
+        torch.set_num_threads(old)
 
 
 @pytest.mark.parametrize("cell", sorted(native.cell_headers()))

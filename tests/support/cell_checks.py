@@ -245,7 +245,7 @@ def run_cpp_in_chunks(cell, dtype, threads):
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        assert native.load().scan_row_chunks(gx.shape[1], 1.0) == threads
+        assert native.load().scan_row_chunks(gx.shape[1], 1.0, 1.0) == threads
         leaves = [t.to(dtype).requires_grad_() for t in (gx, *states, *weights)]
         gx_c, states_c, weights_c = leaves[0], tuple(leaves[1:1 + len(states)]), tuple(leaves[1 + len(states):])
         return outputs_and_grads(lambda: scan(name, gx_c, states_c, weights_c, backend="cpu_fused", lengths=L,

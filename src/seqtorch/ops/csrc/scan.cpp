@@ -83,34 +83,39 @@ void zone_pass(int64_t n, const T* __restrict keep, const T* __restrict d, T* __
   for (int64_t j = 0; j < n; ++j) d_prev[j] += keep[j] * d[j];
 }
 
-// The multiply-adds of one step's recurrent products for B rows, times 2 (FLOPs).
+// The elements of the recurrent weights one step's products read.
 template <class Cell>
-double step_flops(const std::vector<at::Tensor>& weights, int64_t H, int64_t B) {
-  double flops = 0;
+double product_weight_elements(const std::vector<at::Tensor>& weights, int64_t H) {
+  double elements = 0;
   for (const Product& product : Cell::kProducts) {
     const at::Tensor& w = weights.at(product.weight);
     const int64_t rows = product.row_stop < 0 ? w.size(0) : (product.row_stop - product.row_start) * H;
-    flops += 2.0 * double(B) * double(rows) * double(w.size(1));
+    elements += double(rows) * double(w.size(1));
   }
-  return flops;
+  return elements;
 }
 
-// Into how many chunks of rows, one per thread, a scan of B rows whose per-step products take `flops`
-// splits. The rows of a recurrence never meet, so each chunk runs the whole time loop on its own rows,
-// with no synchronization per step: torch's threads otherwise sat idle, as the products under
-// kThreadedFlops run on one thread and one step's gate math is too little to split. Above it, MKL threads
-// each product instead (a chunk would stream all of W_hh through each core) and the rows stay whole.
+// Into how many chunks of rows, one per thread, a scan of B rows whose per-step products take `flops` over
+// `weight_bytes` of recurrent weights splits. The rows of a recurrence never meet, so each chunk runs the
+// whole time loop on its own rows, with no synchronization per step: torch's threads otherwise sat idle, as
+// the products under kThreadedFlops run on one thread and one step's gate math is too little to split. Above
+// it, the rows stay whole and each product is split by columns over the threads (gemm.h), two fork-joins
+// per step, unless the weights fit in a core's cache, where a chunk per thread re-reads them from there:
+// up to kChunkMaxWeightBytes the chunks were faster (the small language model, W_hh 640 KB, 2 threads: 0.89x
+// torch.nn's inference against 0.99x split by columns, fwd+bwd 0.77x against 0.81x); at the small batch
+// (1 MB) they were even, and past that slower.
 constexpr int64_t kMinChunkRows = 8;  // the fewest rows a thread takes on its own
+constexpr double kChunkMaxWeightBytes = 768.0 * 1024;
 
-int64_t row_chunks(int64_t B, double flops) {
-  if (at::in_parallel_region() || flops >= kThreadedFlops) return 1;
+int64_t row_chunks(int64_t B, double flops, double weight_bytes) {
+  if (at::in_parallel_region() || (flops >= kThreadedFlops && weight_bytes > kChunkMaxWeightBytes)) return 1;
   return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinChunkRows));
 }
 
-// f(r0, r1) over the rows [0, B), in row_chunks(B, flops) chunks on torch's threads.
+// f(r0, r1) over the rows [0, B), in row_chunks(B, flops, weight_bytes) chunks on torch's threads.
 template <class F>
-void run_row_chunks(int64_t B, double flops, const F& f) {
-  const int64_t chunks = row_chunks(B, flops);
+void run_row_chunks(int64_t B, double flops, double weight_bytes, const F& f) {
+  const int64_t chunks = row_chunks(B, flops, weight_bytes);
   if (chunks <= 1) {
     f(int64_t(0), B);
     return;
@@ -118,6 +123,13 @@ void run_row_chunks(int64_t B, double flops, const F& f) {
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) f(c * B / chunks, (c + 1) * B / chunks);
   });
+}
+
+// f(r0, r1) over the rows [0, B) of a scan of Cell in dtype T, in chunks (row_chunks).
+template <typename T, class Cell, class F>
+void run_scan_rows(const std::vector<at::Tensor>& weights, int64_t H, int64_t B, const F& f) {
+  const double elements = product_weight_elements<Cell>(weights, H);
+  run_row_chunks(B, 2.0 * double(B) * elements, elements * double(sizeof(T)), f);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -397,7 +409,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
       }
     }
   };
-  run_row_chunks(B, step_flops<Cell>(a.weights, H, B), scan_rows);
+  run_scan_rows<T, Cell>(a.weights, H, B, scan_rows);
 
   std::vector<at::Tensor> outputs{history[0]};
   for (int k = 1; k < K; ++k) outputs.push_back(save ? history[k] : turns[k][T_ % 2]);
@@ -636,7 +648,7 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
       }
     }
   };
-  run_row_chunks(B, step_flops<Cell>(a.weights, H, B), scan_rows);
+  run_scan_rows<T, Cell>(a.weights, H, B, scan_rows);
   if (T_ % 2 == 1) {
     for (int k = 0; k < K; ++k) std::swap(D[k], Dn[k]);  // where every chunk's last step wrote
   }
@@ -783,7 +795,7 @@ TORCH_LIBRARY_FRAGMENT(SEQTORCH_OPS_NAMESPACE, m) {
         "Tensor? rec_mask, Tensor?[] zoneout) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
   // how many row chunks a scan of `batch` rows with per-step products of `flops` runs (for the tests)
-  m.def("scan_row_chunks(int batch, float flops) -> int", &seqtorch_cpu::row_chunks);
+  m.def("scan_row_chunks(int batch, float flops, float weight_bytes) -> int", &seqtorch_cpu::row_chunks);
 }
 
 TORCH_LIBRARY_IMPL(SEQTORCH_OPS_NAMESPACE, CPU, m) {
