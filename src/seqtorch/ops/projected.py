@@ -17,7 +17,9 @@ together at most :data:`MAX_WEIGHT_BYTES`. Each chunk reads all of W_ih again, a
 more than gx's trip through memory saves. Measured on 1 thread with the float32 products on brgemm
 (``csrc/gemm.h``), ratio to torch.nn: the small batch (B=16, H=256, 2 MB of weights) 1.08x projected
 against 1.21x two-pass, the small language model (H=200, 1.3 MB per layer) 1.16x either way, the medium
-one (H=650, 13.5 MB) 1.05x two-pass against 1.05-1.13x projected.
+one (H=650, 13.5 MB) 1.05x two-pass against 1.05-1.13x projected. Again after the cheaper W^T copies and
+the summed rows (``csrc/scan.cpp``): the medium one 0.87x two-pass against 0.91x projected on 1 thread,
+1.06x against 1.02x on 2, so the bound stays.
 """
 
 from __future__ import annotations
