@@ -292,7 +292,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   // whose pre-activations are that sum (kSumsPreactivation, cpu_cell.h). 12-18% less time in the LSTM's gate
   // math at the book's sizes (H=32), where the gate math is a third of the inference.
   constexpr bool kSummable = sums_preactivation<Cell>::value && NP == 1;
-  const bool summed = kSummable && proj != nullptr;
+  const bool summed = kSummable && proj != nullptr && !save;  // the projected scan is inference: save is false
   at::Tensor fill;
   if (proj != nullptr) {
     if (summed) {

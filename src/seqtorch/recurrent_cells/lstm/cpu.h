@@ -25,9 +25,9 @@ struct lstm : lstm_slots {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    if (r.product == nullptr) {  // r.gx holds the whole pre-activations (kSumsPreactivation)
-      forward_row<T, A, true>(r.d.H, r.gx, nullptr, nullptr, r.prev[1], r.next[0], r.next[1], r.saved[Saved::A],
-                              r.saved[Saved::TC], r.saved[Saved::PRE]);
+    if (r.product == nullptr) {  // r.gx holds the whole pre-activations, nothing saved (kSumsPreactivation)
+      forward_row<T, A, true>(r.d.H, r.gx, nullptr, nullptr, r.prev[1], r.next[0], r.next[1], nullptr, nullptr,
+                              nullptr);
     } else {
       forward_row<T, A, false>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.next[0], r.next[1],
                                r.saved[Saved::A], r.saved[Saved::TC], r.saved[Saved::PRE]);
@@ -42,7 +42,7 @@ struct lstm : lstm_slots {
 
   // The rows' math, in functions whose pointers are __restrict parameters: GCC vectorizes only then (it
   // ignores restrict on local pointers, and with this many arrays gives up on checking their overlap).
-  // SUMMED: gx holds the pre-activations (gh and bias unused).
+  // SUMMED: gx holds the pre-activations (gh and bias unused) and nothing is saved (a, tc, pre unused).
   template <typename T, class A, bool SUMMED>
   static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
                           const T* __restrict c_prev, T* __restrict h, T* __restrict c, T* __restrict a,
@@ -55,14 +55,16 @@ struct lstm : lstm_slots {
         zg = zg + bias[2 * H + j] + gh[2 * H + j];
         zo = zo + bias[3 * H + j] + gh[3 * H + j];
       }
-      if constexpr (A::kNeedsPre) {
+      if constexpr (A::kNeedsPre && !SUMMED) {
         pre[j] = zi, pre[H + j] = zf, pre[2 * H + j] = zg, pre[3 * H + j] = zo;
       }
       const T i = A::gate(zi), f = A::gate(zf), g = A::act(zg), o = A::gate(zo);
       const T cn = f * c_prev[j] + i * g;
       const T y = A::act(cn);
-      a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
-      tc[j] = y;
+      if constexpr (!SUMMED) {
+        a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
+        tc[j] = y;
+      }
       c[j] = cn;
       h[j] = o * y;
     }
