@@ -169,9 +169,9 @@ class StepGemm {
 
   int64_t n() const { return N_; }
 
-  // The same product (a whole one, not a thread's block) over M rows instead: what W's layout needs is shared (a forward's W^T is copied once
-  // for both), unless it depends on M (MKL's packed W) or M changes whether the product is split over
-  // threads, and then it is laid out again.
+  // The same product (a whole one, not a thread's block) over M rows instead: what W's layout needs is
+  // shared (a forward's W^T is copied once for both), unless it depends on M (MKL's packed W) or M changes
+  // whether the product is split over threads, and then it is laid out again.
   StepGemm with_rows(int64_t M) const {
     const bool threaded = 2.0 * double(M) * double(N_) * double(K_) >= kThreadedFlops;
     if (packed_.defined() || (!blocks_.empty() && !threaded)) {
