@@ -259,11 +259,18 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   at::Tensor hm = (mask || flags.restart) ? per_step(P) : at::Tensor();
   const int64_t U = Cell::u_width(d);
   at::Tensor u = U ? per_step(U) : at::Tensor();
+  // summed: the projected rows start from b_ih + b_hh and the recurrent product adds into them (the GEMM's C),
+  // so the gate math reads one row of pre-activations instead of three (gx, b_hh, the product): the cells
+  // whose pre-activations are that sum (kSumsPreactivation, cpu_cell.h). 12-18% less time in the LSTM's gate
+  // math at the book's sizes (H=32), where the gate math is a third of the inference. Such a step writes no
+  // saved rows, so it gets none.
+  constexpr bool kSummable = sums_preactivation<Cell>::value && NP == 1;
+  const bool summed = kSummable && proj != nullptr && !save;  // the projected scan is inference: save is false
   at::Tensor saved[kMaxSaved];
   int64_t saved_width[kMaxSaved] = {0};
   for (int j = 0; j < Cell::kSaved; ++j) {
     saved_width[j] = Cell::saved_width(j, d, A::kNeedsPre);
-    saved[j] = saved_width[j] ? per_step(saved_width[j]) : at::empty({0}, opt);
+    saved[j] = saved_width[j] && !summed ? per_step(saved_width[j]) : at::empty({0}, opt);
   }
   const int64_t G = Cell::kGates * H;
   // the buffers' data, read once: data_ptr checks the tensor on every call, per row and step it cost 3% of
@@ -278,7 +285,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
     }
   }
   T* saved_data[kMaxSaved] = {nullptr};
-  for (int j = 0; j < Cell::kSaved; ++j) saved_data[j] = saved_width[j] ? saved[j].data_ptr<T>() : nullptr;
+  for (int j = 0; j < Cell::kSaved; ++j) saved_data[j] = saved[j].numel() ? saved[j].data_ptr<T>() : nullptr;
   T* hm_data = hm.defined() ? hm.data_ptr<T>() : nullptr;
   T* u_data = U ? u.data_ptr<T>() : nullptr;
   const at::Tensor zeros = zeros_if_absent(a.weights, G, opt);
@@ -287,12 +294,6 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   const T* zone[kMaxStates] = {nullptr};
   zoneout_data(a, K, zone);
 
-  // summed: the projected rows start from b_ih + b_hh and the recurrent product adds into them (the GEMM's C),
-  // so the gate math reads one row of pre-activations instead of three (gx, b_hh, the product): the cells
-  // whose pre-activations are that sum (kSumsPreactivation, cpu_cell.h). 12-18% less time in the LSTM's gate
-  // math at the book's sizes (H=32), where the gate math is a third of the inference.
-  constexpr bool kSummable = sums_preactivation<Cell>::value && NP == 1;
-  const bool summed = kSummable && proj != nullptr && !save;  // the projected scan is inference: save is false
   at::Tensor fill;
   if (proj != nullptr) {
     if (summed) {
