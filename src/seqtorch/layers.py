@@ -16,6 +16,7 @@ They are instances of torch.nn's classes: ``isinstance(seqtorch.LSTM(...), nn.LS
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import torch
@@ -34,6 +35,21 @@ from .recurrent_cells import CELLS, Cell, get_cell
 _TORCH_MODES = {"lstm": "LSTM", "gru": "GRU"}
 # The call signatures (Recurrent._signature) that passed a layer's input checks.
 _CHECKED = PassedChecks()
+
+
+@functools.lru_cache(maxsize=256)
+def _scan_weight_names(cell: Cell, num_layers: int, directions: int) -> tuple[tuple[list[str], list[str]], ...]:
+    """:meth:`Recurrent.scan_weights`' parameter names, per layer and direction (computed once per layout: a
+    layer call reads them every time)."""
+    return tuple(([name + suffix for name in cell.input_weights], [name + suffix for name in cell.weights])
+                 for suffix in _layer_suffixes(num_layers, directions))
+
+
+@functools.lru_cache(maxsize=256)
+def _layer_suffixes(num_layers: int, directions: int) -> tuple[str, ...]:
+    """The parameter names' suffix of each layer and direction (``_l0``, ``_l0_reverse``, ``_l1`` ...)."""
+    return tuple(f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                 for layer in range(num_layers) for direction in range(directions))
 
 
 class Recurrent(nn.RNNBase):
@@ -150,9 +166,7 @@ class Recurrent(nn.RNNBase):
         return 2 if self.bidirectional else 1
 
     def _suffixes(self) -> list[str]:
-        directions = range(self.num_directions)
-        return [f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                for layer in range(self.num_layers) for direction in directions]
+        return list(_layer_suffixes(self.num_layers, self.num_directions))
 
     def __getstate__(self):
         # the cell by its registered name: a pickled Module holds no class of the spec
@@ -178,10 +192,8 @@ class Recurrent(nn.RNNBase):
         """Per layer and direction (row ``layer * D + direction``): the cell's input weights and its
         recurrent weights, in the orders of its spec (``(w_ih, b_ih)``, ``(w_hh, b_hh)`` for the LSTM);
         None for an absent bias."""
-        cell = self.cell
-        return [(self._weights([name + suffix for name in cell.input_weights]),
-                 self._weights([name + suffix for name in cell.weights]))
-                for suffix in self._suffixes()]
+        return [(self._weights(input_names), self._weights(names))
+                for input_names, names in _scan_weight_names(self.cell, self.num_layers, self.num_directions)]
 
     def _weights(self, names: list[str]) -> tuple[Tensor | None, ...]:
         """The weights ``names`` as ``getattr`` gives them (None when absent), read from ``_parameters`` where

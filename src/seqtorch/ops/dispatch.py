@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from ..recurrent_cells import Cell, get_cell
-from . import autograd, native, native_cells, projected, python_loop
+from . import autograd, layer, native, native_cells, projected, python_loop
 from .contract import Kernel, ScanInputs, ScanOptions
 from .reference import scan_reference, state_history_reference, valid_steps
 
@@ -253,10 +253,13 @@ def _math_dtype(impl: Implementation, inputs: ScanInputs) -> torch.dtype:
 def scan_from_input(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | None, ...],
                     states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...], *, lengths: Tensor | None,
                     rec_mask: Tensor | None, keep: tuple[Tensor | None, ...] | None, backend: str = "auto"):
-    """One layer, one direction from its input x (T, B, I) on the C++ loop's inference scan that projects x
-    itself (:mod:`.projected`: the rule where it serves is there), or None where it does not serve: the
-    caller then computes gx and calls :func:`scan`. Returns as :func:`scan`."""
+    """One layer, one direction from its input x (T, B, I) on a C++ op that projects x itself: the inference
+    scan of :mod:`.projected`, or with a gradient to compute the layer op of :mod:`.layer` (the rules where
+    they serve are there); None where neither serves: the caller then computes gx and calls :func:`scan`.
+    Returns as :func:`scan`."""
     tensors = [*states, rec_mask, *(keep or ())]
-    if not projected.serves(backend, USE_NATIVE, opts.cell, x, [*input_weights, *weights], tensors):
-        return None
-    return projected.scan(opts, x, input_weights, states, weights, lengths, rec_mask, keep)
+    if projected.serves(backend, USE_NATIVE, opts.cell, x, [*input_weights, *weights], tensors):
+        return projected.scan(opts, x, input_weights, states, weights, lengths, rec_mask, keep)
+    if layer.serves(backend, USE_NATIVE, opts.cell, x, [*states, *input_weights, *weights], lengths, rec_mask, keep):
+        return layer.scan(opts, x, input_weights, states, weights)
+    return None

@@ -3,7 +3,8 @@
 * ``csrc/scan.cpp``: the scan loop, forward and BPTT, written once for every cell that has a ``cpu.h``
   in its folder (ops ``seqtorch::scan_forward_cpp`` / ``scan_backward_cpp``, the schema of
   :mod:`.contract`, defined in C++ so that a process without seqtorch's Python can load the library and
-  run an exported model); ``csrc/step.cpp``, one step of a cell (``seqtorch::cell_step``). Both run the
+  run an exported model); ``csrc/step.cpp``, one step of a cell (``seqtorch::cell_step``); ``csrc/layer.cpp``,
+  a layer's scan with its input projection and autograd (``seqtorch::scan_layer``). All run the
   cells through the C++ cell interface, which lives beside the cells
   (``recurrent_cells/cpu_cell.h``, ``cpu_math.h``, ``cpu_layernorm.h``, ``cpu_pointwise_math.h``). The
   build writes two headers from the cell registry (:func:`write_generated_headers`): ``cells_generated.h``
@@ -47,9 +48,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CSRC = PACKAGE_DIR / "csrc"
 CELLS_DIR = PACKAGE_DIR.parent / "recurrent_cells"
 # the scan and its buffer pool: what a library of cells from equations compiles too (native_cells.py); the
-# cell step op (step.cpp) only the main library has
+# cell step op (step.cpp) and the layer op (layer.cpp) only the main library has
 SCAN_SOURCES = [CSRC / name for name in ("scan.cpp", "buffer_pool.cpp")]
-SOURCES = SCAN_SOURCES[:1] + [CSRC / "step.cpp"] + SCAN_SOURCES[1:]
+SOURCES = SCAN_SOURCES[:1] + [CSRC / "step.cpp", CSRC / "layer.cpp"] + SCAN_SOURCES[1:]
 GENERATED_HEADER = "cells_generated.h"
 _state: dict = {}
 

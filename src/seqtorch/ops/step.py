@@ -53,9 +53,9 @@ class Plan:
     op_args: tuple = ()  # the op's leading arguments (cell, activation, recurrent_activation, cell_args)
 
 
-def _served_cell(spec: Cell) -> bool:
-    """A cell the op's math covers: the plain input projection, the default weight-gradient rule with
-    weights[1] as every product's bias."""
+def serves_cell(spec: Cell) -> bool:
+    """A cell the C++ ops with their own autograd cover (this op and :mod:`.layer`'s): the plain input
+    projection, the default weight-gradient rule with weights[1] as every product's bias."""
     return (type(spec).input_projection is Cell.input_projection and type(spec).weight_grads is Cell.weight_grads
             and all(p.bias == _OP_BIAS for p in spec.products) and len(spec.weights) > _OP_BIAS)
 
@@ -66,7 +66,7 @@ def plan(cell: Cell | str, activation: str, recurrent_activation: str, cell_args
     op serves the C++ library's own cells, not one generated from equations (its library has no step op)."""
     spec = get_cell(cell) if isinstance(cell, str) else cell
     op = None
-    if _served_cell(spec) and spec.name in native.cpp_cells():
+    if serves_cell(spec) and spec.name in native.cpp_cells():
         _register_reference()
         op = torch.ops.seqtorch.cell_step.default._op
     acts, cell_args = Acts.of(activation, recurrent_activation), tuple(float(a) for a in cell_args)

@@ -36,12 +36,10 @@
 #include "gemm.h"
 #include "op_args.h"
 #include "scan.h"
+#include "own_autograd.h"
 
 namespace seqtorch_cpu {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 // What a cell_step call is besides its tensors, and which of the optional weights are present.
 struct StepConfig {
@@ -207,15 +205,9 @@ StepGrads step_backward(const Args& a, const std::vector<at::Tensor>& grads, con
   const T* weight_data[kMaxWeights] = {nullptr};
   weights_or_zeros(a.weights, zeros, weight_data);
 
-  // the gradient of product i's output (B, its width): its own buffer, or dgx at its gate rows
-  auto product_grad = [&](int i) -> at::Tensor {
-    const Product& spec = Cell::kProducts[i];
-    if (Cell::kProductGrad[i] >= 0) return grad_buffers[Cell::kProductGrad[i]];
-    return spec.row_stop < 0 ? dgx : dgx.narrow(1, spec.row_start * H, (spec.row_stop - spec.row_start) * H);
-  };
   // d(input of product i) = d(product i) @ W_i, into out (B, its width)
   auto product_input_grad = [&](int i, const at::Tensor& out) {
-    const at::Tensor grad = product_grad(i);
+    const at::Tensor grad = product_grad<Cell>(i, dgx, grad_buffers, H);
     product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kPlain, B, false)
         .run(grad.data_ptr<T>(), grad.stride(0), out.data_ptr<T>(), out.size(1));
   };
@@ -262,42 +254,8 @@ StepGrads step_backward(const Args& a, const std::vector<at::Tensor>& grads, con
   }
   if (needs.w_ih) out.dw_ih = at::mm(dgx.t(), in.x);
   if (needs.b_ih) out.db_ih = dgx.sum(0);
-  // the recurrent weights: product i's rows of its weight get d(P_i)^T @ its input, the bias's d(P_i)'s sums
-  out.dweights.resize(a.weights.size());
-  for (size_t w = 0; w < a.weights.size(); ++w) {
-    if (needs.weights[w]) out.dweights[w] = at::empty_like(a.weights[w]);
-  }
-  constexpr int kBias = 1;
-  for (int i = 0; i < NP; ++i) {
-    const Product& spec = Cell::kProducts[i];
-    const at::Tensor grad = product_grad(i);
-    auto rows = [&](const at::Tensor& t) {
-      return spec.row_stop < 0 ? t : t.narrow(0, spec.row_start * H, (spec.row_stop - spec.row_start) * H);
-    };
-    if (needs.weights[spec.weight]) {
-      const at::Tensor input = spec.input == ProductInput::kHIn ? in.states[0] : u;
-      at::Tensor dw = rows(out.dweights[spec.weight]);
-      at::mm_out(dw, grad.t(), input);
-    }
-    if (size_t(kBias) < a.weights.size() && needs.weights[kBias]) {
-      at::Tensor db = rows(out.dweights[kBias]);
-      at::sum_out(db, grad, {0});
-    }
-  }
+  out.dweights = product_weight_grads<Cell>(a.weights, H, dgx, grad_buffers, in.states[0], u, needs.weights);
   return out;
-}
-
-// Calls f(Cell()) for the cell named `name`.
-template <class F>
-void with_cell(const std::string& name, F&& f) {
-#define SEQTORCH_CELL(cell_name)  \
-  if (name == #cell_name) {       \
-    f(cells::cell_name());        \
-    return;                       \
-  }
-  SEQTORCH_FOR_EACH_CELL(SEQTORCH_CELL)
-#undef SEQTORCH_CELL
-  TORCH_CHECK(false, "seqtorch C++ step: no C++ kernel for cell '", name, "'");
 }
 
 // The op's arguments, checked and made contiguous.
@@ -328,7 +286,7 @@ std::pair<StepConfig, StepTensors> parse(const std::string& cell, const std::str
 
 std::vector<at::Tensor> forward_any(const StepConfig& cfg, bool save, const StepTensors& in) {
   std::vector<at::Tensor> out;
-  with_cell(cfg.args.cell, [&](auto cell) {
+  with_cell(cfg.args.cell, "step", [&](auto cell) {
     using Cell = decltype(cell);
     with_types<Cell>(cfg.args, in.x.scalar_type(), [&](auto t, auto acts) {
       out = step_forward<decltype(t), Cell, decltype(acts)>(cfg.args, save, in);
@@ -340,7 +298,7 @@ std::vector<at::Tensor> forward_any(const StepConfig& cfg, bool save, const Step
 StepGrads backward_any(const StepConfig& cfg, const std::vector<at::Tensor>& grads, const StepTensors& in,
                        const std::vector<at::Tensor>& buffers, const StepNeeds& needs) {
   StepGrads out;
-  with_cell(cfg.args.cell, [&](auto cell) {
+  with_cell(cfg.args.cell, "step", [&](auto cell) {
     using Cell = decltype(cell);
     with_types<Cell>(cfg.args, in.x.scalar_type(), [&](auto t, auto acts) {
       out = step_backward<decltype(t), Cell, decltype(acts)>(cfg.args, grads, in, buffers, needs);
@@ -349,30 +307,19 @@ StepGrads backward_any(const StepConfig& cfg, const std::vector<at::Tensor>& gra
   return out;
 }
 
-// The present tensors of a call, flat: x, the states, then each present one of (W_ih, b_ih, *weights).
+// The present tensors of a call, flat (flatten_present).
 variable_list flatten(const StepConfig& cfg, const StepTensors& in) {
-  variable_list flat{in.x};
-  flat.insert(flat.end(), in.states.begin(), in.states.end());
-  size_t p = 0;
-  for (const at::Tensor& w : {in.w_ih, in.b_ih}) {
-    if (cfg.present[p++]) flat.push_back(w);
-  }
-  for (const at::Tensor& w : cfg.args.weights) {
-    if (cfg.present[p++]) flat.push_back(w);
-  }
-  return flat;
+  std::vector<at::Tensor> slots{in.w_ih, in.b_ih};
+  slots.insert(slots.end(), cfg.args.weights.begin(), cfg.args.weights.end());
+  return flatten_present(in.x, in.states, slots, cfg.present);
 }
 
 // The inverse of flatten, for the tensors a backward unpacks (with the config's weights replaced).
 std::pair<StepConfig, StepTensors> unflatten(StepConfig cfg, const variable_list& flat) {
   StepTensors in;
-  size_t i = 0;
-  in.x = flat[i++];
-  for (int64_t k = 0; k < cfg.n_states; ++k) in.states.push_back(flat[i++]);
-  size_t p = 0;
-  in.w_ih = cfg.present[p++] ? flat[i++] : at::Tensor();
-  in.b_ih = cfg.present[p++] ? flat[i++] : at::Tensor();
-  for (at::Tensor& w : cfg.args.weights) w = cfg.present[p++] ? flat[i++] : at::Tensor();
+  const std::vector<at::Tensor> slots = unflatten_present(flat, cfg.n_states, cfg.present, &in.x, &in.states);
+  in.w_ih = slots[0], in.b_ih = slots[1];
+  cfg.args.weights.assign(slots.begin() + 2, slots.end());
   return {cfg, in};
 }
 
@@ -392,20 +339,7 @@ variable_list reference_backward(const StepConfig& cfg, const variable_list& fla
   for (const at::Tensor& w : c.args.weights) weights.push_back(w.defined() ? std::optional(w) : std::nullopt);
   const std::vector<at::Tensor> outputs = op.call(c.args.cell, c.activation, c.recurrent_activation,
                                                   c.args.cell_args, in.x, in.states, input_weights, weights);
-  variable_list outs, out_grads, wanted;
-  for (size_t k = 0; k < outputs.size(); ++k) {
-    if (grads[k].defined()) outs.push_back(outputs[k]), out_grads.push_back(grads[k]);
-  }
-  for (size_t i = 0; i < flat.size(); ++i) {
-    if (needs[i]) wanted.push_back(flat[i]);
-  }
-  variable_list result(flat.size());
-  if (outs.empty() || wanted.empty()) return result;
-  const variable_list got = torch::autograd::grad(outs, wanted, out_grads, true, true, true);
-  for (size_t i = 0, j = 0; i < flat.size(); ++i) {
-    if (needs[i]) result[i] = got[j++];
-  }
-  return result;
+  return reference_gradients(outputs, grads, flat, needs);
 }
 
 // The config as a backward finds it in the node's saved_data (IValues), and back.
@@ -415,17 +349,14 @@ void save_config(AutogradContext* ctx, const StepConfig& cfg) {
   ctx->saved_data["recurrent_activation"] = cfg.recurrent_activation;
   ctx->saved_data["cell_args"] = cfg.args.cell_args;
   ctx->saved_data["n_states"] = cfg.n_states;
-  c10::List<bool> present;
-  for (bool p : cfg.present) present.push_back(p);
-  ctx->saved_data["present"] = present;
+  ctx->saved_data["present"] = present_list(cfg.present);
 }
 
 StepConfig load_config(AutogradContext* ctx) {
   StepConfig cfg;
   cfg.activation = ctx->saved_data["activation"].toStringRef();
   cfg.recurrent_activation = ctx->saved_data["recurrent_activation"].toStringRef();
-  const c10::List<bool> present = ctx->saved_data["present"].toBoolList();
-  for (bool p : present) cfg.present.push_back(p);
+  cfg.present = present_of(ctx->saved_data["present"]);
   cfg.n_states = ctx->saved_data["n_states"].toInt();
   cfg.args = Args{ctx->saved_data["cell"].toStringRef(), relu_of(cfg.activation), gate_of(cfg.recurrent_activation),
                   false, std::nullopt, std::nullopt, std::nullopt, {}, std::nullopt,
@@ -449,13 +380,9 @@ struct CellStep : public torch::autograd::Function<CellStep> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const StepConfig cfg = load_config(ctx);
     const variable_list flat = ctx->get_saved_variables();
-    std::vector<bool> needs(flat.size());
-    bool any = false;
-    for (size_t i = 0; i < flat.size(); ++i) any |= (needs[i] = ctx->needs_input_grad(i));  // edges: the tensors only
+    std::vector<bool> needs;
     variable_list result{at::Tensor()};  // the config's
-    bool has_grad = false;
-    for (const at::Tensor& g : grads) has_grad |= g.defined();
-    if (!any || !has_grad) {
+    if (!input_needs(ctx, flat.size(), grads, &needs)) {
       result.resize(1 + flat.size());
       return result;
     }
@@ -465,25 +392,14 @@ struct CellStep : public torch::autograd::Function<CellStep> {
       return result;
     }
     const auto [c, in] = unflatten(cfg, flat);
-    // needs_input_grad per input slot, the absent weights included (as false)
     StepNeeds n;
-    size_t i = 0;
-    n.x = needs[i++];
-    for (int64_t k = 0; k < cfg.n_states; ++k) n.states[k] = needs[i++];
-    std::vector<bool> slot(cfg.present.size(), false);
-    for (size_t p = 0; p < cfg.present.size(); ++p) {
-      if (cfg.present[p]) slot[p] = needs[i++];
-    }
+    n.x = needs[0];
+    for (int64_t k = 0; k < cfg.n_states; ++k) n.states[k] = needs[1 + k];
+    const std::vector<bool> slot = slot_needs(needs, cfg.n_states, cfg.present);
     n.w_ih = slot[0], n.b_ih = slot[1];
     for (size_t w = 0; w + 2 < slot.size(); ++w) n.weights[w] = slot[w + 2];
     const StepGrads g = backward_any(c, grads, in, ctx->saved_data["buffers"].toTensorVector(), n);
-    result.push_back(g.dx);
-    result.insert(result.end(), g.dstates.begin(), g.dstates.end());
-    std::vector<at::Tensor> dslots{g.dw_ih, g.db_ih};
-    dslots.insert(dslots.end(), g.dweights.begin(), g.dweights.end());
-    for (size_t p = 0; p < cfg.present.size(); ++p) {
-      if (cfg.present[p]) result.push_back(dslots[p]);
-    }
+    append_flat_grads(&result, g.dx, g.dstates, g.dw_ih, g.db_ih, g.dweights, cfg.present);
     return result;
   }
 };
