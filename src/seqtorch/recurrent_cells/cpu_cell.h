@@ -24,8 +24,9 @@
 //   static constexpr bool kSumsPreactivation;  (optional, default false) a one-product cell whose pre-activations
 //                                             are gx + weights[1] + the product, element by element: its
 //                                             forward() must also serve r.product == nullptr, which means the
-//                                             loop has added weights[1] and the product into r.gx already, in
-//                                             a scan that keeps nothing (inference): it writes no saved rows
+//                                             loop has added the product into r.gx already, in a scan that
+//                                             keeps nothing (inference): it adds weights[1] itself and writes
+//                                             no saved rows
 //   static int64_t state_width(int k, Dims d), u_width(Dims d);
 //   static int64_t saved_width(int j, Dims d, bool needs_pre), grad_width(int j, Dims d);   j: a Saved / Grad slot
 //   template <typename T, class A> static void forward(int stage, const ForwardRow<T>& r);

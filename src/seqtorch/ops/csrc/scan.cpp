@@ -150,8 +150,7 @@ class GxRows {
  public:
   static constexpr int64_t kChunkSteps = 8;
 
-  // fill: with a Projection, what each projected row starts from (G): b_ih, or b_ih + b_hh for a scan that
-  // adds its recurrent product into these rows (forward_impl's `summed`); null: zeros.
+  // fill: with a Projection, what each projected row starts from (G): b_ih; undefined: zeros.
   GxRows(const at::Tensor& gx, const Projection* proj, const Steps& steps, int64_t B, int64_t G, int64_t r0,
          int64_t r1, const at::Tensor& fill)
       : proj_(proj), steps_(steps), B_(B), G_(G), r0_(r0), rows_(r1 - r0), fill_(fill) {
@@ -259,11 +258,12 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   at::Tensor hm = (mask || flags.restart) ? per_step(P) : at::Tensor();
   const int64_t U = Cell::u_width(d);
   at::Tensor u = U ? per_step(U) : at::Tensor();
-  // summed: the projected rows start from b_ih + b_hh and the recurrent product adds into them (the GEMM's C),
-  // so the gate math reads one row of pre-activations instead of three (gx, b_hh, the product): the cells
-  // whose pre-activations are that sum (kSumsPreactivation, cpu_cell.h). 12-18% less time in the LSTM's gate
-  // math at the book's sizes (H=32), where the gate math is a third of the inference. Such a step writes no
-  // saved rows, so it gets none.
+  // summed: the recurrent product adds into the projected rows (the GEMM's C), so the gate math reads one row
+  // and the bias instead of three rows (gx, the bias, the product): the cells whose pre-activations are that
+  // sum (kSumsPreactivation, cpu_cell.h). 12-18% less time in the LSTM's gate math at the book's sizes (H=32),
+  // where the gate math is a third of the inference. Such a step writes no saved rows, so it gets none. The
+  // bias stays the gate math's to add (not the rows' starting value): filling every projected row with it
+  // was a memcpy of all of gx, 2.5% of the book's inference.
   constexpr bool kSummable = sums_preactivation<Cell>::value && NP == 1;
   const bool summed = kSummable && proj != nullptr && !save;  // the projected scan is inference: save is false
   at::Tensor saved[kMaxSaved];
@@ -294,15 +294,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   const T* zone[kMaxStates] = {nullptr};
   zoneout_data(a, K, zone);
 
-  at::Tensor fill;
-  if (proj != nullptr) {
-    if (summed) {
-      fill = at::from_blob(const_cast<T*>(weight_data[1]), {G}, opt).clone();
-      if (proj->b_ih.defined()) fill.add_(proj->b_ih);
-    } else if (proj->b_ih.defined()) {
-      fill = proj->b_ih;
-    }
-  }
+  const at::Tensor fill = proj != nullptr ? proj->b_ih : at::Tensor();  // b_ih, where not folded into weights[1]
   // All T steps for rows [r0, r1): the rows' own products (W packed once per call) and gate math.
   auto scan_rows = [&](int64_t r0, int64_t r1) {
     const int64_t rows = r1 - r0;

@@ -25,8 +25,8 @@ struct lstm : lstm_slots {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    if (r.product == nullptr) {  // r.gx holds the whole pre-activations, nothing saved (kSumsPreactivation)
-      forward_row<T, A, true>(r.d.H, r.gx, nullptr, nullptr, r.prev[1], r.next[0], r.next[1], nullptr, nullptr,
+    if (r.product == nullptr) {  // r.gx holds gx + the product, nothing saved (kSumsPreactivation)
+      forward_row<T, A, true>(r.d.H, r.gx, nullptr, r.weights[1], r.prev[1], r.next[0], r.next[1], nullptr, nullptr,
                               nullptr);
     } else {
       forward_row<T, A, false>(r.d.H, r.gx, r.product, r.weights[1], r.prev[1], r.next[0], r.next[1],
@@ -42,18 +42,19 @@ struct lstm : lstm_slots {
 
   // The rows' math, in functions whose pointers are __restrict parameters: GCC vectorizes only then (it
   // ignores restrict on local pointers, and with this many arrays gives up on checking their overlap).
-  // SUMMED: gx holds the pre-activations (gh and bias unused) and nothing is saved (a, tc, pre unused).
+  // SUMMED: gx holds gx + gh (gh unused) and nothing is saved (a, tc, pre unused).
   template <typename T, class A, bool SUMMED>
   static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
                           const T* __restrict c_prev, T* __restrict h, T* __restrict c, T* __restrict a,
                           T* __restrict tc, T* __restrict pre) {
     for (int64_t j = 0; j < H; ++j) {
-      T zi = gx[j], zf = gx[H + j], zg = gx[2 * H + j], zo = gx[3 * H + j];
+      T zi = gx[j] + bias[j], zf = gx[H + j] + bias[H + j], zg = gx[2 * H + j] + bias[2 * H + j],
+        zo = gx[3 * H + j] + bias[3 * H + j];
       if constexpr (!SUMMED) {
-        zi = zi + bias[j] + gh[j];
-        zf = zf + bias[H + j] + gh[H + j];
-        zg = zg + bias[2 * H + j] + gh[2 * H + j];
-        zo = zo + bias[3 * H + j] + gh[3 * H + j];
+        zi = zi + gh[j];
+        zf = zf + gh[H + j];
+        zg = zg + gh[2 * H + j];
+        zo = zo + gh[3 * H + j];
       }
       if constexpr (A::kNeedsPre && !SUMMED) {
         pre[j] = zi, pre[H + j] = zf, pre[2 * H + j] = zg, pre[3 * H + j] = zo;

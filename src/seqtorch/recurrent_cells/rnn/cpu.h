@@ -20,8 +20,8 @@ struct rnn : rnn_slots {
 
   template <typename T, class A>
   static void forward(int, const ForwardRow<T>& r) {
-    if (r.product == nullptr) {  // r.gx holds the whole pre-activation, nothing saved (kSumsPreactivation)
-      forward_row<T, A, true>(r.d.H, r.gx, nullptr, nullptr, r.next[0], nullptr);
+    if (r.product == nullptr) {  // r.gx holds gx + the product, nothing saved (kSumsPreactivation)
+      forward_row<T, A, true>(r.d.H, r.gx, nullptr, r.weights[1], r.next[0], nullptr);
     } else {
       forward_row<T, A, false>(r.d.H, r.gx, r.product, r.weights[1], r.next[0], r.saved[Saved::Y]);
     }
@@ -32,12 +32,12 @@ struct rnn : rnn_slots {
     backward_row<T, A>(r.d.H, r.saved[Saved::Y], r.d_next[0], r.dgx, r.d_prev[0]);
   }
 
-  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h); SUMMED: gx holds the pre-activation, y unused
+  // __restrict parameters, so GCC vectorizes (see lstm/cpu.h); SUMMED: gx holds gx + gh (gh unused), y unused
   template <typename T, class A, bool SUMMED>
   static void forward_row(int64_t H, const T* __restrict gx, const T* __restrict gh, const T* __restrict bias,
                           T* __restrict h, T* __restrict y) {
     for (int64_t j = 0; j < H; ++j) {
-      const T v = A::act(SUMMED ? gx[j] : gx[j] + bias[j] + gh[j]);
+      const T v = A::act(SUMMED ? gx[j] + bias[j] : gx[j] + bias[j] + gh[j]);
       if constexpr (!SUMMED) y[j] = v;
       h[j] = v;
     }
