@@ -280,3 +280,40 @@ def test_transforms_and_modes_take_the_general_route():
         assert fwAD.unpack_dual(out).tangent is not None
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not layer_op.serves("auto", True, lstm.cell, x[0], weights, None, None, None)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("transposed", [False, True], ids=["a@b", "a^T@b"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("M,K,N", [(1200, 40, 1040), (96, 1300, 24), (300, 9, 70), (20, 2600, 650), (3, 5, 7)],
+                         ids=["rows", "long-K", "odd", "chunks", "tiny"])
+def test_whole_sequence_products_exact(M, K, N, dtype, transposed, threads):
+    """The GEMMs of the layer op (gemm.h's matmul_into: brgemm by row blocks per thread and chunks of K past
+    1024; own_autograd.h's weight_grad_into: A copied transposed from 256 rows) on small integers, whose
+    products and sums are exact in float32: any element computed wrong, skipped or added twice shows."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(-3, 4, (K, M) if transposed else (M, K), generator=gen).to(dtype)
+    b = torch.randint(-3, 4, (K, N), generator=gen).to(dtype)
+    want = (a.double().t() if transposed else a.double()) @ b.double()
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = torch.ops.seqtorch.layer_gemm(a, b, transposed)
+    finally:
+        torch.set_num_threads(old)
+    assert got.dtype == dtype and torch.equal(got.double(), want)
+
+
+def test_float32_layer_on_brgemm_within_tolerance_of_float64_reference():
+    """A float32 layer whose products take every branch of the brgemm GEMMs (1200 rows: dgx copied transposed
+    and K chunked in the weights' gradients; G = 1040: K chunked in dx), with an input that needs its
+    gradient, against the float64 reference; upstream gradients of a loss averaged over the batch (1/B)."""
+    T, B, I, H = 40, 30, 20, 260
+    opts = SF.scan_options(get_cell("lstm"), {})
+    x, states, iw, w = _inputs("lstm", T, B, I, H, torch.float64, seed=5, weight_scale=H ** -0.5)
+    upstream = [u / B for u in _upstream(x, states, H, torch.float64, seed=6)]
+    want = _run(_reference, opts, x, states, iw, w, upstream)
+    as32 = [None if t is None else t.detach().float().requires_grad_() for t in (x, *states, *iw, *w)]
+    got = _run(_op, opts, as32[0], tuple(as32[1:3]), tuple(as32[3:5]), tuple(as32[5:]), [u.float() for u in upstream])
+    for g, r in zip(got[0] + got[1], want[0] + want[1]):
+        assert_close(g.double(), r, dtype=torch.float32)

@@ -13,8 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "buffer_pool.h"
 #include "cells_generated.h"
 #include "cpu_cell.h"
+#include "gemm.h"
+#include "transpose.h"
 
 namespace seqtorch_cpu {
 
@@ -136,12 +139,36 @@ at::Tensor product_grad(int i, const at::Tensor& dgx, const at::Tensor* grad_buf
   return spec.row_stop < 0 ? dgx : dgx.narrow(1, spec.row_start * H, (spec.row_stop - spec.row_start) * H);
 }
 
+// Rows from which a weight's gradient is a brgemm (matmul_into) of grad's transposed copy, not at::mm_out of
+// grad.t(): MKL reads a transposed A slowly at these shapes (the medium language model's 2600 x 650 over 700
+// rows: 64-74 GFLOP/s against 95-105, gemm.h), and a step op's few rows are not worth the copy.
+constexpr int64_t kTransposedGradRows = 256;
+
+// dw (N x K, contiguous) = grad^T @ input: grad (rows x N, row stride grad.stride(0)), or where defined its
+// transpose grad_t (N x rows, contiguous); input (rows x K, contiguous).
+inline void weight_grad_into(at::Tensor& dw, const at::Tensor& grad, const at::Tensor& grad_t, const at::Tensor& input) {
+  const int64_t rows = input.size(0), N = dw.size(0), K = dw.size(1);
+  if (dw.scalar_type() != at::kFloat || rows < kTransposedGradRows) {
+    at::mm_out(dw, grad.t(), input);
+    return;
+  }
+  at::Tensor a = grad_t;
+  if (!a.defined()) {
+    a = new_buffer({N, rows}, grad.options());
+    transpose_into(grad.data_ptr<float>(), rows, N, grad.stride(0), a.data_ptr<float>());
+  }
+  matmul_into(a.data_ptr<float>(), rows, input.data_ptr<float>(), K, dw.data_ptr<float>(), K, N, K, rows,
+              dw.options());
+}
+
 // The recurrent weights' gradients (undefined where not `needs`), all tensors (rows, width): dgx, the
-// cell's gradient buffers, h_in (what the products of kHIn read) and u (those of kU; undefined if none).
+// cell's gradient buffers, h_in (what the products of kHIn read) and u (those of kU; undefined if none);
+// dgx_t: dgx's transpose (G, rows) where the caller has it (weight_grad_into), else undefined.
 template <class Cell>
 std::vector<at::Tensor> product_weight_grads(const std::vector<at::Tensor>& weights, int64_t H, const at::Tensor& dgx,
                                              const at::Tensor* grad_buffers, const at::Tensor& h_in,
-                                             const at::Tensor& u, const bool* needs) {
+                                             const at::Tensor& u, const bool* needs,
+                                             const at::Tensor& dgx_t = at::Tensor()) {
   std::vector<at::Tensor> dweights(weights.size());
   for (size_t w = 0; w < weights.size(); ++w) {
     if (needs[w]) dweights[w] = at::empty_like(weights[w]);
@@ -155,7 +182,8 @@ std::vector<at::Tensor> product_weight_grads(const std::vector<at::Tensor>& weig
     };
     if (needs[spec.weight]) {
       at::Tensor dw = rows(dweights[spec.weight]);
-      at::mm_out(dw, grad.t(), spec.input == ProductInput::kHIn ? h_in : u);
+      const bool from_dgx = Cell::kProductGrad[i] < 0 && dgx_t.defined();
+      weight_grad_into(dw, grad, from_dgx ? rows(dgx_t) : at::Tensor(), spec.input == ProductInput::kHIn ? h_in : u);
     }
     if (kBias < weights.size() && needs[kBias]) {
       at::Tensor db = rows(dweights[kBias]);
