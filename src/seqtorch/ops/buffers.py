@@ -1,6 +1,6 @@
 """Fresh buffers for the fused scans: from the C++ pool for large CPU ones, NaN-filled when tests ask.
 
-Fresh memory of a MiB or more is mmap-ed and page-faults in on first touch, which costs more than a
+Fresh memory of 128 KiB or more is mmap-ed (or trimmed from the heap when freed) and page-faults in on first touch, which costs more than a
 scan's arithmetic at the book's sizes; the pool (``csrc/buffer_pool.cpp``, which says what it may hold)
 hands back the last step's memory instead. :func:`pool_stats` shows what it holds, :func:`empty_cache`
 (``seqtorch.empty_cache()``) gives its idle memory back to the system. :func:`set_poison` is the tests'
@@ -19,7 +19,7 @@ from torch._subclasses.fake_tensor import is_fake
 from . import native
 
 POISON = False
-POOL_MIN_BYTES = 1 << 20  # the same threshold as csrc/buffer_pool.h
+POOL_MIN_BYTES = 128 << 10  # the same threshold as csrc/buffer_pool.h (which says why this size)
 
 
 def set_poison(on: bool) -> None:

@@ -160,7 +160,7 @@ class GxRows {
     }
     I_ = proj_->x.size(2);
     const at::TensorOptions opt = proj_->x.options();
-    chunk_ = at::empty({kChunkSteps, rows_, G_}, opt);
+    chunk_ = new_buffer({kChunkSteps, rows_, G_}, opt);
     chunk_data_ = chunk_.data_ptr<T>();
     const T* w = proj_->w_ih.data_ptr<T>();
     if (rows_ == B_ && steps.T >= kChunkSteps) {  // a chunk's steps are contiguous in x: one GEMM for all
