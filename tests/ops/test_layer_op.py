@@ -226,7 +226,7 @@ def test_layers_run_the_op(make):
 
 
 @pytest.mark.parametrize("case", ["lengths", "mask", "recurrent_dropout", "zoneout", "mixed-dtypes", "backend",
-                                  "proj_size", "layernorm", "indrnn", "no-grad"])
+                                  "proj_size", "layernorm", "indrnn"])
 def test_scans_outside_the_rule_take_the_general_route(case):
     """Each thing the op does not do sends the scan the general way, with a gradient still computed there."""
     x = torch.randn(5, 2, 3)
@@ -253,11 +253,6 @@ def test_scans_outside_the_rule_take_the_general_route(case):
                                    None)
         out, _ = SF.stack(module.cell, x, states, module.scan_weights(), num_layers=1, bidirectional=False)
         assert out.dtype == torch.float32 and _scan_nodes(out) == {"RecurrentScanBackward"}
-        return
-    if case == "no-grad":
-        with torch.no_grad():
-            assert module(x)[0].grad_fn is None
-        assert not layer_op.serves("auto", True, module.cell, x, [torch.zeros(2, 4)], None, None, None)
         return
     names = _layer_nodes(module, x, **kwargs)
     assert not any("ScanLayer" in n for n in names), names
@@ -317,3 +312,26 @@ def test_float32_layer_on_brgemm_within_tolerance_of_float64_reference():
     got = _run(_op, opts, as32[0], tuple(as32[1:3]), tuple(as32[3:5]), tuple(as32[5:]), [u.float() for u in upstream])
     for g, r in zip(got[0] + got[1], want[0] + want[1]):
         assert_close(g.double(), r, dtype=torch.float32)
+
+
+def test_inference_of_large_layers_runs_the_op(monkeypatch):
+    """Without a gradient, a layer whose weights are over the projected scan's bound takes the op's forward
+    (no autograd node), one under it the projected scan; both with the general route's numbers."""
+    from seqtorch.ops import projected
+
+    monkeypatch.setattr(projected, "MAX_WEIGHT_BYTES", 4096)  # a small layer over the bound: quick to run
+    calls = []
+    monkeypatch.setattr(layer_op, "scan", lambda *args: calls.append(1) or SCAN(*args))
+    lstm = seqtorch.LSTM(6, 9, num_layers=2, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(7, 3, 6, dtype=torch.float64)
+    with torch.no_grad():
+        out, (h, c) = lstm(x)
+    assert len(calls) == 4 and out.grad_fn is None
+    monkeypatch.setattr(layer_op, "serves", lambda *args: False)
+    with torch.no_grad():
+        want = lstm(x)
+    for g, r in zip((out, h, c), (want[0], *want[1])):
+        assert_close(g, r)
+
+
+SCAN = layer_op.scan

@@ -6,11 +6,13 @@ and the weights' gradients) and the views of the histories. At small sizes that 
 tagger of PyTorch's tutorial (``LSTM(6, 6)`` over five words) took 165 us a forward with grad, where
 torch.nn's LSTM takes 94. ``seqtorch::scan_layer`` (``csrc/layer.cpp``) is one call with one autograd node
 whose backward is C++ too, and runs the same ops as that route: gx as one GEMM over all steps, the C++
-scan's forward and backward ops, then the input's and the weights' gradients as GEMMs over all steps.
+scan's forward and backward ops, then the input's and the weights' gradients as GEMMs over all steps (in
+float on brgemm, faster than MKL's at these shapes: ``csrc/gemm.h``). Without a gradient it is the same
+forward without the node, for the inference scans :mod:`.projected` leaves (weights over its bound).
 
 When it serves (:func:`serves`, the rule in one place; :func:`seqtorch.ops.dispatch.scan_from_input` asks it
-when :mod:`.projected`'s inference scan does not serve): a scan with a gradient to compute, without
-lengths, a mask, resets, recurrent dropout, zoneout or every step's states, on the ``auto`` or ``cpu_fused``
+when :mod:`.projected`'s inference scan does not serve): a scan without lengths, a mask, resets, recurrent
+dropout, zoneout or every step's states, on the ``auto`` or ``cpu_fused``
 backend, on non-empty CPU tensors all of one dtype, float32 or float64 (mixed dtypes take the general
 route, which promotes them), for a cell of the C++ library (not one generated from equations) whose input
 projection is the plain one and whose weights' gradients follow the default rule
@@ -48,20 +50,17 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, tensors: list[
     and every weight (input and recurrent, None where absent); ``use_native``: whether the C++ loop is on
     (:data:`seqtorch.ops.dispatch.USE_NATIVE`). The rule is the module docstring's."""
     if (torch.compiler.is_compiling() or _is_tracing() or peek_interpreter_stack() is not None
-            or forward_ad._current_level >= 0 or not torch.is_grad_enabled()):
+            or forward_ad._current_level >= 0):
         return False
     if lengths is not None or rec_mask is not None or keep is not None or backend not in ("auto", "cpu_fused"):
         return False
     dtype = x.dtype
     if not use_native or not x.is_cpu or dtype not in _DTYPES or x.numel() == 0:
         return False
-    grad = x.requires_grad
     for t in tensors:
-        if t is not None:
-            if t.dtype != dtype or not t.is_cpu or t.numel() == 0 or is_functorch_wrapped_tensor(t):
-                return False
-            grad = grad or t.requires_grad
-    if not grad or is_functorch_wrapped_tensor(x) or torch.is_autocast_enabled("cpu"):
+        if t is not None and (t.dtype != dtype or not t.is_cpu or t.numel() == 0 or is_functorch_wrapped_tensor(t)):
+            return False
+    if is_functorch_wrapped_tensor(x) or torch.is_autocast_enabled("cpu"):
         return False
     return (_plain_scan_inputs(type(spec)) and serves_cell(spec) and spec.reference_only is None
             and spec.name in native.cpp_cells())  # the library's own cells (not one generated from equations)
