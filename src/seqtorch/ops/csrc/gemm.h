@@ -168,6 +168,8 @@ class StepGemm {
   }
 
   int64_t n() const { return N_; }
+  // whether a call splits the product over threads (by columns)
+  bool split() const { return !blocks_.empty(); }
 
   // The same product (a whole one, not a thread's block) over M rows instead: what W's layout needs is
   // shared (a forward's W^T is copied once for both), unless it depends on M (MKL's packed W) or M changes
