@@ -216,3 +216,18 @@ class _FirstState(torch.nn.Module):
 
     def forward(self, x):
         return self.cell(x)[0]
+
+
+@pytest.mark.parametrize("make", [lambda: seqtorch.LSTMCell(3, 4), lambda: seqtorch.GRUCell(3, 4)], ids=["lstm", "gru"])
+def test_inference_mode(make):
+    """torch.inference_mode() skips autograd's dispatch keys: the op runs as its CPU kernel, with the numbers
+    of no_grad (it raised "Could not run 'seqtorch::cell_step' with arguments from the 'CPU' backend")."""
+    cell = make().double()
+    x = torch.randn(2, 3, dtype=torch.float64)
+    with torch.no_grad():
+        want = cell(x)
+    with torch.inference_mode():
+        got = cell(x)
+    for g, r in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        assert g.is_inference()
+        assert_close(g, r)

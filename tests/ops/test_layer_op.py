@@ -335,3 +335,22 @@ def test_inference_of_large_layers_runs_the_op(monkeypatch):
 
 
 SCAN = layer_op.scan
+
+
+@pytest.mark.parametrize("weight_bytes", [4096, None], ids=["layer-op", "projected"])
+def test_inference_mode(monkeypatch, weight_bytes):
+    """torch.inference_mode() skips autograd's dispatch keys: the layer op runs as its CPU kernel (the
+    forward alone), as the projected scan does, with the numbers of no_grad."""
+    from seqtorch.ops import projected
+
+    if weight_bytes is not None:  # a small layer over the projected scan's bound: the layer op's forward
+        monkeypatch.setattr(projected, "MAX_WEIGHT_BYTES", weight_bytes)
+    lstm = seqtorch.GRU(6, 9, num_layers=2, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(7, 3, 6, dtype=torch.float64)
+    with torch.no_grad():
+        want = lstm(x)
+    with torch.inference_mode():
+        got = lstm(x)
+    assert got[0].is_inference()
+    for g, r in zip(got, want):
+        assert_close(g, r)

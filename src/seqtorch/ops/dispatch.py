@@ -254,9 +254,9 @@ def scan_from_input(opts: ScanOptions, x: Tensor, input_weights: tuple[Tensor | 
                     states: tuple[Tensor, ...], weights: tuple[Tensor | None, ...], *, lengths: Tensor | None,
                     rec_mask: Tensor | None, keep: tuple[Tensor | None, ...] | None, backend: str = "auto"):
     """One layer, one direction from its input x (T, B, I) on a C++ op that projects x itself: the inference
-    scan of :mod:`.projected`, or with a gradient to compute the layer op of :mod:`.layer` (the rules where
-    they serve are there); None where neither serves: the caller then computes gx and calls :func:`scan`.
-    Returns as :func:`scan`."""
+    scan of :mod:`.projected`, else the layer op of :mod:`.layer` (training, and the inference scans the
+    projected one leaves; the rules where they serve are there); None where neither serves: the caller then
+    computes gx and calls :func:`scan`. Returns as :func:`scan`."""
     tensors = [*states, rec_mask, *(keep or ())]
     if projected.serves(backend, USE_NATIVE, opts.cell, x, [*input_weights, *weights], tensors):
         return projected.scan(opts, x, input_weights, states, weights, lengths, rec_mask, keep)

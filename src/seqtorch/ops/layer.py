@@ -12,15 +12,15 @@ forward without the node, for the inference scans :mod:`.projected` leaves (weig
 
 When it serves (:func:`serves`, the rule in one place; :func:`seqtorch.ops.dispatch.scan_from_input` asks it
 when :mod:`.projected`'s inference scan does not serve): a scan without lengths, a mask, resets, recurrent
-dropout, zoneout or every step's states, on the ``auto`` or ``cpu_fused``
-backend, on non-empty CPU tensors all of one dtype, float32 or float64 (mixed dtypes take the general
-route, which promotes them), for a cell of the C++ library (not one generated from equations) whose input
-projection is the plain one and whose weights' gradients follow the default rule
-(:func:`seqtorch.ops.step.serves_cell`), and outside ``torch.compile``/``torch.export`` tracing,
-``torch.jit.trace``, ``torch.func`` transforms, forward-mode AD and autocast. Everything else takes the
-general route (:func:`seqtorch.ops.dispatch.scan`), which this op equals. A double backward
-(``create_graph=True``) through the op differentiates the reference scan (``seqtorch::scan_layer_reference``,
-registered here), so that its result is differentiable again.
+dropout, zoneout or every step's states, on the ``auto`` or ``cpu_fused`` backend, on non-empty CPU tensors
+all of one dtype, float32 or float64 (mixed dtypes take the general route, which promotes them), for a cell
+of the C++ library (not one generated from equations) whose input projection is the plain one and whose
+weights' gradients follow the default rule (:func:`seqtorch.ops.step.serves_cell`), and outside
+``torch.compile``/``torch.export`` tracing, ``torch.jit.trace``, ``torch.func`` transforms, forward-mode AD
+and autocast. Everything else takes the general route (:func:`seqtorch.ops.dispatch.scan`), which this op
+equals. A double backward (``create_graph=True``) through the op differentiates the reference scan
+(``seqtorch::scan_layer_reference``, registered here), so that its result is differentiable again. Under
+``torch.inference_mode()`` the op runs as its CPU kernel, the forward alone.
 """
 
 from __future__ import annotations

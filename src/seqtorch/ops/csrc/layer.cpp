@@ -167,8 +167,8 @@ LayerGrads backward_layer(const LayerConfig& c, const variable_list& grads, cons
   if (needs[0]) {  // dx = dgx @ W_ih
     out.dx = at::empty({T, B, I}, in.x.options());
     AT_DISPATCH_FLOATING_TYPES(dgx.scalar_type(), "seqtorch_layer_dx", [&] {
-      matmul_into(dgx.data_ptr<scalar_t>(), G, in.w_ih.data_ptr<scalar_t>(), I, out.dx.data_ptr<scalar_t>(), I, T * B, I,
-                  G, dgx.options());
+      matmul_into(dgx.data_ptr<scalar_t>(), G, in.w_ih.data_ptr<scalar_t>(), I, out.dx.data_ptr<scalar_t>(), I,
+                  T * B, I, G, dgx.options());
     });
   }
   // dgx's transpose, for the weights' gradients (weight_grad_into): one copy for W_ih's and the products'
@@ -387,6 +387,11 @@ TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
         "bool fold_input_bias, Tensor x, Tensor[] states, Tensor?[] input_weights, Tensor?[] weights) -> Tensor[]");
 }
 
-// The autograd kernel does it all (CPU tensors only; seqtorch/ops/layer.py calls the op for those alone).
+// The autograd kernel does it all (CPU tensors only; seqtorch/ops/layer.py calls the op for those alone). The
+// same function is the CPU kernel, for calls that skip autograd's keys: under torch.inference_mode() grad mode
+// is off, and it runs the forward alone.
 TORCH_LIBRARY_IMPL(seqtorch, Autograd, m) { m.impl("scan_layer", &seqtorch_cpu::scan_layer); }
-TORCH_LIBRARY_IMPL(seqtorch, CPU, m) { m.impl("layer_gemm", &seqtorch_cpu::layer_gemm); }
+TORCH_LIBRARY_IMPL(seqtorch, CPU, m) {
+  m.impl("scan_layer", &seqtorch_cpu::scan_layer);
+  m.impl("layer_gemm", &seqtorch_cpu::layer_gemm);
+}

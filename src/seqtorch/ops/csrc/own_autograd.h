@@ -86,7 +86,8 @@ inline bool input_needs(AutogradContext* ctx, size_t n, const variable_list& gra
 
 // needs per input slot (W_ih, b_ih, *weights) from the flat inputs' (x, the states, the present slots), an
 // absent slot's false.
-inline std::vector<bool> slot_needs(const std::vector<bool>& needs, int64_t n_states, const std::vector<bool>& present) {
+inline std::vector<bool> slot_needs(const std::vector<bool>& needs, int64_t n_states,
+                                     const std::vector<bool>& present) {
   std::vector<bool> slot(present.size(), false);
   size_t i = 1 + n_states;
   for (size_t p = 0; p < present.size(); ++p) {
@@ -146,7 +147,8 @@ constexpr int64_t kTransposedGradRows = 256;
 
 // dw (N x K, contiguous) = grad^T @ input: grad (rows x N, row stride grad.stride(0)), or where defined its
 // transpose grad_t (N x rows, contiguous); input (rows x K, contiguous).
-inline void weight_grad_into(at::Tensor& dw, const at::Tensor& grad, const at::Tensor& grad_t, const at::Tensor& input) {
+inline void weight_grad_into(at::Tensor& dw, const at::Tensor& grad, const at::Tensor& grad_t,
+                             const at::Tensor& input) {
   const int64_t rows = input.size(0), N = dw.size(0), K = dw.size(1);
   if (dw.scalar_type() != at::kFloat || rows < kTransposedGradRows) {
     at::mm_out(dw, grad.t(), input);

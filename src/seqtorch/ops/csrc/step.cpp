@@ -428,5 +428,9 @@ TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
         "Tensor[] states, Tensor?[] input_weights, Tensor?[] weights) -> Tensor[]");
 }
 
-// The autograd kernel does it all (CPU tensors only; seqtorch/ops/step.py calls the op for those alone).
+// The autograd kernel does it all (CPU tensors only; seqtorch/ops/step.py calls the op for those alone). The
+// same function is the CPU kernel, for calls that skip autograd's keys: under torch.inference_mode() grad mode
+// is off, and it runs the forward alone (without it, LSTMCell under inference_mode raised "Could not run
+// 'seqtorch::cell_step' with arguments from the 'CPU' backend").
 TORCH_LIBRARY_IMPL(seqtorch, Autograd, m) { m.impl("cell_step", &seqtorch_cpu::cell_step); }
+TORCH_LIBRARY_IMPL(seqtorch, CPU, m) { m.impl("cell_step", &seqtorch_cpu::cell_step); }
