@@ -32,3 +32,15 @@ def cpu_backends():
     import seqtorch
 
     return [b for b in seqtorch.available_backends() if b != "triton"]
+
+
+@pytest.fixture
+def poison_cpu_buffers():
+    """Every fresh buffer of the C++ and Python loops starts as NaN (seqtorch.ops.buffers.set_poison): an element
+    a loop forgot to write cannot pass a comparison by chance. A test module takes it with
+    ``pytest.mark.usefixtures("poison_cpu_buffers")``."""
+    from seqtorch.ops import buffers
+
+    buffers.set_poison(True)
+    yield
+    buffers.set_poison(False)

@@ -2,33 +2,26 @@
 reference step (``Cell.step`` of ``x W_ih^T + b_ih``): the new states and the gradient of every input and
 parameter under random upstream gradients for every output, in float64 to the table's tolerance, and float32
 against the float64 reference; the rule that sends a call to the reference instead; the double backward; and
-that the Modules run the op where it serves. Fresh buffers of the C++ code are NaN-poisoned (autouse), so an
-element the op forgot to write cannot pass.
-"""
+that the Modules run the op where it serves. Fresh buffers of the C++ code are NaN-poisoned
+(poison_cpu_buffers, for the whole module), so an element the op forgot to write cannot pass."""
 
 import pytest
 import torch
 
 import seqtorch
 from conftest import assert_close
-from seqtorch.ops import buffers, native
+from seqtorch.ops import native
 from seqtorch.ops import step as step_op
 from seqtorch.recurrent_cells import get_cell
 
-pytestmark = pytest.mark.skipif(native.load() is None, reason="the C++ library is not available")
+pytestmark = [pytest.mark.skipif(native.load() is None, reason="the C++ library is not available"),
+              pytest.mark.usefixtures("poison_cpu_buffers")]
 
 # (cell, activation, recurrent_activation): every cell the op serves, every activation it takes
 CASES = [("rnn", "tanh", "sigmoid"), ("rnn", "relu", "sigmoid")] + \
     [(cell, "tanh", gate) for cell in ("lstm", "gru", "gru_reset_before")
      for gate in ("sigmoid", "hard_sigmoid_keras2", "hardsigmoid")] + [("lstm", "relu", "sigmoid")]
 SHAPES = {"B1": (1, 3, 7), "B5": (5, 3, 7), "I1": (4, 1, 5)}  # (B, I, H): H not a power of two, I of 1
-
-
-@pytest.fixture(autouse=True)
-def _poison():
-    buffers.set_poison(True)
-    yield
-    buffers.set_poison(False)
 
 
 def _inputs(cell, B, I, H, dtype, bias=True, seed=0):

@@ -1,10 +1,10 @@
 """The C++ layer op (``seqtorch::scan_layer``, :mod:`seqtorch.ops.layer`) against the general route (the input
 projection in PyTorch, then :func:`seqtorch.ops.dispatch.scan`) and the reference scan: the output, the final
-states and the gradient of every input and weight under random upstream gradients for every output, in
-float64 to the table's tolerance, and float32 against the float64 reference; the rule that sends a scan the
-general way instead; the double backward; and that the layers run the op where it serves. Fresh buffers of
-the C++ code are NaN-poisoned (autouse), so an element the op forgot to write cannot pass.
-"""
+states and the gradient of every input and weight under random upstream gradients for every output, in float64
+to the table's tolerance, and float32 against the float64 reference; the rule that sends a scan the general
+way instead; the double backward; and that the layers run the op where it serves. Fresh buffers of the C++
+code are NaN-poisoned (poison_cpu_buffers, for the whole module), so an element the op forgot to write cannot
+pass."""
 
 from dataclasses import replace
 
@@ -14,26 +14,20 @@ import torch
 import seqtorch
 from conftest import assert_close
 from seqtorch import functional as SF
-from seqtorch.ops import buffers, dispatch, native
+from seqtorch.ops import dispatch, native
 from seqtorch.ops import layer as layer_op
 from seqtorch.ops.contract import ScanInputs
 from seqtorch.ops.reference import scan_reference
 from seqtorch.recurrent_cells import get_cell
 
-pytestmark = pytest.mark.skipif(native.load() is None, reason="the C++ library is not available")
+pytestmark = [pytest.mark.skipif(native.load() is None, reason="the C++ library is not available"),
+              pytest.mark.usefixtures("poison_cpu_buffers")]
 
 # (cell, options): every cell the op serves, every activation it takes
 CASES = [("rnn", {}), ("rnn", {"activation": "relu"})] + \
     [(cell, {"recurrent_activation": gate}) for cell in ("lstm", "gru", "gru_reset_before")
      for gate in ("sigmoid", "hard_sigmoid_keras2", "hardsigmoid")] + [("lstm", {"activation": "relu"})]
 SHAPES = {"T5B3": (5, 3, 4, 7), "T1B1": (1, 1, 3, 5), "T7B2I1": (7, 2, 1, 6)}  # (T, B, I, H)
-
-
-@pytest.fixture(autouse=True)
-def _poison():
-    buffers.set_poison(True)
-    yield
-    buffers.set_poison(False)
 
 
 def _inputs(cell, T, B, I, H, dtype, bias=True, seed=0, weight_scale=0.8):

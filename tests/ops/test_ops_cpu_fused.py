@@ -1,9 +1,9 @@
 """The cpu_fused scan against the reference loop: outputs, final states and every gradient.
 
-Random upstream gradients for every output (output, h_n, c_n); every option combination; awkward
-sizes; gradcheck; full layers (stacked, bidirectional, lengths, dropout) against backend="reference".
-All fresh buffers are NaN-poisoned (autouse fixture), so an element a loop forgot to write fails.
-"""
+Random upstream gradients for every output (output, h_n, c_n); every option combination; awkward sizes;
+gradcheck; full layers (stacked, bidirectional, lengths, dropout) against backend="reference". All fresh
+buffers are NaN-poisoned (poison_cpu_buffers, for the whole module), so an element a loop forgot to write
+fails."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import seqtorch
 from seqtorch.functional import available_backends
 from support.dispatching import resolve_backend
 from support.layer_families import recurrent_scan
-from seqtorch.ops import buffers, dispatch, native
+from seqtorch.ops import dispatch, native
 from support.dispatching import implementation, serving_kernel
 from seqtorch.ops.contract import ScanInputs, ScanOptions
 from support.layer_families import GATES, recurrent_scan_reference
@@ -32,11 +32,7 @@ from conftest import TOL, assert_close
 BF16_AUTOCAST_TOL = dict(atol=3e-2, rtol=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _poison():
-    buffers.set_poison(True)
-    yield
-    buffers.set_poison(False)
+pytestmark = pytest.mark.usefixtures("poison_cpu_buffers")
 
 
 @pytest.fixture(autouse=True, params=["native", "python"])

@@ -10,21 +10,15 @@ import torch
 
 import seqtorch
 from conftest import assert_close
-from seqtorch.ops import buffers, native, projected
+from seqtorch.ops import native, projected
 from seqtorch.ops.contract import ScanOptions
 from seqtorch.recurrent_cells import get_cell
 from seqtorch.ops.reference import scan_reference
 
-pytestmark = pytest.mark.skipif(native.load() is None, reason="the C++ library is not available")
+pytestmark = [pytest.mark.skipif(native.load() is None, reason="the C++ library is not available"),
+              pytest.mark.usefixtures("poison_cpu_buffers")]
 
 CELLS = ["rnn", "lstm", "gru", "gru_reset_before", "indrnn", "lstm_proj"]
-
-
-@pytest.fixture(autouse=True)
-def _poison():
-    buffers.set_poison(True)
-    yield
-    buffers.set_poison(False)
 
 
 def _case(cell, T, B, I, H, dtype, bias=True, seed=0, scale=0.6):
