@@ -272,22 +272,26 @@ def test_transforms_and_modes_take_the_general_route():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("transposed", [False, True], ids=["a@b", "a^T@b"])
+@pytest.mark.parametrize("transposed", ["none", "a", "b"], ids=["a@b", "a^T@b", "a@b^T"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("M,K,N", [(1200, 40, 1040), (96, 1300, 24), (300, 9, 70), (20, 2600, 650), (3, 5, 7)],
-                         ids=["rows", "long-K", "odd", "chunks", "tiny"])
+@pytest.mark.parametrize("M,K,N", [(1200, 40, 1040), (96, 1300, 24), (300, 9, 70), (20, 2600, 650), (3, 5, 7),
+                                   (300, 700, 400), (96, 1300, 240)],
+                         ids=["rows", "long-K", "odd", "chunks", "tiny", "panels", "chunked-panels"])
 def test_whole_sequence_products_exact(M, K, N, dtype, transposed, threads):
     """The GEMMs of the layer op (gemm.h's matmul_into: brgemm by row blocks per thread and chunks of K past
-    1024; own_autograd.h's weight_grad_into: A copied transposed from 256 rows) on small integers, whose
-    products and sums are exact in float32: any element computed wrong, skipped or added twice shows."""
+    1024, B over 1 MiB copied into panels of 64 columns from 64 rows, a ragged last one included;
+    matmul_transposed_into: the same from W^T; own_autograd.h's weight_grad_into: A copied transposed from
+    256 rows) on small integers, whose products and sums are exact in float32: any element computed wrong,
+    skipped or added twice shows."""
     gen = torch.Generator().manual_seed(0)
-    a = torch.randint(-3, 4, (K, M) if transposed else (M, K), generator=gen).to(dtype)
-    b = torch.randint(-3, 4, (K, N), generator=gen).to(dtype)
-    want = (a.double().t() if transposed else a.double()) @ b.double()
+    a = torch.randint(-3, 4, (K, M) if transposed == "a" else (M, K), generator=gen).to(dtype)
+    b = torch.randint(-3, 4, (N, K) if transposed == "b" else (K, N), generator=gen).to(dtype)
+    want = (a.double().t() if transposed == "a" else a.double()) @ (b.double().t() if transposed == "b"
+                                                                     else b.double())
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        got = torch.ops.seqtorch.layer_gemm(a, b, transposed)
+        got = torch.ops.seqtorch.layer_gemm(a, b, transposed == "a", transposed == "b")
     finally:
         torch.set_num_threads(old)
     assert got.dtype == dtype and torch.equal(got.double(), want)

@@ -305,3 +305,72 @@ def test_products_split_by_columns_over_two_threads_match_reference(name, option
     for a, b in zip(got, want):
         assert_close(a.double(), b, dtype=dtype)
     assert_close(inference.double(), want[0].detach(), dtype=dtype)
+
+
+# (transposed_w, M, K, N): a forward's W^T and a backward's W, over 1 MiB (gemm.h's kPanelMinBytes) whole and
+# in each of two threads' column blocks, and one under it.
+STEP_GEMM_CASES = [(True, 20, 260, 2100), (False, 20, 2100, 260), (True, 16, 200, 800)]
+
+
+@pytest.mark.parametrize("gemm", ["all", "blas"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("pack", [True, False], ids=["pack", "as-stored"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("transposed_w, M, K, N", STEP_GEMM_CASES, ids=["forward-panels", "backward-panels", "small"])
+def test_step_products_in_panels_exact(monkeypatch, transposed_w, M, K, N, dtype, pack, threads, gemm):
+    """A scan's recurrent product (gemm.h's StepGemm): a float32 W over 1 MiB that a scan packs is copied into
+    brgemm panels of columns (64 wide for a forward's W^T, 32 for a backward's W), ragged last panel included;
+    otherwise B stays whole. On small integers, whose products and sums are exact in float32: an element
+    computed wrong, skipped or added twice shows."""
+    if gemm != "all":
+        monkeypatch.setenv("SEQTORCH_CPU_GEMM", gemm)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(-3, 4, (M, K), generator=gen).to(dtype)
+    w = torch.randint(-3, 4, (N, K) if transposed_w else (K, N), generator=gen).to(dtype)
+    want = a.double() @ (w.double().t() if transposed_w else w.double())
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    native.load()
+    try:
+        got, panel = torch.ops.seqtorch.step_gemm(a, w, transposed_w, pack)
+    finally:
+        torch.set_num_threads(old)
+    assert got.dtype == dtype and torch.equal(got.double(), want)
+    panelled = gemm == "all" and dtype == torch.float32 and pack and K * N * 4 > 2**20
+    assert panel == ((64 if transposed_w else 32) if panelled else 0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_layer_with_panelled_weights_within_tolerance_of_float64_reference(threads):
+    """An LSTM whose W_hh (4 * 420 x 420, 2.8 MB) the scans lay out in panels, forward and backward, on one
+    thread and in two threads' column blocks (B=32: each product over gemm.h's kThreadedFlops; 1.4 MB a
+    block), against the float64 reference: values, the input's and every weight's gradient, and the
+    inference forward."""
+    torch.manual_seed(0)
+    fused = seqtorch.LSTM(24, 420, backend="cpu_fused")
+    reference = seqtorch.LSTM(24, 420, backend="reference", dtype=torch.float64)
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(6, 32, 24, dtype=torch.float64)
+
+    def run(layer):
+        xi = x.to(next(layer.parameters()).dtype).requires_grad_()
+        out, (h, c) = layer(xi)
+        g = torch.Generator().manual_seed(1)
+        loss = sum((t * (0.1 * torch.randn(t.shape, generator=g, dtype=torch.float64)).to(t.dtype)).sum()
+                   for t in (out, h, c))
+        layer.zero_grad()
+        loss.backward()
+        return [out, h, c, xi.grad] + [p.grad for p in layer.parameters()]
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = run(fused)
+        with torch.no_grad():
+            inference = fused(x.float())[0]
+    finally:
+        torch.set_num_threads(old)
+    want = run(reference)
+    for a, b in zip(got, want):
+        assert_close(a.double(), b, dtype=torch.float32)
+    assert_close(inference.double(), want[0].detach(), dtype=torch.float32)

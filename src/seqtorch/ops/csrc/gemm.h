@@ -70,6 +70,17 @@ constexpr int64_t kPackMinSteps = 4;
 constexpr double kThreadedFlops = 4e6;
 constexpr int64_t kMinBlockColumns = 64;  // the narrowest column block a thread takes
 constexpr int64_t kBrgemmMinRows = 8;  // below, one row or a few: MKL's GEMV-like kernels are faster
+// A weight of more than kPanelMinBytes is laid out for brgemm in panels of columns, each K x width contiguous,
+// one brgemm call per panel, where a scan packs it (below). Why: brgemm walks B's K rows for each block of
+// columns, and with W (or W^T) whole a row is N elements apart, so past a core's L2 every row is a fresh page
+// (4 KB apart at H=1024) that the hardware prefetcher and the TLB do not follow. In panels the walk is
+// sequential. One thread, this machine, GFLOP/s whole against panels: the medium language model's backward
+// product (B=20, K=2600, N=650) 82 against 111, its forward (K=650, N=2600) 110 against 114, H=1024 at B=16
+// forward 48-83 against 91-97 and backward 25 against 86; at 1 MB and under (the small batch, the small
+// language model, the book) even within 2%. The backward's panels are narrower (its K is 4H): 32 columns
+// ran 86 GFLOP/s against 69 for 64 at K=4096, the forward's 64 ran as fast as 32 or 96 at the medium's shape.
+constexpr int64_t kPanelMinBytes = 1 << 20;
+constexpr int64_t kForwardPanelColumns = 64, kBackwardPanelColumns = 32;
 // MKL's pack buffer is megabytes whatever W's size (5.8 MB for a 24 x 6 W): for a W under this many elements
 // (in cache anyway) allocating it on every scan cost more than packing saves (page faults on every call, a
 // tiny LSTM's op 17 us -> 58 us), so such a W is not packed.
@@ -114,6 +125,25 @@ inline GemmRoute gemm_route() {
   return std::strcmp(value, "blas") == 0 ? GemmRoute::kBlas : GemmRoute::kAll;
 }
 
+// op(W) (K x N) into panels of `columns` columns at out, one after the other, each K x width contiguous (the
+// last one narrower where N is not a multiple): W^T of a W stored N x K (kTransposed) or W stored K x N
+// (kPlain), row stride ld. See kPanelMinBytes.
+template <typename T>
+void copy_into_panels(const T* w, int64_t ld, WeightOp op, int64_t K, int64_t N, int64_t columns, T* out) {
+  const int64_t panels = (N + columns - 1) / columns;
+  at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n0 = p * columns, width = std::min(columns, N - n0);
+      T* panel = out + n0 * K;
+      if (op == WeightOp::kTransposed) {  // W's rows n0.. (each K long) become the panel's columns
+        transpose_into(w + n0 * ld, width, K, ld, panel);
+      } else {
+        for (int64_t k = 0; k < K; ++k) std::memcpy(panel + k * width, w + k * ld + n0, width * sizeof(T));
+      }
+    }
+  });
+}
+
 template <typename T>
 class StepGemm {
  public:
@@ -144,7 +174,10 @@ class StepGemm {
     if constexpr (std::is_same_v<T, float>) {
       const bool plain = op == WeightOp::kPlain;
       if (route == GemmRoute::kAll && (plain || pack) && M_ >= kBrgemmMinRows && N_ > 0 && K_ > 0) {
-        if (plain) {  // brgemm's B is K x N row-major: W itself
+        const int64_t columns = plain ? kBackwardPanelColumns : kForwardPanelColumns;
+        if (pack && N_ > columns && N_ * K_ * int64_t(sizeof(T)) > kPanelMinBytes) {
+          lay_out_panels(columns);
+        } else if (plain) {  // brgemm's B is K x N row-major: W itself
           b_ = w, ld_b_ = ld_w_;
         } else {  // W^T, copied once (transpose.h)
           w_t_ = new_buffer({cols_, rows_}, opt);
@@ -158,7 +191,9 @@ class StepGemm {
     if constexpr (std::is_same_v<T, float>) {
       const bool mkl = cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr &&
                        cblas_sgemm_pack_get_size != nullptr;
-      if (mkl && pack && blas_ok_ && M_ > 0 && N_ > 0 && K_ > 0 && N_ * K_ >= kPackMinWeight) {
+      // (a backward's plain W goes to sgemm_ as stored: MKL's packing was measured for the forward alone)
+      if (mkl && pack && op == WeightOp::kTransposed && blas_ok_ && M_ > 0 && N_ > 0 && K_ > 0 &&
+          N_ * K_ >= kPackMinWeight) {
         const size_t bytes = cblas_sgemm_pack_get_size(kCblasBMatrix, int(M_), int(N_), int(K_));
         packed_ = at::empty({int64_t((bytes + sizeof(float) - 1) / sizeof(float))}, opt.dtype(at::kFloat));
         cblas_sgemm_pack(kCblasRowMajor, kCblasBMatrix, op == WeightOp::kTransposed ? kCblasTrans : kCblasNoTrans,
@@ -168,6 +203,8 @@ class StepGemm {
   }
 
   int64_t n() const { return N_; }
+  // the width of brgemm's column panels, 0 where B is whole; a split product's first block's (for the tests)
+  int64_t panel_columns() const { return blocks_.empty() ? panel_ : blocks_[0].panel_; }
   // whether a call splits the product over threads (by columns)
   bool split() const { return !blocks_.empty(); }
 
@@ -205,6 +242,13 @@ class StepGemm {
     }
 #ifdef CPUBLAS_BRGEMM_F32F32F32
     if constexpr (std::is_same_v<T, float>) {
+      if (b_ != nullptr && panel_ > 0) {  // panel p (columns n0 on) at b_ + n0 * K
+        for (int64_t n0 = 0; n0 < N_; n0 += panel_) {
+          const int64_t width = std::min(panel_, N_ - n0);
+          at::native::cpublas::brgemm(M_, width, K_, lda, width, ldc, accumulate, a, b_ + n0 * K_, c + n0);
+        }
+        return;
+      }
       if (b_ != nullptr) {
         at::native::cpublas::brgemm(M_, N_, K_, lda, ld_b_, ldc, accumulate, a, b_, c);
         return;
@@ -243,6 +287,14 @@ class StepGemm {
   }
 
  private:
+  // Copies op(W) (K x N) into panels of `columns` columns in w_t_ (see kPanelMinBytes).
+  void lay_out_panels(int64_t columns) {
+    panel_ = columns;
+    w_t_ = new_buffer({K_ * N_}, opt_);
+    copy_into_panels(w_, ld_w_, op_, K_, N_, panel_, w_t_.data_ptr<T>());
+    b_ = w_t_.data_ptr<T>();
+  }
+
   const T* w_;
   int64_t rows_, cols_, ld_w_;
   WeightOp op_;
@@ -250,8 +302,10 @@ class StepGemm {
   bool pack_;
   at::TensorOptions opt_;
   at::Tensor packed_;
-  const T* b_ = nullptr;  // brgemm's B (K x N, row stride ld_b_): W, or W^T in w_t_; null: no brgemm
-  int64_t ld_b_ = 0;
+  // brgemm's B (K x N, row stride ld_b_): W, or W^T in w_t_, or with panel_ > 0 the panels in w_t_ (K x width
+  // each, contiguous, one after the other); null: no brgemm
+  const T* b_ = nullptr;
+  int64_t ld_b_ = 0, panel_ = 0;
   at::Tensor w_t_;
   bool blas_ok_ = false;
   bool one_thread_ = true;
@@ -264,34 +318,77 @@ class StepGemm {
 
 constexpr int64_t kLargeK = 1024;  // past this K, brgemm runs over chunks of kChunkK
 constexpr int64_t kChunkK = 256;
+// A whole-sequence product's B over kPanelMinBytes is copied into panels (see there) where A has this many
+// rows or more to pay for the copy. One thread, this machine, GFLOP/s whole against panels of 64: the
+// medium language model's projection (350 x 650 x 2600, a thread's rows) 107 against 111, its dx (350 x 2600
+// x 650) 87 against 112, H=1024's projection (480 x 1024 x 4096) 86 against 113; 800 x 256 x 1024 even.
+constexpr int64_t kPanelMinRows = 64;
+constexpr int64_t kWholePanelColumns = 64;
+
+namespace gemm_detail {
+
+// C (M x N) (+)= A (M x K) @ B, float, on brgemm by one block of rows per thread and, past kLargeK, chunks of
+// K (the micro-kernel keeps no part of B in cache across its rows). B is K x N with row stride ldb (panel 0),
+// or in panels of `panel` columns (copy_into_panels).
+inline void brgemm_rows(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t panel, float* c,
+                        int64_t ldc, int64_t M, int64_t N, int64_t K, bool accumulate) {
+  const int64_t chunk = K > kLargeK ? kChunkK : K;
+  const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  const int64_t grain = std::max<int64_t>(kBrgemmMinRows, (M + threads - 1) / threads);
+  const int64_t columns = panel > 0 ? panel : N;
+  at::parallel_for(0, M, grain, [&](int64_t m0, int64_t m1) {
+    for (int64_t n0 = 0; n0 < N; n0 += columns) {
+      const int64_t width = std::min(columns, N - n0);
+      const float* bn = panel > 0 ? b + n0 * K : b + n0;
+      const int64_t ld = panel > 0 ? width : ldb;
+      for (int64_t k0 = 0; k0 < K; k0 += chunk) {
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+        at::native::cpublas::brgemm(m1 - m0, width, std::min(chunk, K - k0), lda, ld, ldc, accumulate || k0 > 0,
+                                    a + m0 * lda + k0, bn + k0 * ld, c + m0 * ldc + n0);
+#endif
+      }
+    }
+  });
+}
+
+inline bool brgemm_whole_products() {
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+  return gemm_route() == GemmRoute::kAll;
+#else
+  return false;
+#endif
+}
+
+inline bool in_panels(int64_t M, int64_t N, int64_t K) {
+  return M >= kPanelMinRows && N > kWholePanelColumns && N * K * int64_t(sizeof(float)) > kPanelMinBytes;
+}
+
+}  // namespace gemm_detail
 
 // C (M x N, row stride ldc) = A (M x K, lda) @ B (K x N, ldb), all row-major, or with accumulate C += A @ B.
-// float: brgemm over one block of rows per thread and, past kLargeK, over chunks of K (the micro-kernel keeps
-// no part of B in cache across its rows); else at::mm_out. Measured against MKL's sgemm at the layers' shapes
-// (1 thread, this machine; GFLOP/s): the small language model's 105 against 96, the small batch's 111-114
-// against 97-102, the medium model's 102-107 against 91-97 and its weight gradients (2600 x 650 over 700 rows)
-// 95-105 against 64-74, the book's projection (64000 rows, K=32) 88 against 45 and weight gradients (K=64000)
-// 102 against 57. Unchunked, K=2600 ran at 80.
+// float: brgemm (gemm_detail::brgemm_rows), B copied into panels where large (kPanelMinRows); else
+// at::mm_out. Measured against MKL's sgemm at the layers' shapes (1 thread, this machine; GFLOP/s): the small
+// language model's 105 against 96, the small batch's 111-114 against 97-102, the medium model's 102-107
+// against 91-97 and its weight gradients (2600 x 650 over 700 rows) 95-105 against 64-74, the book's
+// projection (64000 rows, K=32) 88 against 45 and weight gradients (K=64000) 102 against 57. Unchunked,
+// K=2600 ran at 80.
 template <typename T>
 void matmul_into(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t M, int64_t N, int64_t K,
                  const at::TensorOptions& opt, bool accumulate = false) {
   if (M == 0 || N == 0) return;
-#ifdef CPUBLAS_BRGEMM_F32F32F32
   if constexpr (std::is_same_v<T, float>) {
-    if (gemm_route() == GemmRoute::kAll && K > 0) {
-      const int64_t chunk = K > kLargeK ? kChunkK : K;
-      const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-      const int64_t grain = std::max<int64_t>(kBrgemmMinRows, (M + threads - 1) / threads);
-      at::parallel_for(0, M, grain, [&](int64_t m0, int64_t m1) {
-        for (int64_t k0 = 0; k0 < K; k0 += chunk) {
-          at::native::cpublas::brgemm(m1 - m0, N, std::min(chunk, K - k0), lda, ldb, ldc, accumulate || k0 > 0,
-                                      a + m0 * lda + k0, b + k0 * ldb, c + m0 * ldc);
-        }
-      });
+    if (gemm_detail::brgemm_whole_products() && K > 0) {
+      if (gemm_detail::in_panels(M, N, K)) {
+        const at::Tensor panels = new_buffer({K * N}, opt);
+        copy_into_panels(b, ldb, WeightOp::kPlain, K, N, kWholePanelColumns, panels.data_ptr<float>());
+        gemm_detail::brgemm_rows(a, lda, panels.data_ptr<float>(), 0, kWholePanelColumns, c, ldc, M, N, K,
+                                 accumulate);
+      } else {
+        gemm_detail::brgemm_rows(a, lda, b, ldb, 0, c, ldc, M, N, K, accumulate);
+      }
       return;
     }
   }
-#endif
   const at::Tensor a_ = at::from_blob(const_cast<T*>(a), {M, K}, {lda, 1}, opt);
   const at::Tensor b_ = at::from_blob(const_cast<T*>(b), {K, N}, {ldb, 1}, opt);
   at::Tensor out = at::from_blob(c, {M, N}, {ldc, 1}, opt);
@@ -300,6 +397,23 @@ void matmul_into(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t
   } else {
     at::mm_out(out, a_, b_);
   }
+}
+
+// C (M x N, ldc) (+)= A (M x K, lda) @ W^T, W stored N x K (row stride ldw): a layer's input projection. In
+// float on brgemm with W^T copied once, into panels where large (matmul_into), else whole (transpose.h).
+inline void matmul_transposed_into(const float* a, int64_t lda, const float* w, int64_t ldw, float* c, int64_t ldc,
+                                   int64_t M, int64_t N, int64_t K, const at::TensorOptions& opt,
+                                   bool accumulate = false) {
+  if (M == 0 || N == 0) return;
+  const bool panels = gemm_detail::brgemm_whole_products() && K > 0 && gemm_detail::in_panels(M, N, K);
+  const at::Tensor w_t = new_buffer({K * N}, opt);
+  if (panels) {
+    copy_into_panels(w, ldw, WeightOp::kTransposed, K, N, kWholePanelColumns, w_t.data_ptr<float>());
+    gemm_detail::brgemm_rows(a, lda, w_t.data_ptr<float>(), 0, kWholePanelColumns, c, ldc, M, N, K, accumulate);
+    return;
+  }
+  transpose_into(w, N, K, ldw, w_t.data_ptr<float>());
+  matmul_into(a, lda, w_t.data_ptr<float>(), N, c, ldc, M, N, K, opt, accumulate);
 }
 
 }  // namespace seqtorch_cpu

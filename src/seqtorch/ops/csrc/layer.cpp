@@ -116,7 +116,7 @@ std::vector<at::Tensor> scan_weights(const LayerConfig& c, const LayerTensors& i
 }
 
 // gx (T, B, G) as Cell.scan_inputs computes it: x W_ih^T, + b_ih unless it is folded into the weights. In
-// float on brgemm (gemm.h's matmul_into, with W_ih^T copied: transpose.h), else ATen's GEMM.
+// float on brgemm (gemm.h's matmul_transposed_into), else ATen's GEMM.
 at::Tensor input_projection(const LayerConfig& c, const LayerTensors& in) {
   const int64_t T = in.x.size(0), B = in.x.size(1), I = in.x.size(2), G = in.w_ih.size(0);
   const at::Tensor x2 = in.x.view({T * B, I});
@@ -124,15 +124,14 @@ at::Tensor input_projection(const LayerConfig& c, const LayerTensors& in) {
   if (in.x.scalar_type() != at::kFloat) {
     return (add_bias ? at::addmm(in.b_ih, x2, in.w_ih.t()) : at::mm(x2, in.w_ih.t())).view({T, B, G});
   }
-  const at::Tensor w_t = new_buffer({I, G}, in.x.options());
-  transpose_into(in.w_ih.data_ptr<float>(), G, I, I, w_t.data_ptr<float>());
   at::Tensor gx = new_buffer({T, B, G}, in.x.options());
   float* out = gx.data_ptr<float>();
   if (add_bias) {  // the rows start from b_ih and the product adds into them
     const float* bias = in.b_ih.data_ptr<float>();
     for (int64_t row = 0; row < T * B; ++row) std::memcpy(out + row * G, bias, sizeof(float) * G);
   }
-  matmul_into(x2.data_ptr<float>(), I, w_t.data_ptr<float>(), G, out, G, T * B, G, I, in.x.options(), add_bias);
+  matmul_transposed_into(x2.data_ptr<float>(), I, in.w_ih.data_ptr<float>(), I, out, G, T * B, G, I, in.x.options(),
+                         add_bias);
   return gx;
 }
 
@@ -358,17 +357,28 @@ std::vector<at::Tensor> scan_layer(std::string cell, std::string activation, std
   return result;
 }
 
-// The whole-sequence products alone, for the tests: a (M x K) @ b (K x N) by matmul_into, or with
-// transposed_a, a (K x M)^T @ b by weight_grad_into (a weight's gradient: a copied transposed where K is
-// kTransposedGradRows or more).
-at::Tensor layer_gemm(const at::Tensor& a_, const at::Tensor& b_, bool transposed_a) {
+// The whole-sequence products alone, for the tests: a (M x K) @ b (K x N) by matmul_into; with transposed_a,
+// a (K x M)^T @ b by weight_grad_into (a weight's gradient: a copied transposed where K is
+// kTransposedGradRows or more); with transposed_b, a @ b (N x K)^T by matmul_transposed_into (the input
+// projection).
+at::Tensor layer_gemm(const at::Tensor& a_, const at::Tensor& b_, bool transposed_a, bool transposed_b) {
   at::NoGradGuard no_grad;
   const at::Tensor a = a_.contiguous(), b = b_.contiguous();
-  check(a.dim() == 2 && b.dim() == 2 && a.size(transposed_a ? 0 : 1) == b.size(0) && a.scalar_type() == b.scalar_type(),
-        "layer_gemm: a (M, K) or (K, M) and b (K, N) of one dtype");
-  at::Tensor out = at::empty({a.size(transposed_a ? 1 : 0), b.size(1)}, b.options());
+  check(a.dim() == 2 && b.dim() == 2 && !(transposed_a && transposed_b) &&
+            a.size(transposed_a ? 0 : 1) == b.size(transposed_b ? 1 : 0) && a.scalar_type() == b.scalar_type(),
+        "layer_gemm: a (M, K) or (K, M) and b (K, N) or (N, K), of one dtype");
+  at::Tensor out = at::empty({a.size(transposed_a ? 1 : 0), b.size(transposed_b ? 0 : 1)}, b.options());
   if (transposed_a) {
     weight_grad_into(out, a, at::Tensor(), b);
+    return out;
+  }
+  if (transposed_b && a.scalar_type() == at::kFloat) {
+    matmul_transposed_into(a.data_ptr<float>(), a.size(1), b.data_ptr<float>(), b.size(1), out.data_ptr<float>(),
+                           out.size(1), a.size(0), b.size(0), a.size(1), a.options());
+    return out;
+  }
+  if (transposed_b) {
+    at::mm_out(out, a, b.t());
     return out;
   }
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "seqtorch_layer_gemm", [&] {
@@ -382,7 +392,7 @@ at::Tensor layer_gemm(const at::Tensor& a_, const at::Tensor& b_, bool transpose
 }  // namespace seqtorch_cpu
 
 TORCH_LIBRARY_FRAGMENT(seqtorch, m) {
-  m.def("layer_gemm(Tensor a, Tensor b, bool transposed_a) -> Tensor");
+  m.def("layer_gemm(Tensor a, Tensor b, bool transposed_a, bool transposed_b=False) -> Tensor");
   m.def("scan_layer(str cell, str activation, str recurrent_activation, bool reverse, float[] cell_args, "
         "bool fold_input_bias, Tensor x, Tensor[] states, Tensor?[] input_weights, Tensor?[] weights) -> Tensor[]");
 }

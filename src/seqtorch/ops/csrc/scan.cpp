@@ -539,7 +539,8 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
     const int64_t rows = r1 - r0;
     std::vector<StepGemm<T>> gemm;
     for (int i = 0; i < NP; ++i) {
-      gemm.push_back(product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kPlain, rows, false));
+      const bool pack = T_ >= kPackMinSteps;  // (a large W in panels)
+      gemm.push_back(product_gemm<T>(Cell::kProducts[i], a.weights, H, WeightOp::kPlain, rows, pack));
     }
     // d(input of product i) = d(product i) @ W_i, into the rows' part of out (B, its width)
     auto product_input_grad = [&](int i, int64_t t, at::Tensor& out) {
@@ -786,6 +787,26 @@ std::vector<std::string> cpp_cells() {
 }
 
 }  // namespace
+// One recurrent product, a (M x K) @ op(w), through StepGemm as a scan runs it (op(w) = w^T for a forward's
+// w, N x K, or w itself, K x N, for a backward's), and the width of its brgemm panels (for the tests).
+std::tuple<at::Tensor, int64_t> step_gemm(const at::Tensor& a_, const at::Tensor& w_, bool transposed_w, bool pack) {
+  const at::Tensor a = a_.contiguous(), w = w_.contiguous();
+  TORCH_CHECK(a.dim() == 2 && w.dim() == 2 && a.size(1) == w.size(transposed_w ? 1 : 0) &&
+                  a.scalar_type() == w.scalar_type(),
+              "step_gemm: a (M, K) and w (N, K) transposed or (K, N), of one dtype");
+  at::Tensor out;
+  int64_t panel = 0;
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "seqtorch_step_gemm", [&] {
+    const StepGemm<scalar_t> gemm(w.data_ptr<scalar_t>(), w.size(0), w.size(1), w.size(1),
+                                  transposed_w ? WeightOp::kTransposed : WeightOp::kPlain, a.size(0), pack,
+                                  a.options());
+    out = at::empty({a.size(0), gemm.n()}, a.options());
+    gemm.run(a.data_ptr<scalar_t>(), a.size(1), out.data_ptr<scalar_t>(), gemm.n());
+    panel = gemm.panel_columns();
+  });
+  return {out, panel};
+}
+
 }  // namespace seqtorch_cpu
 
 // The schemas are seqtorch/ops/contract.py's (a test checks that they agree).
@@ -802,10 +823,12 @@ TORCH_LIBRARY_FRAGMENT(SEQTORCH_OPS_NAMESPACE, m) {
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
   // how many row chunks a scan of `batch` rows with per-step products of `flops` runs (for the tests)
   m.def("scan_row_chunks(int batch, float flops, float weight_bytes) -> int", &seqtorch_cpu::row_chunks);
+  m.def("step_gemm(Tensor a, Tensor w, bool transposed_w, bool pack) -> (Tensor, int)");
 }
 
 TORCH_LIBRARY_IMPL(SEQTORCH_OPS_NAMESPACE, CPU, m) {
   m.impl("scan_forward_cpp", &seqtorch_cpu::scan_forward_cpp);
   m.impl("scan_backward_cpp", &seqtorch_cpu::scan_backward_cpp);
   m.impl("scan_projected_cpp", &seqtorch_cpu::scan_projected_cpp);
+  m.impl("step_gemm", &seqtorch_cpu::step_gemm);
 }
