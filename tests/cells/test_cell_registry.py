@@ -96,15 +96,19 @@ def test_cpp_loop_in_row_chunks_matches_its_reference(cell, monkeypatch):
 
 def test_row_chunks_rule():
     """scan.cpp's row_chunks on two threads: chunks of 8 rows or more; large products keep their rows whole
-    (split by columns) unless their weights fit a core's cache (768 KB)."""
+    (split by columns) unless their weights fit a core's cache (768 KB), in the backward up to 3 MiB."""
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         chunks = native.load().scan_row_chunks
-        assert chunks(20, 1e5, 1e9) == 2  # small products: a chunk per thread whatever the weights
-        assert chunks(15, 1e5, 1e3) == 1  # too few rows for two chunks of 8
-        assert chunks(20, 6.4e6, 640 * 1024) == 2  # the small language model's W_hh (640 KB)
-        assert chunks(16, 8.4e6, 1024 * 1024) == 1  # the small batch's (1 MB): split by columns
+        for backward in (False, True):
+            assert chunks(20, 1e5, 1e9, backward) == 2  # small products: a chunk per thread whatever the weights
+            assert chunks(15, 1e5, 1e3, backward) == 1  # too few rows for two chunks of 8
+            assert chunks(20, 6.4e6, 640 * 1024, backward) == 2  # the small language model's W_hh (640 KB)
+            assert chunks(20, 1.35e8, 6.8e6, backward) == 1  # the medium one's (6.8 MB): split by columns
+        assert chunks(16, 8.4e6, 1024 * 1024) == 1  # the small batch's (1 MB): forward split by columns,
+        assert chunks(16, 8.4e6, 1024 * 1024, True) == 2  # backward in chunks
+        assert chunks(16, 8.4e6, 3 * 1024 * 1024 + 1, True) == 1
     finally:
         torch.set_num_threads(old)
 

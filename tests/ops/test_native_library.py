@@ -265,18 +265,21 @@ def test_each_product_path_matches_reference(monkeypatch, name, options, dtype, 
 
 @pytest.mark.parametrize("gemm", ["all", "blas"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("name, options", [("LSTM", {}), ("GRU", {"reset_after": False}), ("SimpleRNN", {})])
-def test_products_split_by_columns_over_two_threads_match_reference(name, options, dtype, gemm, monkeypatch):
+@pytest.mark.parametrize("name, options, H", [("LSTM", {}, 512), ("GRU", {"reset_after": False}, 600),
+                                              ("SimpleRNN", {}, 1000)])
+def test_products_split_by_columns_over_two_threads_match_reference(name, options, H, dtype, gemm, monkeypatch):
     """On two threads a product of 4 MFLOP or more (gemm.h's kThreadedFlops) is split into two column blocks,
-    one GEMM per thread: B=32, H=256 makes every product of these layers that large, forward (W_hh's rows)
-    and backward (its columns); the reset-before GRU's second product and its row blocks too. In float32
-    through brgemm and, under SEQTORCH_CPU_GEMM=blas, MKL's packed GEMM (5 steps, W over kPackMinWeight).
-    Values and gradients against the float64 reference."""
+    one GEMM per thread, where the recurrent weights are too large for row chunks (scan.cpp's row_chunks:
+    over 3 MiB for the backward): B=32 and these H (4-4.3 MB of W_hh) make every product of these layers
+    that large, forward (W_hh's rows) and backward (its columns); the reset-before GRU's second product and
+    its row blocks too. In float32 through brgemm (each block's W in panels) and, under
+    SEQTORCH_CPU_GEMM=blas, MKL's packed GEMM (5 steps, W over kPackMinWeight). Values and gradients against
+    the float64 reference."""
     if gemm != "all":
         monkeypatch.setenv("SEQTORCH_CPU_GEMM", gemm)
     torch.manual_seed(0)
-    fused = getattr(seqtorch, name)(8, 256, backend="cpu_fused", dtype=dtype, **options)
-    reference = getattr(seqtorch, name)(8, 256, backend="reference", dtype=torch.float64, **options)
+    fused = getattr(seqtorch, name)(8, H, backend="cpu_fused", dtype=dtype, **options)
+    reference = getattr(seqtorch, name)(8, H, backend="reference", dtype=torch.float64, **options)
     reference.load_state_dict(fused.state_dict())
     x = torch.randn(5, 32, 8, dtype=torch.float64)
 

@@ -104,18 +104,25 @@ double product_weight_elements(const std::vector<at::Tensor>& weights, int64_t H
 // up to kChunkMaxWeightBytes the chunks were faster (the small language model, W_hh 640 KB, 2 threads: 0.89x
 // torch.nn's inference against 0.99x split by columns, fwd+bwd 0.77x against 0.81x); at the small batch
 // (1 MB) they were even, and past that slower.
+// The backward's chunks go further: its product (d(gates) @ W, K = 4H long, N = H narrow) split by columns
+// leaves each thread a sliver of N, after a fork-join. 2 threads, torch.nn's backward against seqtorch's,
+// interleaved, both with W in brgemm panels: the small batch (1 MB) 0.83-0.95x by columns against 0.78-0.80x
+// in chunks, B=16 H=384 (2.4 MB) 0.75-0.80x against 0.71-0.72x; H=512 (4 MB) and the medium model (6.8 MB)
+// even; H=1024 slower in chunks.
 constexpr int64_t kMinChunkRows = 8;  // the fewest rows a thread takes on its own
 constexpr double kChunkMaxWeightBytes = 768.0 * 1024;
+constexpr double kBackwardChunkMaxWeightBytes = 3.0 * 1024 * 1024;
 
-int64_t row_chunks(int64_t B, double flops, double weight_bytes) {
-  if (at::in_parallel_region() || (flops >= kThreadedFlops && weight_bytes > kChunkMaxWeightBytes)) return 1;
+int64_t row_chunks(int64_t B, double flops, double weight_bytes, bool backward) {
+  const double max_bytes = backward ? kBackwardChunkMaxWeightBytes : kChunkMaxWeightBytes;
+  if (at::in_parallel_region() || (flops >= kThreadedFlops && weight_bytes > max_bytes)) return 1;
   return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / kMinChunkRows));
 }
 
-// f(r0, r1) over the rows [0, B), in row_chunks(B, flops, weight_bytes) chunks on torch's threads.
+// f(r0, r1) over the rows [0, B), in row_chunks(B, flops, weight_bytes, backward) chunks on torch's threads.
 template <class F>
-void run_row_chunks(int64_t B, double flops, double weight_bytes, const F& f) {
-  const int64_t chunks = row_chunks(B, flops, weight_bytes);
+void run_row_chunks(int64_t B, double flops, double weight_bytes, bool backward, const F& f) {
+  const int64_t chunks = row_chunks(B, flops, weight_bytes, backward);
   if (chunks <= 1) {
     f(int64_t(0), B);
     return;
@@ -125,11 +132,11 @@ void run_row_chunks(int64_t B, double flops, double weight_bytes, const F& f) {
   });
 }
 
-// f(r0, r1) over the rows [0, B) of a scan of Cell in dtype T, in chunks (row_chunks).
+// f(r0, r1) over the rows [0, B) of a scan of Cell in dtype T, forward or backward, in chunks (row_chunks).
 template <typename T, class Cell, class F>
-void run_scan_rows(const std::vector<at::Tensor>& weights, int64_t H, int64_t B, const F& f) {
+void run_scan_rows(const std::vector<at::Tensor>& weights, int64_t H, int64_t B, bool backward, const F& f) {
   const double elements = product_weight_elements<Cell>(weights, H);
-  run_row_chunks(B, 2.0 * double(B) * elements, elements * double(sizeof(T)), f);
+  run_row_chunks(B, 2.0 * double(B) * elements, elements * double(sizeof(T)), backward, f);
 }
 
 // The gate math's rows per parallel chunk for `rows` rows: where the step's product is split over the
@@ -414,7 +421,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
       }
     }
   };
-  run_scan_rows<T, Cell>(a.weights, H, B, scan_rows);
+  run_scan_rows<T, Cell>(a.weights, H, B, false, scan_rows);
 
   std::vector<at::Tensor> outputs{history[0]};
   for (int k = 1; k < K; ++k) outputs.push_back(save ? history[k] : turns[k][T_ % 2]);
@@ -655,7 +662,7 @@ std::vector<at::Tensor> backward_impl(const Args& a, const OptionalTensors& grad
       }
     }
   };
-  run_scan_rows<T, Cell>(a.weights, H, B, scan_rows);
+  run_scan_rows<T, Cell>(a.weights, H, B, true, scan_rows);
   if (T_ % 2 == 1) {
     for (int k = 0; k < K; ++k) std::swap(D[k], Dn[k]);  // where every chunk's last step wrote
   }
@@ -822,7 +829,8 @@ TORCH_LIBRARY_FRAGMENT(SEQTORCH_OPS_NAMESPACE, m) {
         "Tensor? rec_mask, Tensor?[] zoneout) -> Tensor[]");
   m.def("cpp_cells() -> str[]", &seqtorch_cpu::cpp_cells);
   // how many row chunks a scan of `batch` rows with per-step products of `flops` runs (for the tests)
-  m.def("scan_row_chunks(int batch, float flops, float weight_bytes) -> int", &seqtorch_cpu::row_chunks);
+  m.def("scan_row_chunks(int batch, float flops, float weight_bytes, bool backward=False) -> int",
+        &seqtorch_cpu::row_chunks);
   m.def("step_gemm(Tensor a, Tensor w, bool transposed_w, bool pack) -> (Tensor, int)");
 }
 
