@@ -15,7 +15,7 @@ when :mod:`.projected`'s inference scan does not serve): a scan without lengths,
 dropout, zoneout or every step's states, on the ``auto`` or ``cpu_fused`` backend, on non-empty CPU tensors
 all of one dtype, float32 or float64 (mixed dtypes take the general route, which promotes them), for a cell
 of the C++ library (not one generated from equations) whose input projection is the plain one and whose
-weights' gradients follow the default rule (:func:`seqtorch.ops.step.serves_cell`), and outside
+weights' gradients follow the default rule (:func:`seqtorch.ops.op_rules.serves_cell`), and outside
 ``torch.compile``/``torch.export`` tracing, ``torch.jit.trace``, ``torch.func`` transforms, forward-mode AD
 and autocast. Everything else takes the general route (:func:`seqtorch.ops.dispatch.scan`), which this op
 equals. A double backward (``create_graph=True``) through the op differentiates the reference scan
@@ -28,19 +28,16 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
-from torch._C._functorch import is_functorch_wrapped_tensor, peek_interpreter_stack
+from torch._C._functorch import is_functorch_wrapped_tensor
 
 from ..recurrent_cells import Acts, get_cell
 from ..recurrent_cells.base import Cell
 from . import native
 from .contract import ScanOptions
+from .op_rules import eager_cpu_call, serves_cell
 from .reference import state_history_reference
-from .step import serves_cell
 
-_DTYPES = (torch.float32, torch.float64)
-_is_tracing = torch._C._is_tracing  # what torch.jit.is_tracing() asks outside TorchScript
 _LIBRARIES: list = []
 
 
@@ -49,19 +46,16 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, tensors: list[
     """Whether :func:`scan` can run a layer's scan of ``spec`` on the input x (T, B, I); ``tensors``: the states
     and every weight (input and recurrent, None where absent); ``use_native``: whether the C++ loop is on
     (:data:`seqtorch.ops.dispatch.USE_NATIVE`). The rule is the module docstring's."""
-    if (torch.compiler.is_compiling() or _is_tracing() or peek_interpreter_stack() is not None
-            or forward_ad._current_level >= 0):
+    if not eager_cpu_call(x) or is_functorch_wrapped_tensor(x):
         return False
     if lengths is not None or rec_mask is not None or keep is not None or backend not in ("auto", "cpu_fused"):
         return False
-    dtype = x.dtype
-    if not use_native or not x.is_cpu or dtype not in _DTYPES or x.numel() == 0:
+    if not use_native:
         return False
+    dtype = x.dtype
     for t in tensors:
         if t is not None and (t.dtype != dtype or not t.is_cpu or t.numel() == 0 or is_functorch_wrapped_tensor(t)):
             return False
-    if is_functorch_wrapped_tensor(x) or torch.is_autocast_enabled("cpu"):
-        return False
     return (_plain_scan_inputs(type(spec)) and serves_cell(spec) and spec.reference_only is None
             and spec.name in native.cpp_cells())  # the library's own cells (not one generated from equations)
 

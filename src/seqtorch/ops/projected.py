@@ -7,34 +7,32 @@ them. This op projects x itself, eight steps at a time, into a buffer that stays
 (``csrc/scan.cpp``, ``GxRows``); the numbers are those of the two-pass path to rounding (the same
 products, summed in another order) and are tested against the reference like it.
 
-When it serves (:func:`serves`, the rule in one place; :func:`seqtorch.ops.dispatch.scan_from_input` asks
-it, and otherwise the caller computes gx and runs :func:`seqtorch.ops.dispatch.scan`): a scan without a
-mask, resets or every step's states, on the ``auto`` or ``cpu_fused`` backend on CPU tensors of one dtype, float32
+When it serves (:func:`serves`, the rule in one place; :func:`seqtorch.ops.dispatch.scan_from_input` asks it,
+and otherwise the caller computes gx and runs :func:`seqtorch.ops.dispatch.scan`): a scan without a mask,
+resets or every step's states, on the ``auto`` or ``cpu_fused`` backend on CPU tensors of one dtype, float32
 or float64, where the C++ loop has the cell and the cell's input projection is the plain one (not the
 LayerNorm cells'), no gradient to compute (inference, or no_grad), and outside ``torch.compile`` tracing,
-``torch.func`` transforms, forward-mode AD and autocast; and where it pays: W_ih and the recurrent weights
-together at most :data:`MAX_WEIGHT_BYTES`. Each chunk reads all of W_ih again, and past a few MB that costs
-more than gx's trip through memory saves. Measured on 1 thread with the float32 products on brgemm
-(``csrc/gemm.h``), ratio to torch.nn: the small batch (B=16, H=256, 2 MB of weights) 1.08x projected
-against 1.21x two-pass, the small language model (H=200, 1.3 MB per layer) 1.16x either way, the medium
-one (H=650, 13.5 MB) 1.05x two-pass against 1.05-1.13x projected. Again after the cheaper W^T copies and
-the summed rows (``csrc/scan.cpp``): the medium one 0.87x two-pass against 0.91x projected on 1 thread,
-1.06x against 1.02x on 2, so the bound stays.
+``torch.jit.trace``, ``torch.func`` transforms, forward-mode AD and autocast (:mod:`.op_rules`); and where it
+pays: W_ih and the recurrent weights together at most :data:`MAX_WEIGHT_BYTES`. Each chunk reads all of W_ih
+again, and past a few MB that costs more than gx's trip through memory saves. Measured on 1 thread with the
+float32 products on brgemm (``csrc/gemm.h``), ratio to torch.nn: the small batch (B=16, H=256, 2 MB of
+weights) 1.08x projected against 1.21x two-pass, the small language model (H=200, 1.3 MB per layer) 1.16x
+either way, the medium one (H=650, 13.5 MB) 1.05x two-pass against 1.05-1.13x projected. Again after the
+cheaper W^T copies and the summed rows (``csrc/scan.cpp``): the medium one 0.87x two-pass against 0.91x
+projected on 1 thread, 1.06x against 1.02x on 2, so the bound stays.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
-from torch._C._functorch import peek_interpreter_stack
 
 from ..recurrent_cells.base import Cell
 from . import native
 from .autograd import finish
 from .contract import ScanOptions
+from .op_rules import eager_cpu_call
 
-_DTYPES = (torch.float32, torch.float64)
 MAX_WEIGHT_BYTES = 4 * 1024 * 1024  # up to here, projecting inside the loop was measured to pay (docstring)
 
 
@@ -43,11 +41,10 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
     """Whether :func:`scan` can run a layer's scan of ``spec`` on the input x (T, B, I) with ``weights`` (the input
     and the recurrent ones); ``tensors``: every other tensor it takes (states, recurrent-dropout mask, zoneout
     coefficients); ``use_native``: whether the C++ loop is on (:data:`seqtorch.ops.dispatch.USE_NATIVE`)."""
-    # tracing and transforms first: under them nothing below is asked (no guard on the input's sizes)
-    if torch.compiler.is_compiling() or peek_interpreter_stack() is not None or forward_ad._current_level >= 0:
+    if not eager_cpu_call(x):
         return False
     dtype, grad = x.dtype, torch.is_grad_enabled()
-    if backend not in ("auto", "cpu_fused") or not x.is_cpu or dtype not in _DTYPES or (grad and x.requires_grad):
+    if backend not in ("auto", "cpu_fused") or (grad and x.requires_grad):
         return False
     if type(spec).input_projection is not Cell.input_projection or not use_native:
         return False
@@ -62,8 +59,6 @@ def serves(backend: str, use_native: bool, spec: Cell, x: Tensor, weights: list[
                               or (t.is_floating_point() and (t.dtype != dtype or not t.is_cpu))):
             return False
     if weight_elements * x.element_size() > MAX_WEIGHT_BYTES:
-        return False
-    if x.numel() == 0 or torch.is_autocast_enabled("cpu"):
         return False
     return spec.name in native.cpp_cells()  # the library's own cells (not one generated from equations)
 

@@ -26,18 +26,13 @@ import functools
 from dataclasses import dataclass
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
-from torch._C._functorch import peek_interpreter_stack
 
 from ..recurrent_cells import Acts, get_cell
 from ..recurrent_cells.base import Cell
 from . import native
+from .op_rules import eager_cpu_call, serves_cell
 
-_DTYPES = (torch.float32, torch.float64)
-_is_compiling = torch.compiler.is_compiling
-_is_tracing = torch._C._is_tracing  # what torch.jit.is_tracing() asks outside TorchScript
-_OP_BIAS = 1  # the weight the op adds to every product's output (csrc/step.cpp)
 _LIBRARIES: list = []
 
 
@@ -51,13 +46,6 @@ class Plan:
     cell_args: tuple[float, ...]
     op: object | None
     op_args: tuple = ()  # the op's leading arguments (cell, activation, recurrent_activation, cell_args)
-
-
-def serves_cell(spec: Cell) -> bool:
-    """A cell the C++ ops with their own autograd cover (this op and :mod:`.layer`'s): the plain input
-    projection, the default weight-gradient rule with weights[1] as every product's bias."""
-    return (type(spec).input_projection is Cell.input_projection and type(spec).weight_grads is Cell.weight_grads
-            and all(p.bias == _OP_BIAS for p in spec.products) and len(spec.weights) > _OP_BIAS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,9 +64,7 @@ def plan(cell: Cell | str, activation: str, recurrent_activation: str, cell_args
 def op_serves(plan_: Plan, x: Tensor, h: Tensor) -> bool:
     """Whether the op can run this call on x (B, I) from h (B, P) (the rule in the module docstring); the
     Module has checked that the states and parameters share x's dtype and device."""
-    return (plan_.op is not None and x.is_cpu and x.dtype in _DTYPES and x.numel() > 0 and h.numel() > 0
-            and not _is_compiling() and not _is_tracing() and peek_interpreter_stack() is None
-            and forward_ad._current_level < 0 and not torch.is_autocast_enabled("cpu"))
+    return plan_.op is not None and eager_cpu_call(x) and h.numel() > 0
 
 
 def cell_step(plan_: Plan, x: Tensor, states: tuple[Tensor, ...], input_weights: tuple[Tensor | None, ...],
