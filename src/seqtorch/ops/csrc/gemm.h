@@ -8,11 +8,12 @@
 // * float, kBrgemmMinRows rows or more, in the backward (W as stored) or in a forward the caller asks to
 //   pack (over kPackMinSteps steps or more: for a step or two the copy costs more than it saves): ATen's
 //   brgemm (at::native::cpublas::brgemm), oneDNN's batch-reduce GEMM micro-kernel, the one oneDNN's own
-//   RNN is built on, with W^T copied once per scan for the forward. One thread each, 15-55% more GFLOP/s
+//   RNN is built on, with W^T copied once per scan for the forward, and a W over kPanelMinBytes that the
+//   caller packs (either direction) copied into panels of columns instead. One thread each, 15-55% more GFLOP/s
 //   than MKL's packed GEMM at the scans' shapes (1 thread, this machine: B=20, H=650 forward 106 against
 //   68, B=16, H=256 108 against 76, the book's 100 against 84; the backward's 83-112 against sgemm_'s
 //   64-79). Where oneDNN's micro-kernel is not built or not supported, ATen runs its own gemm instead;
-// * float with MKL (inside libtorch_cpu on x86-64) otherwise, when the caller asks to pack:
+// * float with MKL (inside libtorch_cpu on x86-64) otherwise, when the caller asks to pack a forward's W:
 //   cblas_sgemm_pack once, cblas_sgemm_compute per step;
 // * otherwise, with a Fortran BLAS in libtorch (MKL or OpenBLAS): sgemm_/dgemm_ per step, no dispatch;
 // * otherwise (a torch without those symbols: they are weak references, null when absent): at::mm_out on
