@@ -12,7 +12,7 @@ from torch._C._functorch import peek_interpreter_stack
 
 from ..recurrent_cells.base import Cell
 
-DTYPES = (torch.float32, torch.float64)
+_DTYPES = (torch.float32, torch.float64)
 _is_compiling = torch.compiler.is_compiling
 _is_tracing = torch._C._is_tracing  # what torch.jit.is_tracing() asks outside TorchScript
 _OP_BIAS = 1  # the weight the ops add to every product's output (csrc/step.cpp, csrc/layer.cpp)
@@ -26,7 +26,7 @@ def eager_cpu_call(x: Tensor) -> bool:
     # compile first: Dynamo cannot trace _is_tracing (a graph break)
     if _is_compiling() or _is_tracing() or peek_interpreter_stack() is not None or forward_ad._current_level >= 0:
         return False
-    return x.is_cpu and x.dtype in DTYPES and x.numel() > 0 and not torch.is_autocast_enabled("cpu")
+    return x.is_cpu and x.dtype in _DTYPES and x.numel() > 0 and not torch.is_autocast_enabled("cpu")
 
 
 def serves_cell(spec: Cell) -> bool:

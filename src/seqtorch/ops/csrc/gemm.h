@@ -145,6 +145,30 @@ void copy_into_panels(const T* w, int64_t ld, WeightOp op, int64_t K, int64_t N,
   });
 }
 
+// Whether a B (K x N) of `columns`-wide panels pays for its copy (kPanelMinBytes): more than one panel, over
+// kPanelMinBytes of floats.
+inline bool panels_pay(int64_t N, int64_t K, int64_t columns) {
+  return N > columns && N * K * int64_t(sizeof(float)) > kPanelMinBytes;
+}
+
+// C (M x N, ldc) (+)= A (M x K, lda) @ B on brgemm, on the calling thread, over K in chunks of `chunk`: B is
+// K x N with row stride ldb (panel 0), or in panels of `panel` columns (copy_into_panels), a call per panel.
+inline void brgemm_panels(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t panel, float* c,
+                          int64_t ldc, int64_t M, int64_t N, int64_t K, int64_t chunk, bool accumulate) {
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+  const int64_t columns = panel > 0 ? panel : N;
+  for (int64_t n0 = 0; n0 < N; n0 += columns) {
+    const int64_t width = std::min(columns, N - n0);
+    const float* bn = panel > 0 ? b + n0 * K : b + n0;
+    const int64_t ld = panel > 0 ? width : ldb;
+    for (int64_t k0 = 0; k0 < K; k0 += chunk) {
+      at::native::cpublas::brgemm(M, width, std::min(chunk, K - k0), lda, ld, ldc, accumulate || k0 > 0, a + k0,
+                                  bn + k0 * ld, c + n0);
+    }
+  }
+#endif
+}
+
 template <typename T>
 class StepGemm {
  public:
@@ -176,7 +200,7 @@ class StepGemm {
       const bool plain = op == WeightOp::kPlain;
       if (route == GemmRoute::kAll && (plain || pack) && M_ >= kBrgemmMinRows && N_ > 0 && K_ > 0) {
         const int64_t columns = plain ? kBackwardPanelColumns : kForwardPanelColumns;
-        if (pack && N_ > columns && N_ * K_ * int64_t(sizeof(T)) > kPanelMinBytes) {
+        if (pack && panels_pay(N_, K_, columns)) {
           lay_out_panels(columns);
         } else if (plain) {  // brgemm's B is K x N row-major: W itself
           b_ = w, ld_b_ = ld_w_;
@@ -243,15 +267,8 @@ class StepGemm {
     }
 #ifdef CPUBLAS_BRGEMM_F32F32F32
     if constexpr (std::is_same_v<T, float>) {
-      if (b_ != nullptr && panel_ > 0) {  // panel p (columns n0 on) at b_ + n0 * K
-        for (int64_t n0 = 0; n0 < N_; n0 += panel_) {
-          const int64_t width = std::min(panel_, N_ - n0);
-          at::native::cpublas::brgemm(M_, width, K_, lda, width, ldc, accumulate, a, b_ + n0 * K_, c + n0);
-        }
-        return;
-      }
       if (b_ != nullptr) {
-        at::native::cpublas::brgemm(M_, N_, K_, lda, ld_b_, ldc, accumulate, a, b_, c);
+        brgemm_panels(a, lda, b_, ld_b_, panel_, c, ldc, M_, N_, K_, K_, accumulate);
         return;
       }
     }
@@ -336,19 +353,8 @@ inline void brgemm_rows(const float* a, int64_t lda, const float* b, int64_t ldb
   const int64_t chunk = K > kLargeK ? kChunkK : K;
   const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
   const int64_t grain = std::max<int64_t>(kBrgemmMinRows, (M + threads - 1) / threads);
-  const int64_t columns = panel > 0 ? panel : N;
   at::parallel_for(0, M, grain, [&](int64_t m0, int64_t m1) {
-    for (int64_t n0 = 0; n0 < N; n0 += columns) {
-      const int64_t width = std::min(columns, N - n0);
-      const float* bn = panel > 0 ? b + n0 * K : b + n0;
-      const int64_t ld = panel > 0 ? width : ldb;
-      for (int64_t k0 = 0; k0 < K; k0 += chunk) {
-#ifdef CPUBLAS_BRGEMM_F32F32F32
-        at::native::cpublas::brgemm(m1 - m0, width, std::min(chunk, K - k0), lda, ld, ldc, accumulate || k0 > 0,
-                                    a + m0 * lda + k0, bn + k0 * ld, c + m0 * ldc + n0);
-#endif
-      }
-    }
+    brgemm_panels(a + m0 * lda, lda, b, ldb, panel, c + m0 * ldc, ldc, m1 - m0, N, K, chunk, accumulate);
   });
 }
 
@@ -361,7 +367,7 @@ inline bool brgemm_whole_products() {
 }
 
 inline bool in_panels(int64_t M, int64_t N, int64_t K) {
-  return M >= kPanelMinRows && N > kWholePanelColumns && N * K * int64_t(sizeof(float)) > kPanelMinBytes;
+  return M >= kPanelMinRows && panels_pay(N, K, kWholePanelColumns);
 }
 
 }  // namespace gemm_detail
