@@ -176,3 +176,63 @@ def test_the_rule():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not projected.serves("auto", True, spec, x, small, [])
     assert not projected.serves("auto", False, spec, x, small, [])  # the C++ loop switched off
+
+
+def test_unit_blocks_rule():
+    """scan.cpp's unit_blocks: an inference scan of a unit-local cell (lstm, rnn) splits its hidden units over
+    the threads where each block gets 64 units or more, unless the rows' loop would run chunks of more than
+    32 rows (those need no barrier at all); never on one thread, never for other cells."""
+    blocks = native.load().scan_unit_blocks
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert blocks("lstm", 16, 256) == 2  # the small batch: its product split by columns otherwise
+        assert blocks("lstm", 20, 200) == 2  # the small language model: row chunks of 10 otherwise
+        assert blocks("lstm", 8, 128) == 2  # a product too small to split, rows too few to chunk: one thread
+        assert blocks("rnn", 8, 128) == 2
+        assert blocks("lstm", 256, 128) == 1  # chunks of 128 rows
+        assert blocks("lstm", 16, 127) == 1  # under 64 units a block
+        assert blocks("gru", 16, 256) == 1  # its reset gate scales the recurrent product: not unit-local
+        torch.set_num_threads(3)
+        assert blocks("lstm", 16, 200) == 3
+        assert blocks("lstm", 16, 150) == 2
+        torch.set_num_threads(1)
+        assert blocks("lstm", 16, 256) == 1
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_unit_blocks_equal_one_thread_and_the_reference(cell, threads, bias, reverse, dtype):
+    """Inference by unit blocks (scan.cpp's forward_unit_blocks: each thread projects, multiplies and runs the
+    gate math of its own hidden units, one barrier per step): H=200 in blocks of 96 and 104 units on 2 threads,
+    64, 64 and 72 on 3 (more threads than this machine's cores: the barrier's waits give the core back), 11
+    steps (a chunk of 8 and a tail). Each block's products are its columns of the whole ones: in float32 (on
+    brgemm, which sums over K in the same order for any block of columns) the outputs equal the rows' loop on
+    one thread exactly; float64 (BLAS, whose kernels change with the width) and both against the float64
+    reference to the table's tolerance."""
+    T, B, I, H = 11, 4, 24, 200
+    x, states, input_weights, weights = _case(cell, T, B, I, H, torch.float64, bias=bias, seed=4, scale=0.1)
+    opts = ScanOptions(cell, reverse=reverse)
+    cast = lambda ts: tuple(None if t is None else t.to(dtype) for t in ts)  # noqa: E731
+    args = (x.to(dtype), cast(input_weights), cast(states), cast(weights))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        assert native.load().scan_unit_blocks(cell, B, H) == threads
+        with torch.no_grad():
+            blocks = projected.scan(opts, *args)
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            rows = projected.scan(opts, *args)
+    finally:
+        torch.set_num_threads(old)
+    want = _reference(opts, x, states, input_weights, weights, None, None)
+    for got, one_thread, ref in zip((blocks[0], *blocks[1]), (rows[0], *rows[1]), (want[0], *want[1])):
+        if dtype == torch.float32:
+            assert torch.equal(got, one_thread)
+        assert_close(got.double(), ref, dtype=dtype)

@@ -27,6 +27,12 @@
 //                                             loop has added the product into r.gx already, in a scan that
 //                                             keeps nothing (inference): it adds weights[1] itself and writes
 //                                             no saved rows
+//   static constexpr bool kUnitLocal;        (optional, default false) with kSumsPreactivation and P == H: that
+//                                             summed forward reads, for hidden unit j, elements g*H + j of r.gx
+//                                             and weights[1] and element j of each state, and writes element j
+//                                             of each state, nothing else; so the loop may hand it a block of
+//                                             units as if it were the whole layer (r.d.H the block's width,
+//                                             the pointers at the block's units: scan.cpp's unit blocks)
 //   static int64_t state_width(int k, Dims d), u_width(Dims d);
 //   static int64_t saved_width(int j, Dims d, bool needs_pre), grad_width(int j, Dims d);   j: a Saved / Grad slot
 //   template <typename T, class A> static void forward(int stage, const ForwardRow<T>& r);
@@ -112,5 +118,11 @@ struct sums_preactivation : std::false_type {};
 template <class Cell>
 struct sums_preactivation<Cell, std::void_t<decltype(Cell::kSumsPreactivation)>>
     : std::bool_constant<Cell::kSumsPreactivation> {};
+
+// A cell's kUnitLocal, false where it declares none.
+template <class Cell, class = void>
+struct unit_local : std::false_type {};
+template <class Cell>
+struct unit_local<Cell, std::void_t<decltype(Cell::kUnitLocal)>> : std::bool_constant<Cell::kUnitLocal> {};
 
 }  // namespace seqtorch_cpu

@@ -177,7 +177,8 @@ class StepGemm {
   // one_thread: a block of a split product (below), which runs on the thread that calls it.
   StepGemm(const T* w, int64_t rows, int64_t cols, int64_t ld, WeightOp op, int64_t M, bool pack,
            const at::TensorOptions& opt, bool one_thread = false)
-      : w_(w), rows_(rows), cols_(cols), ld_w_(ld), op_(op), M_(M), pack_(pack), opt_(opt) {
+      : w_(w), rows_(rows), cols_(cols), ld_w_(ld), op_(op), M_(M), pack_(pack), opt_(opt),
+        asked_one_thread_(one_thread) {
     N_ = op == WeightOp::kTransposed ? rows : cols;
     K_ = op == WeightOp::kTransposed ? cols : rows;
     const bool threaded = 2.0 * double(M_) * double(N_) * double(K_) >= kThreadedFlops;
@@ -239,7 +240,7 @@ class StepGemm {
   StepGemm with_rows(int64_t M) const {
     const bool threaded = 2.0 * double(M) * double(N_) * double(K_) >= kThreadedFlops;
     if (packed_.defined() || (!blocks_.empty() && !threaded)) {
-      return StepGemm(w_, rows_, cols_, ld_w_, op_, M, pack_, opt_);
+      return StepGemm(w_, rows_, cols_, ld_w_, op_, M, pack_, opt_, asked_one_thread_);
     }
     StepGemm copy = *this;
     copy.M_ = M;
@@ -326,6 +327,7 @@ class StepGemm {
   int64_t ld_b_ = 0, panel_ = 0;
   at::Tensor w_t_;
   bool blas_ok_ = false;
+  bool asked_one_thread_;  // the constructor's one_thread
   bool one_thread_ = true;
   std::vector<StepGemm> blocks_;  // the column blocks, when the product is split over threads
   std::vector<int64_t> offsets_;  // each block's first column of C

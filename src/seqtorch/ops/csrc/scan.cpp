@@ -29,6 +29,7 @@
 #include "op_args.h"
 #include "ops_namespace.h"
 #include "scan.h"
+#include "spin_barrier.h"
 
 namespace seqtorch_cpu {
 namespace {
@@ -169,8 +170,9 @@ class GxRows {
   static constexpr int64_t kChunkSteps = 8;
 
   // fill: with a Projection, what each projected row starts from (G): b_ih; undefined: zeros.
+  // one_thread: the projections run on the calling thread (a thread's own block of a parallel scan).
   GxRows(const at::Tensor& gx, const Projection* proj, const Steps& steps, int64_t B, int64_t G, int64_t r0,
-         int64_t r1, const at::Tensor& fill)
+         int64_t r1, const at::Tensor& fill, bool one_thread = false)
       : proj_(proj), steps_(steps), B_(B), G_(G), r0_(r0), rows_(r1 - r0), fill_(fill) {
     if (proj_ == nullptr) {
       gx_ = gx.data_ptr<T>();
@@ -182,10 +184,10 @@ class GxRows {
     chunk_data_ = chunk_.data_ptr<T>();
     const T* w = proj_->w_ih.data_ptr<T>();
     if (rows_ == B_ && steps.T >= kChunkSteps) {  // a chunk's steps are contiguous in x: one GEMM for all
-      per_chunk_.emplace(w, G_, I_, I_, WeightOp::kTransposed, kChunkSteps * B_, true, opt);
+      per_chunk_.emplace(w, G_, I_, I_, WeightOp::kTransposed, kChunkSteps * B_, true, opt, one_thread);
       if (steps.T % kChunkSteps) per_time_.emplace(per_chunk_->with_rows(rows_));  // the last chunk's steps
     } else {
-      per_time_.emplace(w, G_, I_, I_, WeightOp::kTransposed, rows_, steps.T >= kPackMinSteps, opt);
+      per_time_.emplace(w, G_, I_, I_, WeightOp::kTransposed, rows_, steps.T >= kPackMinSteps, opt, one_thread);
     }
   }
 
@@ -240,6 +242,158 @@ class GxRows {
   std::optional<StepGemm<T>> per_time_, per_chunk_;
 };
 
+// ---------------------------------------------------------------------------------------------------
+// inference by unit blocks
+
+// The fewest hidden units a thread's block holds, the multiple its bounds fall on (a vector of floats), and
+// the most rows a chunk of the rows' loop may have for unit blocks to serve instead.
+constexpr int64_t kMinBlockUnits = 64;
+constexpr int64_t kBlockUnitAlign = 16;
+constexpr int64_t kMaxChunkRowsForBlocks = 32;
+
+// Into how many blocks of hidden units, one per thread, an inference scan that projects x itself (nothing
+// saved) of a unit-local cell (cpu_cell.h: kUnitLocal) splits, or 1 for the rows' loop (forward_impl).
+// The rows' loop either gives each thread a chunk of the rows (row_chunks), or splits every product by
+// columns over the threads: a fork-join for the product and one for the gate math at every step, another
+// for every chunk of projected steps, the threads idle through the serial parts between; or, with a step's
+// product too small to split and too few rows to chunk, it runs on one thread. A block instead takes its
+// units' columns of every gate (their rows of W_ih and W_hh, gathered once), so a thread projects, multiplies
+// and runs the gate math of its units alone, with one barrier per step: h, which every block's next product
+// reads whole. 2 threads, the LSTM's inference against the rows' loop, interleaved (min of 30-60 calls):
+// * split by columns: B=16 H=256 8.8 against 9.1 ms, B=64 H=256 19.8 against 21.2 ms;
+// * on one thread: B=8 H=128 1.47 against 2.07 ms;
+// * in chunks of few rows: B=20 H=200 (10 rows) 5.4-5.6 against 5.7-6.0 ms, B=32 H=128 6.5 against 6.7 ms;
+// * slower against chunks of many rows (B=256 H=128, 128 rows: 19.0 against 18.3 ms) and in blocks of 32
+//   units (B=64 H=64: 3.6 against 3.2 ms); even where gx comes from the caller (the two-pass scan of weights
+//   over projected.py's 4 MB: the medium language model, B=16 H=512), which this does not serve.
+// Served: two threads or more (OpenMP's, kConcurrentCalls), kMinBlockUnits units a block, no lengths,
+// recurrent dropout or zoneout, h as wide as the cell (no projection), and no row chunks of more than
+// kMaxChunkRowsForBlocks rows.
+template <class Cell>
+int64_t unit_blocks(const Args& a, int64_t B, int64_t H, int64_t P, double flops, double weight_bytes) {
+  if constexpr (!kConcurrentCalls || !sums_preactivation<Cell>::value || !unit_local<Cell>::value) {
+    return 1;
+  } else {
+    if (at::in_parallel_region() || P != H || a.lengths.has_value() || a.mask.has_value() ||
+        a.restart.has_value() || !a.reset_states.empty() || a.rec_mask.has_value()) {
+      return 1;
+    }
+    for (const at::Tensor& z : a.zoneout) {
+      if (z.defined()) return 1;
+    }
+    const int64_t blocks = std::min<int64_t>(at::get_num_threads(), H / kMinBlockUnits);
+    if (blocks < 2) return 1;
+    const int64_t chunks = row_chunks(B, flops, weight_bytes, false);
+    return chunks > 1 && B / chunks > kMaxChunkRowsForBlocks ? 1 : blocks;
+  }
+}
+
+// The first hidden unit of block b of `blocks` over H units: on a multiple of kBlockUnitAlign where H allows.
+inline int64_t block_start(int64_t b, int64_t blocks, int64_t H) {
+  if (b == 0) return 0;
+  if (b == blocks) return H;
+  const int64_t u = b * H / blocks;
+  const int64_t aligned = (u + kBlockUnitAlign / 2) / kBlockUnitAlign * kBlockUnitAlign;
+  return aligned > 0 && aligned < H ? aligned : u;
+}
+
+// The rows of a gate-major weight (G*H, K) or bias (G*H,) that feed the hidden units [u0, u0 + n): for each
+// gate g the rows g*H + u0 .. g*H + u0 + n, gate after gate ((gates * n, K) or (gates * n,)), contiguous.
+inline at::Tensor unit_rows(const at::Tensor& w, int64_t gates, int64_t H, int64_t u0, int64_t n) {
+  const int64_t K = w.dim() == 2 ? w.size(1) : 1;
+  at::Tensor rows = w.reshape({gates, H, K}).narrow(1, u0, n).contiguous();
+  return w.dim() == 2 ? rows.view({gates * n, K}) : rows.view({gates * n});
+}
+
+// The inference scan by unit blocks (unit_blocks says when) of x (T, B, I), projected inside: its outputs as
+// forward_impl's with save false, the same sums per element (a block's products are its columns of the whole
+// ones).
+template <typename T, class Cell, class A>
+std::vector<at::Tensor> forward_unit_blocks(const Args& a, const std::vector<at::Tensor>& states,
+                                            const Projection& proj, int64_t blocks) {
+  constexpr int K = Cell::kStates;
+  constexpr int64_t gates = Cell::kGates;
+  const Steps steps{proj.x.size(0), a.reverse};
+  const int64_t T_ = steps.T, B = proj.x.size(1), H = a.weights.at(0).size(0) / gates;
+  const at::TensorOptions opt = proj.x.options();
+  // h at every step (T + 1, B, H) and the other states in two turns (B, H): shared, a block writes its columns
+  at::Tensor history = new_buffer({T_ + 1, B, H}, opt);
+  history.select(0, steps.first()).copy_(states[0]);
+  at::Tensor turns[kMaxStates][2];
+  T* turns_data[kMaxStates][2] = {{nullptr}};
+  for (int k = 1; k < K; ++k) {
+    for (int i = 0; i < 2; ++i) {
+      turns[k][i] = new_buffer({B, H}, opt);
+      turns_data[k][i] = turns[k][i].data_ptr<T>();
+    }
+    turns[k][0].copy_(states[k]);
+  }
+  T* h_data = history.data_ptr<T>();
+  const at::Tensor bias = a.weights.size() > 1 && a.weights[1].defined() ? a.weights[1] : at::zeros({gates * H}, opt);
+
+  struct Block {
+    int64_t u0 = 0, n = 0;
+    Projection proj;  // x, and the block's rows of W_ih and b_ih (GxRows keeps a pointer to it)
+    at::Tensor w_hh, bias;
+    std::optional<GxRows<T>> gx;
+    std::optional<StepGemm<T>> product;
+  };
+  std::vector<Block> block(blocks);
+  // Each thread lays out its own block's weights (the gathered rows, then W^T), in parallel; a failure here
+  // reaches the caller as any parallel_for's does, before any thread waits at the barrier.
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      Block& blk = block[b];
+      blk.u0 = block_start(b, blocks, H), blk.n = block_start(b + 1, blocks, H) - blk.u0;
+      blk.w_hh = unit_rows(a.weights.at(0), gates, H, blk.u0, blk.n);
+      blk.bias = unit_rows(bias, gates, H, blk.u0, blk.n);
+      const int64_t Gb = gates * blk.n;
+      blk.proj.x = proj.x;
+      blk.proj.w_ih = unit_rows(proj.w_ih, gates, H, blk.u0, blk.n);
+      if (proj.b_ih.defined()) blk.proj.b_ih = unit_rows(proj.b_ih, gates, H, blk.u0, blk.n);
+      blk.gx.emplace(at::Tensor(), &blk.proj, steps, B, Gb, 0, B, blk.proj.b_ih, true);
+      blk.product.emplace(blk.w_hh.template data_ptr<T>(), Gb, H, H, WeightOp::kTransposed, B, T_ >= kPackMinSteps,
+                          opt, true);
+    }
+  });
+
+  SpinBarrier barrier(blocks);
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t step = 0; step < T_; ++step) {
+      const int64_t t = steps.at(step);
+      const T* h_prev = h_data + steps.prev(t) * B * H;
+      T* h_next = h_data + steps.next(t) * B * H;
+      for (int64_t b = b0; b < b1; ++b) {
+        Block& blk = block[b];
+        const int64_t Gb = gates * blk.n, u0 = blk.u0;
+        T* gx = const_cast<T*>(blk.gx->at(step));  // the block's own projected rows (GxRows::at)
+        blk.product->run(h_prev, H, gx, Gb, true);
+        for (int64_t row = 0; row < B; ++row) {
+          ForwardRow<T> r{};
+          r.d = Dims{blk.n, blk.n};
+          r.gx = gx + row * Gb;
+          r.h_in = h_prev + row * H + u0;
+          r.prev[0] = h_prev + row * H + u0;
+          r.next[0] = h_next + row * H + u0;
+          for (int k = 1; k < K; ++k) {
+            r.prev[k] = turns_data[k][step % 2] + row * H + u0;
+            r.next[k] = turns_data[k][(step + 1) % 2] + row * H + u0;
+          }
+          r.weights[0] = blk.w_hh.template data_ptr<T>();
+          r.weights[1] = blk.bias.template data_ptr<T>();
+          r.args = a.cell_args.data();
+          Cell::template forward<T, A>(0, r);
+        }
+      }
+      barrier.arrive_and_wait(b1 - b0);  // every block's units of h_next are written
+    }
+  });
+
+  std::vector<at::Tensor> outputs{history};
+  for (int k = 1; k < K; ++k) outputs.push_back(turns[k][T_ % 2]);
+  return outputs;
+}
+
 // gx (T, B, G) the caller's, or with a Projection none (x (T, B, I) then gives the sizes).
 template <typename T, class Cell, class A>
 std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor& gx,
@@ -251,6 +405,11 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   const int64_t T_ = input.size(0), B = input.size(1);
   const int64_t H = a.weights.at(0).size(0) / Cell::kGates, P = states.at(0).size(1);
   const Dims d{H, P};
+  if (proj != nullptr && !save) {
+    const double elements = product_weight_elements<Cell>(a.weights, H);
+    const int64_t blocks = unit_blocks<Cell>(a, B, H, P, 2.0 * double(B) * elements, elements * double(sizeof(T)));
+    if (blocks > 1) return forward_unit_blocks<T, Cell, A>(a, states, *proj, blocks);
+  }
   const at::TensorOptions opt = input.options();
   const Steps steps{T_, a.reverse};
   const StepFlags flags(a, B);
@@ -814,6 +973,24 @@ std::tuple<at::Tensor, int64_t> step_gemm(const at::Tensor& a_, const at::Tensor
   return {out, panel};
 }
 
+// unit_blocks for an inference scan of `cell` over `batch` rows and `hidden` units in float32 with no options
+// (for the tests)
+int64_t scan_unit_blocks(const std::string& cell, int64_t batch, int64_t hidden) {
+#define SEQTORCH_CELL(name)                                                                                     \
+  if (cell == #name) {                                                                                          \
+    if constexpr (unit_local<cells::name>::value) {                                                             \
+      Args a{cell, false, kSigmoid, false, std::nullopt, std::nullopt, std::nullopt, {}, std::nullopt, {}, {}, {}}; \
+      a.weights.push_back(at::empty({cells::name::kGates * hidden, hidden}));                                   \
+      const double elements = product_weight_elements<cells::name>(a.weights, hidden);                          \
+      return unit_blocks<cells::name>(a, batch, hidden, hidden, 2.0 * double(batch) * elements, elements * 4.0); \
+    }                                                                                                           \
+    return 1;                                                                                                   \
+  }
+  SEQTORCH_FOR_EACH_CELL(SEQTORCH_CELL)
+#undef SEQTORCH_CELL
+  TORCH_CHECK(false, "seqtorch C++ scan: no C++ kernel for cell '", cell, "'");
+}
+
 }  // namespace seqtorch_cpu
 
 // The schemas are seqtorch/ops/contract.py's (a test checks that they agree).
@@ -832,6 +1009,8 @@ TORCH_LIBRARY_FRAGMENT(SEQTORCH_OPS_NAMESPACE, m) {
   m.def("scan_row_chunks(int batch, float flops, float weight_bytes, bool backward=False) -> int",
         &seqtorch_cpu::row_chunks);
   m.def("step_gemm(Tensor a, Tensor w, bool transposed_w, bool pack) -> (Tensor, int)");
+  // into how many blocks of hidden units an inference scan splits (for the tests)
+  m.def("scan_unit_blocks(str cell, int batch, int hidden) -> int", &seqtorch_cpu::scan_unit_blocks);
 }
 
 TORCH_LIBRARY_IMPL(SEQTORCH_OPS_NAMESPACE, CPU, m) {

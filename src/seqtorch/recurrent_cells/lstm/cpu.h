@@ -14,7 +14,8 @@ struct lstm : lstm_slots {
   static constexpr int kGates = 4, kStates = 2;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
   static constexpr std::array<int, 1> kProductGrad{{-1}};  // d(product) = dgx
-  static constexpr bool kWritesDHIn = false, kUsesGate = true, kSumsPreactivation = true;
+  static constexpr bool kWritesDHIn = false, kUsesGate = true, kSumsPreactivation = true,
+                        kUnitLocal = true;
 
   static int64_t state_width(int k, Dims d) { return k == 0 ? d.P : d.H; }
   static int64_t u_width(Dims) { return 0; }

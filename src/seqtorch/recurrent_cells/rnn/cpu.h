@@ -11,7 +11,8 @@ struct rnn : rnn_slots {
   static constexpr int kGates = 1, kStates = 1;
   static constexpr std::array<Product, 1> kProducts{{{0, 0, -1, ProductInput::kHIn}}};
   static constexpr std::array<int, 1> kProductGrad{{-1}};
-  static constexpr bool kWritesDHIn = false, kUsesGate = false, kSumsPreactivation = true;
+  static constexpr bool kWritesDHIn = false, kUsesGate = false, kSumsPreactivation = true,
+                        kUnitLocal = true;
 
   static int64_t state_width(int, Dims d) { return d.P; }
   static int64_t u_width(Dims) { return 0; }
