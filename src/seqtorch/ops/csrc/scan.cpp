@@ -335,6 +335,8 @@ std::vector<at::Tensor> forward_unit_blocks(const Args& a, const std::vector<at:
     int64_t u0 = 0, n = 0;
     Projection proj;  // x, and the block's rows of W_ih and b_ih (GxRows keeps a pointer to it)
     at::Tensor w_hh, bias;
+    const T* w_hh_data = nullptr;  // their data, read once (data_ptr checks the tensor at every call)
+    const T* bias_data = nullptr;
     std::optional<GxRows<T>> gx;
     std::optional<StepGemm<T>> product;
   };
@@ -347,13 +349,13 @@ std::vector<at::Tensor> forward_unit_blocks(const Args& a, const std::vector<at:
       blk.u0 = block_start(b, blocks, H), blk.n = block_start(b + 1, blocks, H) - blk.u0;
       blk.w_hh = unit_rows(a.weights.at(0), gates, H, blk.u0, blk.n);
       blk.bias = unit_rows(bias, gates, H, blk.u0, blk.n);
+      blk.w_hh_data = blk.w_hh.template data_ptr<T>(), blk.bias_data = blk.bias.template data_ptr<T>();
       const int64_t Gb = gates * blk.n;
       blk.proj.x = proj.x;
       blk.proj.w_ih = unit_rows(proj.w_ih, gates, H, blk.u0, blk.n);
       if (proj.b_ih.defined()) blk.proj.b_ih = unit_rows(proj.b_ih, gates, H, blk.u0, blk.n);
       blk.gx.emplace(at::Tensor(), &blk.proj, steps, B, Gb, 0, B, blk.proj.b_ih, true);
-      blk.product.emplace(blk.w_hh.template data_ptr<T>(), Gb, H, H, WeightOp::kTransposed, B, T_ >= kPackMinSteps,
-                          opt, true);
+      blk.product.emplace(blk.w_hh_data, Gb, H, H, WeightOp::kTransposed, B, T_ >= kPackMinSteps, opt, true);
     }
   });
 
@@ -379,8 +381,8 @@ std::vector<at::Tensor> forward_unit_blocks(const Args& a, const std::vector<at:
             r.prev[k] = turns_data[k][step % 2] + row * H + u0;
             r.next[k] = turns_data[k][(step + 1) % 2] + row * H + u0;
           }
-          r.weights[0] = blk.w_hh.template data_ptr<T>();
-          r.weights[1] = blk.bias.template data_ptr<T>();
+          r.weights[0] = blk.w_hh_data;
+          r.weights[1] = blk.bias_data;
           r.args = a.cell_args.data();
           Cell::template forward<T, A>(0, r);
         }
