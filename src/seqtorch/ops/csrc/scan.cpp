@@ -84,16 +84,21 @@ void zone_pass(int64_t n, const T* __restrict keep, const T* __restrict d, T* __
   for (int64_t j = 0; j < n; ++j) d_prev[j] += keep[j] * d[j];
 }
 
-// The elements of the recurrent weights one step's products read.
-template <class Cell>
-double product_weight_elements(const std::vector<at::Tensor>& weights, int64_t H) {
+// What one step's recurrent products of a scan of Cell in dtype T over B rows cost: their flops, and the
+// bytes of recurrent weights they read (the threading rules below ask both).
+struct ProductCost {
+  double flops, weight_bytes;
+};
+
+template <typename T, class Cell>
+ProductCost product_cost(const std::vector<at::Tensor>& weights, int64_t H, int64_t B) {
   double elements = 0;
   for (const Product& product : Cell::kProducts) {
     const at::Tensor& w = weights.at(product.weight);
     const int64_t rows = product.row_stop < 0 ? w.size(0) : (product.row_stop - product.row_start) * H;
     elements += double(rows) * double(w.size(1));
   }
-  return elements;
+  return {2.0 * double(B) * elements, elements * double(sizeof(T))};
 }
 
 // Into how many chunks of rows, one per thread, a scan of B rows whose per-step products take `flops` over
@@ -136,8 +141,8 @@ void run_row_chunks(int64_t B, double flops, double weight_bytes, bool backward,
 // f(r0, r1) over the rows [0, B) of a scan of Cell in dtype T, forward or backward, in chunks (row_chunks).
 template <typename T, class Cell, class F>
 void run_scan_rows(const std::vector<at::Tensor>& weights, int64_t H, int64_t B, bool backward, const F& f) {
-  const double elements = product_weight_elements<Cell>(weights, H);
-  run_row_chunks(B, 2.0 * double(B) * elements, elements * double(sizeof(T)), backward, f);
+  const ProductCost cost = product_cost<T, Cell>(weights, H, B);
+  run_row_chunks(B, cost.flops, cost.weight_bytes, backward, f);
 }
 
 // The gate math's rows per parallel chunk for `rows` rows: where the step's product is split over the
@@ -270,7 +275,7 @@ constexpr int64_t kMaxChunkRowsForBlocks = 32;
 // recurrent dropout or zoneout, h as wide as the cell (no projection), and no row chunks of more than
 // kMaxChunkRowsForBlocks rows.
 template <class Cell>
-int64_t unit_blocks(const Args& a, int64_t B, int64_t H, int64_t P, double flops, double weight_bytes) {
+int64_t unit_blocks(const Args& a, int64_t B, int64_t H, int64_t P, const ProductCost& cost) {
   if constexpr (!kConcurrentCalls || !sums_preactivation<Cell>::value || !unit_local<Cell>::value) {
     return 1;
   } else {
@@ -283,7 +288,7 @@ int64_t unit_blocks(const Args& a, int64_t B, int64_t H, int64_t P, double flops
     }
     const int64_t blocks = std::min<int64_t>(at::get_num_threads(), H / kMinBlockUnits);
     if (blocks < 2) return 1;
-    const int64_t chunks = row_chunks(B, flops, weight_bytes, false);
+    const int64_t chunks = row_chunks(B, cost.flops, cost.weight_bytes, false);
     return chunks > 1 && B / chunks > kMaxChunkRowsForBlocks ? 1 : blocks;
   }
 }
@@ -408,8 +413,7 @@ std::vector<at::Tensor> forward_impl(const Args& a, bool save, const at::Tensor&
   const int64_t H = a.weights.at(0).size(0) / Cell::kGates, P = states.at(0).size(1);
   const Dims d{H, P};
   if (proj != nullptr && !save) {
-    const double elements = product_weight_elements<Cell>(a.weights, H);
-    const int64_t blocks = unit_blocks<Cell>(a, B, H, P, 2.0 * double(B) * elements, elements * double(sizeof(T)));
+    const int64_t blocks = unit_blocks<Cell>(a, B, H, P, product_cost<T, Cell>(a.weights, H, B));
     if (blocks > 1) return forward_unit_blocks<T, Cell, A>(a, states, *proj, blocks);
   }
   const at::TensorOptions opt = input.options();
@@ -983,8 +987,8 @@ int64_t scan_unit_blocks(const std::string& cell, int64_t batch, int64_t hidden)
     if constexpr (unit_local<cells::name>::value) {                                                             \
       Args a{cell, false, kSigmoid, false, std::nullopt, std::nullopt, std::nullopt, {}, std::nullopt, {}, {}, {}}; \
       a.weights.push_back(at::empty({cells::name::kGates * hidden, hidden}));                                   \
-      const double elements = product_weight_elements<cells::name>(a.weights, hidden);                          \
-      return unit_blocks<cells::name>(a, batch, hidden, hidden, 2.0 * double(batch) * elements, elements * 4.0); \
+      const ProductCost cost = product_cost<float, cells::name>(a.weights, hidden, batch);                     \
+      return unit_blocks<cells::name>(a, batch, hidden, hidden, cost);                                          \
     }                                                                                                           \
     return 1;                                                                                                   \
   }
