@@ -24,6 +24,8 @@ from .ops import step as step_op
 from .recurrent_cells import CELLS, Cell, get_cell
 from .recurrent_cells.activations import ACTIVATIONS
 
+_is_compiling = torch.compiler.is_compiling
+
 # The argument signatures (RecurrentCell._signature) that passed a cell's input checks.
 _CHECKED = PassedChecks()
 
@@ -120,8 +122,9 @@ class RecurrentCell(nn.RNNCellBase):
         """One step of the cell on x (B, I) from ``states`` (B, width) each: the spec's equations, as one C++
         op where it serves (same numbers; the rule is :func:`seqtorch.ops.step.cell_step`'s)."""
         cell, values = self.cell, self.__dict__  # the options are plain attributes (Module.__getattr__ is slower)
-        plan = step_op.plan(cell, values.get("activation", "tanh"), values.get("recurrent_activation", "sigmoid"),
-                            tuple(values[name] for name in cell.cell_args))
+        planner = step_op.traced_plan if _is_compiling() else step_op.plan
+        plan = planner(cell, values.get("activation", "tanh"), values.get("recurrent_activation", "sigmoid"),
+                       tuple(values[name] for name in cell.cell_args))
         params = self._parameters
         input_weights = [params[n] if n in params else getattr(self, n) for n in cell.input_weights]
         weights = [params[n] if n in params else getattr(self, n) for n in cell.weights]

@@ -5,6 +5,8 @@ against the float64 reference; the rule that sends a call to the reference inste
 that the Modules run the op where it serves. Fresh buffers of the C++ code are NaN-poisoned
 (poison_cpu_buffers, for the whole module), so an element the op forgot to write cannot pass."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -200,6 +202,27 @@ def test_transforms_and_modes_run_the_reference():
     traced = torch.jit.trace(_FirstState(cell), (x[0],), check_trace=False)
     assert_close(traced(x[1]), want[1])
     assert "seqtorch::cell_step" not in str(traced.inlined_graph)  # it holds the reference's torch ops
+
+
+@pytest.mark.parametrize("make", [lambda: seqtorch.LSTMCell(3, 4), lambda: seqtorch.GRUCell(3, 4)], ids=["lstm", "gru"])
+def test_compile_fullgraph_traces_the_reference_step(make):
+    """torch.compile(fullgraph=True) over a cell, as over torch.nn's: one graph, no warning, with eager's
+    values and gradients (tracing the cached plan went into the C++ library's lookup: a graph break)."""
+    cell = make().double()
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    want = cell(x)
+    want_grads = torch.autograd.grad(want[0].sum() if isinstance(want, tuple) else want.sum(), [x, cell.weight_hh])
+    torch._dynamo.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compiled = torch.compile(cell, fullgraph=True, backend="aot_eager")
+        got = compiled(x)
+    assert type(got) is type(want)
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        assert_close(g, w)
+    got_grads = torch.autograd.grad(got[0].sum() if isinstance(got, tuple) else got.sum(), [x, cell.weight_hh])
+    for g, w in zip(got_grads, want_grads):
+        assert_close(g, w)
 
 
 class _FirstState(torch.nn.Module):

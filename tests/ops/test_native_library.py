@@ -165,6 +165,19 @@ def test_build_name_is_the_same_wherever_the_sources_lie(tmp_path, monkeypatch):
     assert native.build_name() == name
 
 
+def test_each_source_tree_has_its_own_jit_build(tmp_path, monkeypatch):
+    """Two trees of the same sources share the build name (a prebuilt library serves both) but not the JIT
+    build's folder: torch's builder rebuilds a library whose compile command changed, and the command names
+    the sources' paths, so with one folder the trees took turns rebuilding it."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
+    name, jit_name, library = native.build_name(), native.jit_name(), native.jit_library()
+    copy_sources(tmp_path / "tree", monkeypatch)
+    assert native.build_name() == name
+    assert native.jit_name() != jit_name and native.jit_name().startswith(name + "_")
+    assert native.jit_library().parent != library.parent
+    assert native.jit_library() == tmp_path / "extensions" / native.jit_name() / f"{native.jit_name()}.so"
+
+
 @pytest.mark.parametrize("edited", ["ops/csrc/scan.cpp", "ops/csrc/scan.h", "recurrent_cells/lstm/cpu.h"])
 def test_build_name_changes_with_any_source(tmp_path, monkeypatch, edited):
     """A prebuilt or cached binary of other sources has another name, so it is never loaded."""

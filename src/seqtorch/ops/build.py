@@ -21,7 +21,7 @@ from . import native
 
 def report(build: bool) -> tuple[list[str], bool]:
     """The report's lines, and whether the library is loaded (``build``) or ready to load (not ``build``)."""
-    prebuilt, jit = native.prebuilt_path(), native.jit_dir() / f"{native.build_name()}.so"
+    prebuilt, jit = native.prebuilt_path(), native.jit_library()
     lines = [f"build name:  {native.build_name()}",
              f"prebuilt:    {prebuilt} ({'present' if prebuilt.exists() else 'absent'})",
              f"JIT cache:   {jit} ({'present' if jit.exists() else 'absent'})",

@@ -151,11 +151,26 @@ def prebuilt_path() -> Path:
     return PACKAGE_DIR / f"{build_name()}{sysconfig.get_config_var('EXT_SUFFIX')}"
 
 
+def jit_name() -> str:
+    """The JIT build's name: :func:`build_name` and where these sources lie. torch's builder (ninja) rebuilds
+    a library whose compile command changed, and the command names the sources' folders: two source trees
+    of the same text sharing one extension cache (a clone and an editable install, two environments) took
+    turns rebuilding one library, minutes each, and a process that found the other tree's build waited for
+    its own. Each tree builds once, in its own folder."""
+    where = hashlib.sha256(f"{CSRC}\n{CELLS_DIR}".encode()).hexdigest()[:6]
+    return f"{build_name()}_{where}"
+
+
 def jit_dir() -> Path:
     """The folder torch's JIT extension builder builds this library in (created if absent)."""
     from torch.utils import cpp_extension
 
-    return Path(cpp_extension._get_build_directory(build_name(), verbose=False))  # private, but stable
+    return Path(cpp_extension._get_build_directory(jit_name(), verbose=False))  # private, but stable
+
+
+def jit_library() -> Path:
+    """The library a JIT build makes (it may not exist yet)."""
+    return jit_dir() / f"{jit_name()}.so"
 
 
 def compiler() -> str | None:
@@ -278,8 +293,7 @@ def _build_jit() -> Path:
     """Build the library with torch's JIT extension builder (or find it in its cache); its path."""
     from torch.utils import cpp_extension
 
-    name = build_name()
-    library = jit_dir() / f"{name}.so"
+    name, library = jit_name(), jit_library()
     if not library.exists():
         if compiler() is None:
             raise RuntimeError(f"no C++ compiler: {cpp_extension.get_cxx_compiler()!r} ($CXX, else c++) is not "

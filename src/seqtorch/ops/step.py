@@ -57,6 +57,19 @@ def plan(cell: Cell | str, activation: str, recurrent_activation: str, cell_args
     if serves_cell(spec) and spec.name in native.cpp_cells():
         _register_reference()
         op = torch.ops.seqtorch.cell_step.default._op
+    return _plan_of(spec, activation, recurrent_activation, cell_args, op)
+
+
+def traced_plan(cell: Cell | str, activation: str, recurrent_activation: str, cell_args: tuple[float, ...]) -> Plan:
+    """The :class:`Plan` under ``torch.compile`` or ``torch.export``, where the reference step runs
+    (:func:`op_serves`): without the op, and built at each call. Dynamo traces what it calls: the cached
+    :func:`plan` it would run uncached, and its library lookup reads the sources' folder (a graph break,
+    an error under ``fullgraph=True``)."""
+    return _plan_of(get_cell(cell) if isinstance(cell, str) else cell, activation, recurrent_activation, cell_args,
+                    None)
+
+
+def _plan_of(spec: Cell, activation: str, recurrent_activation: str, cell_args: tuple[float, ...], op) -> Plan:
     acts, cell_args = Acts.of(activation, recurrent_activation), tuple(float(a) for a in cell_args)
     return Plan(spec, acts, cell_args, op, (spec.name, acts.activation, acts.recurrent, list(cell_args)))
 
