@@ -126,6 +126,13 @@ inline GemmRoute gemm_route() {
   return std::strcmp(value, "blas") == 0 ? GemmRoute::kBlas : GemmRoute::kAll;
 }
 
+// `values` (width of them) into each of `rows` rows of out (row stride width): a bias as the rows that a
+// product then adds into (its C), the sum x W^T + b in one pass.
+template <typename T>
+void fill_rows(T* out, int64_t rows, int64_t width, const T* values) {
+  for (int64_t row = 0; row < rows; ++row) std::memcpy(out + row * width, values, sizeof(T) * width);
+}
+
 // op(W) (K x N) into panels of `columns` columns at out, one after the other, each K x width contiguous (the
 // last one narrower where N is not a multiple): W^T of a W stored N x K (kTransposed) or W stored K x N
 // (kPlain), row stride ld. See kPanelMinBytes.

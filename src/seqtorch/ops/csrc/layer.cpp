@@ -126,10 +126,7 @@ at::Tensor input_projection(const LayerConfig& c, const LayerTensors& in) {
   }
   at::Tensor gx = new_buffer({T, B, G}, in.x.options());
   float* out = gx.data_ptr<float>();
-  if (add_bias) {  // the rows start from b_ih and the product adds into them
-    const float* bias = in.b_ih.data_ptr<float>();
-    for (int64_t row = 0; row < T * B; ++row) std::memcpy(out + row * G, bias, sizeof(float) * G);
-  }
+  if (add_bias) fill_rows(out, T * B, G, in.b_ih.data_ptr<float>());  // the product adds into the rows
   matmul_transposed_into(x2.data_ptr<float>(), I, in.w_ih.data_ptr<float>(), I, out, G, T * B, G, I, in.x.options(),
                          add_bias);
   return gx;
@@ -278,16 +275,9 @@ struct ScanLayer : public torch::autograd::Function<ScanLayer> {
     const variable_list all = ctx->get_saved_variables();
     const variable_list flat(all.begin(), all.end() - c.n_states);
     std::vector<bool> needs;
+    const auto reference = [&] { return reference_backward(c, flat, grads, needs); };
+    if (auto done = backward_without_cpp(ctx, flat.size(), grads, &needs, reference)) return *done;
     variable_list result{at::Tensor()};  // the config's
-    if (!input_needs(ctx, flat.size(), grads, &needs)) {
-      result.resize(1 + flat.size());
-      return result;
-    }
-    if (at::GradMode::is_enabled()) {  // create_graph=True
-      const variable_list got = reference_backward(c, flat, grads, needs);
-      result.insert(result.end(), got.begin(), got.end());
-      return result;
-    }
     const LayerTensors in = unflatten(c, flat);
     std::vector<at::Tensor> saved(all.end() - c.n_states, all.end());
     for (const at::Tensor& b : ctx->saved_data["buffers"].toTensorVector()) saved.push_back(b);

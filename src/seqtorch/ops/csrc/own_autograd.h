@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,24 @@ inline bool input_needs(AutogradContext* ctx, size_t n, const variable_list& gra
   for (size_t i = 0; i < n; ++i) any |= ((*needs)[i] = ctx->needs_input_grad(i));
   for (const at::Tensor& g : grads) has_grad |= g.defined();
   return any && has_grad;
+}
+
+// A backward's start, the same for both ops: `needs` (input_needs) and, where no C++ arithmetic is wanted, the
+// whole result: undefined gradients when there is nothing to compute, or under create_graph=True (a double
+// backward) the flat inputs' gradients that `reference()` gives; nullopt otherwise. A result's first entry is
+// the node's config argument's (no gradient), then one per flat input.
+template <class Reference>
+std::optional<variable_list> backward_without_cpp(AutogradContext* ctx, size_t n, const variable_list& grads,
+                                                  std::vector<bool>* needs, const Reference& reference) {
+  variable_list result{at::Tensor()};
+  if (!input_needs(ctx, n, grads, needs)) {
+    result.resize(1 + n);
+    return result;
+  }
+  if (!at::GradMode::is_enabled()) return std::nullopt;
+  const variable_list got = reference();
+  result.insert(result.end(), got.begin(), got.end());
+  return result;
 }
 
 // needs per input slot (W_ih, b_ih, *weights) from the flat inputs' (x, the states, the present slots), an

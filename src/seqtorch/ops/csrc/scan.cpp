@@ -222,7 +222,7 @@ class GxRows {
     T* out = chunk_data_;
     // with a bias, the rows start from it and the products add into them (x_t W_ih^T + b_ih, the same sum)
     const bool bias = fill_.defined();
-    if (bias) fill_rows(out, n * rows_);
+    if (bias) fill_rows(out, n * rows_, G_, fill_.data_ptr<T>());
     if (per_chunk_ && n == kChunkSteps) {
       per_chunk_->run(x + lo_ * B_ * I_, I_, out, G_, bias);
     } else {
@@ -230,12 +230,6 @@ class GxRows {
         per_time_->run(x + ((lo_ + k) * B_ + r0_) * I_, I_, out + k * rows_ * G_, G_, bias);
       }
     }
-  }
-
-  // fill_ into each of `rows` rows of out
-  void fill_rows(T* out, int64_t rows) const {
-    const T* bias = fill_.data_ptr<T>();
-    for (int64_t row = 0; row < rows; ++row) std::memcpy(out + row * G_, bias, sizeof(T) * G_);
   }
 
   const Projection* proj_;

@@ -381,16 +381,9 @@ struct CellStep : public torch::autograd::Function<CellStep> {
     const StepConfig cfg = load_config(ctx);
     const variable_list flat = ctx->get_saved_variables();
     std::vector<bool> needs;
+    const auto reference = [&] { return reference_backward(cfg, flat, grads, needs); };
+    if (auto done = backward_without_cpp(ctx, flat.size(), grads, &needs, reference)) return *done;
     variable_list result{at::Tensor()};  // the config's
-    if (!input_needs(ctx, flat.size(), grads, &needs)) {
-      result.resize(1 + flat.size());
-      return result;
-    }
-    if (at::GradMode::is_enabled()) {  // create_graph=True
-      const variable_list got = reference_backward(cfg, flat, grads, needs);
-      result.insert(result.end(), got.begin(), got.end());
-      return result;
-    }
     const auto [c, in] = unflatten(cfg, flat);
     StepNeeds n;
     n.x = needs[0];
