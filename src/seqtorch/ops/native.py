@@ -169,8 +169,9 @@ def jit_dir() -> Path:
 
 
 def jit_library() -> Path:
-    """The library a JIT build makes (it may not exist yet)."""
-    return jit_dir() / f"{jit_name()}.so"
+    """The library a JIT build makes (it may not exist yet): in :func:`jit_dir`, named as it is."""
+    directory = jit_dir()
+    return directory / f"{directory.name}.so"
 
 
 def compiler() -> str | None:
@@ -293,15 +294,16 @@ def _build_jit() -> Path:
     """Build the library with torch's JIT extension builder (or find it in its cache); its path."""
     from torch.utils import cpp_extension
 
-    name, library = jit_name(), jit_library()
+    library = jit_library()  # the names hash every source: computed once (about a millisecond each)
+    name, directory = library.stem, library.parent
     if not library.exists():
         if compiler() is None:
             raise RuntimeError(f"no C++ compiler: {cpp_extension.get_cxx_compiler()!r} ($CXX, else c++) is not "
                                f"on PATH, and there is no prebuilt library at {prebuilt_path()}")
         print(f"seqtorch: building the C++ CPU loops ({name}; once per machine, torch version and source "
               f"version, about a minute)...", file=sys.stderr, flush=True)
-    generated = write_generated_headers(jit_dir() / "generated")
-    _clear_stale_lock(jit_dir() / "lock")
+    generated = write_generated_headers(directory / "generated")
+    _clear_stale_lock(directory / "lock")
     cpp_extension.load(name=name, sources=[str(path) for path in SOURCES], extra_cflags=compile_flags(),
                        extra_ldflags=openmp_flags(),
                        extra_include_paths=[str(path) for path in include_dirs(generated)],
